@@ -1,0 +1,219 @@
+/* cxl_api.h -- the C API that Python drives through cffi. This file is also the cffi cdef:
+ * keep it to plain typedefs and prototypes (lines starting with '#' are stripped). */
+#ifndef CXL_API_H
+#define CXL_API_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- CPU and primitives */
+uint64_t cxl_now_ns(void);
+int cxl_cpu_flush_support(void);
+int cxl_select_flush(int requested);
+int cxl_flush_kind(void);
+double cxl_calibrate_tsc(unsigned ms);
+double cxl_tsc_per_ns(void);
+
+typedef struct cxl_inject_info {
+    double flush_ns;
+    double fence_ns;
+    double inval_ns;
+    double write_gbps;
+    int invalidate_flushes;
+} cxl_inject_info_t;
+
+void cxl_set_inject(double flush_ns, double fence_ns, double inval_ns, double write_gbps,
+                    int invalidate_flushes);
+void cxl_get_inject(cxl_inject_info_t *out);
+
+/* ---------------------------------------------------------------- regions */
+typedef struct cxl_region {
+    void *base;
+    uint64_t size;
+    uint64_t align;
+    int fd;
+    int backend;      /* 1 emulated, 2 file, 3 devdax, 4 numa */
+    int numa_node;
+    int hugepages;    /* 1 if backed by huge pages (or THP advised) */
+    int locked;       /* 1 if an advisory lock is held on fd */
+    int created;      /* 1 if this call created the file */
+} cxl_region_t;
+
+int cxl_region_map_anon(cxl_region_t *r, uint64_t size, int hugepages);
+int cxl_region_map_file(cxl_region_t *r, const char *path, uint64_t size, int create, int lock);
+int cxl_region_map_devdax(cxl_region_t *r, const char *path, uint64_t size, uint64_t align,
+                          int lock);
+int cxl_region_map_numa(cxl_region_t *r, uint64_t size, int node);
+void cxl_region_unmap(cxl_region_t *r);
+
+/* Seam-level helpers used by tests and characterisation (they go through the seam). */
+void cxl_seam_write(void *dst, const void *src, uint64_t n, int nt);
+void cxl_seam_persist(const void *p, uint64_t n);
+void cxl_seam_read(void *dst, const void *src, uint64_t n);
+
+/* ---------------------------------------------------------------- micro-benchmarks */
+uint64_t cxl_bench_flush_calls(void *buf, uint64_t lines, uint64_t iters);
+uint64_t cxl_bench_fence_calls(uint64_t iters);
+uint64_t cxl_bench_inval_calls(const void *buf, uint64_t lines, uint64_t iters);
+uint64_t cxl_bench_store_flush_fence(void *buf, uint64_t lines, uint64_t lines_per_fence,
+                                     uint64_t iters);
+uint64_t cxl_bench_copy(void *dst, const void *src, uint64_t bytes, uint64_t chunk, int nt,
+                        uint64_t iters);
+uint64_t cxl_bench_pointer_chase(void *buf, uint64_t bytes, uint64_t steps, uint64_t seed);
+uint64_t cxl_bench_inval_reload(void *buf, uint64_t lines, uint64_t iters);
+
+/* ---------------------------------------------------------------- the shared log */
+typedef struct cxl_log_cfg {
+    uint32_t brokers;
+    uint32_t publishers_per_broker;
+    uint32_t subscribers;
+    uint32_t order;          /* 0 or 2 */
+    uint32_t variant;        /* 0 per-scanner buffers, 1 shared mutex (the seed's "before") */
+    uint32_t ack_level;      /* 0, 1, 2 */
+    uint32_t pbr_slots;      /* power of two */
+    uint32_t msg_size;       /* payload bytes per message */
+    uint32_t msgs_per_batch;
+    uint32_t epoch_us;
+    uint64_t goi_slots;      /* power of two */
+    uint64_t batches_per_publisher;
+    uint64_t seed;
+    uint32_t flags;          /* CXL_F_* below */
+    uint32_t fault;          /* planted defect (checked build), 0 = none */
+    uint64_t slot_timeout_ns;  /* resolve a claimed-never-committed slot as lost after this */
+    uint64_t watchdog_ns;      /* report a stall when nothing progresses for this long */
+    uint64_t record_capacity;  /* per record array; 0 = no per-batch records */
+} cxl_log_cfg_t;
+
+/* flags */
+enum {
+    CXL_F_NT_COPY = 1,          /* non-temporal payload copy */
+    CXL_F_FENCE_PER_LINE = 2,   /* ablation: one fence per header line instead of one per two */
+    CXL_F_RESERVE_PER_BATCH = 4,/* ablation: one reservation per batch instead of per epoch */
+    CXL_F_EXTRA_FENCE = 8,      /* planted slowdown: an extra fence per message */
+    CXL_F_DETERMINISTIC = 16,   /* single thread, seeded scheduler (checked build) */
+    CXL_F_NO_VERIFY = 32        /* subscribers skip payload verification */
+};
+
+/* roles for cxl_log_run */
+enum {
+    CXL_ROLE_PUBLISHERS = 1,
+    CXL_ROLE_SCANNERS = 2,      /* scanners + epoch sequencer (Order 2) or ackers (Order 0) */
+    CXL_ROLE_SUBSCRIBERS = 4,
+    CXL_ROLE_ALL = 7
+};
+
+typedef struct cxl_log_stats {
+    uint64_t batches_published;
+    uint64_t messages_published;
+    uint64_t bytes_published;     /* payload bytes */
+    uint64_t batches_ordered;
+    uint64_t messages_ordered;
+    uint64_t batches_acked;
+    uint64_t messages_acked;
+    uint64_t batches_lost;
+    uint64_t first_publish_ns;
+    uint64_t last_publish_ns;
+    uint64_t last_ack_ns;
+    uint64_t end_ns;
+    uint64_t epochs;
+    uint64_t reservations;
+    uint64_t backpressure_waits;
+    uint64_t committed_seq;
+    uint64_t sub_batches[8];
+    uint64_t sub_messages[8];
+    uint64_t sub_hash[8];
+    uint64_t sub_checksum_errors[8];
+    uint64_t sub_order_errors[8];
+    uint64_t sub_last_ns[8];
+    uint64_t corrupt_headers;     /* PBR headers that failed validation */
+    uint64_t corrupt_goi;         /* GOI entries that failed validation */
+    uint64_t corrupt_ctrl;        /* control-block values out of range */
+    uint64_t foreign_tokens;      /* tokens that match neither this lap nor the last */
+    uint64_t committed_regressions;
+    uint64_t ack_ahead;           /* ACK frontier seen ahead of what was ordered */
+    uint64_t order_gaps;          /* per-broker order or density broken at the sequencer */
+    uint64_t stalled;             /* watchdog fired: nothing progressed for watchdog_ns */
+    uint64_t stall_role;          /* roles still running when it fired */
+    uint64_t lat_hist[768];       /* publish-to-commit latency, log-linear ns buckets */
+} cxl_log_stats_t;
+
+/* Per-batch records (only when record_capacity > 0). */
+typedef struct cxl_rec_publish {
+    uint64_t publish_ns;
+    uint64_t pbr_index;
+    uint64_t client_batch_seq;
+    uint64_t checksum;
+    uint32_t broker;
+    uint32_t client;
+    uint32_t msg_count;
+    uint32_t size;
+} cxl_rec_publish_t;
+
+typedef struct cxl_rec_order {
+    uint64_t seq;
+    uint64_t pbr_index;
+    uint64_t commit_ns;
+    uint64_t first_msg_order;
+    uint32_t broker;
+    uint32_t msg_count;
+} cxl_rec_order_t;
+
+typedef struct cxl_rec_frontier {
+    uint64_t ns;
+    uint64_t value;
+    uint32_t who;     /* broker (acks) or observer (commits) */
+    uint32_t kind;    /* ack level, or 0 = sequencer write / 1+k = subscriber k read */
+} cxl_rec_frontier_t;
+
+typedef struct cxl_rec_deliver {
+    uint64_t pos;
+    uint64_t pbr_index;
+    uint64_t checksum;   /* recomputed from the bytes read */
+    uint64_t ns;
+    uint64_t client_batch_seq;
+    uint32_t broker;
+    uint32_t client;
+    uint32_t size;
+    uint32_t msg_count;
+} cxl_rec_deliver_t;
+
+typedef struct cxl_rec_loss {
+    uint64_t ns;
+    uint64_t pbr_index;
+    uint32_t broker;
+    uint32_t reason;  /* 1 timeout (claimed, never committed), 2 corrupt header */
+} cxl_rec_loss_t;
+
+enum {
+    CXL_REC_PUBLISH = 0,
+    CXL_REC_ORDER = 1,
+    CXL_REC_COMMIT = 2,
+    CXL_REC_ACK = 3,
+    CXL_REC_LOSS = 4,
+    CXL_REC_DELIVER = 5  /* + subscriber index */
+};
+
+typedef struct cxl_log cxl_log_t;
+
+uint64_t cxl_layout_size(const cxl_log_cfg_t *cfg);
+int cxl_layout_init(void *base, uint64_t size, const cxl_log_cfg_t *cfg);
+int cxl_layout_attach(const void *base, uint64_t size, const cxl_log_cfg_t *cfg, char *err,
+                      size_t errlen);
+cxl_log_t *cxl_log_new(void *base, uint64_t size, const cxl_log_cfg_t *cfg, char *err,
+                       size_t errlen);
+int cxl_log_run(cxl_log_t *log, uint32_t roles);
+void cxl_log_request_stop(cxl_log_t *log);
+void cxl_log_stats(const cxl_log_t *log, cxl_log_stats_t *out);
+uint64_t cxl_log_progress(const cxl_log_t *log);
+int cxl_log_records(const cxl_log_t *log, int kind, void **ptr, uint64_t *count,
+                    uint64_t *elem_size);
+void cxl_log_free(cxl_log_t *log);
+uint64_t cxl_checksum_bytes(const void *p, uint64_t n, uint64_t seed);
+
+/* The fault catalogue: planted defects, by id (1..count); 0 is "no fault". */
+uint32_t cxl_fault_count(void);
+const char *cxl_fault_name(uint32_t id);
+const char *cxl_fault_doc(uint32_t id);
+/* 1 when this module is the checked build (seam recorded and modelled). */
+int cxl_is_checked(void);
+
+#endif

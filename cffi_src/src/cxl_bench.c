@@ -1,0 +1,122 @@
+/* cxl_bench.c -- micro-benchmarks of the seam (device characterisation, injection checks).
+ * Each returns elapsed nanoseconds; the caller divides. Everything goes through the seam, so
+ * injected latency is included exactly as the log sees it. */
+#define _GNU_SOURCE
+#include "cxl_api.h"
+#include "cxl_seam.h"
+
+#include <stdlib.h>
+
+static volatile uint64_t bench_sink_g;
+
+void cxl_seam_write(void *dst, const void *src, uint64_t n, int nt) {
+    if (nt) cxl_copy_in_nt(dst, src, n);
+    else cxl_copy_in(dst, src, n);
+}
+
+void cxl_seam_persist(const void *p, uint64_t n) {
+    cxl_flush_range(p, n);
+    cxl_sfence();
+}
+
+void cxl_seam_read(void *dst, const void *src, uint64_t n) {
+    cxl_invalidate(src, n);
+    cxl_copy_out(dst, src, n);
+}
+
+uint64_t cxl_bench_flush_calls(void *buf, uint64_t lines, uint64_t iters) {
+    unsigned char *b = (unsigned char *)buf;
+    uint64_t t0 = cxl_now_ns();
+    for (uint64_t i = 0; i < iters; i++) cxl_flush(b + (i % lines) * CXL_LINE);
+    cxl_sfence();
+    return cxl_now_ns() - t0;
+}
+
+uint64_t cxl_bench_fence_calls(uint64_t iters) {
+    uint64_t t0 = cxl_now_ns();
+    for (uint64_t i = 0; i < iters; i++) cxl_sfence();
+    return cxl_now_ns() - t0;
+}
+
+uint64_t cxl_bench_inval_calls(const void *buf, uint64_t lines, uint64_t iters) {
+    const unsigned char *b = (const unsigned char *)buf;
+    uint64_t t0 = cxl_now_ns();
+    for (uint64_t i = 0; i < iters; i++) cxl_invalidate(b + (i % lines) * CXL_LINE, CXL_LINE);
+    return cxl_now_ns() - t0;
+}
+
+/* Store a word into each line, flush it, and fence every `per_fence` lines. */
+uint64_t cxl_bench_store_flush_fence(void *buf, uint64_t lines, uint64_t per_fence,
+                                     uint64_t iters) {
+    unsigned char *b = (unsigned char *)buf;
+    if (per_fence == 0) per_fence = 1;
+    uint64_t t0 = cxl_now_ns();
+    for (uint64_t i = 0; i < iters; i++) {
+        unsigned char *line = b + (i % lines) * CXL_LINE;
+        cxl_st64(line, i);
+        cxl_flush(line);
+        if ((i + 1) % per_fence == 0) cxl_sfence();
+    }
+    cxl_sfence();
+    return cxl_now_ns() - t0;
+}
+
+uint64_t cxl_bench_copy(void *dst, const void *src, uint64_t bytes, uint64_t chunk, int nt,
+                        uint64_t iters) {
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+    if (chunk == 0 || chunk > bytes) chunk = bytes;
+    uint64_t t0 = cxl_now_ns();
+    for (uint64_t it = 0; it < iters; it++) {
+        for (uint64_t off = 0; off + chunk <= bytes; off += chunk) {
+            if (nt) cxl_copy_in_nt(d + off, s + off, chunk);
+            else cxl_copy_in(d + off, s + off, chunk);
+        }
+        if (nt) cxl_sfence();
+    }
+    return cxl_now_ns() - t0;
+}
+
+/* Idle load latency: a random cyclic permutation of lines, each load depends on the last. */
+uint64_t cxl_bench_pointer_chase(void *buf, uint64_t bytes, uint64_t steps, uint64_t seed) {
+    uint64_t n = bytes / CXL_LINE;
+    if (n < 2) return 0;
+    uint64_t *order = (uint64_t *)malloc(n * sizeof *order);
+    if (!order) return 0;
+    for (uint64_t i = 0; i < n; i++) order[i] = i;
+    uint64_t x = seed | 1;
+    for (uint64_t i = n - 1; i > 0; i--) { /* Fisher-Yates with xorshift */
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        uint64_t j = x % (i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    unsigned char *b = (unsigned char *)buf;
+    for (uint64_t i = 0; i < n; i++)
+        cxl_st64(b + order[i] * CXL_LINE, order[(i + 1) % n] * CXL_LINE);
+    free(order);
+    uint64_t off = 0;
+    uint64_t t0 = cxl_now_ns();
+    for (uint64_t i = 0; i < steps; i++) {
+        cxl_invalidate(b + off, 8);
+        off = cxl_ld64(b + off);
+    }
+    uint64_t dt = cxl_now_ns() - t0;
+    bench_sink_g = off; /* keeps the chain live */
+    return dt;
+}
+
+/* Invalidate a line another agent may have written, then reload it. */
+uint64_t cxl_bench_inval_reload(void *buf, uint64_t lines, uint64_t iters) {
+    unsigned char *b = (unsigned char *)buf;
+    uint64_t sink = 0;
+    uint64_t t0 = cxl_now_ns();
+    for (uint64_t i = 0; i < iters; i++) {
+        unsigned char *line = b + (i % lines) * CXL_LINE;
+        cxl_invalidate(line, CXL_LINE);
+        sink += cxl_ld64(line);
+    }
+    uint64_t dt = cxl_now_ns() - t0;
+    bench_sink_g = sink;
+    return dt;
+}

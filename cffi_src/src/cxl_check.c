@@ -1,0 +1,643 @@
+/*
+ * cxl_check.c -- the checked build's seam: every shared-memory access is (1) checked against
+ * the flush/fence trace rules and (2) optionally served by a non-coherent memory model.
+ *
+ * The model: the region's bytes are "home" (the device). Each agent (host/role) sees home
+ * through its own software cache of 64-byte lines. A store stays in the agent's cache until
+ * the line is flushed and the agent fences (or, at random, earlier: an eviction or an early
+ * write-back). A cached line keeps being served, stale, until the agent invalidates it.
+ * Write-back is whole-line, as in hardware, so two writers on one line lose updates.
+ *
+ * The same rule engine also runs over traces recorded elsewhere (cxl_chk_feed).
+ */
+#define _GNU_SOURCE
+#include "cxl_api.h"
+#include "cxl_check_api.h"
+#include "cxl_seam.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_AGENTS 128
+#define MAX_FINDINGS 512
+#define NO_LINE UINT64_MAX
+
+#define CHK_RULES(X)                                                                            \
+    X(1, unflushed_before_publish, 2,                                                           \
+      "a store was not flushed (and fenced) before the agent's next publish")                  \
+    X(2, unfenced_before_publish, 2, "a flush was not fenced before the agent's next publish") \
+    X(3, nt_unfenced_before_publish, 2,                                                         \
+      "a non-temporal store was not fenced before the agent's next publish")                   \
+    X(4, body_after_token, 2, "a record's body was stored after its token was published")     \
+    X(5, read_without_invalidate, 2,                                                            \
+      "a line another agent wrote was read without invalidating it since that write")          \
+    X(6, two_writers_one_line, 2, "two agents stored to the same cache line")                  \
+    X(7, record_read_without_token, 2, "a record line was read without first reading its token") \
+    X(8, publish_not_flushed, 2,                                                                \
+      "a published token or frontier was not flushed before the agent's next fence")           \
+    X(9, overwrite_before_flush, 1, "bytes stored twice before a flush of their line")        \
+    X(10, redundant_flush, 1, "a line flushed again with no store since its last flush")       \
+    X(11, clean_flush, 1, "a flush of a line this agent has no store pending on")              \
+    X(12, empty_fence, 1, "a fence with no flush or non-temporal store to order")
+
+enum {
+#define RULE_ENUM(id, name, sev, doc) R_##name = id,
+    CHK_RULES(RULE_ENUM)
+#undef RULE_ENUM
+    R_COUNT_PLUS1
+};
+
+static const char *const rule_names[] = {
+    "",
+#define RULE_NAME(id, name, sev, doc) #name,
+    CHK_RULES(RULE_NAME)
+#undef RULE_NAME
+};
+static const char *const rule_docs[] = {
+    "",
+#define RULE_DOC(id, name, sev, doc) doc,
+    CHK_RULES(RULE_DOC)
+#undef RULE_DOC
+};
+static const uint32_t rule_sev[] = {
+    0,
+#define RULE_SEV(id, name, sev, doc) sev,
+    CHK_RULES(RULE_SEV)
+#undef RULE_SEV
+};
+
+enum { K_PLAIN = 1, K_NT = 2, K_TOKEN = 4, K_COMMIT = 8 };
+enum { S_CLEAN = 0, S_STORED = 1, S_FLUSHED = 2 };
+
+typedef struct line_state {
+    uint64_t last_store_evt;
+    uint64_t dirty_mask;      /* bytes stored since the owner's last flush of the line */
+    const char *st_file;
+    int32_t st_line;
+    int16_t owner;            /* last agent that stored here, -1 none */
+    uint8_t state;
+    uint8_t kinds;
+    uint8_t pub_since_fence;
+    uint8_t token_line;
+    uint8_t rmw;
+    uint8_t pending;          /* listed in the owner's pending list */
+} line_state_t;
+
+typedef struct cline {
+    unsigned char data[CXL_LINE];
+    uint64_t dirty;
+    int wb_pending;           /* flushed: written back at the agent's next fence */
+} cline_t;
+
+typedef struct agent {
+    int used;
+    uint64_t *inval_evt;      /* per line: this agent's last invalidate */
+    uint64_t *pending;        /* lines this agent stored to and has not yet fenced clean */
+    uint64_t npending, cap_pending;
+    uint64_t last_token_line;
+    uint64_t last_consume_line;
+    cline_t **cache;          /* model: per line, NULL = not cached */
+} agent_t;
+
+static struct {
+    int active;
+    cxl_chk_cfg_t cfg;
+    unsigned char *base;
+    uint64_t size, lines;
+    line_state_t *ls;
+    agent_t agents[MAX_AGENTS];
+    uint64_t evt;
+    uint64_t rng;
+    cxl_chk_finding_t findings[MAX_FINDINGS];
+    uint64_t nfindings;
+    uint64_t rule_total[R_COUNT_PLUS1];
+    cxl_chk_event_t *trace;
+    uint64_t ntrace;
+    uint64_t early, evictions, stale_reads;
+} G;
+
+static pthread_mutex_t chk_mu = PTHREAD_MUTEX_INITIALIZER;
+static __thread int cur_agent = 0;
+
+/* ------------------------------------------------------------------ bookkeeping */
+
+static uint64_t rng_next(void) {
+    uint64_t x = G.rng;
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    G.rng = x;
+    return x;
+}
+
+static int chance(double p) {
+    return p > 0.0 && (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0) < p;
+}
+
+static void finding(uint32_t rule, int agent, int other, uint64_t li, const char *file, int ln) {
+    G.rule_total[rule]++;
+    for (uint64_t i = 0; i < G.nfindings; i++) {
+        cxl_chk_finding_t *f = &G.findings[i];
+        if (f->rule == rule && f->line_no == ln && f->file == file) { f->count++; return; }
+    }
+    if (G.nfindings == MAX_FINDINGS) return;
+    cxl_chk_finding_t *f = &G.findings[G.nfindings++];
+    f->rule = rule;
+    f->severity = rule_sev[rule];
+    f->agent = agent;
+    f->other_agent = other;
+    f->line_off = li * CXL_LINE;
+    f->count = 1;
+    f->file = file;
+    f->line_no = ln;
+}
+
+static agent_t *agent_get(int a) {
+    if (a < 0 || a >= MAX_AGENTS) a = MAX_AGENTS - 1;
+    agent_t *A = &G.agents[a];
+    if (!A->used) {
+        A->used = 1;
+        A->last_token_line = NO_LINE;
+        A->last_consume_line = NO_LINE;
+    }
+    return A;
+}
+
+static void pending_add(agent_t *A, uint64_t li) {
+    line_state_t *s = &G.ls[li];
+    if (s->pending) return;
+    if (A->npending == A->cap_pending) {
+        uint64_t cap = A->cap_pending ? A->cap_pending * 2 : 256;
+        uint64_t *p = (uint64_t *)realloc(A->pending, cap * sizeof *p);
+        if (!p) return;
+        A->pending = p;
+        A->cap_pending = cap;
+    }
+    A->pending[A->npending++] = li;
+    s->pending = 1;
+}
+
+static uint64_t *inval_of(agent_t *A) {
+    if (!A->inval_evt) A->inval_evt = (uint64_t *)calloc(G.lines, sizeof(uint64_t));
+    return A->inval_evt;
+}
+
+static void trace_event(int agent, int op, uint64_t off, uint64_t size, uint64_t value,
+                        const char *file, int ln) {
+    if (!G.cfg.keep_trace || G.ntrace >= G.cfg.trace_capacity || !G.trace) return;
+    cxl_chk_event_t *e = &G.trace[G.ntrace++];
+    e->off = off;
+    e->value = value;
+    e->size = (uint32_t)size;
+    e->agent = (int16_t)agent;
+    e->op = (uint16_t)op;
+    e->file = file;
+    e->line_no = ln;
+}
+
+/* ------------------------------------------------------------------ the model */
+
+static cline_t *cache_line(agent_t *A, uint64_t li) {
+    if (!A->cache) {
+        A->cache = (cline_t **)calloc(G.lines, sizeof(cline_t *));
+        if (!A->cache) abort();
+    }
+    cline_t *c = A->cache[li];
+    if (!c) {
+        c = (cline_t *)calloc(1, sizeof *c);
+        if (!c) abort();
+        memcpy(c->data, G.base + li * CXL_LINE, CXL_LINE);
+        A->cache[li] = c;
+    }
+    return c;
+}
+
+static void write_back(cline_t *c, uint64_t li) {
+    memcpy(G.base + li * CXL_LINE, c->data, CXL_LINE); /* whole line, like hardware */
+    c->dirty = 0;
+    c->wb_pending = 0;
+}
+
+static void drop_line(agent_t *A, uint64_t li) {
+    if (!A->cache || !A->cache[li]) return;
+    if (A->cache[li]->dirty) write_back(A->cache[li], li);
+    free(A->cache[li]);
+    A->cache[li] = NULL;
+}
+
+/* Adversary: now and then a flushed line becomes visible before its fence, or a dirty line
+ * is evicted (written back) with no flush at all. */
+static void adversary(void) {
+    if (!G.cfg.model) return;
+    int early = chance(G.cfg.p_early), evict = chance(G.cfg.p_evict);
+    if (!early && !evict) return;
+    agent_t *A = &G.agents[rng_next() % MAX_AGENTS];
+    if (!A->used || !A->npending || !A->cache) return;
+    uint64_t li = A->pending[rng_next() % A->npending];
+    cline_t *c = A->cache[li];
+    if (!c || !c->dirty) return;
+    if (c->wb_pending && early) { write_back(c, li); G.early++; }
+    else if (!c->wb_pending && evict) { write_back(c, li); G.evictions++; }
+}
+
+/* ------------------------------------------------------------------ rule engine */
+
+static inline uint64_t byte_mask(uint64_t off_in_line, uint64_t n) {
+    if (n >= 64) return ~0ull;
+    return ((1ull << n) - 1) << off_in_line;
+}
+
+static void on_store(int a, uint64_t li, uint64_t mask, int kind, const char *file, int ln) {
+    agent_t *A = agent_get(a);
+    line_state_t *s = &G.ls[li];
+    if (!s->rmw) {
+        if (s->owner >= 0 && s->owner != a) finding(R_two_writers_one_line, a, s->owner, li, file, ln);
+        if ((kind & (K_PLAIN | K_NT)) && A->last_token_line != NO_LINE &&
+            (li == A->last_token_line || li + 1 == A->last_token_line))
+            finding(R_body_after_token, a, -1, li, file, ln);
+        if (s->owner == a && s->state == S_STORED && (s->dirty_mask & mask) && !(kind & K_COMMIT))
+            finding(R_overwrite_before_flush, a, -1, li, file, ln);
+    }
+    s->owner = (int16_t)a;
+    s->state = (kind & K_NT) ? S_FLUSHED : S_STORED;
+    s->kinds |= (uint8_t)kind;
+    s->dirty_mask |= mask;
+    s->st_file = file;
+    s->st_line = ln;
+    s->last_store_evt = G.evt;
+    if (s->pending && A->npending == 0) s->pending = 0; /* owner changed hands */
+    pending_add(A, li);
+}
+
+static void check_before_publish(int a, uint64_t li, int commit) {
+    agent_t *A = agent_get(a);
+    for (uint64_t i = 0; i < A->npending; i++) {
+        uint64_t p = A->pending[i];
+        line_state_t *s = &G.ls[p];
+        if (p == li || s->owner != a || s->state == S_CLEAN) continue;
+        int covered = (s->kinds & (K_PLAIN | K_NT)) || (commit && (s->kinds & K_TOKEN));
+        if (!covered) continue;
+        if (s->state == S_STORED) finding(R_unflushed_before_publish, a, -1, p, s->st_file, s->st_line);
+        else if (s->kinds & K_NT) finding(R_nt_unfenced_before_publish, a, -1, p, s->st_file, s->st_line);
+        else finding(R_unfenced_before_publish, a, -1, p, s->st_file, s->st_line);
+    }
+}
+
+static void on_publish(int a, uint64_t li, int commit, const char *file, int ln) {
+    check_before_publish(a, li, commit);
+    on_store(a, li, byte_mask(0, 8), commit ? K_COMMIT : K_TOKEN, file, ln);
+    line_state_t *s = &G.ls[li];
+    s->pub_since_fence = 1;
+    if (!commit) {
+        s->token_line = 1;
+        agent_get(a)->last_token_line = li;
+    }
+}
+
+static void on_flush(int a, uint64_t li, const char *file, int ln) {
+    line_state_t *s = &G.ls[li];
+    if (s->rmw) return;
+    if (s->owner != a || s->state == S_CLEAN) finding(R_clean_flush, a, s->owner, li, file, ln);
+    else if (s->state == S_FLUSHED && !(s->kinds & K_NT)) finding(R_redundant_flush, a, -1, li, file, ln);
+    if (s->owner == a && s->state == S_STORED) {
+        s->state = S_FLUSHED;
+        s->dirty_mask = 0;
+    }
+}
+
+static void on_fence(int a, const char *file, int ln) {
+    agent_t *A = agent_get(a);
+    int ordered = 0;
+    uint64_t keep = 0;
+    for (uint64_t i = 0; i < A->npending; i++) {
+        uint64_t li = A->pending[i];
+        line_state_t *s = &G.ls[li];
+        if (s->owner != a) { s->pending = 0; continue; }
+        if (s->state == S_FLUSHED) {
+            ordered = 1;
+            s->state = S_CLEAN;
+            s->kinds = 0;
+            s->pub_since_fence = 0;
+            s->pending = 0;
+            continue;
+        }
+        if (s->state == S_STORED && s->pub_since_fence)
+            finding(R_publish_not_flushed, a, -1, li, s->st_file, s->st_line);
+        s->pub_since_fence = 0;
+        A->pending[keep++] = li;
+    }
+    A->npending = keep;
+    if (!ordered) finding(R_empty_fence, a, -1, 0, file, ln);
+}
+
+static void on_read(int a, uint64_t li, int consume, const char *file, int ln) {
+    agent_t *A = agent_get(a);
+    line_state_t *s = &G.ls[li];
+    if (s->rmw || s->owner < 0 || s->owner == a) {
+        if (consume) A->last_consume_line = li;
+        return;
+    }
+    if (s->last_store_evt > inval_of(A)[li])
+        finding(R_read_without_invalidate, a, s->owner, li, file, ln);
+    if (consume) {
+        A->last_consume_line = li;
+    } else {
+        int token_rec = s->token_line || (li + 1 < G.lines && G.ls[li + 1].token_line);
+        if (token_rec && A->last_consume_line != li && A->last_consume_line != li + 1)
+            finding(R_record_read_without_token, a, s->owner, li, file, ln);
+    }
+}
+
+static void on_invalidate(int a, uint64_t li) { inval_of(agent_get(a))[li] = G.evt; }
+
+/* ------------------------------------------------------------------ the seam, checked */
+
+static inline int in_region(const void *p, uint64_t n) {
+    uintptr_t x = (uintptr_t)p, b = (uintptr_t)G.base;
+    return G.active && x >= b && x + n <= b + G.size;
+}
+
+static void lock(void) { pthread_mutex_lock(&chk_mu); }
+static void unlock(void) { pthread_mutex_unlock(&chk_mu); }
+
+static void model_store(int a, uint64_t off, const void *src, uint64_t n, int nt) {
+    agent_t *A = agent_get(a);
+    const unsigned char *s = (const unsigned char *)src;
+    while (n) {
+        uint64_t li = off / CXL_LINE, o = off % CXL_LINE, k = CXL_LINE - o < n ? CXL_LINE - o : n;
+        if (G.cfg.model) {
+            cline_t *c = cache_line(A, li);
+            memcpy(c->data + o, s, k);
+            c->dirty |= byte_mask(o, k);
+            if (nt) c->wb_pending = 1;
+        } else {
+            memcpy(G.base + off, s, k);
+        }
+        off += k; s += k; n -= k;
+    }
+}
+
+static void model_load(int a, uint64_t off, void *dst, uint64_t n) {
+    agent_t *A = agent_get(a);
+    unsigned char *d = (unsigned char *)dst;
+    while (n) {
+        uint64_t li = off / CXL_LINE, o = off % CXL_LINE, k = CXL_LINE - o < n ? CXL_LINE - o : n;
+        if (G.cfg.model) {
+            cline_t *c = cache_line(A, li);
+            if (memcmp(c->data + o, G.base + off, k) != 0 && !c->dirty) G.stale_reads++;
+            memcpy(d, c->data + o, k);
+        } else {
+            memcpy(d, G.base + off, k);
+        }
+        off += k; d += k; n -= k;
+    }
+}
+
+static void store_common(void *p, const void *src, uint64_t n, int kind, int op, uint64_t value,
+                         const char *file, int ln) {
+    if (!in_region(p, n)) {
+        memcpy(p, src, n);
+        return;
+    }
+    lock();
+    int a = cur_agent;
+    uint64_t off = (uint64_t)((unsigned char *)p - G.base);
+    G.evt++;
+    trace_event(a, op, off, n, value, file, ln);
+    for (uint64_t x = off & ~63ull; x < off + n; x += CXL_LINE) {
+        uint64_t lo = x > off ? x : off, hi = x + CXL_LINE < off + n ? x + CXL_LINE : off + n;
+        on_store(a, x / CXL_LINE, byte_mask(lo - x, hi - lo), kind, file, ln);
+    }
+    model_store(a, off, src, n, kind == K_NT);
+    adversary();
+    unlock();
+}
+
+static void load_common(const void *p, void *dst, uint64_t n, int consume, const char *file,
+                        int ln) {
+    if (!in_region(p, n)) {
+        memcpy(dst, p, n);
+        return;
+    }
+    lock();
+    int a = cur_agent;
+    uint64_t off = (uint64_t)((const unsigned char *)p - G.base);
+    G.evt++;
+    trace_event(a, consume ? CXL_OP_CONSUME : CXL_OP_LOAD, off, n, 0, file, ln);
+    for (uint64_t x = off & ~63ull; x < off + n; x += CXL_LINE) on_read(a, x / CXL_LINE, consume, file, ln);
+    model_load(a, off, dst, n);
+    adversary();
+    unlock();
+}
+
+void cxl_chk_st(void *p, uint64_t v, unsigned size, const char *file, int line) {
+    store_common(p, &v, size, K_PLAIN, CXL_OP_STORE, v, file, line);
+}
+
+uint64_t cxl_chk_ld(const void *p, unsigned size, const char *file, int line) {
+    uint64_t v = 0;
+    load_common(p, &v, size, 0, file, line);
+    return v;
+}
+
+void cxl_chk_publish64(void *p, uint64_t v, int commit, const char *file, int line) {
+    if (!in_region(p, 8)) {
+        __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
+        return;
+    }
+    lock();
+    int a = cur_agent;
+    uint64_t off = (uint64_t)((unsigned char *)p - G.base);
+    G.evt++;
+    trace_event(a, commit ? CXL_OP_COMMIT : CXL_OP_PUBLISH, off, 8, v, file, line);
+    on_publish(a, off / CXL_LINE, commit, file, line);
+    model_store(a, off, &v, 8, 0);
+    adversary();
+    unlock();
+}
+
+uint64_t cxl_chk_consume64(const void *p, const char *file, int line) {
+    if (!in_region(p, 8)) return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE);
+    uint64_t v = 0;
+    load_common(p, &v, 8, 1, file, line);
+    return v;
+}
+
+uint64_t cxl_chk_fetch_add64(void *p, uint64_t v, const char *file, int line) {
+    if (!in_region(p, 8)) return __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_ACQ_REL);
+    lock();
+    int a = cur_agent;
+    uint64_t off = (uint64_t)((unsigned char *)p - G.base), li = off / CXL_LINE;
+    G.evt++;
+    trace_event(a, CXL_OP_RMW, off, 8, v, file, line);
+    /* Atomics act on home: write back and drop this agent's copy first. */
+    if (G.cfg.model) drop_line(agent_get(a), li);
+    uint64_t old = __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_ACQ_REL);
+    G.ls[li].rmw = 1; /* shared by design: exempt from the single-writer rules */
+    unlock();
+    return old;
+}
+
+void cxl_chk_copy_in(void *dst, const void *src, size_t n, int nt, const char *file, int line) {
+    if (n == 0) return;
+    store_common(dst, src, n, nt ? K_NT : K_PLAIN, nt ? CXL_OP_NT_STORE : CXL_OP_STORE, 0, file,
+                 line);
+}
+
+void cxl_chk_copy_out(void *dst, const void *src, size_t n, const char *file, int line) {
+    if (n == 0) return;
+    load_common(src, dst, n, 0, file, line);
+}
+
+void cxl_chk_flush(const void *p, const char *file, int line) {
+    if (!in_region(p, 1)) return;
+    lock();
+    int a = cur_agent;
+    uint64_t li = (uint64_t)((const unsigned char *)p - G.base) / CXL_LINE;
+    G.evt++;
+    trace_event(a, CXL_OP_FLUSH, li * CXL_LINE, CXL_LINE, 0, file, line);
+    on_flush(a, li, file, line);
+    if (G.cfg.model) {
+        agent_t *A = agent_get(a);
+        if (A->cache && A->cache[li] && A->cache[li]->dirty) A->cache[li]->wb_pending = 1;
+    }
+    adversary();
+    unlock();
+}
+
+void cxl_chk_fence(int kind, const char *file, int line) {
+    if (!G.active || kind == 3) return; /* a load fence orders no write-back */
+    lock();
+    int a = cur_agent;
+    G.evt++;
+    trace_event(a, CXL_OP_FENCE, 0, 0, (uint64_t)kind, file, line);
+    agent_t *A = agent_get(a);
+    if (G.cfg.model && A->cache) {
+        for (uint64_t i = 0; i < A->npending; i++) {
+            cline_t *c = A->cache[A->pending[i]];
+            if (c && c->wb_pending) write_back(c, A->pending[i]);
+        }
+    }
+    on_fence(a, file, line);
+    unlock();
+}
+
+void cxl_chk_invalidate(const void *p, size_t n, const char *file, int line) {
+    if (!in_region(p, n ? n : 1)) return;
+    lock();
+    int a = cur_agent;
+    uint64_t off = (uint64_t)((const unsigned char *)p - G.base);
+    G.evt++;
+    trace_event(a, CXL_OP_INVALIDATE, off, n, 0, file, line);
+    for (uint64_t x = off & ~63ull; x < off + (n ? n : 1); x += CXL_LINE) {
+        on_invalidate(a, x / CXL_LINE);
+        if (G.cfg.model) drop_line(agent_get(a), x / CXL_LINE);
+    }
+    unlock();
+}
+
+void cxl_chk_set_agent(int agent) { cur_agent = agent; }
+
+/* ------------------------------------------------------------------ control */
+
+static void free_state(void) {
+    for (int a = 0; a < MAX_AGENTS; a++) {
+        agent_t *A = &G.agents[a];
+        if (A->cache) {
+            for (uint64_t li = 0; li < G.lines; li++) free(A->cache[li]);
+            free(A->cache);
+        }
+        free(A->inval_evt);
+        free(A->pending);
+    }
+    free(G.ls);
+    free(G.trace);
+    memset(&G, 0, sizeof G);
+}
+
+int cxl_chk_begin(void *base, uint64_t size, const cxl_chk_cfg_t *cfg) {
+    lock();
+    free_state();
+    G.cfg = *cfg;
+    G.base = (unsigned char *)base;
+    G.size = size - size % CXL_LINE;
+    G.lines = G.size / CXL_LINE;
+    G.ls = (line_state_t *)calloc(G.lines ? G.lines : 1, sizeof(line_state_t));
+    G.rng = cfg->seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
+    if (cfg->keep_trace && cfg->trace_capacity)
+        G.trace = (cxl_chk_event_t *)calloc(cfg->trace_capacity, sizeof(cxl_chk_event_t));
+    int ok = G.ls && (!cfg->keep_trace || !cfg->trace_capacity || G.trace);
+    for (uint64_t i = 0; ok && i < G.lines; i++) G.ls[i].owner = -1;
+    G.active = ok;
+    unlock();
+    return ok ? 0 : -1;
+}
+
+void cxl_chk_end(void) {
+    lock();
+    G.active = 0;
+    unlock();
+}
+
+/* Drive the rule engine from a trace recorded elsewhere (no model: there is no memory). */
+void cxl_chk_feed(int agent, int op, uint64_t off, uint64_t size, const char *file, int ln) {
+    if (!G.ls || off >= G.size) return;
+    lock();
+    int a = agent < 0 || agent >= MAX_AGENTS ? MAX_AGENTS - 1 : agent;
+    if (size == 0) size = 1;
+    if (off + size > G.size) size = G.size - off;
+    uint64_t li = off / CXL_LINE, end = (off + size - 1) / CXL_LINE;
+    G.evt++;
+    switch (op) {
+    case CXL_OP_STORE:
+    case CXL_OP_NT_STORE:
+        for (uint64_t l = li; l <= end; l++) {
+            uint64_t lo = l * CXL_LINE > off ? l * CXL_LINE : off;
+            uint64_t hi = (l + 1) * CXL_LINE < off + size ? (l + 1) * CXL_LINE : off + size;
+            on_store(a, l, byte_mask(lo - l * CXL_LINE, hi - lo), op == CXL_OP_NT_STORE ? K_NT : K_PLAIN, file, ln);
+        }
+        break;
+    case CXL_OP_PUBLISH:
+    case CXL_OP_COMMIT: on_publish(a, li, op == CXL_OP_COMMIT, file, ln); break;
+    case CXL_OP_LOAD:
+    case CXL_OP_CONSUME:
+        for (uint64_t l = li; l <= end; l++) on_read(a, l, op == CXL_OP_CONSUME, file, ln);
+        break;
+    case CXL_OP_FLUSH:
+        for (uint64_t l = li; l <= end; l++) on_flush(a, l, file, ln);
+        break;
+    case CXL_OP_FENCE: on_fence(a, file, ln); break;
+    case CXL_OP_INVALIDATE:
+        for (uint64_t l = li; l <= end; l++) on_invalidate(a, l);
+        break;
+    case CXL_OP_RMW: G.ls[li].rmw = 1; break;
+    default: break;
+    }
+    unlock();
+}
+
+uint64_t cxl_chk_findings(cxl_chk_finding_t *out, uint64_t max) {
+    lock();
+    uint64_t n = G.nfindings < max ? G.nfindings : max;
+    memcpy(out, G.findings, n * sizeof *out);
+    unlock();
+    return n;
+}
+
+uint64_t cxl_chk_rule_total(uint32_t rule) { return rule < R_COUNT_PLUS1 ? G.rule_total[rule] : 0; }
+uint32_t cxl_chk_rule_count(void) { return R_COUNT_PLUS1 - 1; }
+const char *cxl_chk_rule_name(uint32_t r) { return r < R_COUNT_PLUS1 ? rule_names[r] : ""; }
+const char *cxl_chk_rule_doc(uint32_t r) { return r < R_COUNT_PLUS1 ? rule_docs[r] : ""; }
+uint32_t cxl_chk_rule_severity(uint32_t r) { return r < R_COUNT_PLUS1 ? rule_sev[r] : 0; }
+uint64_t cxl_chk_event_count(void) { return G.evt; }
+
+uint64_t cxl_chk_trace(cxl_chk_event_t **out) {
+    *out = G.trace;
+    return G.ntrace;
+}
+
+uint64_t cxl_chk_model_stats(uint64_t *early, uint64_t *evictions, uint64_t *stale_reads) {
+    *early = G.early;
+    *evictions = G.evictions;
+    *stale_reads = G.stale_reads;
+    return G.evt;
+}

@@ -1,0 +1,1507 @@
+/*
+ * cxl_log.c -- the totally ordered shared log in CXL memory.
+ *
+ * Roles: publishers write batches (payload, header, token) into their broker's log and PBR
+ * ring; one scanner per broker collects committed slots into its own epoch buffer; the epoch
+ * sequencer seals each epoch, merges once, reserves global positions with one atomic step and
+ * writes the GOI; subscribers read the committed GOI prefix and the payloads. Order 0 replaces
+ * scanner + sequencer by a per-broker acker. Every role is a non-blocking step function: the
+ * threaded runner loops over it with back-off, the deterministic runner (checked build) picks
+ * the next role from a seeded generator, so model runs are reproducible.
+ *
+ * All shared-memory access goes through cxl_seam.h. Everything read from the region is
+ * bounds-checked; a bad value is counted and reported, never followed.
+ */
+#define _GNU_SOURCE
+#include "cxl_api.h"
+#include "cxl_faults.h"
+#include "cxl_layout.h"
+#include "cxl_seam.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#ifdef CXL_CHECKED
+#define FAULT(L, name) ((L)->cfg.fault == CXL_FAULT_##name)
+#else
+#define FAULT(L, name) ((void)(L), 0)
+#endif
+
+#define POOL_SLOTS 1024u
+#define SCAN_CHUNK 64u
+#define SUB_CHUNK 64u
+#define CHUNK_MAX 4096u
+#define QUIESCENT UINT64_MAX
+#define ENTRY_LOST 1u
+#define ENTRY_CORRUPT 2u
+#define LAT_BUCKETS 768u
+
+enum { STEP_IDLE = 0, STEP_PROGRESS = 1, STEP_DONE = 2 };
+enum { AGENT_PUB = 0, AGENT_SCAN = 64, AGENT_SEQ = 96, AGENT_SUB = 100 };
+
+/* An epoch-buffer entry: the metadata a scanner copied out of a PBR header. */
+typedef struct entry {
+    uint64_t pbr_index;
+    uint64_t log_offset;
+    uint64_t size;
+    uint64_t checksum;
+    uint64_t client_batch_seq;
+    uint64_t publish_ns;
+    uint32_t broker;
+    uint32_t client;
+    uint32_t msg_count;
+    uint32_t flags;
+} entry_t;
+static_assert(sizeof(entry_t) == 64, "entry is one line");
+
+typedef struct ebuf {
+    uint64_t count;
+    uint64_t cap;
+    entry_t *e;
+} ebuf_t;
+
+typedef struct scanner {
+    _Atomic uint64_t active; /* epoch this scanner is pushing into, or QUIESCENT */
+    uint64_t next;           /* next ring index to read */
+    uint64_t quota;
+    uint64_t wait_since_ns;
+    uint64_t foreign_at;     /* last slot counted as carrying a foreign token */
+    uint64_t pending_epoch;
+    int phase;               /* deterministic mode: 1 = epoch announced, push on next step */
+    uint32_t broker;
+    uint64_t acked_msgs;     /* Order 0 acker: cumulative messages */
+    uint64_t lost;
+    char pad[64];
+} __attribute__((aligned(64))) scanner_t;
+
+typedef struct publisher {
+    uint32_t broker;
+    uint32_t client;
+    uint64_t quota;
+    uint64_t done;
+    uint64_t msg_seq;
+    uint64_t abs;
+    int have_slot;
+    uint64_t floor;          /* cached reuse floor for this broker's ring */
+    uint64_t last_ack;
+    uint64_t last_abs;
+    char pad[64];
+} __attribute__((aligned(64))) publisher_t;
+
+typedef struct subscriber {
+    uint32_t idx;
+    uint64_t pos;
+    uint64_t last_committed;
+    uint64_t next_pbr[CXL_MAX_BROKERS];  /* Order 0: next ring index per broker */
+    uint64_t last_pbr[CXL_MAX_BROKERS];  /* last delivered ring index + 1, per broker */
+    uint64_t hash;
+    unsigned char *scratch;              /* checked build: read_view copies here */
+    char pad[64];
+} __attribute__((aligned(64))) subscriber_t;
+
+typedef struct recs {
+    void *data;
+    _Atomic uint64_t count;
+    uint64_t cap;
+    uint64_t elem;
+} recs_t;
+
+struct cxl_log {
+    cxl_log_cfg_t cfg;
+    unsigned char *base;
+    uint64_t size;
+    cxl_ctrl_t *ctrl;
+    cxl_claim_line_t *claim;
+    cxl_seq_line_t *seql;
+    cxl_sub_line_t *subl;
+    unsigned char *pbr;
+    unsigned char *logs;
+    cxl_goi_entry_t *goi;
+    uint64_t log_bytes;
+    uint64_t stride;        /* log bytes per ring slot */
+    uint64_t msg_stride;
+    uint64_t per_broker;    /* batches per broker */
+    uint64_t slots_mask;
+    uint64_t goi_mask;
+
+    unsigned char *pool;
+    uint64_t pool_hash[POOL_SLOTS];
+
+    _Atomic uint64_t epoch;
+    ebuf_t bufs[3][CXL_MAX_BROKERS];
+    ebuf_t shared[3];
+    pthread_mutex_t mu;
+
+    scanner_t scan[CXL_MAX_BROKERS];
+    publisher_t *pubs;
+    uint32_t npubs;
+    subscriber_t sub[CXL_MAX_SUBS];
+
+    /* sequencer state */
+    entry_t *merged;
+    uint64_t merged_n, merged_at, merged_cap;
+    int sealing;
+    uint64_t seal_epoch;
+    uint64_t next_epoch_ns;
+    uint64_t seq_consumed[CXL_MAX_BROKERS];
+    uint64_t seq_ordered_msgs[CXL_MAX_BROKERS];
+    uint64_t seq_lost[CXL_MAX_BROKERS];
+    uint64_t seq_next_pbr[CXL_MAX_BROKERS];
+    uint64_t total_msgs_ordered;
+    entry_t chunk[CHUNK_MAX + 1];
+    uint64_t chunk_pos[CHUNK_MAX + 1];
+    _Atomic uint32_t scanners_done;
+    _Atomic int stop;
+    _Atomic uint64_t progress_msgs;
+    _Atomic uint64_t last_progress_ns;
+
+    cxl_log_stats_t st;
+    recs_t rec[CXL_REC_DELIVER + CXL_MAX_SUBS];
+};
+
+/* ------------------------------------------------------------------ small helpers */
+
+static inline uint64_t rotl64(uint64_t x, unsigned r) { return (x << r) | (x >> (64 - r)); }
+
+static inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
+}
+
+#define P1 0x9e3779b185ebca87ull
+#define P2 0xc2b2ae3d27d4eb4full
+
+/* Four-lane multiply-rotate hash: fast enough that verification keeps up with the copy. */
+uint64_t cxl_checksum_bytes(const void *p, uint64_t n, uint64_t seed) {
+    const unsigned char *b = (const unsigned char *)p;
+    uint64_t h0 = seed + P1 + P2, h1 = seed + P2, h2 = seed, h3 = seed - P1;
+    uint64_t len = n;
+    for (; n >= 32; n -= 32, b += 32) {
+        uint64_t w[4];
+        memcpy(w, b, 32);
+        h0 = rotl64(h0 + w[0] * P2, 31) * P1;
+        h1 = rotl64(h1 + w[1] * P2, 31) * P1;
+        h2 = rotl64(h2 + w[2] * P2, 31) * P1;
+        h3 = rotl64(h3 + w[3] * P2, 31) * P1;
+    }
+    uint64_t h = rotl64(h0, 1) + rotl64(h1, 7) + rotl64(h2, 12) + rotl64(h3, 18);
+    for (; n >= 8; n -= 8, b += 8) {
+        uint64_t w;
+        memcpy(&w, b, 8);
+        h = rotl64(h ^ (rotl64(w * P2, 31) * P1), 27) * P1;
+    }
+    for (; n > 0; n--, b++) h = rotl64(h ^ (*b * P1), 11) * P2;
+    return mix64(h ^ len);
+}
+
+static inline uint64_t msg_checksum(uint64_t payload_hash, uint32_t size, uint32_t client,
+                                    uint64_t seq) {
+    return mix64(payload_hash ^ ((uint64_t)size * P1) ^ ((uint64_t)client * P2) ^ rotl64(seq, 17));
+}
+
+static inline uint64_t fold_checksum(uint64_t cs, uint64_t msg_cs) {
+    return (rotl64(cs, 7) ^ msg_cs) * P1;
+}
+
+static inline uint32_t pool_slot(uint32_t client, uint64_t seq, uint64_t seed) {
+    return (uint32_t)(mix64(((uint64_t)client << 40) ^ seq ^ seed) % POOL_SLOTS);
+}
+
+static inline uint64_t align64(uint64_t x) { return (x + 63u) & ~63ull; }
+
+static inline unsigned lat_bucket(uint64_t v) {
+    if (v < 32) return (unsigned)v;
+    unsigned msb = 63u - (unsigned)__builtin_clzll(v);
+    unsigned shift = msb - 4u;
+    unsigned idx = 32u + (msb - 5u) * 16u + (unsigned)((v >> shift) - 16u);
+    return idx < LAT_BUCKETS ? idx : LAT_BUCKETS - 1;
+}
+
+static inline void cpu_relax(void) {
+#ifdef CXL_X86
+    _mm_pause();
+#endif
+}
+
+/* Spin briefly, then yield, then sleep with growing intervals: on two cores a dozen spinning
+ * role threads must leave the CPU to the ones with work. */
+static void backoff(unsigned *n) {
+    unsigned k = (*n)++;
+    if (k < 8) {
+        for (unsigned i = 0; i < (4u << k); i++) cpu_relax();
+    } else if (k < 16) {
+        sched_yield();
+    } else {
+        unsigned us = 1u << ((k - 16) < 6 ? (k - 16) : 6);
+        struct timespec ts = {0, (long)us * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void *rec_slot(cxl_log_t *L, int kind) {
+    recs_t *r = &L->rec[kind];
+    if (!r->data) return NULL;
+    uint64_t i = atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
+    if (i >= r->cap) return NULL;
+    return (unsigned char *)r->data + i * r->elem;
+}
+
+static inline void note_progress(cxl_log_t *L) {
+    atomic_store_explicit(&L->last_progress_ns, cxl_now_ns(), memory_order_relaxed);
+}
+
+static inline cxl_batch_hdr_t *slot_at(cxl_log_t *L, uint32_t b, uint64_t abs) {
+    return (cxl_batch_hdr_t *)(void *)(L->pbr +
+                                      ((uint64_t)b * L->cfg.pbr_slots + (abs & L->slots_mask)) *
+                                          sizeof(cxl_batch_hdr_t));
+}
+
+static inline unsigned char *log_of(cxl_log_t *L, uint32_t b) {
+    return L->logs + (uint64_t)b * L->log_bytes;
+}
+
+static void stat_max(uint64_t *p, uint64_t v) {
+    uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (v > cur && !__atomic_compare_exchange_n(p, &cur, v, 1, __ATOMIC_RELAXED,
+                                                   __ATOMIC_RELAXED)) {
+    }
+}
+
+static void stat_add(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+
+/* ------------------------------------------------------------------ layout */
+
+static int is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
+
+static uint64_t geom_check(const cxl_geom_t *g) {
+    return cxl_checksum_bytes(g, offsetof(cxl_geom_t, geom_check), 0x5eed);
+}
+
+static int cfg_valid(const cxl_log_cfg_t *c) {
+    return c->brokers >= 1 && c->brokers <= CXL_MAX_BROKERS && c->subscribers <= CXL_MAX_SUBS &&
+           c->publishers_per_broker >= 1 && c->publishers_per_broker <= 64 &&
+           (c->order == 0 || c->order == 2) && c->variant <= 1 && c->ack_level <= 2 &&
+           is_pow2(c->pbr_slots) && c->pbr_slots >= 2 && is_pow2(c->goi_slots) &&
+           c->goi_slots >= 2 && c->msg_size >= 1 && c->msg_size <= (64u << 20) &&
+           c->msgs_per_batch >= 1 && c->msgs_per_batch <= 65536 &&
+           (uint64_t)c->msgs_per_batch * align64(CXL_MSG_HDR + c->msg_size) <= (1ull << 30);
+}
+
+static void compute_offsets(const cxl_log_cfg_t *c, cxl_offsets_t *o, uint64_t *stride) {
+    uint64_t s = (uint64_t)c->msgs_per_batch * align64(CXL_MSG_HDR + c->msg_size);
+    *stride = s;
+    uint64_t at = sizeof(cxl_ctrl_t);
+    o->claim = at;
+    at += CXL_MAX_BROKERS * sizeof(cxl_claim_line_t);
+    o->seqline = at;
+    at += CXL_MAX_BROKERS * sizeof(cxl_seq_line_t);
+    o->subline = at;
+    at += CXL_MAX_SUBS * sizeof(cxl_sub_line_t);
+    o->pbr = at;
+    at += (uint64_t)c->brokers * c->pbr_slots * sizeof(cxl_batch_hdr_t);
+    at = (at + 4095) & ~4095ull;
+    o->log = at;
+    o->log_bytes = (uint64_t)c->pbr_slots * s;
+    at += (uint64_t)c->brokers * o->log_bytes;
+    o->goi = at;
+    at += c->goi_slots * sizeof(cxl_goi_entry_t);
+    o->end = at;
+}
+
+uint64_t cxl_layout_size(const cxl_log_cfg_t *cfg) {
+    if (!cfg_valid(cfg)) return 0;
+    cxl_offsets_t o;
+    uint64_t s;
+    compute_offsets(cfg, &o, &s);
+    return o.end;
+}
+
+static void fill_geom(const cxl_log_cfg_t *c, uint64_t size, cxl_geom_t *g) {
+    memset(g, 0, sizeof *g);
+    uint64_t stride;
+    cxl_offsets_t o;
+    compute_offsets(c, &o, &stride);
+    g->magic = CXL_MAGIC;
+    g->version = CXL_LAYOUT_VERSION;
+    g->order = c->order;
+    g->region_size = size;
+    g->brokers = c->brokers;
+    g->subscribers = c->subscribers;
+    g->pbr_slots = c->pbr_slots;
+    g->batch_stride = (uint32_t)stride;
+    g->goi_slots = c->goi_slots;
+    g->max_msgs = c->msgs_per_batch;
+    g->msg_size = c->msg_size;
+    g->geom_check = geom_check(g);
+}
+
+int cxl_layout_init(void *base, uint64_t size, const cxl_log_cfg_t *cfg) {
+    uint64_t need = cxl_layout_size(cfg);
+    if (!need) return -1;
+    if (size < need) return -2;
+    unsigned char *b = (unsigned char *)base;
+    /* Zero everything the log uses (a zero token never matches), then publish geometry. */
+    cxl_ctrl_t zero_ctrl;
+    memset(&zero_ctrl, 0, sizeof zero_ctrl);
+    cxl_offsets_t o;
+    uint64_t stride;
+    compute_offsets(cfg, &o, &stride);
+    static const unsigned char zeros[4096];
+    for (uint64_t at = 0; at < o.end; at += sizeof zeros) {
+        uint64_t n = o.end - at < sizeof zeros ? o.end - at : sizeof zeros;
+        cxl_copy_in(b + at, zeros, n);
+    }
+    cxl_flush_range(b, o.end);
+    cxl_sfence();
+    cxl_ctrl_t c;
+    memset(&c, 0, sizeof c);
+    fill_geom(cfg, size, &c.geom);
+    c.off = o;
+    c.run.seed = cfg->seed;
+    cxl_copy_in(&((cxl_ctrl_t *)base)->off, &c.off, sizeof c.off);
+    cxl_copy_in(&((cxl_ctrl_t *)base)->run, &c.run, sizeof c.run);
+    cxl_flush_range(&((cxl_ctrl_t *)base)->off, sizeof c.off);
+    cxl_flush_range(&((cxl_ctrl_t *)base)->run, sizeof c.run);
+    cxl_sfence();
+    /* the magic (in the geometry line) is written last: a half-made region is never accepted */
+    cxl_copy_in(base, &c.geom, sizeof c.geom);
+    cxl_flush(base);
+    cxl_sfence();
+    return 0;
+}
+
+int cxl_layout_attach(const void *base, uint64_t size, const cxl_log_cfg_t *cfg, char *err,
+                      size_t errlen) {
+    cxl_geom_t g, want;
+    if (size < sizeof(cxl_ctrl_t)) {
+        snprintf(err, errlen, "region of %llu bytes is smaller than a control block",
+                 (unsigned long long)size);
+        return -1;
+    }
+    cxl_invalidate(base, sizeof g);
+    cxl_copy_out(&g, base, sizeof g);
+    if (g.magic != CXL_MAGIC) {
+        snprintf(err, errlen, "bad magic 0x%016llx (expected 0x%016llx): not a shared-log region",
+                 (unsigned long long)g.magic, (unsigned long long)CXL_MAGIC);
+        return -1;
+    }
+    if (g.version != CXL_LAYOUT_VERSION) {
+        snprintf(err, errlen, "layout version %u, this build reads version %u", g.version,
+                 CXL_LAYOUT_VERSION);
+        return -1;
+    }
+    if (g.geom_check != geom_check(&g)) {
+        snprintf(err, errlen, "geometry checksum mismatch: control block is corrupt");
+        return -1;
+    }
+    fill_geom(cfg, g.region_size, &want);
+    const char *what = NULL;
+    if (g.brokers != want.brokers) what = "brokers";
+    else if (g.subscribers != want.subscribers) what = "subscribers";
+    else if (g.pbr_slots != want.pbr_slots) what = "pbr_slots";
+    else if (g.batch_stride != want.batch_stride) what = "batch_stride";
+    else if (g.goi_slots != want.goi_slots) what = "goi_slots";
+    else if (g.max_msgs != want.max_msgs) what = "msgs_per_batch";
+    else if (g.msg_size != want.msg_size) what = "msg_size";
+    else if (g.order != want.order) what = "order";
+    else if (g.region_size > size) what = "region_size";
+    if (what) {
+        snprintf(err, errlen, "geometry mismatch on %s: region was made for another configuration",
+                 what);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ creation */
+
+static int ebuf_init(ebuf_t *b, uint64_t cap) {
+    b->count = 0;
+    b->cap = cap;
+    b->e = (entry_t *)calloc(cap, sizeof(entry_t));
+    return b->e ? 0 : -1;
+}
+
+static int recs_init(recs_t *r, uint64_t cap, uint64_t elem) {
+    r->cap = cap;
+    r->elem = elem;
+    atomic_store(&r->count, 0);
+    r->data = cap ? calloc(cap, elem) : NULL;
+    return (!cap || r->data) ? 0 : -1;
+}
+
+cxl_log_t *cxl_log_new(void *base, uint64_t size, const cxl_log_cfg_t *cfg, char *err,
+                       size_t errlen) {
+    if (!cfg_valid(cfg)) {
+        snprintf(err, errlen, "invalid log configuration (brokers 1..%u, power-of-two rings, ...)",
+                 CXL_MAX_BROKERS);
+        return NULL;
+    }
+    if (cxl_layout_attach(base, size, cfg, err, errlen) != 0) return NULL;
+    cxl_log_t *L = (cxl_log_t *)calloc(1, sizeof *L);
+    if (!L) { snprintf(err, errlen, "out of memory"); return NULL; }
+    L->cfg = *cfg;
+    if (!L->cfg.epoch_us) L->cfg.epoch_us = 50;
+    L->base = (unsigned char *)base;
+    L->size = size;
+    L->ctrl = (cxl_ctrl_t *)base;
+    cxl_offsets_t o;
+    compute_offsets(cfg, &o, &L->stride);
+    L->claim = (cxl_claim_line_t *)(void *)(L->base + o.claim);
+    L->seql = (cxl_seq_line_t *)(void *)(L->base + o.seqline);
+    L->subl = (cxl_sub_line_t *)(void *)(L->base + o.subline);
+    L->pbr = L->base + o.pbr;
+    L->logs = L->base + o.log;
+    L->log_bytes = o.log_bytes;
+    L->goi = (cxl_goi_entry_t *)(void *)(L->base + o.goi);
+    L->msg_stride = align64(CXL_MSG_HDR + cfg->msg_size);
+    L->slots_mask = cfg->pbr_slots - 1;
+    L->goi_mask = cfg->goi_slots - 1;
+    L->npubs = cfg->brokers * cfg->publishers_per_broker;
+    L->per_broker = (uint64_t)cfg->publishers_per_broker * cfg->batches_per_publisher;
+    pthread_mutex_init(&L->mu, NULL);
+    int bad = 0;
+    L->pubs = (publisher_t *)aligned_alloc(64, sizeof(publisher_t) * L->npubs);
+    bad |= !L->pubs;
+    size_t pool_bytes = POOL_SLOTS * 64u + cfg->msg_size + 64u;
+    L->pool = (unsigned char *)malloc(pool_bytes);
+    bad |= !L->pool;
+    uint64_t cap = cfg->pbr_slots;
+    for (int e = 0; e < 3 && !bad; e++) {
+        for (uint32_t b = 0; b < cfg->brokers; b++) bad |= ebuf_init(&L->bufs[e][b], cap);
+        bad |= ebuf_init(&L->shared[e], cap * cfg->brokers);
+    }
+    L->merged_cap = cap * cfg->brokers * 2;
+    L->merged = (entry_t *)calloc(L->merged_cap, sizeof(entry_t));
+    bad |= !L->merged;
+    uint64_t rc = cfg->record_capacity;
+    uint64_t total = L->per_broker * cfg->brokers;
+    if (rc) {
+        uint64_t fr = rc + 4096;
+        bad |= recs_init(&L->rec[CXL_REC_PUBLISH], total, sizeof(cxl_rec_publish_t));
+        bad |= recs_init(&L->rec[CXL_REC_ORDER], rc, sizeof(cxl_rec_order_t));
+        bad |= recs_init(&L->rec[CXL_REC_COMMIT], fr * (1 + cfg->subscribers), sizeof(cxl_rec_frontier_t));
+        bad |= recs_init(&L->rec[CXL_REC_ACK], fr, sizeof(cxl_rec_frontier_t));
+        bad |= recs_init(&L->rec[CXL_REC_LOSS], fr, sizeof(cxl_rec_loss_t));
+        for (uint32_t k = 0; k < cfg->subscribers; k++)
+            bad |= recs_init(&L->rec[CXL_REC_DELIVER + k], rc, sizeof(cxl_rec_deliver_t));
+    }
+    for (uint32_t k = 0; k < cfg->subscribers && !bad; k++) {
+        L->sub[k].scratch = (unsigned char *)malloc(L->stride + 64);
+        bad |= !L->sub[k].scratch;
+    }
+    if (bad) {
+        snprintf(err, errlen, "out of memory for process-local buffers");
+        cxl_log_free(L);
+        return NULL;
+    }
+    /* Deterministic payload pool: content derived from the seed; per-slot hashes precomputed
+     * so publishing a message costs one copy and a few multiplies. */
+    uint64_t x = cfg->seed ^ 0x853c49e6748fea9bull;
+    for (size_t i = 0; i < pool_bytes; i += 8) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        memcpy(L->pool + i, &x, pool_bytes - i < 8 ? pool_bytes - i : 8);
+    }
+    for (uint32_t s = 0; s < POOL_SLOTS; s++)
+        L->pool_hash[s] = cxl_checksum_bytes(L->pool + (uint64_t)s * 64u, cfg->msg_size, 0);
+    for (uint32_t i = 0; i < L->npubs; i++) {
+        publisher_t *P = &L->pubs[i];
+        memset(P, 0, sizeof *P);
+        P->broker = i / cfg->publishers_per_broker;
+        P->client = i;
+        P->quota = cfg->batches_per_publisher;
+    }
+    for (uint32_t b = 0; b < cfg->brokers; b++) {
+        scanner_t *S = &L->scan[b];
+        atomic_store(&S->active, QUIESCENT);
+        S->broker = b;
+        S->quota = L->per_broker;
+        S->foreign_at = UINT64_MAX;
+    }
+    for (uint32_t k = 0; k < cfg->subscribers; k++) L->sub[k].idx = k;
+    L->next_epoch_ns = cxl_now_ns();
+    return L;
+}
+
+void cxl_log_free(cxl_log_t *L) {
+    if (!L) return;
+    for (int e = 0; e < 3; e++) {
+        for (uint32_t b = 0; b < CXL_MAX_BROKERS; b++) free(L->bufs[e][b].e);
+        free(L->shared[e].e);
+    }
+    for (int k = 0; k < CXL_REC_DELIVER + (int)CXL_MAX_SUBS; k++) free(L->rec[k].data);
+    for (uint32_t k = 0; k < CXL_MAX_SUBS; k++) free(L->sub[k].scratch);
+    free(L->merged);
+    free(L->pool);
+    free(L->pubs);
+    pthread_mutex_destroy(&L->mu);
+    free(L);
+}
+
+/* ------------------------------------------------------------------ publisher */
+
+/* Lowest ring index still in use on broker b: ordering must have consumed it and every
+ * subscriber must have read its payload. */
+static uint64_t reuse_floor(cxl_log_t *L, uint32_t b) {
+    if (!FAULT(L, pub_no_invalidate_frontier)) cxl_invalidate(&L->seql[b], CXL_LINE);
+    uint64_t f = cxl_consume64(&L->seql[b].consumed_through);
+    for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
+        cxl_invalidate(&L->subl[k].released[b], 8);
+        uint64_t r = cxl_consume64(&L->subl[k].released[b]);
+        if (r < f) f = r;
+    }
+    return f;
+}
+
+static void write_payload(cxl_log_t *L, publisher_t *P, unsigned char *ext, uint64_t *size,
+                          uint64_t *cs_out) {
+    const int nt = (L->cfg.flags & CXL_F_NT_COPY) != 0;
+    const uint32_t msz = L->cfg.msg_size;
+    uint64_t cs = 0, off = 0;
+    for (uint32_t m = 0; m < L->cfg.msgs_per_batch; m++) {
+        uint64_t seq = P->msg_seq++;
+        uint32_t ps = pool_slot(P->client, seq, L->cfg.seed);
+        cxl_msg_hdr_t h = {msz, P->client, seq};
+        if (nt) {
+            cxl_copy_in_nt(ext + off, &h, sizeof h);
+            cxl_copy_in_nt(ext + off + sizeof h, L->pool + (uint64_t)ps * 64u, msz);
+        } else {
+            cxl_copy_in(ext + off, &h, sizeof h);
+            cxl_copy_in(ext + off + sizeof h, L->pool + (uint64_t)ps * 64u, msz);
+        }
+        cs = fold_checksum(cs, msg_checksum(L->pool_hash[ps], msz, P->client, seq));
+        off += L->msg_stride;
+        if (L->cfg.flags & CXL_F_EXTRA_FENCE) cxl_sfence();
+    }
+    /* Rule 1: payload flushed (non-temporal stores need no flush) and fenced before the header. */
+    if (!nt && !FAULT(L, pub_no_payload_flush)) cxl_flush_range(ext, off);
+    if (!FAULT(L, pub_no_payload_fence)) cxl_sfence();
+    *size = off;
+    *cs_out = cs;
+}
+
+static void write_header(cxl_log_t *L, publisher_t *P, cxl_batch_hdr_t *h, uint64_t size,
+                         uint64_t cs, uint64_t first_seq, uint64_t log_off) {
+    cxl_batch_hdr_t v;
+    memset(&v, 0, sizeof v);
+    v.slot_abs = P->abs;
+    v.broker = P->broker;
+    v.client = P->client;
+    v.client_batch_seq = P->done;
+    v.msg_count = L->cfg.msgs_per_batch;
+    v.publish_ns = cxl_now_ns();
+    v.first_msg_seq = first_seq;
+    v.log_offset = log_off;
+    v.size = size;
+    v.checksum = cs;
+    uint64_t token = FAULT(L, pub_ready_flag) ? 1 : P->abs + 1;
+    if (FAULT(L, pub_token_before_body)) cxl_publish64(&h->token, token);
+    /* Rule 2: both header lines flushed, one fence (the seed's amortisation), then the token. */
+    cxl_copy_in(h, &v, offsetof(cxl_batch_hdr_t, token));
+    if (!FAULT(L, pub_no_hdr_flush_line0)) cxl_flush(h);
+    if (L->cfg.flags & CXL_F_FENCE_PER_LINE) cxl_sfence();
+    if (!FAULT(L, pub_no_hdr_flush_line1)) cxl_flush(&h->log_offset);
+    if (!FAULT(L, pub_no_hdr_fence)) cxl_sfence();
+    if (!FAULT(L, pub_token_before_body)) cxl_publish64(&h->token, token);
+    if (!FAULT(L, pub_no_token_flush)) cxl_flush(&h->token);
+    cxl_sfence();
+}
+
+static void record_publish(cxl_log_t *L, publisher_t *P, const cxl_batch_hdr_t *v_hdr_shared,
+                           uint64_t size, uint64_t cs) {
+    (void)v_hdr_shared;
+    recs_t *r = &L->rec[CXL_REC_PUBLISH];
+    if (!r->data) return;
+    uint64_t i = (uint64_t)P->broker * L->per_broker + P->abs;
+    if (P->abs >= L->per_broker) return;
+    cxl_rec_publish_t *p = (cxl_rec_publish_t *)r->data + i;
+    p->publish_ns = cxl_now_ns();
+    p->pbr_index = P->abs;
+    p->client_batch_seq = P->done;
+    p->checksum = cs;
+    p->broker = P->broker;
+    p->client = P->client;
+    p->msg_count = L->cfg.msgs_per_batch;
+    p->size = (uint32_t)size;
+    atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
+}
+
+/* Read the ACK frontier this publisher waits for; record each new value it sees. */
+static uint64_t poll_ack(cxl_log_t *L, publisher_t *P) {
+    cxl_seq_line_t *s = &L->seql[P->broker];
+    cxl_invalidate(s, CXL_LINE);
+    uint64_t f = L->cfg.ack_level >= 2 ? cxl_consume64(&s->durable_batches)
+                                       : cxl_consume64(&s->ordered_batches);
+    if (f != P->last_ack) {
+        uint64_t claimed = cxl_consume64(&L->claim[P->broker].claimed);
+        if (f > claimed) stat_add(&L->st.ack_ahead, 1);
+        cxl_rec_frontier_t *r = (cxl_rec_frontier_t *)rec_slot(L, CXL_REC_ACK);
+        if (r) {
+            r->ns = cxl_now_ns();
+            r->value = f;
+            r->who = P->broker;
+            r->kind = L->cfg.ack_level;
+        }
+        P->last_ack = f;
+    }
+    return f;
+}
+
+static int pub_step(cxl_log_t *L, publisher_t *P) {
+    const uint32_t b = P->broker;
+    if (P->done == P->quota) {
+        if (L->cfg.ack_level == 0 || P->quota == 0) return STEP_DONE;
+        if (poll_ack(L, P) > P->last_abs) {
+            stat_max(&L->st.last_ack_ns, cxl_now_ns());
+            return STEP_DONE;
+        }
+        return STEP_IDLE;
+    }
+    if (!P->have_slot) {
+        P->abs = cxl_fetch_add64(&L->claim[b].claimed, 1);
+        P->have_slot = 1;
+    }
+    /* Back-pressure: never overwrite a slot that ordering or a subscriber still needs. */
+    if (P->abs >= P->floor + L->cfg.pbr_slots && !FAULT(L, pub_reuse_early)) {
+        P->floor = reuse_floor(L, b);
+        if (P->abs >= P->floor + L->cfg.pbr_slots) {
+            stat_add(&L->st.backpressure_waits, 1);
+            return STEP_IDLE;
+        }
+    }
+    uint64_t first_ns = cxl_now_ns();
+    if (P->done == 0) {
+        uint64_t cur = __atomic_load_n(&L->st.first_publish_ns, __ATOMIC_RELAXED);
+        while ((cur == 0 || first_ns < cur) &&
+               !__atomic_compare_exchange_n(&L->st.first_publish_ns, &cur, first_ns, 1,
+                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        }
+    }
+    uint64_t log_off = (P->abs & L->slots_mask) * L->stride;
+    uint64_t first_seq = P->msg_seq, size, cs;
+    write_payload(L, P, log_of(L, b) + log_off, &size, &cs);
+    cxl_batch_hdr_t *h = slot_at(L, b, P->abs);
+    write_header(L, P, h, size, cs, first_seq, log_off);
+    record_publish(L, P, h, size, cs);
+    stat_add(&L->st.batches_published, 1);
+    stat_add(&L->st.messages_published, L->cfg.msgs_per_batch);
+    stat_add(&L->st.bytes_published, (uint64_t)L->cfg.msgs_per_batch * L->cfg.msg_size);
+    stat_max(&L->st.last_publish_ns, cxl_now_ns());
+    P->last_abs = P->abs;
+    P->done++;
+    P->have_slot = 0;
+    if (L->cfg.ack_level && L->rec[CXL_REC_ACK].data && (P->done & 15) == 0) poll_ack(L, P);
+    return STEP_PROGRESS;
+}
+
+/* ------------------------------------------------------------------ scanner */
+
+/* Validate a header copied out of the ring. Returns 0 when every field is in range. */
+static int header_valid(const cxl_log_t *L, const cxl_batch_hdr_t *v, uint32_t b, uint64_t abs) {
+    if (v->slot_abs != abs || v->broker != b) return 0;
+    if (v->msg_count == 0 || v->msg_count > L->cfg.msgs_per_batch) return 0;
+    if (v->size < (uint64_t)v->msg_count * CXL_MSG_HDR || v->size > L->stride) return 0;
+    if (v->log_offset % CXL_LINE || v->log_offset > L->log_bytes - v->size) return 0;
+    return 1;
+}
+
+/* Try to take the next slot. Returns 1 with *out filled, 0 if it is not there yet. */
+static int scan_take(cxl_log_t *L, scanner_t *S, entry_t *out) {
+    const uint32_t b = S->broker;
+    cxl_batch_hdr_t *h = slot_at(L, b, S->next);
+    if (!FAULT(L, scan_no_invalidate_token)) cxl_invalidate(&h->log_offset, CXL_LINE);
+    uint64_t tok = cxl_consume64(&h->token);
+    uint64_t want = FAULT(L, pub_ready_flag) ? 1 : S->next + 1;
+    memset(out, 0, sizeof *out);
+    out->broker = b;
+    out->pbr_index = S->next;
+    if (tok != want) {
+        uint64_t stale = S->next + 1 >= L->cfg.pbr_slots ? S->next + 1 - L->cfg.pbr_slots : 0;
+        if (tok != 0 && tok != stale && S->foreign_at != S->next && !FAULT(L, pub_ready_flag)) {
+            S->foreign_at = S->next;
+            stat_add(&L->st.foreign_tokens, 1);
+        }
+        if (FAULT(L, scan_skip_empty)) { out->flags = ENTRY_LOST; return 2; }
+        uint64_t now = cxl_now_ns();
+        if (!S->wait_since_ns) S->wait_since_ns = now;
+        if (L->cfg.slot_timeout_ns && now - S->wait_since_ns > L->cfg.slot_timeout_ns &&
+            cxl_consume64(&L->claim[b].claimed) > S->next) {
+            out->flags = ENTRY_LOST; /* claimed, never committed: resolve it explicitly */
+            return 1;
+        }
+        return 0;
+    }
+    S->wait_since_ns = 0;
+    cxl_batch_hdr_t v;
+    if (!FAULT(L, scan_no_invalidate_body)) cxl_invalidate(h, CXL_LINE);
+    cxl_copy_out(&v, h, sizeof v);
+    if (!header_valid(L, &v, b, S->next)) {
+        stat_add(&L->st.corrupt_headers, 1);
+        out->flags = ENTRY_CORRUPT;
+        return 1;
+    }
+    out->log_offset = v.log_offset;
+    out->size = v.size;
+    out->checksum = v.checksum;
+    out->client_batch_seq = v.client_batch_seq;
+    out->publish_ns = v.publish_ns;
+    out->client = v.client;
+    out->msg_count = v.msg_count;
+    return 1;
+}
+
+static void record_loss(cxl_log_t *L, const entry_t *e) {
+    cxl_rec_loss_t *r = (cxl_rec_loss_t *)rec_slot(L, CXL_REC_LOSS);
+    if (!r) return;
+    r->ns = cxl_now_ns();
+    r->pbr_index = e->pbr_index;
+    r->broker = e->broker;
+    r->reason = (e->flags & ENTRY_CORRUPT) ? 2 : 1;
+}
+
+/* Announce the epoch this scanner pushes into. The re-check closes the window in which the
+ * sequencer bumps the epoch between our load and our store (see seq_seal). */
+static uint64_t scanner_enter(cxl_log_t *L, scanner_t *S) {
+    for (;;) {
+        uint64_t e = atomic_load(&L->epoch);
+        atomic_store(&S->active, e);
+        if (atomic_load(&L->epoch) == e) return e;
+    }
+}
+
+static uint64_t scan_collect(cxl_log_t *L, scanner_t *S, ebuf_t *buf) {
+    uint64_t n = 0;
+    while (S->next < S->quota && n < SCAN_CHUNK && buf->count < buf->cap) {
+        entry_t e;
+        int rc = scan_take(L, S, &e);
+        if (!rc) break;
+        if (e.flags) record_loss(L, &e);
+        buf->e[buf->count++] = e;
+        S->next++;
+        n++;
+    }
+    return n;
+}
+
+static int scan_step(cxl_log_t *L, scanner_t *S) {
+    if (S->next >= S->quota) return STEP_DONE;
+    uint64_t n;
+    if (L->cfg.variant == 1) {
+        /* The seed's "before" design: every push under one shared mutex. */
+        pthread_mutex_lock(&L->mu);
+        uint64_t e = atomic_load(&L->epoch);
+        n = scan_collect(L, S, &L->shared[e % 3]);
+        pthread_mutex_unlock(&L->mu);
+    } else {
+        if ((L->cfg.flags & CXL_F_DETERMINISTIC) && S->phase == 0) {
+            S->pending_epoch = scanner_enter(L, S);
+            S->phase = 1;
+            return STEP_PROGRESS; /* the sequencer may run between announce and push */
+        }
+        uint64_t e = S->phase ? S->pending_epoch : scanner_enter(L, S);
+        S->phase = 0;
+        n = scan_collect(L, S, &L->bufs[e % 3][S->broker]);
+        atomic_store(&S->active, QUIESCENT);
+    }
+    if (S->next >= S->quota) {
+        atomic_fetch_add(&L->scanners_done, 1);
+        return STEP_DONE;
+    }
+    return n ? STEP_PROGRESS : STEP_IDLE;
+}
+
+/* ------------------------------------------------------------------ Order 0 acker */
+
+static void publish_frontier(cxl_log_t *L, uint32_t b, uint64_t consumed, uint64_t batches,
+                             uint64_t msgs, uint64_t lost) {
+    cxl_seq_line_t *s = &L->seql[b];
+    cxl_commit64(&s->lost_batches, lost);
+    cxl_commit64(&s->ordered_msgs, msgs);
+    cxl_commit64(&s->ordered_batches, batches);
+    cxl_commit64(&s->consumed_through, consumed);
+    if (!FAULT(L, seq_no_frontier_flush)) cxl_flush(s);
+}
+
+static void publish_durable(cxl_log_t *L, uint32_t b, uint64_t batches, uint64_t msgs) {
+    cxl_seq_line_t *s = &L->seql[b];
+    cxl_commit64(&s->durable_msgs, msgs);
+    cxl_commit64(&s->durable_batches, batches);
+    cxl_flush(s);
+}
+
+static int ack0_step(cxl_log_t *L, scanner_t *S) {
+    if (S->next >= S->quota) return STEP_DONE;
+    uint64_t n = 0;
+    while (S->next < S->quota && n < SCAN_CHUNK) {
+        entry_t e;
+        int rc = scan_take(L, S, &e);
+        if (!rc) break;
+        if (e.flags) { record_loss(L, &e); S->lost++; }
+        else S->acked_msgs += e.msg_count;
+        S->next++;
+        n++;
+    }
+    if (!n) return STEP_IDLE;
+    /* The broker's own frontier is the ACK in Order 0: flushed and fenced before it counts. */
+    publish_frontier(L, S->broker, S->next, S->next, S->acked_msgs, S->lost);
+    cxl_sfence();
+    if (L->cfg.ack_level >= 2) {
+        publish_durable(L, S->broker, S->next, S->acked_msgs);
+        cxl_sfence();
+    }
+    atomic_fetch_add(&L->progress_msgs, n * L->cfg.msgs_per_batch);
+    stat_add(&L->st.batches_ordered, n - 0);
+    if (S->next >= S->quota) {
+        atomic_fetch_add(&L->scanners_done, 1);
+        return STEP_DONE;
+    }
+    return STEP_PROGRESS;
+}
+
+/* ------------------------------------------------------------------ epoch sequencer */
+
+/*
+ * Sealing epoch E (per-scanner variant). The sequencer stores epoch = E+1 and then waits until
+ * no scanner announces E. A scanner pushes into buffer E only after it stored active = E and
+ * then re-read epoch == E (scanner_enter). All four accesses are sequentially consistent, so
+ * in their single total order either the scanner's re-read comes before our store of E+1 --
+ * then its store of active = E comes before our reads of active, and we wait until it stores
+ * QUIESCENT after its pushes -- or the re-read sees E+1 and the scanner retries with E+1 and
+ * never touches buffer E. Buffer E is reused only at epoch E+3, after we drained it.
+ * Returns 1 when the epoch is sealed and its buffers are stable.
+ */
+static int seq_seal(cxl_log_t *L) {
+    if (!L->sealing) {
+        L->seal_epoch = atomic_load(&L->epoch);
+        if (L->cfg.variant == 1) {
+            pthread_mutex_lock(&L->mu); /* no scanner is inside its push while we hold it */
+            atomic_store(&L->epoch, L->seal_epoch + 1);
+            pthread_mutex_unlock(&L->mu);
+            return 1;
+        }
+        atomic_store(&L->epoch, L->seal_epoch + 1);
+        L->sealing = 1;
+    }
+    if (!FAULT(L, seq_unsealed_read)) {
+        for (uint32_t b = 0; b < L->cfg.brokers; b++)
+            if (atomic_load(&L->scan[b].active) == L->seal_epoch) return 0;
+    }
+    L->sealing = 0;
+    return 1;
+}
+
+static void seq_merge(cxl_log_t *L) {
+    uint64_t E = L->seal_epoch % 3;
+    L->merged_n = L->merged_at = 0;
+    if (L->cfg.variant == 1) {
+        ebuf_t *sb = &L->shared[E];
+        memcpy(L->merged, sb->e, sb->count * sizeof(entry_t));
+        L->merged_n = sb->count;
+        sb->count = 0;
+        return;
+    }
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+        ebuf_t *eb = &L->bufs[E][b];
+        memcpy(L->merged + L->merged_n, eb->e, eb->count * sizeof(entry_t));
+        L->merged_n += eb->count;
+        eb->count = 0;
+    }
+}
+
+/* GOI space: positions below the slowest subscriber's may be overwritten. */
+static uint64_t goi_room(cxl_log_t *L, uint64_t next_pos) {
+    if (!L->cfg.subscribers) return L->cfg.goi_slots;
+    uint64_t lo = UINT64_MAX;
+    for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
+        cxl_invalidate(&L->subl[k], CXL_LINE);
+        uint64_t p = cxl_consume64(&L->subl[k].goi_pos);
+        if (p < lo) lo = p;
+    }
+    if (lo > next_pos) { /* a subscriber claims to be ahead of what exists: corrupt */
+        stat_add(&L->st.corrupt_ctrl, 1);
+        lo = next_pos;
+    }
+    return L->cfg.goi_slots - (next_pos - lo);
+}
+
+static void goi_write_body(cxl_goi_entry_t *g, const entry_t *e, uint64_t order) {
+    cxl_goi_entry_t v;
+    v.first_msg_order = order;
+    v.log_offset = e->log_offset;
+    v.pbr_index = e->pbr_index;
+    v.client_batch_seq = e->client_batch_seq;
+    v.broker = e->broker;
+    v.client = e->client;
+    v.size = (uint32_t)e->size;
+    v.msg_count = e->msg_count;
+    v.checksum = e->checksum;
+    v.token = 0;
+    cxl_copy_in(g, &v, offsetof(cxl_goi_entry_t, token));
+}
+
+/* Take the next chunk of merged entries: up to `room` live ones plus the lost/corrupt ones
+ * among them (those take no position). Returns the number of live entries. */
+static uint64_t seq_take_chunk(cxl_log_t *L, uint64_t room, uint64_t *taken) {
+    uint64_t n = 0, live = 0;
+    while (L->merged_at + n < L->merged_n && n < CHUNK_MAX) {
+        const entry_t *e = &L->merged[L->merged_at + n];
+        if (!e->flags && live == room) break;
+        L->chunk[n] = *e;
+        live += !e->flags;
+        n++;
+    }
+    *taken = n;
+    return live;
+}
+
+static void seq_account(cxl_log_t *L, const entry_t *e) {
+    uint32_t b = e->broker;
+    if (e->pbr_index != L->seq_next_pbr[b]) stat_add(&L->st.order_gaps, 1);
+    L->seq_next_pbr[b] = e->pbr_index + 1;
+    L->seq_consumed[b] = e->pbr_index + 1;
+    if (e->flags) {
+        L->seq_lost[b]++;
+        stat_add(&L->st.batches_lost, 1);
+    } else {
+        L->seq_ordered_msgs[b] += e->msg_count;
+    }
+}
+
+static void seq_publish_frontiers(cxl_log_t *L) {
+    for (uint32_t b = 0; b < L->cfg.brokers; b++)
+        publish_frontier(L, b, L->seq_consumed[b], L->seq_consumed[b], L->seq_ordered_msgs[b],
+                         L->seq_lost[b]);
+}
+
+static void seq_fence(cxl_log_t *L) {
+    if (!FAULT(L, seq_no_fence_at_all)) cxl_sfence();
+}
+
+/* Assign positions to the live entries of the chunk: one reservation per chunk (= per epoch
+ * in steady state), or one per batch in the ablation. */
+static uint64_t seq_reserve(cxl_log_t *L, uint64_t n, uint64_t live) {
+    uint64_t base = 0;
+    const int per_batch = (L->cfg.flags & CXL_F_RESERVE_PER_BATCH) != 0;
+    if (!per_batch) {
+        base = cxl_fetch_add64(&L->ctrl->reserve.next_global, live);
+        stat_add(&L->st.reservations, 1);
+    }
+    uint64_t hi = 0;
+    for (uint64_t i = 0, k = 0; i < n; i++) {
+        if (L->chunk[i].flags) continue;
+        uint64_t s = per_batch ? cxl_fetch_add64(&L->ctrl->reserve.next_global, 1) : base + k++;
+        if (per_batch) stat_add(&L->st.reservations, 1);
+        L->chunk_pos[i] = s;
+        if (s + 1 > hi) hi = s + 1;
+    }
+    return hi;
+}
+
+/* Rule 4: bodies flushed and fenced, then tokens flushed and fenced, then committed_seq. */
+static void seq_write_goi(cxl_log_t *L, uint64_t n) {
+    uint64_t order = L->total_msgs_ordered;
+    const int flush = !FAULT(L, seq_no_goi_flush);
+    for (uint64_t i = 0; i < n; i++) {
+        if (L->chunk[i].flags) continue;
+        cxl_goi_entry_t *g = &L->goi[L->chunk_pos[i] & L->goi_mask];
+        if (FAULT(L, seq_goi_token_first)) {
+            cxl_publish64(&g->token, L->chunk_pos[i] + 1);
+            cxl_flush(g);
+            seq_fence(L);
+        }
+        goi_write_body(g, &L->chunk[i], order);
+        if (flush) cxl_flush(g);
+        order += L->chunk[i].msg_count;
+    }
+    if (!FAULT(L, seq_no_goi_fence)) seq_fence(L);
+    if (FAULT(L, seq_goi_token_first)) return;
+    for (uint64_t i = 0; i < n; i++) {
+        if (L->chunk[i].flags) continue;
+        cxl_goi_entry_t *g = &L->goi[L->chunk_pos[i] & L->goi_mask];
+        cxl_publish64(&g->token, L->chunk_pos[i] + 1);
+        if (flush && !FAULT(L, seq_commit_unflushed)) cxl_flush(g);
+    }
+    if (!FAULT(L, seq_commit_unflushed)) seq_fence(L);
+}
+
+static void seq_flush_late_tokens(cxl_log_t *L, uint64_t n) {
+    /* planted seq_commit_unflushed: the token lines are flushed only after the commit */
+    for (uint64_t i = 0; i < n; i++)
+        if (!L->chunk[i].flags) cxl_flush(&L->goi[L->chunk_pos[i] & L->goi_mask]);
+    seq_fence(L);
+}
+
+static void seq_commit(cxl_log_t *L, uint64_t hi, uint64_t now) {
+    cxl_seq_ctrl_t *sc = &L->ctrl->seq;
+    uint64_t prev = cxl_ld64(&sc->committed_seq); /* our own line: no token to check */
+    cxl_commit64(&sc->epoch, L->seal_epoch);
+    cxl_commit64(&sc->heartbeat_ns, now);
+    cxl_commit64(&sc->ordered_msgs, L->total_msgs_ordered);
+    if (hi > prev) cxl_commit64(&sc->committed_seq, hi);
+    if (!FAULT(L, seq_no_frontier_flush)) cxl_flush(sc);
+    cxl_rec_frontier_t *cr = (cxl_rec_frontier_t *)rec_slot(L, CXL_REC_COMMIT);
+    if (cr) {
+        cr->ns = cxl_now_ns();
+        cr->value = hi > prev ? hi : prev;
+        cr->who = 0;
+        cr->kind = 0;
+    }
+}
+
+static void seq_record(cxl_log_t *L, uint64_t n, uint64_t now) {
+    uint64_t order = L->total_msgs_ordered;
+    for (uint64_t i = 0; i < n; i++) {
+        const entry_t *e = &L->chunk[i];
+        if (e->flags) continue;
+        cxl_rec_order_t *r = (cxl_rec_order_t *)rec_slot(L, CXL_REC_ORDER);
+        if (r) {
+            r->seq = L->chunk_pos[i];
+            r->pbr_index = e->pbr_index;
+            r->commit_ns = now;
+            r->first_msg_order = order;
+            r->broker = e->broker;
+            r->msg_count = e->msg_count;
+        }
+        if (e->publish_ns && now > e->publish_ns) L->st.lat_hist[lat_bucket(now - e->publish_ns)]++;
+        order += e->msg_count;
+    }
+}
+
+static int seq_drained(cxl_log_t *L) {
+    for (int e = 0; e < 3; e++) {
+        if (L->shared[e].count) return 0;
+        for (uint32_t b = 0; b < L->cfg.brokers; b++)
+            if (L->bufs[e][b].count) return 0;
+    }
+    return 1;
+}
+
+/* Seal and merge the next epoch when the current one is fully written. */
+static int seq_next_epoch(cxl_log_t *L) {
+    const int det = (L->cfg.flags & CXL_F_DETERMINISTIC) != 0;
+    uint32_t done = atomic_load(&L->scanners_done);
+    if (!L->sealing && !det && cxl_now_ns() < L->next_epoch_ns && done < L->cfg.brokers)
+        return STEP_IDLE;
+    if (!seq_seal(L)) return STEP_IDLE;
+    seq_merge(L);
+    L->next_epoch_ns = cxl_now_ns() + (uint64_t)L->cfg.epoch_us * 1000u;
+    stat_add(&L->st.epochs, 1);
+    if (L->merged_n) return STEP_PROGRESS;
+    if (done >= L->cfg.brokers && seq_drained(L)) {
+        cxl_commit64(&L->ctrl->seq.done, 1);
+        cxl_flush(&L->ctrl->seq);
+        cxl_sfence();
+        return STEP_DONE;
+    }
+    return STEP_IDLE;
+}
+
+static int seq_step(cxl_log_t *L) {
+    if (L->merged_at == L->merged_n) {
+        int rc = seq_next_epoch(L);
+        if (rc != STEP_PROGRESS) return rc;
+    }
+    uint64_t room = goi_room(L, cxl_consume64(&L->ctrl->reserve.next_global));
+    if (room == 0) return STEP_IDLE;
+    uint64_t n, live = seq_take_chunk(L, room, &n);
+    if (FAULT(L, seq_dup_identity) && live && n < CHUNK_MAX) {
+        /* planted: the chunk's first live batch is ordered a second time, at the end */
+        for (uint64_t i = 0; i < n; i++)
+            if (!L->chunk[i].flags) { L->chunk[n++] = L->chunk[i]; live++; break; }
+    }
+    if (FAULT(L, seq_ack_before_order)) {
+        /* planted: the ACK frontiers move before the chunk is ordered */
+        for (uint64_t i = 0; i < n; i++) seq_account(L, &L->chunk[i]);
+        seq_publish_frontiers(L);
+        seq_fence(L);
+    }
+    uint64_t hi = seq_reserve(L, n, live);
+    seq_write_goi(L, n);
+    uint64_t now = cxl_now_ns();
+    seq_record(L, n, now);
+    uint64_t order0 = L->total_msgs_ordered;
+    for (uint64_t i = 0; i < n; i++)
+        if (!L->chunk[i].flags) L->total_msgs_ordered += L->chunk[i].msg_count;
+    if (!FAULT(L, seq_ack_before_order))
+        for (uint64_t i = 0; i < n; i++) seq_account(L, &L->chunk[i]);
+    seq_commit(L, hi, now);
+    if (FAULT(L, seq_commit_unflushed)) seq_flush_late_tokens(L, n);
+    seq_publish_frontiers(L);
+    seq_fence(L);
+    if (L->cfg.ack_level >= 2) {
+        for (uint32_t b = 0; b < L->cfg.brokers; b++)
+            publish_durable(L, b, L->seq_consumed[b], L->seq_ordered_msgs[b]);
+        seq_fence(L);
+    }
+    L->merged_at += FAULT(L, seq_dup_identity) && live ? n - 1 : n;
+    if (L->merged_at > L->merged_n) L->merged_at = L->merged_n;
+    stat_add(&L->st.batches_ordered, live);
+    stat_add(&L->st.messages_ordered, L->total_msgs_ordered - order0);
+    atomic_fetch_add(&L->progress_msgs, L->total_msgs_ordered - order0);
+    return STEP_PROGRESS;
+}
+
+/* ------------------------------------------------------------------ subscribers */
+
+/* Verify a batch's payload against its checksum, message by message, never reading past
+ * `size`. Returns the recomputed checksum, or a value != expected on any malformed message. */
+static uint64_t verify_payload(cxl_log_t *L, subscriber_t *U, const unsigned char *p,
+                               uint64_t size, uint32_t msg_count, int *ok) {
+    cxl_invalidate(p, size);
+    const unsigned char *v = (const unsigned char *)cxl_read_view(p, size, U->scratch);
+    uint64_t cs = 0, off = 0;
+    *ok = 1;
+    for (uint32_t m = 0; m < msg_count; m++) {
+        cxl_msg_hdr_t h;
+        if (size - off < sizeof h) { *ok = 0; break; }
+        memcpy(&h, v + off, sizeof h);
+        if (h.size > size - off - sizeof h) { *ok = 0; break; }
+        uint64_t ph = cxl_checksum_bytes(v + off + sizeof h, h.size, 0);
+        cs = fold_checksum(cs, msg_checksum(ph, h.size, h.client, h.msg_seq));
+        off += align64(sizeof h + h.size);
+        if (off > size) off = size;
+    }
+    (void)L;
+    return cs;
+}
+
+static void sub_deliver(cxl_log_t *L, subscriber_t *U, uint64_t pos, uint32_t b,
+                        uint64_t pbr_index, uint64_t log_offset, uint64_t size,
+                        uint32_t msg_count, uint32_t client, uint64_t cbs, uint64_t checksum) {
+    const uint32_t k = U->idx;
+    uint64_t got = checksum;
+    if (!(L->cfg.flags & CXL_F_NO_VERIFY)) {
+        int ok;
+        got = verify_payload(L, U, log_of(L, b) + log_offset, size, msg_count, &ok);
+        if (!ok || got != checksum) stat_add(&L->st.sub_checksum_errors[k], 1);
+    }
+    /* per-broker arrival order: ring indices strictly increase within a broker */
+    if (pbr_index + 1 <= U->last_pbr[b]) stat_add(&L->st.sub_order_errors[k], 1);
+    U->last_pbr[b] = pbr_index + 1;
+    U->hash = mix64(U->hash ^ pos) ^ mix64(((uint64_t)b << 56) ^ pbr_index) ^ checksum;
+    L->st.sub_batches[k]++;
+    L->st.sub_messages[k] += msg_count;
+    cxl_rec_deliver_t *r = (cxl_rec_deliver_t *)rec_slot(L, CXL_REC_DELIVER + (int)k);
+    if (r) {
+        r->pos = pos;
+        r->pbr_index = pbr_index;
+        r->checksum = got;
+        r->ns = cxl_now_ns();
+        r->client_batch_seq = cbs;
+        r->broker = b;
+        r->client = client;
+        r->size = (uint32_t)size;
+        r->msg_count = msg_count;
+    }
+}
+
+static void sub_publish_position(cxl_log_t *L, subscriber_t *U) {
+    cxl_sub_line_t *s = &L->subl[U->idx];
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) cxl_commit64(&s->released[b], U->last_pbr[b]);
+    cxl_commit64(&s->delivered_batches, L->st.sub_batches[U->idx]);
+    cxl_commit64(&s->heartbeat_ns, cxl_now_ns());
+    cxl_commit64(&s->goi_pos, U->pos);
+    cxl_flush(&s->released[0]);
+    cxl_flush(s);
+    cxl_sfence();
+}
+
+static int goi_valid(const cxl_log_t *L, const cxl_goi_entry_t *g) {
+    if (g->broker >= L->cfg.brokers) return 0;
+    if (g->msg_count == 0 || g->msg_count > L->cfg.msgs_per_batch) return 0;
+    if (g->size < (uint64_t)g->msg_count * CXL_MSG_HDR || g->size > L->stride) return 0;
+    if (g->log_offset % CXL_LINE || g->log_offset > L->log_bytes - g->size) return 0;
+    return 1;
+}
+
+static uint64_t sub_read_committed(cxl_log_t *L, subscriber_t *U) {
+    if (!FAULT(L, sub_no_invalidate_commit)) cxl_invalidate(&L->ctrl->seq, CXL_LINE);
+    uint64_t c = cxl_consume64(&L->ctrl->seq.committed_seq);
+    if (c < U->last_committed) {
+        stat_add(&L->st.committed_regressions, 1);
+        c = U->last_committed;
+    }
+    if (c != U->last_committed) {
+        cxl_rec_frontier_t *r = (cxl_rec_frontier_t *)rec_slot(L, CXL_REC_COMMIT);
+        if (r) { r->ns = cxl_now_ns(); r->value = c; r->who = U->idx; r->kind = 1 + U->idx; }
+    }
+    U->last_committed = c;
+    return c;
+}
+
+static int sub2_step(cxl_log_t *L, subscriber_t *U) {
+    uint64_t c = sub_read_committed(L, U);
+    if (c > U->pos + L->cfg.goi_slots) {
+        /* committed_seq claims more than the ring can hold unread: corrupt control block */
+        stat_add(&L->st.corrupt_ctrl, 1);
+        c = U->pos + L->cfg.goi_slots;
+    }
+    uint64_t n = 0;
+    while (U->pos < c && n < SUB_CHUNK) {
+        cxl_goi_entry_t *g = &L->goi[U->pos & L->goi_mask];
+        if (!FAULT(L, sub_no_invalidate_goi)) cxl_invalidate(g, CXL_LINE);
+        if (cxl_consume64(&g->token) != U->pos + 1) {
+            /* committed but not readable: the prefix was not flushed before committed_seq */
+            stat_add(&L->st.corrupt_goi, 1);
+            break;
+        }
+        cxl_goi_entry_t v;
+        cxl_copy_out(&v, g, sizeof v);
+        if (goi_valid(L, &v)) {
+            sub_deliver(L, U, U->pos, v.broker, v.pbr_index, v.log_offset, v.size, v.msg_count,
+                        v.client, v.client_batch_seq, v.checksum);
+        } else {
+            stat_add(&L->st.corrupt_goi, 1);
+        }
+        U->pos++;
+        n++;
+    }
+    if (n) {
+        sub_publish_position(L, U);
+        stat_max(&L->st.sub_last_ns[U->idx], cxl_now_ns());
+        return STEP_PROGRESS;
+    }
+    if (U->pos == c) {
+        cxl_invalidate(&L->ctrl->seq, CXL_LINE);
+        if (cxl_consume64(&L->ctrl->seq.done) && cxl_consume64(&L->ctrl->seq.committed_seq) == U->pos)
+            return STEP_DONE;
+    }
+    return STEP_IDLE;
+}
+
+/* Order 0: no global order; deliver each broker's acknowledged slots in ring order. */
+static int sub0_step(cxl_log_t *L, subscriber_t *U) {
+    uint64_t n = 0;
+    int all_done = 1;
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+        if (U->next_pbr[b] >= L->per_broker) continue;
+        all_done = 0;
+        cxl_invalidate(&L->seql[b], CXL_LINE);
+        uint64_t acked = cxl_consume64(&L->seql[b].ordered_batches);
+        if (acked > L->per_broker) { stat_add(&L->st.corrupt_ctrl, 1); acked = L->per_broker; }
+        while (U->next_pbr[b] < acked && n < SUB_CHUNK) {
+            uint64_t i = U->next_pbr[b];
+            cxl_batch_hdr_t *h = slot_at(L, b, i);
+            cxl_invalidate(h, sizeof *h);
+            cxl_batch_hdr_t v;
+            if (cxl_consume64(&h->token) == i + 1) {
+                cxl_copy_out(&v, h, sizeof v);
+                if (header_valid(L, &v, b, i))
+                    sub_deliver(L, U, i, b, i, v.log_offset, v.size, v.msg_count, v.client,
+                                v.client_batch_seq, v.checksum);
+            } /* else: resolved as lost by the broker; nothing to deliver */
+            U->next_pbr[b] = i + 1;
+            U->last_pbr[b] = i + 1;
+            n++;
+        }
+    }
+    if (n) {
+        sub_publish_position(L, U);
+        stat_max(&L->st.sub_last_ns[U->idx], cxl_now_ns());
+        return STEP_PROGRESS;
+    }
+    return all_done ? STEP_DONE : STEP_IDLE;
+}
+
+/* ------------------------------------------------------------------ runners */
+
+typedef struct role {
+    cxl_log_t *L;
+    int kind;    /* 0 pub, 1 scanner/acker, 2 sequencer, 3 subscriber */
+    void *obj;
+    int agent;
+    int done;
+    pthread_t th;
+} role_t;
+
+static int role_step(role_t *r) {
+    cxl_log_t *L = r->L;
+    switch (r->kind) {
+    case 0: return pub_step(L, (publisher_t *)r->obj);
+    case 1: return L->cfg.order == 0 ? ack0_step(L, (scanner_t *)r->obj)
+                                     : scan_step(L, (scanner_t *)r->obj);
+    case 2: return seq_step(L);
+    default: return L->cfg.order == 0 ? sub0_step(L, (subscriber_t *)r->obj)
+                                      : sub2_step(L, (subscriber_t *)r->obj);
+    }
+}
+
+static void *role_thread(void *arg) {
+    role_t *r = (role_t *)arg;
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* 1 us: back-off sleeps stay short */
+    CXL_AGENT_SET(r->agent);
+    unsigned idle = 0;
+    while (!atomic_load_explicit(&r->L->stop, memory_order_relaxed)) {
+        int rc = role_step(r);
+        if (rc == STEP_DONE) break;
+        if (rc == STEP_PROGRESS) {
+            idle = 0;
+            note_progress(r->L);
+        } else {
+            backoff(&idle);
+        }
+    }
+    __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static uint32_t build_roles(cxl_log_t *L, uint32_t mask, role_t *roles) {
+    uint32_t n = 0;
+    if (mask & CXL_ROLE_PUBLISHERS)
+        for (uint32_t i = 0; i < L->npubs; i++)
+            roles[n++] = (role_t){L, 0, &L->pubs[i], AGENT_PUB + (int)i, 0, 0};
+    if (mask & CXL_ROLE_SCANNERS) {
+        for (uint32_t b = 0; b < L->cfg.brokers; b++)
+            roles[n++] = (role_t){L, 1, &L->scan[b], AGENT_SCAN + (int)b, 0, 0};
+        if (L->cfg.order == 2) roles[n++] = (role_t){L, 2, NULL, AGENT_SEQ, 0, 0};
+    }
+    if (mask & CXL_ROLE_SUBSCRIBERS)
+        for (uint32_t k = 0; k < L->cfg.subscribers; k++)
+            roles[n++] = (role_t){L, 3, &L->sub[k], AGENT_SUB + (int)k, 0, 0};
+    return n;
+}
+
+static uint32_t watchdog_roles(role_t *roles, uint32_t n) {
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (!__atomic_load_n(&roles[i].done, __ATOMIC_ACQUIRE)) m |= 1u << roles[i].kind;
+    return m;
+}
+
+static int run_threads(cxl_log_t *L, role_t *roles, uint32_t n) {
+    uint32_t started = 0;
+    int rc = 0;
+    for (; started < n; started++)
+        if (pthread_create(&roles[started].th, NULL, role_thread, &roles[started]) != 0) {
+            atomic_store(&L->stop, 1);
+            rc = -1;
+            break;
+        }
+    /* The caller's thread is the watchdog: a stall is reported, never waited on forever. */
+    for (;;) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+        uint32_t alive = watchdog_roles(roles, started);
+        if (!alive) break;
+        uint64_t last = atomic_load(&L->last_progress_ns), now = cxl_now_ns();
+        if (L->cfg.watchdog_ns && now > last && now - last > L->cfg.watchdog_ns) {
+            L->st.stalled = 1;
+            L->st.stall_role = alive;
+            atomic_store(&L->stop, 1);
+            rc = rc ? rc : 1;
+            break;
+        }
+        if (atomic_load(&L->stop)) break;
+    }
+    for (uint32_t i = 0; i < started; i++) pthread_join(roles[i].th, NULL);
+    return rc;
+}
+
+/* One thread; the next role is drawn from a seeded generator, so a run is reproducible. */
+static int run_deterministic(cxl_log_t *L, role_t *roles, uint32_t n) {
+    uint64_t x = L->cfg.seed * 0x9e3779b97f4a7c15ull + 1;
+    uint64_t idle_streak = 0, limit = 200000 + 2000ull * n;
+    uint32_t left = n;
+    while (left && !atomic_load(&L->stop)) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        role_t *r = &roles[x % n];
+        if (r->done) continue;
+        CXL_AGENT_SET(r->agent);
+        int rc = role_step(r);
+        if (rc == STEP_DONE) {
+            r->done = 1;
+            left--;
+            idle_streak = 0;
+        } else if (rc == STEP_PROGRESS) {
+            idle_streak = 0;
+        } else if (++idle_streak > limit) {
+            L->st.stalled = 1;
+            L->st.stall_role = watchdog_roles(roles, n);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int cxl_log_run(cxl_log_t *L, uint32_t mask) {
+    role_t *roles = (role_t *)calloc(L->npubs + 2u * CXL_MAX_BROKERS + CXL_MAX_SUBS + 2u,
+                                     sizeof(role_t));
+    if (!roles) return -1;
+    uint32_t n = build_roles(L, mask, roles);
+    note_progress(L);
+    int rc = (L->cfg.flags & CXL_F_DETERMINISTIC) ? run_deterministic(L, roles, n)
+                                                  : run_threads(L, roles, n);
+    free(roles);
+    L->st.end_ns = cxl_now_ns();
+    return rc;
+}
+
+void cxl_log_request_stop(cxl_log_t *L) { atomic_store(&L->stop, 1); }
+
+uint64_t cxl_log_progress(const cxl_log_t *L) {
+    return atomic_load_explicit(&((cxl_log_t *)L)->progress_msgs, memory_order_relaxed);
+}
+
+void cxl_log_stats(const cxl_log_t *L, cxl_log_stats_t *out) {
+    *out = L->st;
+    uint64_t acked = 0, acked_b = 0;
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+        const cxl_seq_line_t *s = &L->seql[b];
+        cxl_invalidate(s, CXL_LINE);
+        acked += L->cfg.ack_level >= 2 ? cxl_consume64(&s->durable_msgs)
+                                       : cxl_consume64(&s->ordered_msgs);
+        acked_b += L->cfg.ack_level >= 2 ? cxl_consume64(&s->durable_batches)
+                                         : cxl_consume64(&s->ordered_batches);
+    }
+    out->messages_acked = L->cfg.ack_level ? acked : 0;
+    out->batches_acked = L->cfg.ack_level ? acked_b : 0;
+    cxl_invalidate(&L->ctrl->seq, CXL_LINE);
+    out->committed_seq = cxl_consume64(&L->ctrl->seq.committed_seq);
+    for (uint32_t k = 0; k < L->cfg.subscribers; k++) out->sub_hash[k] = L->sub[k].hash;
+}
+
+int cxl_log_records(const cxl_log_t *L, int kind, void **ptr, uint64_t *count, uint64_t *elem) {
+    if (kind < 0 || kind >= CXL_REC_DELIVER + (int)CXL_MAX_SUBS) return -1;
+    const recs_t *r = &L->rec[kind];
+    uint64_t c = atomic_load(&((recs_t *)r)->count);
+    *ptr = r->data;
+    *count = c < r->cap ? c : r->cap;
+    *elem = r->elem;
+    return r->data ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ fault catalogue */
+
+static const char *const fault_names[] = {
+    "none",
+#define CXL_FAULT_NAME(id, name, doc) #name,
+    CXL_FAULT_LIST(CXL_FAULT_NAME)
+#undef CXL_FAULT_NAME
+};
+static const char *const fault_docs[] = {
+    "no planted defect",
+#define CXL_FAULT_DOC(id, name, doc) doc,
+    CXL_FAULT_LIST(CXL_FAULT_DOC)
+#undef CXL_FAULT_DOC
+};
+
+uint32_t cxl_fault_count(void) { return CXL_FAULT_COUNT_PLUS1 - 1; }
+const char *cxl_fault_name(uint32_t id) { return id < CXL_FAULT_COUNT_PLUS1 ? fault_names[id] : ""; }
+const char *cxl_fault_doc(uint32_t id) { return id < CXL_FAULT_COUNT_PLUS1 ? fault_docs[id] : ""; }
+
+int cxl_is_checked(void) {
+#ifdef CXL_CHECKED
+    return 1;
+#else
+    return 0;
+#endif
+}

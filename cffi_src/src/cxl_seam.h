@@ -1,0 +1,245 @@
+/*
+ * cxl_seam.h -- the one seam through which all C code touches shared (CXL) memory.
+ *
+ * Every load, store, copy, flush, fence and invalidation of the region goes through the
+ * functions below. In the normal build they are inline and compile to plain accesses and the
+ * flush instruction chosen once from CPUID (clwb > clflushopt > clflush). In the checked build
+ * (CXL_CHECKED) each one calls into cxl_check.c, which records the event with its source
+ * location and serves it through the non-coherent software model.
+ *
+ * Ordering words used below:
+ *   publish  -- a release store that makes a record visible (commit token, frontier counter);
+ *   commit   -- a release store of a frontier that covers earlier tokens (committed_seq, ...);
+ *   consume  -- the acquire load that reads such a token before the record it guards.
+ */
+#ifndef CXL_SEAM_H
+#define CXL_SEAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <emmintrin.h>
+#include <x86intrin.h>
+#define CXL_X86 1
+#endif
+
+#define CXL_LINE 64u
+
+/* Which flush instruction the normal build uses (chosen in cxl_cpu.c). */
+enum cxl_flush_kind {
+    CXL_FLUSH_NONE = 0,       /* no cache-line flush on this CPU: fences only */
+    CXL_FLUSH_CLFLUSH = 1,
+    CXL_FLUSH_CLFLUSHOPT = 2,
+    CXL_FLUSH_CLWB = 3,
+};
+
+/* Injected latency (emulated profiles), in TSC cycles; all zero = off. */
+typedef struct cxl_inject {
+    uint64_t flush_cycles;      /* per line flushed */
+    uint64_t fence_cycles;      /* per store/full fence */
+    uint64_t inval_cycles;      /* per line invalidated before a read */
+    uint64_t copy_cycles_per_kib; /* bandwidth cap on copies into the region */
+    int enabled;
+    int invalidate_flushes;     /* non-coherent hardware: invalidate = clflushopt the line */
+} cxl_inject_t;
+
+extern int cxl_flush_kind_g;
+extern cxl_inject_t cxl_inject_g;
+
+uint64_t cxl_rdtsc(void);
+void cxl_delay_cycles(uint64_t cycles);
+
+#ifdef CXL_X86
+__attribute__((target("clwb"))) static inline void cxl__clwb(const void *p) {
+    __builtin_ia32_clwb((void *)p);
+}
+__attribute__((target("clflushopt"))) static inline void cxl__clflushopt(const void *p) {
+    __builtin_ia32_clflushopt((void *)p);
+}
+#endif
+
+/* Raw primitives (no injection, no recording); used by the seam and by calibration. */
+static inline void cxl_raw_flush_line(const void *p) {
+#ifdef CXL_X86
+    switch (cxl_flush_kind_g) {
+    case CXL_FLUSH_CLWB: cxl__clwb(p); break;
+    case CXL_FLUSH_CLFLUSHOPT: cxl__clflushopt(p); break;
+    case CXL_FLUSH_CLFLUSH: _mm_clflush(p); break;
+    default: break;
+    }
+#else
+    (void)p;
+#endif
+}
+
+static inline void cxl_raw_sfence(void) {
+#ifdef CXL_X86
+    _mm_sfence();
+#else
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
+static inline void cxl_raw_mfence(void) {
+#ifdef CXL_X86
+    _mm_mfence();
+#else
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
+static inline void cxl_raw_lfence(void) {
+#ifdef CXL_X86
+    _mm_lfence();
+#else
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+#endif
+}
+
+/* Non-temporal copy: 16-byte streaming stores where dst is 16-aligned, plain copy for the rest. */
+static inline void cxl_raw_copy_nt(void *dst, const void *src, size_t n) {
+#ifdef CXL_X86
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+    while (n > 0 && ((uintptr_t)d & 15u) != 0) { *d++ = *s++; n--; }
+    for (; n >= 64; n -= 64, d += 64, s += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)s);
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(s + 32));
+        __m128i e = _mm_loadu_si128((const __m128i *)(const void *)(s + 48));
+        _mm_stream_si128((__m128i *)(void *)d, a);
+        _mm_stream_si128((__m128i *)(void *)(d + 16), b);
+        _mm_stream_si128((__m128i *)(void *)(d + 32), c);
+        _mm_stream_si128((__m128i *)(void *)(d + 48), e);
+    }
+    for (; n >= 16; n -= 16, d += 16, s += 16)
+        _mm_stream_si128((__m128i *)(void *)d, _mm_loadu_si128((const __m128i *)(const void *)s));
+    if (n) memcpy(d, s, n);
+#else
+    memcpy(dst, src, n);
+#endif
+}
+
+#ifndef CXL_CHECKED
+/* ------------------------------------------------------------------ normal build */
+
+static inline void cxl_inject_delay(uint64_t cycles) {
+    if (__builtin_expect(cxl_inject_g.enabled, 0) && cycles) cxl_delay_cycles(cycles);
+}
+
+static inline void cxl_copy_delay(size_t n) {
+    if (__builtin_expect(cxl_inject_g.enabled, 0) && cxl_inject_g.copy_cycles_per_kib)
+        cxl_delay_cycles((cxl_inject_g.copy_cycles_per_kib * (uint64_t)n) >> 10);
+}
+
+static inline void cxl_st64(void *p, uint64_t v) { *(volatile uint64_t *)p = v; }
+static inline void cxl_st32(void *p, uint32_t v) { *(volatile uint32_t *)p = v; }
+static inline uint64_t cxl_ld64(const void *p) { return *(const volatile uint64_t *)p; }
+static inline uint32_t cxl_ld32(const void *p) { return *(const volatile uint32_t *)p; }
+
+/* Release store of a token/frontier: everything stored before it is ordered before it. */
+static inline void cxl_publish64(void *p, uint64_t v) {
+    __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
+}
+/* Release store of a frontier that covers earlier tokens (committed_seq, ACK frontiers,
+ * consumed_through): the checked build requires those tokens flushed and fenced first. */
+static inline void cxl_commit64(void *p, uint64_t v) {
+    __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
+}
+/* Acquire load of a token/frontier: the record it guards is read after it. */
+static inline uint64_t cxl_consume64(const void *p) {
+    return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE);
+}
+/* Atomic read-modify-write on a shared counter (claims, reservations). */
+static inline uint64_t cxl_fetch_add64(void *p, uint64_t v) {
+    return __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_ACQ_REL);
+}
+
+static inline void cxl_copy_in(void *dst, const void *src, size_t n) {
+    memcpy(dst, src, n);
+    cxl_copy_delay(n);
+}
+static inline void cxl_copy_in_nt(void *dst, const void *src, size_t n) {
+    cxl_raw_copy_nt(dst, src, n);
+    cxl_copy_delay(n);
+}
+static inline void cxl_copy_out(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
+
+/* A read-only view of [p, p+n): the memory itself in the normal build. */
+static inline const void *cxl_read_view(const void *p, size_t n, void *scratch) {
+    (void)n; (void)scratch;
+    return p;
+}
+
+static inline void cxl_flush(const void *p) {
+    cxl_raw_flush_line(p);
+    cxl_inject_delay(cxl_inject_g.flush_cycles);
+}
+static inline void cxl_flush_range(const void *p, size_t n) {
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(CXL_LINE - 1);
+    uintptr_t end = (uintptr_t)p + n;
+    for (; a < end; a += CXL_LINE) cxl_flush((const void *)a);
+}
+static inline void cxl_sfence(void) { cxl_raw_sfence(); cxl_inject_delay(cxl_inject_g.fence_cycles); }
+static inline void cxl_mfence(void) { cxl_raw_mfence(); cxl_inject_delay(cxl_inject_g.fence_cycles); }
+static inline void cxl_lfence(void) { cxl_raw_lfence(); }
+
+/* Invalidate lines another agent wrote, before reading them. On coherent memory the hardware
+ * does it; on non-coherent hardware the line is flushed out of this cache (clflushopt). */
+static inline void cxl_invalidate(const void *p, size_t n) {
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(CXL_LINE - 1);
+    uintptr_t end = (uintptr_t)p + (n ? n : 1);
+    for (; a < end; a += CXL_LINE) {
+        if (cxl_inject_g.invalidate_flushes) cxl_raw_flush_line((const void *)a);
+        cxl_inject_delay(cxl_inject_g.inval_cycles);
+    }
+    if (cxl_inject_g.invalidate_flushes) cxl_raw_mfence();
+}
+
+#define CXL_AGENT_SET(id) ((void)(id))
+
+#else
+/* ------------------------------------------------------------------ checked build */
+/* Every operation is recorded with its source location and routed through the model. */
+void cxl_chk_st(void *p, uint64_t v, unsigned size, const char *file, int line);
+uint64_t cxl_chk_ld(const void *p, unsigned size, const char *file, int line);
+void cxl_chk_publish64(void *p, uint64_t v, int commit, const char *file, int line);
+uint64_t cxl_chk_consume64(const void *p, const char *file, int line);
+uint64_t cxl_chk_fetch_add64(void *p, uint64_t v, const char *file, int line);
+void cxl_chk_copy_in(void *dst, const void *src, size_t n, int nt, const char *file, int line);
+void cxl_chk_copy_out(void *dst, const void *src, size_t n, const char *file, int line);
+void cxl_chk_flush(const void *p, const char *file, int line);
+void cxl_chk_fence(int kind, const char *file, int line);
+void cxl_chk_invalidate(const void *p, size_t n, const char *file, int line);
+void cxl_chk_set_agent(int agent);
+
+#define cxl_st64(p, v) cxl_chk_st((p), (uint64_t)(v), 8, __FILE__, __LINE__)
+#define cxl_st32(p, v) cxl_chk_st((p), (uint64_t)(v), 4, __FILE__, __LINE__)
+#define cxl_ld64(p) cxl_chk_ld((p), 8, __FILE__, __LINE__)
+#define cxl_ld32(p) ((uint32_t)cxl_chk_ld((p), 4, __FILE__, __LINE__))
+#define cxl_publish64(p, v) cxl_chk_publish64((p), (v), 0, __FILE__, __LINE__)
+#define cxl_commit64(p, v) cxl_chk_publish64((p), (v), 1, __FILE__, __LINE__)
+#define cxl_consume64(p) cxl_chk_consume64((p), __FILE__, __LINE__)
+#define cxl_fetch_add64(p, v) cxl_chk_fetch_add64((p), (v), __FILE__, __LINE__)
+#define cxl_copy_in(d, s, n) cxl_chk_copy_in((d), (s), (n), 0, __FILE__, __LINE__)
+#define cxl_copy_in_nt(d, s, n) cxl_chk_copy_in((d), (s), (n), 1, __FILE__, __LINE__)
+#define cxl_copy_out(d, s, n) cxl_chk_copy_out((d), (s), (n), __FILE__, __LINE__)
+#define cxl_read_view(p, n, scratch) \
+    (cxl_chk_copy_out((scratch), (p), (n), __FILE__, __LINE__), (const void *)(scratch))
+#define cxl_flush(p) cxl_chk_flush((p), __FILE__, __LINE__)
+#define cxl_flush_range(p, n)                                                             \
+    do {                                                                                  \
+        uintptr_t a_ = (uintptr_t)(p) & ~(uintptr_t)(CXL_LINE - 1);                       \
+        uintptr_t e_ = (uintptr_t)(p) + (n);                                              \
+        for (; a_ < e_; a_ += CXL_LINE) cxl_chk_flush((const void *)a_, __FILE__, __LINE__); \
+    } while (0)
+#define cxl_sfence() cxl_chk_fence(1, __FILE__, __LINE__)
+#define cxl_mfence() cxl_chk_fence(2, __FILE__, __LINE__)
+#define cxl_lfence() cxl_chk_fence(3, __FILE__, __LINE__)
+#define cxl_invalidate(p, n) cxl_chk_invalidate((p), (n), __FILE__, __LINE__)
+#define CXL_AGENT_SET(id) cxl_chk_set_agent(id)
+#endif
+
+#endif /* CXL_SEAM_H */
