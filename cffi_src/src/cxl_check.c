@@ -79,7 +79,8 @@ typedef struct line_state {
     uint8_t state;
     uint8_t kinds;
     uint8_t pub_since_fence;
-    uint8_t token_line;
+    uint8_t token_line;       /* a token was published here */
+    uint8_t rec_before;       /* lines of that token's record before this line */
     uint8_t rmw;
     uint8_t pending;          /* listed in the owner's pending list */
 } line_state_t;
@@ -95,7 +96,8 @@ typedef struct agent {
     uint64_t *inval_evt;      /* per line: this agent's last invalidate */
     uint64_t *pending;        /* lines this agent stored to and has not yet fenced clean */
     uint64_t npending, cap_pending;
-    uint64_t last_token_line;
+    uint64_t last_token_lo;   /* lines of the record whose token this agent published last */
+    uint64_t last_token_hi;
     uint64_t last_consume_line;
     cline_t **cache;          /* model: per line, NULL = not cached */
 } agent_t;
@@ -147,6 +149,7 @@ static void finding(uint32_t rule, int agent, int other, uint64_t li, const char
     f->other_agent = other;
     f->line_off = li * CXL_LINE;
     f->count = 1;
+    f->first_event = G.evt;
     f->file = file;
     f->line_no = ln;
 }
@@ -156,7 +159,7 @@ static agent_t *agent_get(int a) {
     agent_t *A = &G.agents[a];
     if (!A->used) {
         A->used = 1;
-        A->last_token_line = NO_LINE;
+        A->last_token_lo = A->last_token_hi = NO_LINE;
         A->last_consume_line = NO_LINE;
     }
     return A;
@@ -251,8 +254,8 @@ static void on_store(int a, uint64_t li, uint64_t mask, int kind, const char *fi
     line_state_t *s = &G.ls[li];
     if (!s->rmw) {
         if (s->owner >= 0 && s->owner != a) finding(R_two_writers_one_line, a, s->owner, li, file, ln);
-        if ((kind & (K_PLAIN | K_NT)) && A->last_token_line != NO_LINE &&
-            (li == A->last_token_line || li + 1 == A->last_token_line))
+        if ((kind & (K_PLAIN | K_NT)) && li >= A->last_token_lo && li <= A->last_token_hi &&
+            A->last_token_hi != NO_LINE)
             finding(R_body_after_token, a, -1, li, file, ln);
         if (s->owner == a && s->state == S_STORED && (s->dirty_mask & mask) && !(kind & K_COMMIT))
             finding(R_overwrite_before_flush, a, -1, li, file, ln);
@@ -273,8 +276,9 @@ static void check_before_publish(int a, uint64_t li, int commit) {
     for (uint64_t i = 0; i < A->npending; i++) {
         uint64_t p = A->pending[i];
         line_state_t *s = &G.ls[p];
-        if (p == li || s->owner != a || s->state == S_CLEAN) continue;
-        int covered = (s->kinds & (K_PLAIN | K_NT)) || (commit && (s->kinds & K_TOKEN));
+        if (s->owner != a || s->state == S_CLEAN) continue;
+        /* the record's body in the token's own line counts too (rules 2 and 4) */
+        int covered = (s->kinds & (K_PLAIN | K_NT)) || (commit && p != li && (s->kinds & K_TOKEN));
         if (!covered) continue;
         if (s->state == S_STORED) finding(R_unflushed_before_publish, a, -1, p, s->st_file, s->st_line);
         else if (s->kinds & K_NT) finding(R_nt_unfenced_before_publish, a, -1, p, s->st_file, s->st_line);
@@ -282,14 +286,18 @@ static void check_before_publish(int a, uint64_t li, int commit) {
     }
 }
 
-static void on_publish(int a, uint64_t li, int commit, const char *file, int ln) {
+static void on_publish(int a, uint64_t rec_li, uint64_t li, int commit, const char *file, int ln) {
     check_before_publish(a, li, commit);
     on_store(a, li, byte_mask(0, 8), commit ? K_COMMIT : K_TOKEN, file, ln);
     line_state_t *s = &G.ls[li];
     s->pub_since_fence = 1;
     if (!commit) {
+        agent_t *A = agent_get(a);
+        if (rec_li > li || li - rec_li > 255) rec_li = li;
         s->token_line = 1;
-        agent_get(a)->last_token_line = li;
+        s->rec_before = (uint8_t)(li - rec_li);
+        A->last_token_lo = rec_li;
+        A->last_token_hi = li;
     }
 }
 
@@ -341,8 +349,12 @@ static void on_read(int a, uint64_t li, int consume, const char *file, int ln) {
     if (consume) {
         A->last_consume_line = li;
     } else {
-        int token_rec = s->token_line || (li + 1 < G.lines && G.ls[li + 1].token_line);
-        if (token_rec && A->last_consume_line != li && A->last_consume_line != li + 1)
+        /* the token line of the record this line belongs to, if any */
+        uint64_t tok = NO_LINE;
+        if (s->token_line) tok = li;
+        else if (li + 1 < G.lines && G.ls[li + 1].token_line && G.ls[li + 1].rec_before >= 1)
+            tok = li + 1;
+        if (tok != NO_LINE && A->last_consume_line != tok)
             finding(R_record_read_without_token, a, s->owner, li, file, ln);
     }
 }
@@ -439,7 +451,8 @@ uint64_t cxl_chk_ld(const void *p, unsigned size, const char *file, int line) {
     return v;
 }
 
-void cxl_chk_publish64(void *p, uint64_t v, int commit, const char *file, int line) {
+void cxl_chk_publish64(const void *rec, void *p, uint64_t v, int commit, const char *file,
+                       int line) {
     if (!in_region(p, 8)) {
         __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
         return;
@@ -449,7 +462,9 @@ void cxl_chk_publish64(void *p, uint64_t v, int commit, const char *file, int li
     uint64_t off = (uint64_t)((unsigned char *)p - G.base);
     G.evt++;
     trace_event(a, commit ? CXL_OP_COMMIT : CXL_OP_PUBLISH, off, 8, v, file, line);
-    on_publish(a, off / CXL_LINE, commit, file, line);
+    uint64_t rec_li = in_region(rec, 1) ? (uint64_t)((const unsigned char *)rec - G.base) / CXL_LINE
+                                        : off / CXL_LINE;
+    on_publish(a, rec_li, off / CXL_LINE, commit, file, line);
     model_store(a, off, &v, 8, 0);
     adversary();
     unlock();
@@ -597,7 +612,12 @@ void cxl_chk_feed(int agent, int op, uint64_t off, uint64_t size, const char *fi
         }
         break;
     case CXL_OP_PUBLISH:
-    case CXL_OP_COMMIT: on_publish(a, li, op == CXL_OP_COMMIT, file, ln); break;
+    case CXL_OP_COMMIT: {
+        /* a fed publish of `size` bytes names its whole record: [off, off + size) */
+        uint64_t tok = op == CXL_OP_PUBLISH ? end : li;
+        on_publish(a, li, tok, op == CXL_OP_COMMIT, file, ln);
+        break;
+    }
     case CXL_OP_LOAD:
     case CXL_OP_CONSUME:
         for (uint64_t l = li; l <= end; l++) on_read(a, l, op == CXL_OP_CONSUME, file, ln);

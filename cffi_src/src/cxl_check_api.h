@@ -20,6 +20,7 @@ typedef struct cxl_chk_finding {
     int32_t other_agent;
     uint64_t line_off;       /* offset of the first offending line from the region base */
     uint64_t count;
+    uint64_t first_event;    /* index of the event where it was first seen */
     const char *file;
     int32_t line_no;
     int32_t pad;

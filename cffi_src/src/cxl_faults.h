@@ -6,10 +6,10 @@
 
 #define CXL_FAULT_LIST(X)                                                                      \
     X(1, pub_no_payload_flush, "publisher does not flush the payload lines (rule 1)")        \
-    X(2, pub_no_payload_fence, "publisher does not fence after the payload flush (rule 1)")  \
+    X(2, pub_fence_before_flush, "publisher fences before flushing the header, not after")    \
     X(3, pub_no_hdr_flush_line0, "publisher does not flush header line 0 (rule 2)")          \
     X(4, pub_no_hdr_flush_line1, "publisher does not flush header line 1 (rule 2)")          \
-    X(5, pub_no_hdr_fence, "publisher does not fence the header before the token (rule 2)")  \
+    X(5, pub_no_hdr_fence, "publisher does not fence payload and header before the token")  \
     X(6, pub_no_token_flush, "publisher does not flush the token line (rule 2)")             \
     X(7, pub_token_before_body, "publisher writes the token before the header body")          \
     X(8, pub_ready_flag, "token is a ready flag never cleared: a stale lap is accepted")       \

@@ -100,6 +100,7 @@ typedef struct subscriber {
     uint64_t next_pbr[CXL_MAX_BROKERS];  /* Order 0: next ring index per broker */
     uint64_t last_pbr[CXL_MAX_BROKERS];  /* last delivered ring index + 1, per broker */
     uint64_t hash;
+    uint64_t bad_at;                     /* position + 1 last counted as unreadable */
     unsigned char *scratch;              /* checked build: read_view copies here */
     char pad[64];
 } __attribute__((aligned(64))) subscriber_t;
@@ -146,6 +147,7 @@ struct cxl_log {
     entry_t *merged;
     uint64_t merged_n, merged_at, merged_cap;
     int sealing;
+    int acked_early;        /* planted seq_ack_before_order: frontiers already moved */
     uint64_t seal_epoch;
     uint64_t next_epoch_ns;
     uint64_t seq_consumed[CXL_MAX_BROKERS];
@@ -306,6 +308,7 @@ static void compute_offsets(const cxl_log_cfg_t *c, cxl_offsets_t *o, uint64_t *
     at += CXL_MAX_BROKERS * sizeof(cxl_seq_line_t);
     o->subline = at;
     at += CXL_MAX_SUBS * sizeof(cxl_sub_line_t);
+    at = (at + 4095) & ~4095ull; /* 128-byte headers never straddle a page */
     o->pbr = at;
     at += (uint64_t)c->brokers * c->pbr_slots * sizeof(cxl_batch_hdr_t);
     at = (at + 4095) & ~4095ull;
@@ -582,9 +585,9 @@ static void write_payload(cxl_log_t *L, publisher_t *P, unsigned char *ext, uint
         off += L->msg_stride;
         if (L->cfg.flags & CXL_F_EXTRA_FENCE) cxl_sfence();
     }
-    /* Rule 1: payload flushed (non-temporal stores need no flush) and fenced before the header. */
+    /* Rule 1: payload flushed (non-temporal stores need no flush); the header's fence closes
+     * these flushes too (rule 6: one fence may close several flushes). */
     if (!nt && !FAULT(L, pub_no_payload_flush)) cxl_flush_range(ext, off);
-    if (!FAULT(L, pub_no_payload_fence)) cxl_sfence();
     *size = off;
     *cs_out = cs;
 }
@@ -604,14 +607,15 @@ static void write_header(cxl_log_t *L, publisher_t *P, cxl_batch_hdr_t *h, uint6
     v.size = size;
     v.checksum = cs;
     uint64_t token = FAULT(L, pub_ready_flag) ? 1 : P->abs + 1;
-    if (FAULT(L, pub_token_before_body)) cxl_publish64(&h->token, token);
+    if (FAULT(L, pub_token_before_body)) cxl_publish_token(h, &h->token, token);
     /* Rule 2: both header lines flushed, one fence (the seed's amortisation), then the token. */
     cxl_copy_in(h, &v, offsetof(cxl_batch_hdr_t, token));
+    if (FAULT(L, pub_fence_before_flush)) cxl_sfence();
     if (!FAULT(L, pub_no_hdr_flush_line0)) cxl_flush(h);
     if (L->cfg.flags & CXL_F_FENCE_PER_LINE) cxl_sfence();
     if (!FAULT(L, pub_no_hdr_flush_line1)) cxl_flush(&h->log_offset);
-    if (!FAULT(L, pub_no_hdr_fence)) cxl_sfence();
-    if (!FAULT(L, pub_token_before_body)) cxl_publish64(&h->token, token);
+    if (!FAULT(L, pub_no_hdr_fence) && !FAULT(L, pub_fence_before_flush)) cxl_sfence();
+    if (!FAULT(L, pub_token_before_body)) cxl_publish_token(h, &h->token, token);
     if (!FAULT(L, pub_no_token_flush)) cxl_flush(&h->token);
     cxl_sfence();
 }
@@ -805,7 +809,7 @@ static int scan_step(cxl_log_t *L, scanner_t *S) {
         if ((L->cfg.flags & CXL_F_DETERMINISTIC) && S->phase == 0) {
             S->pending_epoch = scanner_enter(L, S);
             S->phase = 1;
-            return STEP_PROGRESS; /* the sequencer may run between announce and push */
+            return STEP_IDLE; /* the sequencer may run between announce and push */
         }
         uint64_t e = S->phase ? S->pending_epoch : scanner_enter(L, S);
         S->phase = 0;
@@ -1014,7 +1018,7 @@ static void seq_write_goi(cxl_log_t *L, uint64_t n) {
         if (L->chunk[i].flags) continue;
         cxl_goi_entry_t *g = &L->goi[L->chunk_pos[i] & L->goi_mask];
         if (FAULT(L, seq_goi_token_first)) {
-            cxl_publish64(&g->token, L->chunk_pos[i] + 1);
+            cxl_publish_token(g, &g->token, L->chunk_pos[i] + 1);
             cxl_flush(g);
             seq_fence(L);
         }
@@ -1027,7 +1031,7 @@ static void seq_write_goi(cxl_log_t *L, uint64_t n) {
     for (uint64_t i = 0; i < n; i++) {
         if (L->chunk[i].flags) continue;
         cxl_goi_entry_t *g = &L->goi[L->chunk_pos[i] & L->goi_mask];
-        cxl_publish64(&g->token, L->chunk_pos[i] + 1);
+        cxl_publish_token(g, &g->token, L->chunk_pos[i] + 1);
         if (flush && !FAULT(L, seq_commit_unflushed)) cxl_flush(g);
     }
     if (!FAULT(L, seq_commit_unflushed)) seq_fence(L);
@@ -1118,12 +1122,15 @@ static int seq_step(cxl_log_t *L) {
         for (uint64_t i = 0; i < n; i++)
             if (!L->chunk[i].flags) { L->chunk[n++] = L->chunk[i]; live++; break; }
     }
-    if (FAULT(L, seq_ack_before_order)) {
-        /* planted: the ACK frontiers move before the chunk is ordered */
+    if (FAULT(L, seq_ack_before_order) && !L->acked_early) {
+        /* planted: the ACK frontiers move a whole step before the chunk is ordered */
         for (uint64_t i = 0; i < n; i++) seq_account(L, &L->chunk[i]);
         seq_publish_frontiers(L);
         seq_fence(L);
+        L->acked_early = 1;
+        return STEP_PROGRESS;
     }
+    L->acked_early = 0;
     uint64_t hi = seq_reserve(L, n, live);
     seq_write_goi(L, n);
     uint64_t now = cxl_now_ns();
@@ -1156,7 +1163,7 @@ static int seq_step(cxl_log_t *L) {
  * `size`. Returns the recomputed checksum, or a value != expected on any malformed message. */
 static uint64_t verify_payload(cxl_log_t *L, subscriber_t *U, const unsigned char *p,
                                uint64_t size, uint32_t msg_count, int *ok) {
-    cxl_invalidate(p, size);
+    if (!FAULT(L, sub_no_invalidate_payload)) cxl_invalidate(p, size);
     const unsigned char *v = (const unsigned char *)cxl_read_view(p, size, U->scratch);
     uint64_t cs = 0, off = 0;
     *ok = 1;
@@ -1170,7 +1177,6 @@ static uint64_t verify_payload(cxl_log_t *L, subscriber_t *U, const unsigned cha
         off += align64(sizeof h + h.size);
         if (off > size) off = size;
     }
-    (void)L;
     return cs;
 }
 
@@ -1251,7 +1257,8 @@ static int sub2_step(cxl_log_t *L, subscriber_t *U) {
         if (!FAULT(L, sub_no_invalidate_goi)) cxl_invalidate(g, CXL_LINE);
         if (cxl_consume64(&g->token) != U->pos + 1) {
             /* committed but not readable: the prefix was not flushed before committed_seq */
-            stat_add(&L->st.corrupt_goi, 1);
+            if (U->bad_at != U->pos + 1) stat_add(&L->st.corrupt_goi, 1);
+            U->bad_at = U->pos + 1;
             break;
         }
         cxl_goi_entry_t v;

@@ -8,7 +8,7 @@
  * location and serves it through the non-coherent software model.
  *
  * Ordering words used below:
- *   publish  -- a release store that makes a record visible (commit token, frontier counter);
+ *   publish  -- a release store of a record's commit token that makes the record visible;
  *   commit   -- a release store of a frontier that covers earlier tokens (committed_seq, ...);
  *   consume  -- the acquire load that reads such a token before the record it guards.
  */
@@ -139,8 +139,11 @@ static inline void cxl_st32(void *p, uint32_t v) { *(volatile uint32_t *)p = v; 
 static inline uint64_t cxl_ld64(const void *p) { return *(const volatile uint64_t *)p; }
 static inline uint32_t cxl_ld32(const void *p) { return *(const volatile uint32_t *)p; }
 
-/* Release store of a token/frontier: everything stored before it is ordered before it. */
-static inline void cxl_publish64(void *p, uint64_t v) {
+/* Release store of a record's commit token: everything stored before it is ordered before
+ * it. `rec` is the record's first byte (the token is its last word); the checked build uses
+ * it to tell the record's body from other data. */
+static inline void cxl_publish_token(const void *rec, void *p, uint64_t v) {
+    (void)rec;
     __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
 }
 /* Release store of a frontier that covers earlier tokens (committed_seq, ACK frontiers,
@@ -205,7 +208,8 @@ static inline void cxl_invalidate(const void *p, size_t n) {
 /* Every operation is recorded with its source location and routed through the model. */
 void cxl_chk_st(void *p, uint64_t v, unsigned size, const char *file, int line);
 uint64_t cxl_chk_ld(const void *p, unsigned size, const char *file, int line);
-void cxl_chk_publish64(void *p, uint64_t v, int commit, const char *file, int line);
+void cxl_chk_publish64(const void *rec, void *p, uint64_t v, int commit, const char *file,
+                       int line);
 uint64_t cxl_chk_consume64(const void *p, const char *file, int line);
 uint64_t cxl_chk_fetch_add64(void *p, uint64_t v, const char *file, int line);
 void cxl_chk_copy_in(void *dst, const void *src, size_t n, int nt, const char *file, int line);
@@ -219,8 +223,8 @@ void cxl_chk_set_agent(int agent);
 #define cxl_st32(p, v) cxl_chk_st((p), (uint64_t)(v), 4, __FILE__, __LINE__)
 #define cxl_ld64(p) cxl_chk_ld((p), 8, __FILE__, __LINE__)
 #define cxl_ld32(p) ((uint32_t)cxl_chk_ld((p), 4, __FILE__, __LINE__))
-#define cxl_publish64(p, v) cxl_chk_publish64((p), (v), 0, __FILE__, __LINE__)
-#define cxl_commit64(p, v) cxl_chk_publish64((p), (v), 1, __FILE__, __LINE__)
+#define cxl_publish_token(rec, p, v) cxl_chk_publish64((rec), (p), (v), 0, __FILE__, __LINE__)
+#define cxl_commit64(p, v) cxl_chk_publish64((p), (p), (v), 1, __FILE__, __LINE__)
 #define cxl_consume64(p) cxl_chk_consume64((p), __FILE__, __LINE__)
 #define cxl_fetch_add64(p, v) cxl_chk_fetch_add64((p), (v), __FILE__, __LINE__)
 #define cxl_copy_in(d, s, n) cxl_chk_copy_in((d), (s), (n), 0, __FILE__, __LINE__)

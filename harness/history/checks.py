@@ -1,0 +1,877 @@
+"""Ordering-invariant checks over a :class:`~harness.history.model.History`.
+
+Every check has a stable identifier (``check_id``), a Jepsen-style anomaly name and a
+one-sentence rule (``CHECKS``). A violated check yields one :class:`Anomaly` with the number of
+violating items and a few minimal counterexamples (positions, batches, subscribers and the
+line numbers or rows of the events involved). Checks are written so that a defect of one kind
+is reported by one check; where two rules genuinely overlap, the docs say so.
+
+A *stream* is the unit that positions count in: at Order 2 the one global log, at Order 0
+each broker's log (the stream of a record is its broker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.errors import HistoryError
+from harness.history.model import (
+    OUTCOME_FAILED,
+    OUTCOME_OK,
+    ORDER_LEVELS,
+    Array,
+    History,
+    Table,
+    dense_ids,
+)
+
+DEFAULT_EXAMPLES = 5
+_I64 = np.int64
+_INF = np.iinfo(np.int64).max
+_NEG = np.iinfo(np.int64).min
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class Anomaly:
+    """One violated check: how many items violate it and the first counterexamples."""
+
+    check_id: str
+    name: str
+    count: int
+    examples: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check_id": self.check_id, "name": self.name, "count": self.count,
+                "examples": self.examples}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check_id: str
+    name: str
+    rule: str
+    status: str  # "passed", "failed" or "skipped"
+    anomaly: Anomaly | None = None
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"check_id": self.check_id, "name": self.name, "rule": self.rule,
+                             "status": self.status}
+        if self.note:
+            d["note"] = self.note
+        if self.anomaly is not None:
+            d["count"] = self.anomaly.count
+            d["examples"] = self.anomaly.examples
+        return d
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    order: int
+    source: str
+    counts: dict[str, int]
+    results: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def anomalies(self) -> list[Anomaly]:
+        return [r.anomaly for r in self.results if r.anomaly is not None]
+
+    def result(self, check_id: str) -> CheckResult:
+        for r in self.results:
+            if r.check_id == check_id:
+                return r
+        raise KeyError(check_id)
+
+    def failed_ids(self) -> list[str]:
+        return [r.check_id for r in self.results if r.status == "failed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "cxl-history-check",
+            "version": 1,
+            "ok": self.ok,
+            "order": self.order,
+            "source": self.source,
+            "counts": dict(self.counts),
+            "checks": [r.to_dict() for r in self.results],
+        }
+
+
+class _Skip(Exception):
+    """Raised by a check that does not apply to this history."""
+
+
+# --------------------------------------------------------------------------- context
+class _Ctx:
+    """Joins computed once and shared by the checks."""
+
+    def __init__(self, h: History, order: int, max_examples: int) -> None:
+        self.h = h
+        self.order = order
+        self.k = max_examples
+        P, O, D, A, C, L = h.publishes, h.orders, h.deliveries, h.acks, h.commits, h.losses
+        self.P, self.O, self.D, self.A, self.C, self.L = P, O, D, A, C, L
+        self.has_orders = len(O) > 0
+        # streams: Order 2 -> one global stream 0; Order 0 -> the broker
+        if order == 2:
+            self.o_stream = np.zeros(len(O), dtype=_I64)
+            self.d_stream = np.zeros(len(D), dtype=_I64)
+            self.c_stream = np.zeros(len(C), dtype=_I64)
+        else:
+            self.o_stream = O["broker"]
+            self.d_stream = D["broker"]
+            self.c_stream = C["broker"]
+        # batch ids: b3 = (broker, client, client_batch_seq), b4 adds pbr_index
+        k3 = ("broker", "client", "client_batch_seq")
+        self.pub_b3, self.ord_b3, self.del_b3, self.ack_b3 = dense_ids(
+            [tuple(t[c] for c in k3) for t in (P, O, D, A)])
+        self.ord_b4, self.del_b4 = dense_ids(
+            [tuple(t[c] for c in (*k3, "pbr_index")) for t in (O, D)])
+        n3 = 1 + max((int(a.max()) for a in (self.pub_b3, self.ord_b3, self.del_b3, self.ack_b3)
+                      if a.size), default=-1)
+        self.pub_of_b3 = np.full(n3, -1, dtype=_I64)
+        self.pub_of_b3[self.pub_b3] = np.arange(len(P), dtype=_I64)
+        self.ord_pub = self.pub_of_b3[self.ord_b3]
+        self.del_pub = self.pub_of_b3[self.del_b3]
+        # declared-lost slots
+        slot_l, slot_o, slot_d, slot_p = dense_ids(
+            [(t["broker"], t["pbr_index"]) for t in (L, O, D, P)])
+        lost = np.zeros(1 + max((int(a.max()) for a in (slot_l, slot_o, slot_d, slot_p)
+                                 if a.size), default=-1), dtype=bool)
+        lost[slot_l] = True
+        self.lost_slot = lost
+        self.ord_lost, self.del_lost = lost[slot_o], lost[slot_d]
+        self.pub_lost = lost[slot_p] & (P["pbr_index"] >= 0)
+        self.loss_ref_of_slot = np.full(lost.size, -1, dtype=_I64)
+        self.loss_ref_of_slot[slot_l[::-1]] = np.arange(len(L), dtype=_I64)[::-1]
+        self.slot_o, self.slot_d, self.slot_p = slot_o, slot_d, slot_p
+
+    # ---------------------------------------------------------------- formatting
+    def stream_name(self, s: int) -> str:
+        return "global" if self.order == 2 else f"broker {s}"
+
+    def batch(self, t: Table, i: int) -> dict[str, int]:
+        return {"broker": int(t["broker"][i]), "client": int(t["client"][i]),
+                "client_batch_seq": int(t["client_batch_seq"][i]),
+                "pbr_index": int(t["pbr_index"][i])}
+
+    def ref(self, table: str, i: int) -> dict[str, Any]:
+        return self.h.ref_of(table, i)
+
+    def seen(self, table: str, i: int) -> dict[str, Any]:
+        """An observation of a batch at a position: sequencer or subscriber."""
+        if table == "orders":
+            d: dict[str, Any] = {"observer": "sequencer", "position": int(self.O["seq"][i])}
+        else:
+            d = {"observer": f"subscriber {int(self.D['subscriber'][i])}",
+                 "position": int(self.D["position"][i])}
+        d["t"] = int(getattr(self.h, table)["t"][i])
+        d.update(self.ref(table, i))
+        return d
+
+    # ---------------------------------------------------------------- helpers
+    def first_order_of_b3(self) -> tuple[Array, Array]:
+        """Per b3 id: row of its earliest order record (or -1), and that record's t."""
+        n = self.pub_of_b3.size
+        row = np.full(n, -1, dtype=_I64)
+        if self.has_orders:
+            rows = np.lexsort((np.arange(len(self.O)), self.O["t"]))[::-1]
+            row[self.ord_b3[rows]] = rows  # the last assignment (earliest) wins
+        t = np.where(row >= 0, self.O["t"][np.maximum(row, 0)] if len(self.O) else 0, _INF)
+        return row, t
+
+    def next_commit(self, stream: Array, t: Array) -> Array:
+        """Row of the first commit observation of ``stream`` at or after ``t`` (or -1)."""
+        out = np.full(t.shape[0], -1, dtype=_I64)
+        C = self.C
+        if len(C) == 0 or t.size == 0:
+            return out
+        rows = np.lexsort((np.arange(len(C)), C["t"], self.c_stream))
+        cs, ct = self.c_stream[rows], C["t"][rows]
+        for s in np.unique(stream):
+            lo, hi = np.searchsorted(cs, s, "left"), np.searchsorted(cs, s, "right")
+            if lo == hi:
+                continue
+            q = np.flatnonzero(stream == s)
+            k = np.searchsorted(ct[lo:hi], t[q], "left")
+            ok = k < hi - lo
+            out[q[ok]] = rows[lo + k[ok]]
+        return out
+
+
+def _first_rows(keys: Array) -> Array:
+    """Sorted row indices of the first occurrence of each key value."""
+    _, idx = np.unique(keys, return_index=True)
+    return np.sort(idx)
+
+
+def _hex(v: int) -> str:
+    return f"0x{v:016x}"
+
+
+# --------------------------------------------------------------------------- the checks
+def _unique_positions(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    if not c.has_orders:
+        raise _Skip("no order events: subscribers are compared by prefix-agreement")
+    O, D = c.O, c.D
+    pos_o, pos_d = dense_ids([(c.o_stream, O["seq"]), (c.d_stream, D["position"])])
+    npos = 1 + int(max(pos_o.max(), pos_d.max() if pos_d.size else -1))
+    # sequencer: distinct batches per position
+    pair_first = _first_rows(dense_ids([(pos_o, c.ord_b4)])[0])
+    per_pos = np.bincount(pos_o[pair_first], minlength=npos)
+    bad_pos = per_pos > 1
+    # the log's batch at a position: its earliest order record
+    rows = np.lexsort((np.arange(len(O)), O["t"]))[::-1]
+    log_row = np.full(npos, -1, dtype=_I64)
+    log_row[pos_o[rows]] = rows
+    lr = log_row[pos_d]
+    mism = (lr < 0) | (c.ord_b4[np.maximum(lr, 0)] != c.del_b4)
+    mism &= ~bad_pos[pos_d]  # positions the sequencer itself contradicts are reported once
+    bad_pos[pos_d[mism]] = True
+    bad = np.flatnonzero(bad_pos)
+    count = int(bad.size)
+    examples: list[dict[str, Any]] = []
+    if count:
+        # order positions by stream/position for readable examples
+        first_o = {int(p): i for i, p in reversed(list(enumerate(pos_o)))}
+        first_d = {int(p): i for i, p in reversed(list(enumerate(pos_d))) if mism[i]}
+        keyed = []
+        for p in bad[: max(c.k * 50, 1000)]:
+            i = first_o.get(int(p), first_d.get(int(p)))
+            tbl, tname = (O, "orders") if int(p) in first_o else (D, "deliveries")
+            s = int((c.o_stream if tname == "orders" else c.d_stream)[i])
+            pos = int(tbl["seq" if tname == "orders" else "position"][i])
+            keyed.append((s, pos, int(p)))
+        for s, pos, p in sorted(keyed)[: c.k]:
+            views: list[dict[str, Any]] = []
+            for i in np.flatnonzero(pos_o == p)[:4]:
+                views.append({**c.seen("orders", int(i)), "batch": c.batch(O, int(i))})
+            if not views:
+                views.append({"observer": "sequencer", "position": pos, "batch": None})
+            for i in np.flatnonzero((pos_d == p) & mism)[:4]:
+                views.append({**c.seen("deliveries", int(i)), "batch": c.batch(D, int(i))})
+            examples.append({"stream": c.stream_name(s), "position": pos, "views": views})
+    return count, examples
+
+
+def _no_duplicates(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    O, D = c.O, c.D
+    examples: list[dict[str, Any]] = []
+    count = 0
+    if len(O):
+        cnt = np.bincount(c.ord_b4)
+        dup_ids = np.flatnonzero(cnt > 1)
+        count += int(dup_ids.size)
+        for b in dup_ids[: c.k]:
+            rows = np.flatnonzero(c.ord_b4 == b)
+            examples.append({
+                "observer": "sequencer", "batch": c.batch(O, int(rows[0])),
+                "positions": [int(O["seq"][i]) for i in rows[:6]],
+                "events": [c.ref("orders", int(i)) for i in rows[:6]],
+            })
+    if len(D):
+        first = _first_rows(dense_ids([(D["subscriber"], c.del_b4, D["position"])])[0])
+        pair = dense_ids([(D["subscriber"][first], c.del_b4[first])])[0]
+        cnt = np.bincount(pair)
+        dup_pairs = np.flatnonzero(cnt > 1)
+        count += int(dup_pairs.size)
+        for pr in dup_pairs[: max(0, c.k - len(examples))]:
+            rows = first[pair == pr]
+            examples.append({
+                "observer": f"subscriber {int(D['subscriber'][rows[0]])}",
+                "batch": c.batch(D, int(rows[0])),
+                "positions": [int(D["position"][i]) for i in rows[:6]],
+                "events": [c.ref("deliveries", int(i)) for i in rows[:6]],
+            })
+    return count, examples
+
+
+def _dense_prefix(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    if not c.has_orders or len(c.C) == 0:
+        raise _Skip("needs order events and committed_seq observations")
+    count = 0
+    examples: list[dict[str, Any]] = []
+    for s in np.unique(c.c_stream):
+        crows = np.flatnonzero(c.c_stream == s)
+        top = int(crows[np.argmax(c.C["committed_seq"][crows])])
+        committed = int(c.C["committed_seq"][top])
+        u = np.unique(c.O["seq"][c.o_stream == s])
+        u = u[u < committed]
+        count += committed - int(u.size)
+        if committed > u.size and len(examples) < c.k:
+            edges = np.concatenate([[-1], u, [committed]])
+            gaps = np.flatnonzero(np.diff(edges) > 1)
+            for g in gaps[: c.k - len(examples)]:
+                lo, hi = int(edges[g]) + 1, int(edges[g + 1]) - 1
+                examples.append({
+                    "stream": c.stream_name(int(s)), "missing_positions": [lo, hi],
+                    "committed_seq": committed,
+                    "commit": {"t": int(c.C["t"][top]), **c.ref("commits", top)},
+                })
+    return count, examples
+
+
+def _commit_monotonic(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    C = c.C
+    if len(C) < 2:
+        return 0, []
+    rows = np.lexsort((np.arange(len(C)), C["t"], c.c_stream))
+    s, v = c.c_stream[rows], C["committed_seq"][rows]
+    bad = np.flatnonzero((s[1:] == s[:-1]) & (v[1:] < v[:-1]))
+    examples = []
+    for b in bad[: c.k]:
+        i, j = int(rows[b]), int(rows[b + 1])
+        examples.append({
+            "stream": c.stream_name(int(s[b])),
+            "before": {"committed_seq": int(C["committed_seq"][i]), "t": int(C["t"][i]),
+                       **c.ref("commits", i)},
+            "after": {"committed_seq": int(C["committed_seq"][j]), "t": int(C["t"][j]),
+                      **c.ref("commits", j)},
+        })
+    return int(bad.size), examples
+
+
+def _commit_written(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    if not c.has_orders or len(c.C) == 0:
+        raise _Skip("needs order events and committed_seq observations")
+    O, C = c.O, c.C
+    count = 0
+    examples: list[dict[str, Any]] = []
+    for s in np.unique(c.c_stream):
+        orow = np.flatnonzero(c.o_stream == s)
+        crow = np.flatnonzero(c.c_stream == s)
+        if orow.size == 0:
+            continue
+        # earliest write time of each position, by position
+        srt = orow[np.lexsort((O["t"][orow], O["seq"][orow]))]
+        first = srt[_first_rows(O["seq"][srt])]
+        pos, tw = O["seq"][first], O["t"][first]
+        pm = np.maximum.accumulate(tw)
+        k = np.searchsorted(pos, C["committed_seq"][crow], "left")
+        viol = (k > 0) & (pm[np.maximum(k - 1, 0)] > C["t"][crow])
+        vrows = crow[viol]
+        count += int(vrows.size)
+        for i in vrows[: c.k - len(examples)]:
+            i = int(i)
+            tc = int(C["t"][i])
+            late = int(np.argmax((tw > tc) & (pos < C["committed_seq"][i])))
+            r = int(first[late])
+            examples.append({
+                "stream": c.stream_name(int(s)),
+                "commit": {"committed_seq": int(C["committed_seq"][i]), "t": tc,
+                           **c.ref("commits", i)},
+                "unwritten": {"position": int(pos[late]), "written_at_t": int(tw[late]),
+                              "batch": c.batch(O, r), **c.ref("orders", r)},
+            })
+    return count, examples
+
+
+def _first_deliveries(c: _Ctx) -> Array:
+    D = c.D
+    return _first_rows(dense_ids([(D["subscriber"], c.d_stream, D["position"])])[0])
+
+
+def _prefix_agreement(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    D = c.D
+    if np.unique(D["subscriber"]).size < 2:
+        raise _Skip("fewer than two subscribers")
+    fd = _first_deliveries(c)
+    sub, stream, pos, b4 = D["subscriber"][fd], c.d_stream[fd], D["position"][fd], c.del_b4[fd]
+    posid = dense_ids([(stream, pos)])[0]
+    count = 0
+    examples: list[dict[str, Any]] = []
+    for s in np.unique(stream):
+        m = stream == s
+        subs, n = np.unique(sub[m], return_counts=True)
+        ref = int(subs[np.argmax(n)])  # longest; ties -> smallest id
+        is_ref = m & (sub == ref)
+        refb = np.full(int(posid.max()) + 1, -1, dtype=_I64)
+        refrow = np.full(refb.size, -1, dtype=_I64)
+        refb[posid[is_ref]] = b4[is_ref]
+        refrow[posid[is_ref]] = fd[is_ref]
+        other = np.flatnonzero(m & ~is_ref)
+        rb = refb[posid[other]]
+        div = other[(rb >= 0) & (rb != b4[other])]
+        for sb in np.unique(sub[div]):
+            rows = div[sub[div] == sb]
+            j = rows[np.argmin(pos[rows])]
+            count += 1
+            if len(examples) < c.k:
+                i, r = int(fd[j]), int(refrow[posid[j]])
+                examples.append({
+                    "stream": c.stream_name(int(s)), "subscriber": int(sb),
+                    "reference_subscriber": ref, "first_divergent_position": int(pos[j]),
+                    "delivered": {"batch": c.batch(D, i), **c.ref("deliveries", i)},
+                    "reference": {"batch": c.batch(D, r), **c.ref("deliveries", r)},
+                })
+    return count, examples
+
+
+def _delivery_steps(c: _Ctx) -> tuple[Array, Array, Array]:
+    """Rows in per-(subscriber, stream) delivery order, each row's position and the highest
+    position delivered before it in its group (-1 at the start)."""
+    D = c.D
+    rows = np.lexsort((np.arange(len(D)), c.d_stream, D["subscriber"]))
+    sub, stream, pos = D["subscriber"][rows], c.d_stream[rows], D["position"][rows]
+    start = np.ones(rows.size, dtype=bool)
+    start[1:] = (sub[1:] != sub[:-1]) | (stream[1:] != stream[:-1])
+    prev = np.full(rows.size, -1, dtype=_I64)
+    group = np.cumsum(start) - 1
+    span = int(pos.max()) + 2 if pos.size else 1
+    if pos.size and (int(group[-1]) + 1) * span < 2**62:
+        shifted = pos + group * span
+        run = np.maximum.accumulate(shifted) - group * span
+        prev[1:] = np.where(start[1:], -1, run[:-1])
+    else:  # pragma: no cover - astronomically large positions
+        for g in np.unique(group):
+            idx = np.flatnonzero(group == g)
+            run = np.maximum.accumulate(pos[idx])
+            prev[idx[1:]] = run[:-1]
+    return rows, pos, prev
+
+
+def _delivery_example(c: _Ctx, i: int, prev: int) -> dict[str, Any]:
+    D = c.D
+    return {
+        "subscriber": int(D["subscriber"][i]),
+        "stream": c.stream_name(int(c.d_stream[i])),
+        "highest_before": None if prev < 0 else prev,
+        "position": int(D["position"][i]),
+        "batch": c.batch(D, i),
+        **c.ref("deliveries", i),
+    }
+
+
+def _delivery_monotonic(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    rows, pos, prev = _delivery_steps(c)
+    bad = np.flatnonzero(pos <= prev)
+    return int(bad.size), [_delivery_example(c, int(rows[b]), int(prev[b])) for b in bad[: c.k]]
+
+
+def _delivery_contiguous(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    rows, pos, prev = _delivery_steps(c)
+    bad = np.flatnonzero(pos > prev + 1)
+    out = []
+    for b in bad[: c.k]:
+        ex = _delivery_example(c, int(rows[b]), int(prev[b]))
+        ex["skipped_positions"] = [int(prev[b]) + 1, int(pos[b]) - 1]
+        out.append(ex)
+    return int(bad.size), out
+
+
+# ---- cumulative ACKs: per-broker slot table ---------------------------------------------
+@dataclass
+class _Slots:
+    """One broker's ring slots from pbr_index 0 up to the first unknown slot."""
+
+    excl: Array  # messages before each slot (exclusive prefix sum)
+    total: int  # messages in the known prefix
+    pm_t: Array  # running max of the order time of slots that must be ordered
+    pm_pos: Array  # running max of their position
+    t_req: Array
+    pos: Array
+    pub_row: Array  # publish row of each slot, -1 when lost
+
+
+def _slot_tables(c: _Ctx) -> dict[int, _Slots]:
+    P, O = c.P, c.O
+    ord_row, _ = c.first_order_of_b3()
+    # slot -> publish row: publishes with a known pbr_index, plus unknown-slot publishes
+    # whose order record names the slot
+    b = [P["broker"][P["pbr_index"] >= 0]]
+    p = [P["pbr_index"][P["pbr_index"] >= 0]]
+    r = [np.flatnonzero(P["pbr_index"] >= 0)]
+    unk = np.flatnonzero((P["pbr_index"] < 0) & (ord_row[c.pub_b3] >= 0))
+    if unk.size:
+        orow = ord_row[c.pub_b3[unk]]
+        b.append(O["broker"][orow])
+        p.append(O["pbr_index"][orow])
+        r.append(unk)
+    lb, lp = c.L["broker"], c.L["pbr_index"]
+    sb = np.concatenate([*b, lb])
+    sp = np.concatenate([*p, lp])
+    sr = np.concatenate([*r, np.full(lb.size, -1, dtype=_I64)])
+    out: dict[int, _Slots] = {}
+    for br in np.unique(sb):
+        m = sb == br
+        order = np.lexsort((sr[m] < 0, sp[m]))  # per slot, a publish row before a loss row
+        pbr, prow = sp[m][order], sr[m][order]
+        keep = np.ones(pbr.size, dtype=bool)
+        keep[1:] = pbr[1:] != pbr[:-1]
+        pbr, prow = pbr[keep], prow[keep]
+        known = int(np.argmax(pbr != np.arange(pbr.size))) if (pbr != np.arange(pbr.size)).any() \
+            else int(pbr.size)
+        pbr, prow = pbr[:known], prow[:known]
+        is_lost = np.isin(pbr, lp[lb == br])
+        live = (prow >= 0) & ~is_lost
+        live_pub = np.where(live, prow, 0)
+        failed = live & (P["outcome"][live_pub] == OUTCOME_FAILED)
+        required = live & ~failed
+        msgs = np.where(required, P["msg_count"][live_pub], 0)
+        excl = np.concatenate([[0], np.cumsum(msgs)[:-1]]) if known else np.zeros(0, dtype=_I64)
+        orow = ord_row[c.pub_b3[live_pub]] if known else np.zeros(0, dtype=_I64)
+        ordered = required & (orow >= 0)
+        t_req = np.where(required, np.where(ordered, O["t"][np.maximum(orow, 0)] if len(O) else 0,
+                                            _INF), _NEG)
+        pos = np.where(required, np.where(ordered, O["seq"][np.maximum(orow, 0)] if len(O) else 0,
+                                          _INF), -1)
+        out[int(br)] = _Slots(
+            excl=excl.astype(_I64), total=int(msgs.sum()),
+            pm_t=np.maximum.accumulate(t_req) if known else t_req,
+            pm_pos=np.maximum.accumulate(pos) if known else pos,
+            t_req=t_req, pos=pos, pub_row=np.where(required, prow, -1),
+        )
+    return out
+
+
+def _ack_after_order(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    A, O, C = c.A, c.O, c.C
+    if len(A) == 0:
+        raise _Skip("no ack events")
+    violations: list[tuple[int, dict[str, Any]]] = []  # (ack row, details)
+    count = 0
+    # -- per-batch acks
+    pb = np.flatnonzero(A["through_msgs"] < 0)
+    ord_row, ord_t = c.first_order_of_b3()
+    if pb.size:
+        orow = ord_row[c.ack_b3[pb]]
+        ot = ord_t[c.ack_b3[pb]]
+        never = orow < 0
+        early = ~never & (ot > A["t"][pb])
+        stream = np.zeros(pb.size, dtype=_I64) if c.order == 2 else A["broker"][pb]
+        nc = c.next_commit(stream, A["t"][pb])
+        posn = np.where(never, -1, O["seq"][np.maximum(orow, 0)] if len(O) else -1)
+        uncommitted = ~never & ~early & (nc >= 0) & (
+            C["committed_seq"][np.maximum(nc, 0)] <= posn if len(C) else False)
+        bad = never | early | uncommitted
+        count += int(bad.sum())
+        for j in np.flatnonzero(bad)[: c.k]:
+            i = int(pb[j])
+            d: dict[str, Any] = {"ack": {"level": int(A["level"][i]), "t": int(A["t"][i]),
+                                         "batch": c.batch(A, i), **c.ref("acks", i)}}
+            if never[j]:
+                d["reason"] = "acked but never ordered"
+            else:
+                r = int(orow[j])
+                d["order"] = {"position": int(O["seq"][r]), "t": int(O["t"][r]),
+                              **c.ref("orders", r)}
+                if early[j]:
+                    d["reason"] = "ack before the batch's order event"
+                else:
+                    n = int(nc[j])
+                    d["reason"] = "ack before the batch entered the committed prefix"
+                    d["commit"] = {"committed_seq": int(C["committed_seq"][n]),
+                                   "t": int(C["t"][n]), **c.ref("commits", n)}
+            violations.append((i, d))
+    # -- cumulative acks: "messages through N of broker b"
+    cu = np.flatnonzero(A["through_msgs"] >= 0)
+    if cu.size:
+        slots = _slot_tables(c)
+        stream = np.zeros(cu.size, dtype=_I64) if c.order == 2 else A["broker"][cu]
+        nc = c.next_commit(stream, A["t"][cu])
+        for j, ii in enumerate(cu):
+            i = int(ii)
+            br, n_msgs, ta = int(A["broker"][i]), int(A["through_msgs"][i]), int(A["t"][i])
+            st = slots.get(br)
+            total = st.total if st else 0
+            base: dict[str, Any] = {"ack": {"level": int(A["level"][i]), "t": ta, "broker": br,
+                                            "through_msgs": n_msgs, **c.ref("acks", i)}}
+            reason = ""
+            if n_msgs > total:
+                reason = (f"acks {n_msgs} messages of broker {br} but its known, ordered-or-"
+                          f"pending slots hold {total}")
+            elif st is not None and n_msgs > 0:
+                k = int(np.searchsorted(st.excl, n_msgs, "left"))
+                if int(st.pm_t[k - 1]) > ta:
+                    s = int(np.argmax(st.t_req[:k] > ta))
+                    unordered = int(st.t_req[s]) == _INF
+                    reason = (f"covers broker {br} pbr_index {s}, "
+                              + ("never ordered" if unordered else "ordered after the ack"))
+                    if not unordered:
+                        r = int(ord_row[c.pub_b3[int(st.pub_row[s])]])
+                        base["order"] = {"position": int(O["seq"][r]), "t": int(O["t"][r]),
+                                         **c.ref("orders", r)}
+                elif nc[j] >= 0 and int(st.pm_pos[k - 1]) >= int(C["committed_seq"][nc[j]]):
+                    n = int(nc[j])
+                    s = int(np.argmax(st.pos[:k] >= int(C["committed_seq"][n])))
+                    reason = (f"covers broker {br} pbr_index {s} at position {int(st.pos[s])},"
+                              " not yet in the committed prefix")
+                    base["commit"] = {"committed_seq": int(C["committed_seq"][n]),
+                                      "t": int(C["t"][n]), **c.ref("commits", n)}
+            if reason:
+                count += 1
+                base["reason"] = reason
+                violations.append((i, base))
+    violations.sort(key=lambda v: v[0])
+    return count, [d for _, d in violations[: c.k]]
+
+
+def _no_lost_ack(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    if not c.h.drained:
+        raise _Skip("history is not drained (header drained=false)")
+    P, A, D = c.P, c.A, c.D
+    n3 = c.pub_of_b3.size
+    how = np.full(n3, -1, dtype=_I64)  # 0 publish ok, 1 ack, 2 cumulative ack
+    how_row = np.full(n3, -1, dtype=_I64)
+    ok = np.flatnonzero((P["outcome"] == OUTCOME_OK) & ~c.pub_lost)
+    how[c.pub_b3[ok]], how_row[c.pub_b3[ok]] = 0, ok
+    pb = np.flatnonzero(A["through_msgs"] < 0)
+    if pb.size:
+        pub = c.pub_of_b3[c.ack_b3[pb]]
+        lost = (pub >= 0) & c.pub_lost[np.maximum(pub, 0)]
+        ack_slot, loss_slot = dense_ids([(A["broker"][pb], A["pbr_index"][pb]),
+                                         (c.L["broker"], c.L["pbr_index"])])
+        lost |= (A["pbr_index"][pb] >= 0) & np.isin(ack_slot, loss_slot)
+        sel = pb[~lost]
+        fresh = sel[how[c.ack_b3[sel]] < 0]
+        how[c.ack_b3[fresh]], how_row[c.ack_b3[fresh]] = 1, fresh
+    cu = np.flatnonzero(A["through_msgs"] >= 0)
+    if cu.size:
+        slots = _slot_tables(c)
+        for br, st in slots.items():
+            m = cu[A["broker"][cu] == br]
+            if m.size == 0:
+                continue
+            i = int(m[np.argmax(A["through_msgs"][m])])
+            k = int(np.searchsorted(st.excl, min(int(A["through_msgs"][i]), st.total), "left"))
+            rows = st.pub_row[:k]
+            rows = rows[rows >= 0]
+            ids = c.pub_b3[rows]
+            fresh = ids[how[ids] < 0]
+            how[fresh], how_row[fresh] = 2, i
+    acked = np.flatnonzero(how >= 0)
+    missing_order = ~np.isin(acked, c.ord_b3) if c.has_orders else np.zeros(acked.size, bool)
+    subs = c.h.subscribers()
+    missing_sub = np.zeros((len(subs), acked.size), dtype=bool)
+    for k, s in enumerate(subs):
+        missing_sub[k] = ~np.isin(acked, c.del_b3[D["subscriber"] == s])
+    lost_mask = missing_order | missing_sub.any(axis=0)
+    lost_ids = acked[lost_mask]
+    examples: list[dict[str, Any]] = []
+    for j in np.flatnonzero(lost_mask)[: c.k]:
+        b = int(acked[j])
+        kind, row = int(how[b]), int(how_row[b])
+        if kind == 0:
+            batch = c.batch(P, row)
+            by = {"by": "publish ok", **c.ref("publishes", row)}
+        else:
+            prow = int(c.pub_of_b3[b])
+            if kind == 1:
+                batch = c.batch(A, row) if prow < 0 else c.batch(P, prow)
+                by = {"by": f"ack level {int(A['level'][row])}", **c.ref("acks", row)}
+            else:
+                batch = c.batch(P, prow)
+                by = {"by": f"cumulative ack level {int(A['level'][row])} through "
+                            f"{int(A['through_msgs'][row])} messages", **c.ref("acks", row)}
+        examples.append({
+            "batch": batch, "acknowledged": by,
+            "ordered": not bool(missing_order[j]),
+            "missing_from_subscribers": [s for k, s in enumerate(subs) if missing_sub[k, j]],
+        })
+    return int(lost_ids.size), examples
+
+
+_PHANTOM_REASONS = {
+    1: "never published",
+    2: "publish failed (G1a: aborted read)",
+    3: "slot differs from the publish's pbr_index",
+    4: "slot declared lost",
+}
+
+
+def _no_phantom(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    P = c.P
+    codes = []
+    for pub, lost, tbl in ((c.ord_pub, c.ord_lost, c.O), (c.del_pub, c.del_lost, c.D)):
+        code = np.zeros(len(tbl), dtype=_I64)
+        has = pub >= 0
+        pp = np.maximum(pub, 0)
+        code[~has] = 1
+        if len(P):
+            code[(code == 0) & has & (P["outcome"][pp] == OUTCOME_FAILED)] = 2
+            ppbr = P["pbr_index"][pp]
+            code[(code == 0) & has & (ppbr >= 0) & (ppbr != tbl["pbr_index"])] = 3
+        code[(code == 0) & lost] = 4
+        codes.append(code)
+    b4 = np.concatenate([c.ord_b4, c.del_b4])
+    code = np.concatenate(codes)
+    t = np.concatenate([c.O["t"], c.D["t"]])
+    n_o = len(c.O)
+    flagged = np.flatnonzero(code > 0)
+    if flagged.size == 0:
+        return 0, []
+    first = flagged[np.lexsort((flagged, t[flagged]))]
+    batches = b4[first]
+    _, idx = np.unique(batches, return_index=True)
+    examples: list[dict[str, Any]] = []
+    for j in np.sort(idx)[: c.k]:
+        g = int(first[j])
+        tname, i = ("orders", g) if g < n_o else ("deliveries", g - n_o)
+        tbl = c.O if tname == "orders" else c.D
+        same = flagged[b4[flagged] == b4[g]]
+        ex: dict[str, Any] = {"batch": c.batch(tbl, i), "reason": _PHANTOM_REASONS[int(code[g])],
+                              "seen_by": [c.seen(*(("orders", int(x)) if x < n_o else
+                                                   ("deliveries", int(x) - n_o)))
+                                          for x in same[:4]]}
+        prow = int((c.ord_pub if tname == "orders" else c.del_pub)[i])
+        if prow >= 0:
+            ex["publish"] = {"outcome": ["ok", "failed", "unknown"][int(P["outcome"][prow])],
+                             "pbr_index": int(P["pbr_index"][prow]), **c.ref("publishes", prow)}
+        if int(code[g]) == 4:
+            slot = (c.slot_o if tname == "orders" else c.slot_d)[i]
+            ex["loss"] = c.ref("losses", int(c.loss_ref_of_slot[slot]))
+        examples.append(ex)
+    return int(idx.size), examples
+
+
+def _payload_integrity(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    D, P = c.D, c.P
+    has = np.flatnonzero(c.del_pub >= 0)
+    pub = c.del_pub[has]
+    bad = has[(D["checksum"][has] != P["checksum"][pub]) | (D["size"][has] != P["size"][pub])]
+    examples = []
+    for i in bad[: c.k]:
+        i = int(i)
+        p = int(c.del_pub[i])
+        examples.append({
+            "subscriber": int(D["subscriber"][i]), "position": int(D["position"][i]),
+            "batch": c.batch(D, i),
+            "published": {"checksum": _hex(int(P["checksum"][p])), "size": int(P["size"][p]),
+                          **c.ref("publishes", p)},
+            "delivered": {"checksum": _hex(int(D["checksum"][i])), "size": int(D["size"][i]),
+                          **c.ref("deliveries", i)},
+        })
+    return int(bad.size), examples
+
+
+def _broker_order(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    O, D = c.O, c.D
+    sources: list[tuple[str, str, Array]] = []
+    if c.has_orders:
+        rows = np.lexsort((np.arange(len(O)), O["t"]))
+        sources.append(("sequencer", "orders", rows[_first_rows(c.ord_b4[rows])]))
+    else:
+        for s in c.h.subscribers():
+            rows = np.flatnonzero(D["subscriber"] == s)
+            sources.append((f"subscriber {s}", "deliveries", rows[_first_rows(c.del_b4[rows])]))
+    count = 0
+    examples: list[dict[str, Any]] = []
+    for observer, tname, rows in sources:
+        tbl = c.O if tname == "orders" else c.D
+        poscol = "seq" if tname == "orders" else "position"
+        srt = rows[np.lexsort((tbl["pbr_index"][rows], tbl["broker"][rows]))]
+        br, pos = tbl["broker"][srt], tbl[poscol][srt]
+        bad = np.flatnonzero((br[1:] == br[:-1]) & (pos[1:] < pos[:-1]))
+        count += int(bad.size)
+        for b in bad[: c.k - len(examples)]:
+            i, j = int(srt[b]), int(srt[b + 1])
+            examples.append({
+                "observer": observer, "broker": int(br[b]),
+                "earlier_slot": {"pbr_index": int(tbl["pbr_index"][i]), "position": int(pos[b]),
+                                 **c.ref(tname, i)},
+                "later_slot": {"pbr_index": int(tbl["pbr_index"][j]), "position": int(pos[b + 1]),
+                               **c.ref(tname, j)},
+            })
+    return count, examples
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    check_id: str
+    name: str
+    rule: str
+    func: Callable[[_Ctx], tuple[int, list[dict[str, Any]]]]
+
+
+CHECKS: tuple[CheckSpec, ...] = (
+    CheckSpec("unique-positions", "inconsistent-offsets",
+              "The sequencer gives each position of a stream one batch, and every subscriber "
+              "delivers at a position the batch the sequencer ordered there.",
+              _unique_positions),
+    CheckSpec("no-duplicates", "duplicate",
+              "No batch is ordered twice, and no subscriber delivers a batch at two positions.",
+              _no_duplicates),
+    CheckSpec("dense-prefix", "committed-hole",
+              "Every position below the highest observed committed_seq has an order event.",
+              _dense_prefix),
+    CheckSpec("commit-monotonic", "nonmonotonic-commit",
+              "Observations of committed_seq never decrease over time.",
+              _commit_monotonic),
+    CheckSpec("commit-written", "commit-ahead-of-write",
+              "committed_seq never covers a position whose order event is written after the "
+              "observation.",
+              _commit_written),
+    CheckSpec("prefix-agreement", "divergent-prefix",
+              "Every subscriber's delivered log is a prefix of the longest subscriber's log.",
+              _prefix_agreement),
+    CheckSpec("delivery-monotonic", "nonmonotonic-poll",
+              "A subscriber never delivers a position at or below one it already delivered.",
+              _delivery_monotonic),
+    CheckSpec("delivery-contiguous", "poll-skip",
+              "A subscriber delivers positions 0, 1, 2, ... without skipping any.",
+              _delivery_contiguous),
+    CheckSpec("no-lost-ack", "lost-write",
+              "After drain, every acknowledged batch (publish ok, or acked) not declared lost is "
+              "ordered and delivered by every subscriber.",
+              _no_lost_ack),
+    CheckSpec("no-phantom", "G1a",
+              "Nothing is ordered or delivered that was never published, whose publish failed, "
+              "whose slot differs from the published one, or whose slot was declared lost.",
+              _no_phantom),
+    CheckSpec("payload-integrity", "corrupt-payload",
+              "Checksum and size at delivery equal those at publish.",
+              _payload_integrity),
+    CheckSpec("broker-order", "broker-reorder",
+              "Within a broker, positions increase with pbr_index (arrival order is kept).",
+              _broker_order),
+    CheckSpec("ack-after-order", "premature-ack",
+              "An ACK (per batch or cumulative) is never ahead of the batch's order event, nor "
+              "of its entry into the committed prefix.",
+              _ack_after_order),
+)
+CHECK_IDS: tuple[str, ...] = tuple(s.check_id for s in CHECKS)
+
+
+def check_history(
+    history: History, order: int | None = None, *, max_examples: int = DEFAULT_EXAMPLES
+) -> CheckReport:
+    """Run every check at ``order`` (default: the history's own level)."""
+    level = history.order if order is None else order
+    if isinstance(level, bool) or level not in ORDER_LEVELS:
+        raise HistoryError(f"unknown order level {level!r}",
+                           "use 0 (per-broker order) or 2 (total order)")
+    if level != history.order:
+        raise HistoryError(
+            f"history recorded at order {history.order} cannot be checked at order {level}: "
+            "positions mean different things at the two levels",
+            f"check it at order {history.order}",
+        )
+    ctx = _Ctx(history, level, max(1, max_examples))
+    results: list[CheckResult] = []
+    for spec in CHECKS:
+        try:
+            count, examples = spec.func(ctx)
+        except _Skip as skip:
+            results.append(CheckResult(spec.check_id, spec.name, spec.rule, "skipped",
+                                       note=str(skip)))
+            continue
+        if count:
+            results.append(CheckResult(spec.check_id, spec.name, spec.rule, "failed",
+                                       Anomaly(spec.check_id, spec.name, count, examples)))
+        else:
+            results.append(CheckResult(spec.check_id, spec.name, spec.rule, "passed"))
+    return CheckReport(order=level, source=history.source, counts=history.counts(),
+                       results=results)

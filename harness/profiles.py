@@ -1,0 +1,359 @@
+"""Hardware profiles: YAML files in ``hw_profiles/`` validated against ``schema.json``.
+
+A profile says which memory back-end to use, whether memory is coherent, what latency to
+inject when emulating, what the device should measure like, and the throughput targets.
+Every problem is reported as ``profile FILE: KEY.PATH: what is wrong (what is allowed)``.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import jsonschema
+import yaml
+
+from harness.errors import ProfileError
+
+DEFAULT_PROFILE = "ci"
+SCHEMA_FILE = "schema.json"
+
+BackendName = Literal["emulated", "file", "devdax", "numa", "auto"]
+Coherence = Literal["coherent", "noncoherent-model", "noncoherent-hw"]
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    backend: BackendName
+    size_mib: int
+    device: str | None = None  # /dev/daxN.M; None = auto (discovery chooses)
+    node: int | None = None  # NUMA node; None = auto
+    path: str | None = None  # file back-end only
+    hugepages: bool = False
+    allow_destructive: bool = False  # consent to overwrite a real device
+
+
+@dataclass(frozen=True)
+class Injected:
+    load_ns: float = 0.0
+    flush_ns: float = 0.0
+    fence_ns: float = 0.0
+    invalidate_ns: float = 0.0
+    write_bw_gbps: float = 0.0  # 0 = no cap
+
+    @property
+    def any(self) -> bool:
+        return any(v > 0 for v in asdict(self).values())
+
+
+@dataclass(frozen=True)
+class Expectation:
+    value: float
+    tolerance_pct: float
+
+    def within(self, measured: float) -> bool:
+        """True if *measured* is within tolerance_pct percent of value."""
+        return abs(measured - self.value) <= self.value * self.tolerance_pct / 100.0
+
+
+@dataclass(frozen=True)
+class Expected:
+    load_latency_ns: Expectation | None = None
+    flush_fence_ns: Expectation | None = None
+    copy_bw_gbps: Expectation | None = None
+    nt_copy_bw_gbps: Expectation | None = None
+
+
+@dataclass(frozen=True)
+class RatioTargets:
+    """Minimum ratios, both sides measured in the same run."""
+
+    order2_vs_order0: float | None = None
+    order2_vs_nt_copy: float | None = None
+    per_scanner_vs_mutex: float | None = None
+    fence_amortisation: float | None = None
+
+
+@dataclass(frozen=True)
+class AbsoluteTargets:
+    order2_mib_s: float | None = None  # minimum
+    batches_per_s: float | None = None  # minimum
+    p99_commit_latency_us: float | None = None  # maximum
+
+
+@dataclass(frozen=True)
+class Targets:
+    ratios: RatioTargets = RatioTargets()
+    absolute: AbsoluteTargets = AbsoluteTargets()
+
+
+@dataclass(frozen=True)
+class Workload:
+    msg_size: int
+    batch_bytes: int
+    brokers: int
+    total_mib: int
+    epoch_us: int
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    memory: MemoryConfig
+    coherence: Coherence
+    injected: Injected
+    expected: Expected
+    targets: Targets
+    workload: Workload
+    source: str  # the file it was loaded from
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Locating profiles.
+
+
+def profile_dir() -> Path:
+    """The directory of shipped profiles: package data when installed, else the repo's."""
+    try:
+        resources = importlib.resources.files("harness.hw_profiles")
+    except ModuleNotFoundError:
+        resources = None
+    if isinstance(resources, Path) and (resources / SCHEMA_FILE).is_file():
+        return resources
+    return Path(__file__).resolve().parent.parent / "hw_profiles"
+
+
+def list_profiles() -> list[str]:
+    """Names of the shipped profiles, sorted."""
+    return sorted(p.stem for p in profile_dir().glob("*.yaml"))
+
+
+@lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    path = profile_dir() / SCHEMA_FILE
+    try:
+        return cast(dict[str, Any], json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise ProfileError(
+            f"profile schema {path} cannot be read: {exc}", "reinstall cxl-harness"
+        ) from exc
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _resolve(name_or_path: str | Path) -> Path:
+    text = str(name_or_path)
+    if isinstance(name_or_path, Path) or "/" in text or text.endswith((".yaml", ".yml")):
+        path = Path(text)
+        if not path.is_file():
+            raise ProfileError(
+                f"profile file {text} not found",
+                f"pass an existing .yaml file or one of: {', '.join(list_profiles())}",
+            )
+        return path
+    candidate = profile_dir() / f"{text}.yaml"
+    if candidate.is_file():
+        return candidate
+    raise ProfileError(
+        f"unknown profile {text!r}; available: {', '.join(list_profiles())}",
+        "pass one of these names or a path to a profile .yaml file",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation.
+
+_TYPE_NAMES = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+    dict: "mapping",
+    list: "list",
+}
+
+
+def _type_name(value: object) -> str:
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _key(path: Iterable[object], leaf: object | None = None) -> str:
+    parts = [str(p) for p in path] + ([str(leaf)] if leaf is not None else [])
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _format(err: jsonschema.ValidationError) -> list[str]:
+    """One or more 'key.path: problem' lines for a schema error."""
+    where, value, rule = err.absolute_path, err.instance, err.validator
+    schema: Mapping[str, Any] = err.schema if isinstance(err.schema, Mapping) else {}
+    rule_value: Any = err.validator_value
+    expected = schema.get("description")
+    if rule == "required" and isinstance(value, Mapping):
+        return [f"{_key(where, k)}: required key is missing" for k in rule_value if k not in value]
+    if rule == "additionalProperties" and isinstance(value, Mapping):
+        allowed = sorted(schema.get("properties", {}))
+        return [
+            f"{_key(where, k)}: unknown key (allowed here: {', '.join(allowed)})"
+            for k in value
+            if k not in allowed
+        ]
+    if rule == "type":
+        types = rule_value if isinstance(rule_value, list) else [rule_value]
+        want = " or ".join("mapping" if t == "object" else str(t) for t in types)
+        return [f"{_key(where)}: expected {want}, got {_type_name(value)} {value!r}"]
+    if rule == "enum":
+        return [f"{_key(where)}: {value!r} is not one of {list(rule_value)}"]
+    if rule == "minimum":
+        return [f"{_key(where)}: {value!r} is below the minimum {rule_value}"]
+    if rule == "exclusiveMinimum":
+        return [f"{_key(where)}: {value!r} must be greater than {rule_value}"]
+    if rule == "maximum":
+        return [f"{_key(where)}: {value!r} is above the maximum {rule_value}"]
+    if rule in ("pattern", "minLength") and expected:
+        return [f"{_key(where)}: {value!r} is not valid, expected {expected}"]
+    return [f"{_key(where)}: {err.message}"]
+
+
+def _semantic(doc: Mapping[str, Any]) -> list[str]:
+    """Cross-field rules the schema cannot say clearly. *doc* already matches the schema."""
+    problems = []
+    memory = doc["memory"]
+    backend = memory["backend"]
+    uses = {"device": ("devdax", "auto"), "node": ("numa", "auto"), "path": ("file",)}
+    for key, backends in uses.items():
+        if memory.get(key) is not None and backend not in backends:
+            problems.append(
+                f"memory.{key}: {memory[key]!r} is only used with backend "
+                f"{' or '.join(map(repr, backends))}, not {backend!r}"
+            )
+    if backend == "file" and memory.get("path") is None:
+        problems.append("memory.path: required when memory.backend is 'file'")
+    workload = doc["workload"]
+    if workload["batch_bytes"] < workload["msg_size"]:
+        problems.append(
+            f"workload.batch_bytes: {workload['batch_bytes']} is smaller than "
+            f"workload.msg_size {workload['msg_size']} (a batch holds at least one message)"
+        )
+    return problems
+
+
+def _read(path: Path) -> tuple[Any, list[str]]:
+    """The parsed YAML document, or problems explaining why there is none."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [f"cannot read the file: {exc}"]
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, [f"YAML syntax error{where}: {problem}"]
+    if doc is None:
+        return None, ["(top level): file is empty, expected a mapping of profile keys"]
+    if not isinstance(doc, dict):
+        return None, [f"(top level): expected a mapping of profile keys, got {_type_name(doc)}"]
+    return doc, []
+
+
+def _problems(doc: Mapping[str, Any]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
+    problems: list[str] = []
+    for err in errors:
+        for line in _format(err):
+            if line not in problems:
+                problems.append(line)
+    return problems or _semantic(doc)
+
+
+def _check(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    doc, problems = _read(path)
+    if doc is None:
+        return None, problems
+    problems = _problems(doc)
+    return (None, problems) if problems else (doc, [])
+
+
+def validate_file(path: str | Path) -> list[str]:
+    """Every problem in the profile at *path*, each 'profile FILE: KEY: problem'; [] if valid."""
+    p = Path(path)
+    return [f"profile {_display(p)}: {problem}" for problem in _check(p)[1]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading.
+
+
+def _opt(section: Mapping[str, Any] | None, key: str) -> float | None:
+    value = (section or {}).get(key)
+    return None if value is None else float(value)
+
+
+def _expectation(section: Mapping[str, Any], key: str) -> Expectation | None:
+    item = section.get(key)
+    return None if item is None else Expectation(float(item["value"]), float(item["tolerance_pct"]))
+
+
+def _build(doc: Mapping[str, Any], source: Path) -> Profile:
+    mem = doc["memory"]
+    node = mem.get("node")
+    device = mem.get("device")
+    injected = doc.get("injected", {})
+    expected = doc.get("expected", {})
+    targets = doc.get("targets", {})
+    ratios, absolute = targets.get("ratios"), targets.get("absolute")
+    return Profile(
+        name=doc["name"],
+        description=doc["description"],
+        memory=MemoryConfig(
+            backend=mem["backend"],
+            size_mib=mem["size_mib"],
+            device=None if device in (None, "auto") else device,
+            node=None if node in (None, "auto") else int(node),
+            path=mem.get("path"),
+            hugepages=mem.get("hugepages", False),
+            allow_destructive=mem.get("allow_destructive", False),
+        ),
+        coherence=doc["coherence"],
+        injected=Injected(**{k: float(v) for k, v in injected.items()}),
+        expected=Expected(**{k: _expectation(expected, k) for k in expected}),
+        targets=Targets(
+            ratios=RatioTargets(**{k: _opt(ratios, k) for k in (ratios or {})}),
+            absolute=AbsoluteTargets(**{k: _opt(absolute, k) for k in (absolute or {})}),
+        ),
+        workload=Workload(**doc["workload"]),
+        source=str(source),
+    )
+
+
+def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> Profile:
+    """Load a shipped profile by name (``ci``) or any profile file by path.
+
+    Raises :class:`ProfileError` for an unknown name, a missing file or an invalid profile
+    (all of its problems in one message).
+    """
+    path = _resolve(name_or_path)
+    doc, problems = _check(path)
+    if doc is None:
+        raise ProfileError(
+            f"profile {_display(path)}: " + "; ".join(problems),
+            f"fix the file; allowed keys and values are in {profile_dir() / SCHEMA_FILE}",
+        )
+    return _build(doc, path)

@@ -1,0 +1,573 @@
+"""The run summary (``summary.json``): its data model, JSON schema, loading and validation.
+
+A run of the harness writes one ``summary.json`` next to ``pyperf.json`` and
+``benchmark.json``; :mod:`harness.report.render` turns it into the HTML report. The file
+format is ``cxl-harness-summary/1``:
+
+``schema``
+    The literal ``"cxl-harness-summary/1"`` (required).
+``meta``
+    Who ran what, where: ``started``/``finished`` (ISO 8601), ``host``, ``kernel``, ``cpu``,
+    ``flush_instruction``, ``package_version``, ``git_revision``, ``command``.
+``verdict``
+    ``ok`` (required), ``failed`` (names of the items that failed; each should match the
+    ``id`` or ``name`` of a check, target, calibration item or fault), ``summary`` (one line).
+``device``
+    Memory back-end: ``backend``, ``path``, ``size_bytes``, ``numa_node``,
+    ``discovery_reason`` (prose) and ``discovery`` (the raw discovery record).
+``profile``
+    Hardware profile: ``name``, ``description``, ``coherence``, ``injected`` (latency
+    injection settings).
+``calibration``
+    Device characterisation, one item per measurement: ``name``, ``unit``, ``measured``
+    (``median``, ``min``, ``max``, ``runs``), ``expected`` (``value``, ``tolerance_pct``;
+    or null), ``status`` (``pass`` | ``fail`` | ``no-expectation``).
+``checks``
+    Every check: ``id``, ``name``, ``group`` (``ordering`` | ``flush-fence`` | ``faults`` |
+    ``targets``), ``ok``, ``detail``, ``counterexamples`` (a list of JSON objects).
+``runs``
+    One item per benchmark run: ``label``, ``order``, ``variant``, ``brokers``,
+    ``messages_published``, ``messages_delivered``, ``throughput_mib_s``, ``messages_per_s``,
+    ``batches_per_s``, ``elapsed_s``, ``latency_ns`` (``p50``, ``p99``, ``p999``), optional
+    ``latency_cdf`` (``[[ns, fraction], ...]``, fraction ascending in [0, 1]) and ``region``.
+``ablations``
+    ``name``, ``x_label``, ``unit``, ``series`` (``label``, ``x``, ``y``, optional ``spread``:
+    the symmetric +/- error of each point, same unit as ``y``). ``x`` values are numbers
+    (drawn as lines) or strings (drawn as grouped bars).
+``targets``
+    ``name``, ``kind`` (``ratio`` | ``absolute``), ``measured``, ``target``, ``comparison``
+    (``>=`` | ``<=``), ``ok``, optional ``spread`` (+/- on ``measured``) and ``unit``.
+``faults``
+    The fault catalogue: ``name``, ``caught``, ``by`` (check/rule id), ``diagnostic``.
+``files``
+    Raw files written next to the summary, by role (``summary``, ``pyperf``, ``benchmark``),
+    as paths relative to the summary's directory.
+
+Every section except ``schema`` and ``verdict`` may be missing; :func:`normalize_summary`
+fills it with an empty value so the renderer can rely on every key. Unknown keys are kept
+(forward compatibility) but not rendered.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal, NotRequired, TypedDict, cast
+
+import jsonschema
+
+from harness.errors import HarnessError
+
+SCHEMA_ID = "cxl-harness-summary/1"
+SUMMARY_FILENAME = "summary.json"
+
+CHECK_GROUPS: tuple[str, ...] = ("ordering", "flush-fence", "faults", "targets")
+CALIBRATION_STATUSES: tuple[str, ...] = ("pass", "fail", "no-expectation")
+
+
+class SummaryError(HarnessError):
+    """A run summary cannot be read or does not follow ``cxl-harness-summary/1``."""
+
+
+# --------------------------------------------------------------------------- data model
+
+
+class Meta(TypedDict, total=False):
+    started: str
+    finished: str
+    host: str
+    kernel: str
+    cpu: str
+    flush_instruction: str
+    package_version: str
+    git_revision: str
+    command: str
+
+
+class Verdict(TypedDict):
+    ok: bool
+    failed: NotRequired[list[str]]
+    summary: NotRequired[str]
+
+
+class Device(TypedDict, total=False):
+    backend: str
+    path: str | None
+    size_bytes: int | None
+    numa_node: int | None
+    discovery_reason: str
+    discovery: dict[str, Any]
+
+
+class Profile(TypedDict, total=False):
+    name: str
+    description: str
+    coherence: str
+    injected: dict[str, Any]
+
+
+class Measured(TypedDict, total=False):
+    median: float
+    min: float
+    max: float
+    runs: int
+
+
+class Expected(TypedDict, total=False):
+    value: float
+    tolerance_pct: float
+
+
+class CalibrationItem(TypedDict):
+    name: str
+    unit: str
+    measured: Measured
+    expected: NotRequired[Expected | None]
+    status: Literal["pass", "fail", "no-expectation"]
+
+
+class Check(TypedDict):
+    id: str
+    name: str
+    group: Literal["ordering", "flush-fence", "faults", "targets"]
+    ok: bool
+    detail: NotRequired[str]
+    counterexamples: NotRequired[list[dict[str, Any]]]
+
+
+class Latency(TypedDict, total=False):
+    p50: float
+    p99: float
+    p999: float
+
+
+class Run(TypedDict):
+    label: str
+    order: int
+    variant: str
+    brokers: NotRequired[int]
+    messages_published: NotRequired[int]
+    messages_delivered: NotRequired[int]
+    throughput_mib_s: float
+    messages_per_s: NotRequired[float]
+    batches_per_s: NotRequired[float]
+    elapsed_s: NotRequired[float]
+    latency_ns: NotRequired[Latency]
+    latency_cdf: NotRequired[list[list[float]]]
+    region: NotRequired[dict[str, Any]]
+
+
+class Series(TypedDict):
+    label: str
+    x: list[float | str]
+    y: list[float]
+    spread: NotRequired[list[float] | None]
+
+
+class Ablation(TypedDict):
+    name: str
+    x_label: NotRequired[str]
+    unit: NotRequired[str]
+    series: list[Series]
+
+
+class Target(TypedDict):
+    name: str
+    kind: Literal["ratio", "absolute"]
+    measured: float
+    target: float
+    comparison: Literal[">=", "<="]
+    ok: bool
+    spread: NotRequired[float | None]
+    unit: NotRequired[str]
+
+
+class Fault(TypedDict):
+    name: str
+    caught: bool
+    by: NotRequired[str | None]
+    diagnostic: NotRequired[str]
+
+
+class Summary(TypedDict):
+    schema: str
+    meta: Meta
+    verdict: Verdict
+    device: Device
+    profile: Profile
+    calibration: list[CalibrationItem]
+    checks: list[Check]
+    runs: list[Run]
+    ablations: list[Ablation]
+    targets: list[Target]
+    faults: list[Fault]
+    files: dict[str, str]
+
+
+# --------------------------------------------------------------------------- JSON schema
+
+_NUM: dict[str, Any] = {"type": "number"}
+_INT: dict[str, Any] = {"type": "integer", "minimum": 0}
+_STR: dict[str, Any] = {"type": "string"}
+_OPT_STR: dict[str, Any] = {"type": ["string", "null"]}
+_NONNEG: dict[str, Any] = {"type": "number", "minimum": 0}
+
+SUMMARY_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": SCHEMA_ID,
+    "title": "cxl-harness run summary",
+    "type": "object",
+    "required": ["schema", "verdict"],
+    "properties": {
+        "schema": {"const": SCHEMA_ID},
+        "meta": {
+            "type": "object",
+            "properties": {
+                key: _OPT_STR
+                for key in (
+                    "started",
+                    "finished",
+                    "host",
+                    "kernel",
+                    "cpu",
+                    "flush_instruction",
+                    "package_version",
+                    "git_revision",
+                    "command",
+                )
+            },
+        },
+        "verdict": {
+            "type": "object",
+            "required": ["ok"],
+            "properties": {
+                "ok": {"type": "boolean"},
+                "failed": {"type": "array", "items": _STR},
+                "summary": _STR,
+            },
+        },
+        "device": {
+            "type": "object",
+            "properties": {
+                "backend": _STR,
+                "path": _OPT_STR,
+                "size_bytes": {"type": ["integer", "null"], "minimum": 0},
+                "numa_node": {"type": ["integer", "null"]},
+                "discovery_reason": _STR,
+                "discovery": {"type": "object"},
+            },
+        },
+        "profile": {
+            "type": "object",
+            "properties": {
+                "name": _STR,
+                "description": _STR,
+                "coherence": _STR,
+                "injected": {"type": "object"},
+            },
+        },
+        "calibration": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "unit", "measured", "status"],
+                "properties": {
+                    "name": _STR,
+                    "unit": _STR,
+                    "measured": {
+                        "type": "object",
+                        "required": ["median"],
+                        "properties": {
+                            "median": _NUM,
+                            "min": _NUM,
+                            "max": _NUM,
+                            "runs": _INT,
+                        },
+                    },
+                    "expected": {
+                        "type": ["object", "null"],
+                        "required": ["value"],
+                        "properties": {"value": _NUM, "tolerance_pct": _NONNEG},
+                    },
+                    "status": {"enum": list(CALIBRATION_STATUSES)},
+                },
+            },
+        },
+        "checks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "name", "group", "ok"],
+                "properties": {
+                    "id": {"type": "string", "minLength": 1},
+                    "name": _STR,
+                    "group": {"enum": list(CHECK_GROUPS)},
+                    "ok": {"type": "boolean"},
+                    "detail": _STR,
+                    "counterexamples": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+        },
+        "runs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["label", "order", "variant", "throughput_mib_s"],
+                "properties": {
+                    "label": _STR,
+                    "order": _INT,
+                    "variant": _STR,
+                    "brokers": _INT,
+                    "messages_published": _INT,
+                    "messages_delivered": _INT,
+                    "throughput_mib_s": _NONNEG,
+                    "messages_per_s": _NONNEG,
+                    "batches_per_s": _NONNEG,
+                    "elapsed_s": _NONNEG,
+                    "latency_ns": {
+                        "type": "object",
+                        "properties": {"p50": _NONNEG, "p99": _NONNEG, "p999": _NONNEG},
+                    },
+                    "latency_cdf": {
+                        "type": "array",
+                        "items": {
+                            "type": "array",
+                            "prefixItems": [_NONNEG, {"type": "number", "minimum": 0, "maximum": 1}],
+                            "minItems": 2,
+                            "maxItems": 2,
+                        },
+                    },
+                    "region": {"type": "object"},
+                },
+            },
+        },
+        "ablations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "series"],
+                "properties": {
+                    "name": _STR,
+                    "x_label": _STR,
+                    "unit": _STR,
+                    "series": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["label", "x", "y"],
+                            "properties": {
+                                "label": _STR,
+                                "x": {"type": "array", "items": {"type": ["number", "string"]}},
+                                "y": {"type": "array", "items": _NUM},
+                                "spread": {"type": ["array", "null"], "items": _NONNEG},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+        "targets": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "kind", "measured", "target", "comparison", "ok"],
+                "properties": {
+                    "name": _STR,
+                    "kind": {"enum": ["ratio", "absolute"]},
+                    "measured": _NUM,
+                    "target": _NUM,
+                    "comparison": {"enum": [">=", "<="]},
+                    "ok": {"type": "boolean"},
+                    "spread": {"type": ["number", "null"], "minimum": 0},
+                    "unit": _STR,
+                },
+            },
+        },
+        "faults": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "caught"],
+                "properties": {
+                    "name": _STR,
+                    "caught": {"type": "boolean"},
+                    "by": _OPT_STR,
+                    "diagnostic": _STR,
+                },
+            },
+        },
+        "files": {"type": "object", "additionalProperties": _STR},
+    },
+}
+
+_VALIDATOR = jsonschema.Draft202012Validator(SUMMARY_SCHEMA)
+
+_DEFAULT_SECTIONS: dict[str, Any] = {
+    "meta": {},
+    "device": {},
+    "profile": {},
+    "calibration": [],
+    "checks": [],
+    "runs": [],
+    "ablations": [],
+    "targets": [],
+    "faults": [],
+    "files": {},
+}
+
+
+def _where(path: Any) -> str:
+    """``deque(['runs', 0, 'latency_ns'])`` -> ``runs[0].latency_ns``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def schema_errors(data: Any) -> list[str]:
+    """Every way ``data`` breaks ``cxl-harness-summary/1``, one readable line each
+    (``runs[0].throughput_mib_s: 'fast' is not of type 'number'``); empty when valid."""
+    errors = sorted(_VALIDATOR.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    lines = [f"{_where(err.absolute_path)}: {err.message}" for err in errors]
+    lines.extend(_semantic_errors(data) if not lines else [])
+    return lines
+
+
+def _semantic_errors(data: dict[str, Any]) -> list[str]:
+    """Rules the JSON schema cannot express: finite numbers, matching series lengths,
+    a monotone CDF, unique check ids."""
+    lines: list[str] = []
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            lines.append(f"{where}: {value!r} is not a finite number")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{where}.{key}" if where else str(key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{where}[{index}]")
+
+    walk(data, "")
+    for a_index, ablation in enumerate(data.get("ablations", [])):
+        for s_index, series in enumerate(ablation["series"]):
+            where = f"ablations[{a_index}].series[{s_index}]"
+            n_x, n_y = len(series["x"]), len(series["y"])
+            if n_x != n_y:
+                lines.append(f"{where}: x has {n_x} values but y has {n_y}")
+            spread = series.get("spread")
+            if spread is not None and len(spread) != n_y:
+                lines.append(f"{where}: spread has {len(spread)} values but y has {n_y}")
+    for r_index, run in enumerate(data.get("runs", [])):
+        cdf = run.get("latency_cdf") or []
+        for p_index in range(1, len(cdf)):
+            if cdf[p_index][0] < cdf[p_index - 1][0] or cdf[p_index][1] < cdf[p_index - 1][1]:
+                lines.append(
+                    f"runs[{r_index}].latency_cdf[{p_index}]: {cdf[p_index]} goes below the "
+                    f"previous point {cdf[p_index - 1]}; a CDF never decreases"
+                )
+                break
+    seen: set[str] = set()
+    for c_index, check in enumerate(data.get("checks", [])):
+        if check["id"] in seen:
+            lines.append(f"checks[{c_index}].id: {check['id']!r} is used by an earlier check")
+        seen.add(check["id"])
+    return lines
+
+
+def normalize_summary(data: dict[str, Any]) -> Summary:
+    """A deep copy of a *valid* summary with every optional section and per-item optional
+    key filled in, so templates and charts can index it without guards."""
+    out: dict[str, Any] = copy.deepcopy(data)
+    for key, default in _DEFAULT_SECTIONS.items():
+        if out.get(key) is None:
+            out[key] = copy.deepcopy(default)
+    verdict = out["verdict"]
+    verdict.setdefault("failed", [])
+    verdict.setdefault("summary", "")
+    for item in out["calibration"]:
+        item.setdefault("expected", None)
+    for check in out["checks"]:
+        check.setdefault("detail", "")
+        check.setdefault("counterexamples", [])
+    for run in out["runs"]:
+        run.setdefault("latency_ns", {})
+        run.setdefault("latency_cdf", [])
+        run.setdefault("region", {})
+    for ablation in out["ablations"]:
+        ablation.setdefault("x_label", "")
+        ablation.setdefault("unit", "")
+        for series in ablation["series"]:
+            series.setdefault("spread", None)
+    for target in out["targets"]:
+        target.setdefault("spread", None)
+        target.setdefault("unit", "")
+    for fault in out["faults"]:
+        fault.setdefault("by", None)
+        fault.setdefault("diagnostic", "")
+    return cast(Summary, out)
+
+
+def validate_summary(data: Any, *, source: str = "summary") -> Summary:
+    """Check ``data`` against ``cxl-harness-summary/1`` and return it normalised.
+
+    Raises :class:`SummaryError` listing every problem (path inside the document and what
+    is wrong), prefixed by ``source`` (usually the file name)."""
+    if not isinstance(data, dict):
+        raise SummaryError(
+            f"{source}: a run summary is a JSON object, got {type(data).__name__}",
+            f"write a {SCHEMA_ID} object (see harness/report/summary.py)",
+        )
+    if "schema" in data and data["schema"] != SCHEMA_ID:
+        raise SummaryError(
+            f"{source}: schema is {data['schema']!r}, this harness reads {SCHEMA_ID!r}",
+            "re-run the harness to regenerate the summary, or render it with the version that wrote it",
+        )
+    problems = schema_errors(data)
+    if problems:
+        shown = "; ".join(problems[:8])
+        more = f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""
+        raise SummaryError(
+            f"{source}: not a valid {SCHEMA_ID} summary: {shown}{more}",
+            "fix the listed fields; the format is documented in harness/report/summary.py",
+        )
+    return normalize_summary(data)
+
+
+def load_summary(path: Path) -> Summary:
+    """Read and validate a ``summary.json``; every failure is a :class:`SummaryError`
+    that names the file and the fix."""
+    if not path.exists():
+        raise SummaryError(
+            f"{path}: no such file",
+            f"point at a run directory that holds {SUMMARY_FILENAME} (a harness run writes it)",
+        )
+    if not path.is_file():
+        raise SummaryError(f"{path}: not a regular file", f"pass the run directory or its {SUMMARY_FILENAME}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SummaryError(f"{path}: cannot read: {exc}", "check the file's permissions and encoding") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SummaryError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+            "the run was probably interrupted while writing it; re-run the harness",
+        ) from exc
+    return validate_summary(data, source=str(path))
+
+
+def write_summary(summary: dict[str, Any], path: Path) -> Path:
+    """Validate ``summary`` and write it as stable, human-diffable JSON; returns ``path``."""
+    validate_summary(summary, source=str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
