@@ -13,6 +13,9 @@ from harness.errors import HarnessError
 COMMAND_MODULES: tuple[str, ...] = (
     "harness.commands.detect",
     "harness.commands.profiles",
+    "harness.commands.publish",
+    "harness.commands.check_history",
+    "harness.commands.report",
 )
 
 

@@ -153,13 +153,17 @@ typedef struct cxl_rec_order {
     uint64_t pbr_index;
     uint64_t commit_ns;
     uint64_t first_msg_order;
+    uint64_t client_batch_seq;
     uint32_t broker;
     uint32_t msg_count;
+    uint32_t client;
+    uint32_t pad;
 } cxl_rec_order_t;
 
 typedef struct cxl_rec_frontier {
     uint64_t ns;
     uint64_t value;
+    uint64_t value2;  /* acks: the frontier in messages */
     uint32_t who;     /* broker (acks) or observer (commits) */
     uint32_t kind;    /* ack level, or 0 = sequencer write / 1+k = subscriber k read */
 } cxl_rec_frontier_t;
@@ -201,6 +205,9 @@ int cxl_layout_attach(const void *base, uint64_t size, const cxl_log_cfg_t *cfg,
 cxl_log_t *cxl_log_new(void *base, uint64_t size, const cxl_log_cfg_t *cfg, char *err,
                        size_t errlen);
 int cxl_log_run(cxl_log_t *log, uint32_t roles);
+/* Run a subset: publishers of the brokers in pub_brokers (bit per broker), subscribers in
+ * sub_mask (bit per subscriber), scanners + sequencer if roles has CXL_ROLE_SCANNERS. */
+int cxl_log_run_subset(cxl_log_t *log, uint32_t roles, uint32_t pub_brokers, uint32_t sub_mask);
 void cxl_log_request_stop(cxl_log_t *log);
 void cxl_log_stats(const cxl_log_t *log, cxl_log_stats_t *out);
 uint64_t cxl_log_progress(const cxl_log_t *log);

@@ -643,15 +643,17 @@ static void record_publish(cxl_log_t *L, publisher_t *P, const cxl_batch_hdr_t *
 static uint64_t poll_ack(cxl_log_t *L, publisher_t *P) {
     cxl_seq_line_t *s = &L->seql[P->broker];
     cxl_invalidate(s, CXL_LINE);
-    uint64_t f = L->cfg.ack_level >= 2 ? cxl_consume64(&s->durable_batches)
-                                       : cxl_consume64(&s->ordered_batches);
+    const int durable = L->cfg.ack_level >= 2;
+    uint64_t f = durable ? cxl_consume64(&s->durable_batches) : cxl_consume64(&s->ordered_batches);
     if (f != P->last_ack) {
+        uint64_t msgs = durable ? cxl_consume64(&s->durable_msgs) : cxl_consume64(&s->ordered_msgs);
         uint64_t claimed = cxl_consume64(&L->claim[P->broker].claimed);
         if (f > claimed) stat_add(&L->st.ack_ahead, 1);
         cxl_rec_frontier_t *r = (cxl_rec_frontier_t *)rec_slot(L, CXL_REC_ACK);
         if (r) {
             r->ns = cxl_now_ns();
             r->value = f;
+            r->value2 = msgs;
             r->who = P->broker;
             r->kind = L->cfg.ack_level;
         }
@@ -849,8 +851,24 @@ static int ack0_step(cxl_log_t *L, scanner_t *S) {
         entry_t e;
         int rc = scan_take(L, S, &e);
         if (!rc) break;
-        if (e.flags) { record_loss(L, &e); S->lost++; }
-        else S->acked_msgs += e.msg_count;
+        if (e.flags) {
+            record_loss(L, &e);
+            S->lost++;
+        } else {
+            S->acked_msgs += e.msg_count;
+            /* Order 0: a batch's position is its ring index in its broker's log */
+            cxl_rec_order_t *r = (cxl_rec_order_t *)rec_slot(L, CXL_REC_ORDER);
+            if (r) {
+                r->seq = e.pbr_index;
+                r->pbr_index = e.pbr_index;
+                r->commit_ns = cxl_now_ns();
+                r->first_msg_order = S->acked_msgs - e.msg_count;
+                r->client_batch_seq = e.client_batch_seq;
+                r->broker = S->broker;
+                r->msg_count = e.msg_count;
+                r->client = e.client;
+            }
+        }
         S->next++;
         n++;
     }
@@ -858,6 +876,8 @@ static int ack0_step(cxl_log_t *L, scanner_t *S) {
     /* The broker's own frontier is the ACK in Order 0: flushed and fenced before it counts. */
     publish_frontier(L, S->broker, S->next, S->next, S->acked_msgs, S->lost);
     cxl_sfence();
+    cxl_rec_frontier_t *cr = (cxl_rec_frontier_t *)rec_slot(L, CXL_REC_COMMIT);
+    if (cr) { cr->ns = cxl_now_ns(); cr->value = S->next; cr->who = S->broker; cr->kind = 0; }
     if (L->cfg.ack_level >= 2) {
         publish_durable(L, S->broker, S->next, S->acked_msgs);
         cxl_sfence();
@@ -1072,8 +1092,10 @@ static void seq_record(cxl_log_t *L, uint64_t n, uint64_t now) {
             r->pbr_index = e->pbr_index;
             r->commit_ns = now;
             r->first_msg_order = order;
+            r->client_batch_seq = e->client_batch_seq;
             r->broker = e->broker;
             r->msg_count = e->msg_count;
+            r->client = e->client;
         }
         if (e->publish_ns && now > e->publish_ns) L->st.lat_hist[lat_bucket(now - e->publish_ns)]++;
         order += e->msg_count;
@@ -1361,11 +1383,13 @@ static void *role_thread(void *arg) {
     return NULL;
 }
 
-static uint32_t build_roles(cxl_log_t *L, uint32_t mask, role_t *roles) {
+static uint32_t build_roles(cxl_log_t *L, uint32_t mask, uint32_t pub_brokers,
+                            uint32_t sub_mask, role_t *roles) {
     uint32_t n = 0;
     if (mask & CXL_ROLE_PUBLISHERS)
         for (uint32_t i = 0; i < L->npubs; i++)
-            roles[n++] = (role_t){L, 0, &L->pubs[i], AGENT_PUB + (int)i, 0, 0};
+            if (pub_brokers & (1u << L->pubs[i].broker))
+                roles[n++] = (role_t){L, 0, &L->pubs[i], AGENT_PUB + (int)i, 0, 0};
     if (mask & CXL_ROLE_SCANNERS) {
         for (uint32_t b = 0; b < L->cfg.brokers; b++)
             roles[n++] = (role_t){L, 1, &L->scan[b], AGENT_SCAN + (int)b, 0, 0};
@@ -1373,7 +1397,8 @@ static uint32_t build_roles(cxl_log_t *L, uint32_t mask, role_t *roles) {
     }
     if (mask & CXL_ROLE_SUBSCRIBERS)
         for (uint32_t k = 0; k < L->cfg.subscribers; k++)
-            roles[n++] = (role_t){L, 3, &L->sub[k], AGENT_SUB + (int)k, 0, 0};
+            if (sub_mask & (1u << k))
+                roles[n++] = (role_t){L, 3, &L->sub[k], AGENT_SUB + (int)k, 0, 0};
     return n;
 }
 
@@ -1439,11 +1464,13 @@ static int run_deterministic(cxl_log_t *L, role_t *roles, uint32_t n) {
     return 0;
 }
 
-int cxl_log_run(cxl_log_t *L, uint32_t mask) {
+int cxl_log_run(cxl_log_t *L, uint32_t mask) { return cxl_log_run_subset(L, mask, ~0u, ~0u); }
+
+int cxl_log_run_subset(cxl_log_t *L, uint32_t mask, uint32_t pub_brokers, uint32_t sub_mask) {
     role_t *roles = (role_t *)calloc(L->npubs + 2u * CXL_MAX_BROKERS + CXL_MAX_SUBS + 2u,
                                      sizeof(role_t));
     if (!roles) return -1;
-    uint32_t n = build_roles(L, mask, roles);
+    uint32_t n = build_roles(L, mask, pub_brokers, sub_mask, roles);
     note_progress(L);
     int rc = (L->cfg.flags & CXL_F_DETERMINISTIC) ? run_deterministic(L, roles, n)
                                                   : run_threads(L, roles, n);

@@ -1,0 +1,524 @@
+"""The shared log, driven from Python: configure, run (threads or processes), get a result.
+
+No Python runs inside the log: one C call runs every role to completion while this thread
+only polls a progress counter for the progress bar.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import ConfigError, RegionError
+from harness.native import Native, as_array, load
+from harness.region import Region, RegionInfo
+
+VARIANTS = {"per-scanner": 0, "shared-mutex": 1}
+ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, ROLE_ALL = 1, 2, 4, 7
+F_NT_COPY, F_FENCE_PER_LINE, F_RESERVE_PER_BATCH, F_EXTRA_FENCE, F_DETERMINISTIC, F_NO_VERIFY = (
+    1, 2, 4, 8, 16, 32)
+REC_PUBLISH, REC_ORDER, REC_COMMIT, REC_ACK, REC_LOSS, REC_DELIVER = range(6)
+MAX_BROKERS = 8
+MAX_SUBSCRIBERS = 8
+RECORD_LIMIT = 2_000_000  # batches: above this, records are off unless asked for
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """What to run. Sizes in bytes; ``total_bytes`` is payload across all brokers."""
+
+    order: int = 2
+    variant: str = "per-scanner"
+    brokers: int = 4
+    publishers_per_broker: int = 1
+    subscribers: int = 0
+    msg_size: int = 1024
+    batch_bytes: int = 65536
+    total_bytes: int = 64 << 20
+    ack: int = 1
+    epoch_us: int = 50
+    pbr_slots: int = 256
+    goi_slots: int = 1 << 14
+    nt_copy: bool = True
+    fence_per_line: bool = False
+    reserve_per_batch: bool = False
+    extra_fence: bool = False
+    verify: bool = True
+    seed: int = 1
+    record: bool | None = None  # None: record when the run is small enough
+    slot_timeout_ms: float = 0.0  # resolve a claimed, never committed slot as lost after this
+    watchdog_s: float = 30.0
+    processes: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.order in (0, 2), "order", self.order, "0 (per-broker) or 2 (total order)")
+        _require(self.variant in VARIANTS, "variant", self.variant, "per-scanner or shared-mutex")
+        _require(1 <= self.brokers <= MAX_BROKERS, "brokers", self.brokers, f"1..{MAX_BROKERS}")
+        _require(1 <= self.publishers_per_broker <= 64, "publishers_per_broker",
+                 self.publishers_per_broker, "1..64")
+        _require(0 <= self.subscribers <= MAX_SUBSCRIBERS, "subscribers", self.subscribers,
+                 f"0..{MAX_SUBSCRIBERS}")
+        _require(1 <= self.msg_size <= 64 << 20, "msg_size", self.msg_size, "1 byte .. 64 MiB")
+        _require(self.batch_bytes >= 1, "batch_bytes", self.batch_bytes, "at least one byte")
+        _require(self.total_bytes >= 1, "total_bytes", self.total_bytes, "at least one byte")
+        _require(self.ack in (0, 1, 2), "ack", self.ack, "0, 1 or 2")
+        _require(1 <= self.epoch_us <= 1_000_000, "epoch_us", self.epoch_us, "1..1000000")
+        _require(_pow2(self.pbr_slots) and self.pbr_slots >= 2, "pbr_slots", self.pbr_slots,
+                 "a power of two >= 2")
+        _require(_pow2(self.goi_slots) and self.goi_slots >= 2, "goi_slots", self.goi_slots,
+                 "a power of two >= 2")
+        _require(self.msgs_per_batch <= 65536, "batch_bytes", self.batch_bytes,
+                 "at most 65536 messages per batch")
+
+    @property
+    def msgs_per_batch(self) -> int:
+        return max(1, self.batch_bytes // self.msg_size)
+
+    @property
+    def batches_per_publisher(self) -> int:
+        per_batch = self.msgs_per_batch * self.msg_size
+        pubs = self.brokers * self.publishers_per_broker
+        return max(1, math.ceil(self.total_bytes / (per_batch * pubs)))
+
+    @property
+    def total_batches(self) -> int:
+        return self.batches_per_publisher * self.brokers * self.publishers_per_broker
+
+    @property
+    def recording(self) -> bool:
+        return self.record if self.record is not None else self.total_batches <= RECORD_LIMIT
+
+    def flags(self) -> int:
+        f = F_NT_COPY if self.nt_copy else 0
+        f |= F_FENCE_PER_LINE if self.fence_per_line else 0
+        f |= F_RESERVE_PER_BATCH if self.reserve_per_batch else 0
+        f |= F_EXTRA_FENCE if self.extra_fence else 0
+        f |= 0 if self.verify else F_NO_VERIFY
+        return f
+
+
+def _pow2(x: int) -> bool:
+    return x > 0 and x & (x - 1) == 0
+
+
+def _require(ok: bool, name: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r} is out of range", f"use {allowed}")
+
+
+@dataclass
+class Latency:
+    p50_ns: float
+    p99_ns: float
+    p999_ns: float
+    samples: int
+    cdf: list[tuple[float, float]] = field(default_factory=list)
+
+
+@dataclass
+class Check:
+    """One invariant checked on a run: passed, or the counterexample."""
+
+    id: str
+    name: str
+    ok: bool
+    detail: str
+    counterexamples: list[dict[str, Any]] = field(default_factory=list)
+    group: str = "ordering"
+
+
+@dataclass
+class LogResult:
+    order: int
+    variant: str
+    brokers: int
+    ack: int
+    messages_published: int
+    messages_acked: int
+    messages_ordered: int
+    messages_delivered: list[int]
+    batches: int
+    batches_ordered: int
+    batches_lost: int
+    payload_bytes: int
+    elapsed_s: float
+    throughput_mib_s: float
+    messages_per_s: float
+    batches_per_s: float
+    latency: Latency
+    region: dict[str, Any]
+    counters: dict[str, int]
+    checks: list[Check]
+    config: dict[str, Any]
+    stalled: bool
+    records: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("records", None)
+        d["latency_ns"] = {"p50": self.latency.p50_ns, "p99": self.latency.p99_ns,
+                           "p999": self.latency.p999_ns}
+        return d
+
+
+# ------------------------------------------------------------------------------------------
+# Building the C configuration and region
+
+
+def c_config(native: Native, cfg: LogConfig, fault: int = 0, deterministic: bool = False) -> Any:
+    c = native.ffi.new("cxl_log_cfg_t *")
+    c.brokers = cfg.brokers
+    c.publishers_per_broker = cfg.publishers_per_broker
+    c.subscribers = cfg.subscribers
+    c.order = cfg.order
+    c.variant = VARIANTS[cfg.variant]
+    c.ack_level = cfg.ack
+    c.pbr_slots = cfg.pbr_slots
+    c.msg_size = cfg.msg_size
+    c.msgs_per_batch = cfg.msgs_per_batch
+    c.epoch_us = cfg.epoch_us
+    c.goi_slots = cfg.goi_slots
+    c.batches_per_publisher = cfg.batches_per_publisher
+    c.seed = cfg.seed
+    c.flags = cfg.flags() | (F_DETERMINISTIC if deterministic else 0)
+    c.fault = fault
+    c.slot_timeout_ns = int(cfg.slot_timeout_ms * 1e6)
+    c.watchdog_ns = int(cfg.watchdog_s * 1e9)
+    c.record_capacity = cfg.total_batches + 16 if cfg.recording else 0
+    return c
+
+
+def layout_size(cfg: LogConfig, native: Native | None = None) -> int:
+    native = native or load()
+    size = int(native.lib.cxl_layout_size(c_config(native, cfg)))
+    if size == 0:
+        raise ConfigError(f"the layout for {cfg} is invalid", "check brokers, ring sizes and batch size")
+    return size
+
+
+def format_region(region: Region, cfg: LogConfig) -> None:
+    """Write a fresh control block and zeroed rings into ``region``."""
+    native = region.native
+    c = c_config(native, cfg)
+    need = layout_size(cfg, native)
+    if region.size < need:
+        raise RegionError(f"region of {region.size} bytes is smaller than the {need} bytes this "
+                          "configuration needs", "use a larger region or smaller rings/batches")
+    if native.lib.cxl_layout_init(region.base, region.size, c) != 0:
+        raise RegionError("could not format the region", "check the configuration")
+
+
+def attach_check(region: Region, cfg: LogConfig) -> None:
+    """Refuse a region whose magic, version or geometry do not match ``cfg``."""
+    native = region.native
+    err = native.ffi.new("char[256]")
+    if native.lib.cxl_layout_attach(region.base, region.size, c_config(native, cfg), err, 256) != 0:
+        raise RegionError(f"cannot attach: {native.ffi.string(err).decode()}",
+                          "format the region for this configuration, or use the matching one")
+
+
+class LogHandle:
+    """A cxl_log_t over a region; freed on close."""
+
+    def __init__(self, region: Region, cfg: LogConfig, fault: int = 0, deterministic: bool = False):
+        self.native = region.native
+        self.cfg = cfg
+        self.ccfg = c_config(self.native, cfg, fault, deterministic)
+        err = self.native.ffi.new("char[256]")
+        self.ptr = self.native.lib.cxl_log_new(region.base, region.size, self.ccfg, err, 256)
+        if self.ptr == self.native.ffi.NULL:
+            raise RegionError(f"cannot attach: {self.native.ffi.string(err).decode()}",
+                              "format the region for this configuration")
+
+    def run(self, roles: int = ROLE_ALL, pub_brokers: int = 0xFFFFFFFF, sub_mask: int = 0xFFFFFFFF,
+            progress: bool = False) -> int:
+        if not progress:
+            return int(self.native.lib.cxl_log_run_subset(self.ptr, roles, pub_brokers, sub_mask))
+        return self._run_with_progress(roles, pub_brokers, sub_mask)
+
+    def _run_with_progress(self, roles: int, pub_brokers: int, sub_mask: int) -> int:
+        from tqdm import tqdm
+
+        rc: list[int] = []
+        t = threading.Thread(target=lambda: rc.append(int(
+            self.native.lib.cxl_log_run_subset(self.ptr, roles, pub_brokers, sub_mask))))
+        t.start()
+        total = self.cfg.total_batches * self.cfg.msgs_per_batch
+        bar = None
+        start = time.monotonic()
+        while t.is_alive():
+            t.join(0.2)
+            if bar is None and time.monotonic() - start > 2.0:
+                bar = tqdm(total=total, unit="msg", unit_scale=True, desc="ordering", leave=False)
+            if bar is not None:
+                bar.n = int(self.native.lib.cxl_log_progress(self.ptr))
+                bar.refresh()
+        if bar is not None:
+            bar.close()
+        return rc[0]
+
+    def stats(self) -> dict[str, Any]:
+        st = self.native.ffi.new("cxl_log_stats_t *")
+        self.native.lib.cxl_log_stats(self.ptr, st)
+        return _stats_dict(self.native, st)
+
+    def records(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        ffi, lib = self.native.ffi, self.native.lib
+        kinds = {"publish": (REC_PUBLISH, "cxl_rec_publish_t"), "order": (REC_ORDER, "cxl_rec_order_t"),
+                 "commit": (REC_COMMIT, "cxl_rec_frontier_t"), "ack": (REC_ACK, "cxl_rec_frontier_t"),
+                 "loss": (REC_LOSS, "cxl_rec_loss_t")}
+        for k in range(self.cfg.subscribers):
+            kinds[f"deliver{k}"] = (REC_DELIVER + k, "cxl_rec_deliver_t")
+        for name, (kind, ctype) in kinds.items():
+            ptr, count, elem = ffi.new("void **"), ffi.new("uint64_t *"), ffi.new("uint64_t *")
+            if lib.cxl_log_records(self.ptr, kind, ptr, count, elem) == 0:
+                out[name] = as_array(self.native, ptr[0], int(count[0]), ctype)
+        return out
+
+    def close(self) -> None:
+        if self.ptr is not None:
+            self.native.lib.cxl_log_free(self.ptr)
+            self.ptr = None
+
+
+def _stats_dict(native: Native, st: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for fname, _ in native.ffi.typeof("cxl_log_stats_t").fields:
+        v = getattr(st, fname)
+        out[fname] = list(v) if not isinstance(v, int) else int(v)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Running
+
+
+def run_log(cfg: LogConfig, *, region: Region | None = None, progress: bool = False,
+            check_history: bool = True) -> LogResult:
+    """Run the log once and check it. With ``region=None`` an emulated region (or, with
+    ``processes=True``, a file on /dev/shm) is made for the run and released after it."""
+    if cfg.processes:
+        return _run_processes(cfg, region, check_history)
+    owned = region is None
+    if region is None:
+        region = Region.emulated(_region_size(cfg), hugepages=True)
+    try:
+        format_region(region, cfg)
+        h = LogHandle(region, cfg)
+        try:
+            rc = h.run(progress=progress)
+            stats = h.stats()
+            recs = h.records() if cfg.recording else None
+        finally:
+            h.close()
+        return build_result(cfg, stats, recs, region.info(), rc, check_history)
+    finally:
+        if owned:
+            region.close()
+
+
+def _region_size(cfg: LogConfig) -> int:
+    need = layout_size(cfg)
+    return (need + (2 << 20) - 1) // (2 << 20) * (2 << 20)
+
+
+def _run_processes(cfg: LogConfig, region: Region | None, check_history: bool) -> LogResult:
+    tmpdir = None
+    if region is None:
+        tmpdir = tempfile.mkdtemp(prefix="cxl-harness-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        region = Region.file(Path(tmpdir) / "region", _region_size(cfg), create=True, lock=True)
+    if region.path is None:
+        raise ConfigError("multi-process mode needs a shareable region", "use the file back-end (or none)")
+    try:
+        format_region(region, cfg)
+        groups = [RoleGroup(ROLE_PUBLISHERS), RoleGroup(ROLE_SCANNERS)]
+        if cfg.subscribers:
+            groups.append(RoleGroup(ROLE_SUBSCRIBERS))
+        procs = start_role_processes(region.path, region.size, cfg, groups)
+        results = [p.wait_result(cfg.watchdog_s + 60) for p in procs]
+        stats = merge_stats([r.stats for r in results])
+        recs = merge_records([r.records for r in results]) if cfg.recording else None
+        rc = max(r.rc for r in results)
+        return build_result(cfg, stats, recs, region.info(), rc, check_history, processes=len(groups))
+    finally:
+        if tmpdir is not None:
+            region.close()
+            os.unlink(Path(tmpdir) / "region")
+            os.rmdir(tmpdir)
+
+
+@dataclass(frozen=True)
+class RoleGroup:
+    """Roles for one process: a CXL_ROLE_* mask, and which brokers' publishers / subscribers."""
+
+    roles: int
+    pub_brokers: int = 0xFFFFFFFF
+    sub_mask: int = 0xFFFFFFFF
+
+
+@dataclass
+class RoleResult:
+    rc: int
+    stats: dict[str, Any]
+    records: dict[str, Any]
+
+
+class RoleProcess:
+    """A role group running as ``python -m harness.role_process`` on a shared region file."""
+
+    def __init__(self, path: str, size: int, cfg: LogConfig, group: RoleGroup, workdir: str):
+        import subprocess
+        import sys
+
+        from harness.role_process import config_json
+
+        self.out = os.path.join(workdir, f"roles-{group.roles}-{group.pub_brokers}-{group.sub_mask}.npz")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.role_process", "--region", path, "--size", str(size),
+             "--config", config_json(cfg), "--roles", str(group.roles),
+             "--pub-brokers", str(group.pub_brokers), "--sub-mask", str(group.sub_mask), "--out", self.out],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def wait_result(self, timeout: float) -> RoleResult:
+        import json
+        import subprocess
+
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise RegionError(f"role process {self.proc.args[-1]} did not finish in {timeout:.0f}s",
+                              "see the watchdog settings; the run was stopped") from None
+        if self.proc.returncode != 0:
+            last = (err or b"").decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise RegionError(f"a role process failed (exit {self.proc.returncode}): {last[0]}",
+                              "see the message; the run was stopped")
+        with np.load(self.out) as z:
+            meta = json.loads(bytes(z["__stats__"]).decode())
+            recs = {k: z[k] for k in z.files if k != "__stats__"}
+        os.unlink(self.out)
+        return RoleResult(int(meta["rc"]), meta["stats"], recs)
+
+
+def start_role_processes(path: str, size: int, cfg: LogConfig, groups: list[RoleGroup],
+                         workdir: str | None = None) -> list[RoleProcess]:
+    workdir = workdir or os.path.dirname(path)
+    return [RoleProcess(path, size, cfg, g, workdir) for g in groups]
+
+
+_MAX_FIELDS = ("last_publish_ns", "last_ack_ns", "end_ns", "committed_seq", "messages_acked",
+               "batches_acked", "stalled")
+
+
+def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Combine per-process statistics: counts add up, frontiers and times take the max."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for k, v in part.items():
+            if k not in out:
+                out[k] = list(v) if isinstance(v, list) else v
+            elif isinstance(v, list):
+                out[k] = [a + b for a, b in zip(out[k], v)]
+            elif k in _MAX_FIELDS or k == "stall_role":
+                out[k] = max(out[k], v) if k != "stall_role" else out[k] | v
+            elif k == "first_publish_ns":
+                out[k] = min(x for x in (out[k], v) if x) if (out[k] or v) else 0
+            else:
+                out[k] = out[k] + v
+    return out
+
+
+def merge_records(parts: list[dict[str, Any] | None]) -> dict[str, Any]:
+    out: dict[str, list[Any]] = {}
+    for part in parts:
+        for k, arr in (part or {}).items():
+            out.setdefault(k, []).append(arr)
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------------------
+# Results
+
+
+def latency_from_hist(hist: list[int]) -> Latency:
+    counts = np.asarray(hist, dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        return Latency(0.0, 0.0, 0.0, 0)
+    lows = np.array([_bucket_low(i) for i in range(len(counts))], dtype=np.float64)
+    highs = np.array([_bucket_low(i + 1) for i in range(len(counts))], dtype=np.float64)
+    mids = (lows + highs) / 2
+    cum = np.cumsum(counts) / total
+
+    def pct(p: float) -> float:
+        return float(mids[int(np.searchsorted(cum, p))])
+
+    nz = counts > 0
+    cdf = [(float(x), float(y)) for x, y in zip(highs[nz], cum[nz])]
+    return Latency(pct(0.5), pct(0.99), pct(0.999), int(total), cdf)
+
+
+def _bucket_low(i: int) -> int:
+    """Lower bound (ns) of latency bucket i; mirrors lat_bucket() in cxl_log.c."""
+    if i < 32:
+        return i
+    j = i - 32
+    msb, sub = 5 + j // 16, j % 16
+    return (16 + sub) << (msb - 4)
+
+
+def build_result(cfg: LogConfig, stats: dict[str, Any], recs: dict[str, Any] | None,
+                 region: RegionInfo, rc: int, check_history: bool, processes: int = 1) -> LogResult:
+    from harness.invariants import run_checks
+
+    start = stats["first_publish_ns"]
+    end = stats["last_ack_ns"] if cfg.ack else stats["last_publish_ns"]
+    if not end or end < start:
+        end = stats["end_ns"]
+    elapsed = max(1e-9, (end - start) / 1e9) if start else 0.0
+    payload = int(stats["bytes_published"])
+    subs = cfg.subscribers
+    lat = latency_from_hist(stats["lat_hist"])
+    checks = run_checks(cfg, stats, recs, check_history)
+    cfg_d = asdict(cfg)
+    cfg_d.update(msgs_per_batch=cfg.msgs_per_batch, total_batches=cfg.total_batches, processes=processes)
+    counters = {k: v for k, v in stats.items() if isinstance(v, int)}
+    return LogResult(
+        order=cfg.order, variant=cfg.variant, brokers=cfg.brokers, ack=cfg.ack,
+        messages_published=int(stats["messages_published"]),
+        messages_acked=int(stats["messages_acked"]),
+        messages_ordered=int(stats["messages_ordered"]) if cfg.order == 2 else int(stats["messages_acked"]),
+        messages_delivered=[int(x) for x in stats["sub_messages"][:subs]],
+        batches=int(stats["batches_published"]), batches_ordered=int(stats["batches_ordered"]),
+        batches_lost=int(stats["batches_lost"]),
+        payload_bytes=payload, elapsed_s=elapsed,
+        throughput_mib_s=payload / elapsed / 2**20 if elapsed else 0.0,
+        messages_per_s=stats["messages_published"] / elapsed if elapsed else 0.0,
+        batches_per_s=stats["batches_published"] / elapsed if elapsed else 0.0,
+        latency=lat, region=region.to_dict(), counters=counters, checks=checks, config=cfg_d,
+        stalled=bool(stats["stalled"]) or rc > 0, records=recs,
+    )
+
+
+def with_overrides(cfg: LogConfig, **kw: Any) -> LogConfig:
+    return replace(cfg, **kw)
