@@ -1,0 +1,101 @@
+"""From a hardware profile to a mapped region: discovery, consent and injected latency."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from harness.discovery import Choice, discover
+from harness.errors import DeviceError
+from harness.log import LogConfig, layout_size
+from harness.profiles import Profile
+from harness.region import Injection, Region, apply_injection, round_up
+
+HUGE_2M = 2 << 20
+
+
+def profile_injection(profile: Profile) -> Injection:
+    """Apply (and return) the latency a profile injects; non-emulated profiles inject none."""
+    inj = profile.injected
+    emulated = profile.memory.backend in ("emulated", "file")
+    injection = Injection(
+        flush_ns=inj.flush_ns if emulated else 0.0,
+        fence_ns=inj.fence_ns if emulated else 0.0,
+        invalidate_ns=max(inj.invalidate_ns, inj.load_ns) if emulated else 0.0,
+        write_bw_gbps=inj.write_bw_gbps if emulated else 0.0,
+        invalidate_flushes=profile.coherence == "noncoherent-hw",
+    )
+    apply_injection(injection)
+    return injection
+
+
+def choose_backend(profile: Profile, device: str | None, sysfs_root: str = "/") -> Choice:
+    """Explicit device > the profile's memory > discovery (for 'auto')."""
+    mem = profile.memory
+    if device:
+        return discover(sysfs_root, explicit_device=device).choice
+    if mem.backend == "auto" or (mem.backend == "devdax" and not mem.device) or (
+            mem.backend == "numa" and mem.node is None):
+        choice = discover(sysfs_root).choice
+        if mem.backend in ("devdax", "numa") and choice.backend != mem.backend:
+            raise DeviceError(
+                f"profile {profile.name} needs a {mem.backend} device but discovery found none "
+                f"({choice.reason})", "run 'cxl-harness detect' on the machine with the device")
+        return choice
+    if mem.backend == "devdax":
+        return Choice("devdax", mem.device, None, f"profile {profile.name} names {mem.device}")
+    if mem.backend == "numa":
+        return Choice("numa", None, mem.node, f"profile {profile.name} names node {mem.node}")
+    if mem.backend == "file":
+        return Choice("file", mem.path, None, f"profile {profile.name} names file {mem.path}")
+    return Choice("emulated", None, None, f"profile {profile.name} uses emulated memory")
+
+
+@contextmanager
+def open_region(profile: Profile, cfg: LogConfig, *, device: str | None = None,
+                allow_destructive: bool = False, shareable: bool = False,
+                sysfs_root: str = "/") -> Iterator[Region]:
+    """Map the region a run of ``cfg`` on ``profile`` needs; release it afterwards."""
+    need = layout_size(cfg)
+    size = round_up(max(need, profile.memory.size_mib << 20 if profile.memory.backend == "emulated" else need),
+                    HUGE_2M)
+    consent = allow_destructive or profile.memory.allow_destructive
+    choice = choose_backend(profile, device, sysfs_root)
+    tmpdir: str | None = None
+    if choice.backend == "devdax":
+        assert choice.device is not None
+        align = _dax_align(choice.device, sysfs_root)
+        region = Region.devdax(choice.device, round_up(need, align), align,
+                               allow_destructive=consent, sysfs_root=sysfs_root)
+    elif choice.backend == "numa":
+        assert choice.node is not None
+        region = Region.numa(choice.node, size, allow_destructive=consent, sysfs_root=sysfs_root)
+    elif choice.backend == "file" and choice.device:
+        path = Path(choice.device)
+        if path.exists() and not consent:
+            raise DeviceError(f"{path} exists; the run would overwrite it",
+                              "pass --allow-destructive, or name a path that does not exist yet")
+        region = Region.file(path, size, create=not path.exists())
+    elif shareable:
+        tmpdir = tempfile.mkdtemp(prefix="cxl-harness-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        region = Region.file(Path(tmpdir) / "region", size, create=True)
+    else:
+        region = Region.emulated(size, hugepages=profile.memory.hugepages or True)
+    try:
+        yield region
+    finally:
+        region.close()
+        if tmpdir:
+            os.unlink(Path(tmpdir) / "region")
+            os.rmdir(tmpdir)
+
+
+def _dax_align(device: str, sysfs_root: str) -> int:
+    f = Path(sysfs_root) / "sys/bus/dax/devices" / Path(device).name / "align"
+    try:
+        return int(f.read_text().strip())
+    except (OSError, ValueError):
+        return HUGE_2M
