@@ -14,6 +14,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.commands.detect",
     "harness.commands.profiles",
     "harness.commands.publish",
+    "harness.commands.faults",
     "harness.commands.check_history",
     "harness.commands.report",
 )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness.errors import HistoryError
 from harness.history import History, check_history
 
 if TYPE_CHECKING:
@@ -109,7 +110,13 @@ def run_checks(cfg: LogConfig, stats: dict[str, Any], recs: dict[str, Any] | Non
     checks = [Check(cid, name, ok, detail, group="in-run")
               for cid, name, ok, detail in _counter_checks(cfg, stats)]
     if recs is not None and with_history:
-        report = check_history(history_from_records(cfg, recs), cfg.order)
+        try:
+            history = history_from_records(cfg, recs)
+        except HistoryError as exc:  # the records themselves are inconsistent: a finding
+            checks.append(Check("history-structure", "run records form a valid history", False,
+                                str(exc), group="history"))
+            return checks
+        report = check_history(history, cfg.order)
         for r in report.results:
             detail = r.note or r.rule
             examples: list[dict[str, Any]] = []

@@ -25,6 +25,7 @@ VARIANTS = {"per-scanner": 0, "shared-mutex": 1}
 ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, ROLE_ALL = 1, 2, 4, 7
 F_NT_COPY, F_FENCE_PER_LINE, F_RESERVE_PER_BATCH, F_EXTRA_FENCE, F_DETERMINISTIC, F_NO_VERIFY = (
     1, 2, 4, 8, 16, 32)
+F_RESUME = 64
 REC_PUBLISH, REC_ORDER, REC_COMMIT, REC_ACK, REC_LOSS, REC_DELIVER = range(6)
 MAX_BROKERS = 8
 MAX_SUBSCRIBERS = 8
@@ -57,6 +58,7 @@ class LogConfig:
     slot_timeout_ms: float = 0.0  # resolve a claimed, never committed slot as lost after this
     watchdog_s: float = 30.0
     processes: bool = False
+    resume_subscribers: bool = False  # a restarted subscriber continues from its published position
 
     def __post_init__(self) -> None:
         _require(self.order in (0, 2), "order", self.order, "0 (per-broker) or 2 (total order)")
@@ -102,6 +104,7 @@ class LogConfig:
         f |= F_RESERVE_PER_BATCH if self.reserve_per_batch else 0
         f |= F_EXTRA_FENCE if self.extra_fence else 0
         f |= 0 if self.verify else F_NO_VERIFY
+        f |= F_RESUME if self.resume_subscribers else 0
         return f
 
 
@@ -288,7 +291,8 @@ class LogHandle:
         for name, (kind, ctype) in kinds.items():
             ptr, count, elem = ffi.new("void **"), ffi.new("uint64_t *"), ffi.new("uint64_t *")
             if lib.cxl_log_records(self.ptr, kind, ptr, count, elem) == 0:
-                out[name] = as_array(self.native, ptr[0], int(count[0]), ctype)
+                arr = as_array(self.native, ptr[0], int(count[0]), ctype)
+                out[name] = arr[arr["msg_count"] > 0] if name == "publish" else arr
         return out
 
     def close(self) -> None:

@@ -90,7 +90,8 @@ enum {
     CXL_F_RESERVE_PER_BATCH = 4,/* ablation: one reservation per batch instead of per epoch */
     CXL_F_EXTRA_FENCE = 8,      /* planted slowdown: an extra fence per message */
     CXL_F_DETERMINISTIC = 16,   /* single thread, seeded scheduler (checked build) */
-    CXL_F_NO_VERIFY = 32        /* subscribers skip payload verification */
+    CXL_F_NO_VERIFY = 32,       /* subscribers skip payload verification */
+    CXL_F_RESUME = 64           /* subscribers resume from the position in their line */
 };
 
 /* roles for cxl_log_run */

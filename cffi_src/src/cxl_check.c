@@ -91,8 +91,21 @@ typedef struct cline {
     int wb_pending;           /* flushed: written back at the agent's next fence */
 } cline_t;
 
+/* A store into the record whose token this agent published last: either the next instance
+ * of that record (its token will be published again) or a body written after its token. */
+typedef struct suspect {
+    uint64_t token_line;
+    uint64_t line;
+    const char *file;
+    int32_t line_no;
+    int32_t fences;
+} suspect_t;
+#define MAX_SUSPECTS 64
+
 typedef struct agent {
     int used;
+    suspect_t suspects[MAX_SUSPECTS];
+    int nsuspects;
     uint64_t *inval_evt;      /* per line: this agent's last invalidate */
     uint64_t *pending;        /* lines this agent stored to and has not yet fenced clean */
     uint64_t npending, cap_pending;
@@ -249,6 +262,29 @@ static inline uint64_t byte_mask(uint64_t off_in_line, uint64_t n) {
     return ((1ull << n) - 1) << off_in_line;
 }
 
+static void suspect_add(agent_t *A, uint64_t token_line, uint64_t li, const char *file, int ln) {
+    for (int i = 0; i < A->nsuspects; i++)
+        if (A->suspects[i].token_line == token_line) return;
+    if (A->nsuspects == MAX_SUSPECTS) return;
+    A->suspects[A->nsuspects++] = (suspect_t){token_line, li, file, ln, 0};
+}
+
+/* The record's token is published again: the store began its next instance. */
+static void suspect_clear(agent_t *A, uint64_t token_line) {
+    for (int i = 0; i < A->nsuspects; i++)
+        if (A->suspects[i].token_line == token_line) A->suspects[i--] = A->suspects[--A->nsuspects];
+}
+
+/* Two fences later the token was not published again: the body came after its token. */
+static void suspect_fence(int a, agent_t *A) {
+    for (int i = 0; i < A->nsuspects; i++) {
+        suspect_t *x = &A->suspects[i];
+        if (++x->fences < 2) continue;
+        finding(R_body_after_token, a, -1, x->line, x->file, x->line_no);
+        A->suspects[i--] = A->suspects[--A->nsuspects];
+    }
+}
+
 static void on_store(int a, uint64_t li, uint64_t mask, int kind, const char *file, int ln) {
     agent_t *A = agent_get(a);
     line_state_t *s = &G.ls[li];
@@ -256,7 +292,7 @@ static void on_store(int a, uint64_t li, uint64_t mask, int kind, const char *fi
         if (s->owner >= 0 && s->owner != a) finding(R_two_writers_one_line, a, s->owner, li, file, ln);
         if ((kind & (K_PLAIN | K_NT)) && li >= A->last_token_lo && li <= A->last_token_hi &&
             A->last_token_hi != NO_LINE)
-            finding(R_body_after_token, a, -1, li, file, ln);
+            suspect_add(A, A->last_token_hi, li, file, ln);
         if (s->owner == a && s->state == S_STORED && (s->dirty_mask & mask) && !(kind & K_COMMIT))
             finding(R_overwrite_before_flush, a, -1, li, file, ln);
     }
@@ -296,6 +332,7 @@ static void on_publish(int a, uint64_t rec_li, uint64_t li, int commit, const ch
         if (rec_li > li || li - rec_li > 255) rec_li = li;
         s->token_line = 1;
         s->rec_before = (uint8_t)(li - rec_li);
+        suspect_clear(A, li);
         A->last_token_lo = rec_li;
         A->last_token_hi = li;
     }
@@ -334,6 +371,7 @@ static void on_fence(int a, const char *file, int ln) {
         A->pending[keep++] = li;
     }
     A->npending = keep;
+    suspect_fence(a, A);
     if (!ordered) finding(R_empty_fence, a, -1, 0, file, ln);
 }
 

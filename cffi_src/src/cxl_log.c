@@ -100,7 +100,9 @@ typedef struct subscriber {
     uint64_t next_pbr[CXL_MAX_BROKERS];  /* Order 0: next ring index per broker */
     uint64_t last_pbr[CXL_MAX_BROKERS];  /* last delivered ring index + 1, per broker */
     uint64_t hash;
+    uint64_t bhash[CXL_MAX_BROKERS];
     uint64_t bad_at;                     /* position + 1 last counted as unreadable */
+    int resumed;
     unsigned char *scratch;              /* checked build: read_view copies here */
     char pad[64];
 } __attribute__((aligned(64))) subscriber_t;
@@ -1215,7 +1217,12 @@ static void sub_deliver(cxl_log_t *L, subscriber_t *U, uint64_t pos, uint32_t b,
     /* per-broker arrival order: ring indices strictly increase within a broker */
     if (pbr_index + 1 <= U->last_pbr[b]) stat_add(&L->st.sub_order_errors[k], 1);
     U->last_pbr[b] = pbr_index + 1;
-    U->hash = mix64(U->hash ^ pos) ^ mix64(((uint64_t)b << 56) ^ pbr_index) ^ checksum;
+    /* Order 2: one sequence, hashed in delivery order. Order 0: only each broker's sequence is
+     * defined, so hash per broker and combine independently of the interleaving. */
+    if (L->cfg.order == 2)
+        U->hash = mix64(U->hash ^ pos) ^ mix64(((uint64_t)b << 56) ^ pbr_index) ^ checksum;
+    else
+        U->bhash[b] = mix64(U->bhash[b] ^ pbr_index) ^ checksum;
     L->st.sub_batches[k]++;
     L->st.sub_messages[k] += msg_count;
     cxl_rec_deliver_t *r = (cxl_rec_deliver_t *)rec_slot(L, CXL_REC_DELIVER + (int)k);
@@ -1251,6 +1258,27 @@ static int goi_valid(const cxl_log_t *L, const cxl_goi_entry_t *g) {
     return 1;
 }
 
+/* A restarted subscriber continues after the last position it published: everything
+ * before it was delivered, nothing after it was acknowledged by this subscriber. */
+static void sub_resume(cxl_log_t *L, subscriber_t *U) {
+    U->resumed = 1;
+    if (!(L->cfg.flags & CXL_F_RESUME)) return;
+    cxl_sub_line_t *s = &L->subl[U->idx];
+    cxl_invalidate(s, sizeof *s);
+    uint64_t pos = cxl_consume64(&s->goi_pos);
+    cxl_invalidate(&L->ctrl->seq, CXL_LINE);
+    uint64_t committed = cxl_consume64(&L->ctrl->seq.committed_seq);
+    if (pos > committed) { stat_add(&L->st.corrupt_ctrl, 1); pos = committed; }
+    U->pos = pos;
+    U->last_committed = pos;
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+        uint64_t r = cxl_consume64(&s->released[b]);
+        if (r > L->per_broker) { stat_add(&L->st.corrupt_ctrl, 1); r = 0; }
+        U->last_pbr[b] = r;
+        U->next_pbr[b] = r;
+    }
+}
+
 static uint64_t sub_read_committed(cxl_log_t *L, subscriber_t *U) {
     if (!FAULT(L, sub_no_invalidate_commit)) cxl_invalidate(&L->ctrl->seq, CXL_LINE);
     uint64_t c = cxl_consume64(&L->ctrl->seq.committed_seq);
@@ -1267,6 +1295,7 @@ static uint64_t sub_read_committed(cxl_log_t *L, subscriber_t *U) {
 }
 
 static int sub2_step(cxl_log_t *L, subscriber_t *U) {
+    if (!U->resumed) sub_resume(L, U);
     uint64_t c = sub_read_committed(L, U);
     if (c > U->pos + L->cfg.goi_slots) {
         /* committed_seq claims more than the ring can hold unread: corrupt control block */
@@ -1309,6 +1338,7 @@ static int sub2_step(cxl_log_t *L, subscriber_t *U) {
 
 /* Order 0: no global order; deliver each broker's acknowledged slots in ring order. */
 static int sub0_step(cxl_log_t *L, subscriber_t *U) {
+    if (!U->resumed) sub_resume(L, U);
     uint64_t n = 0;
     int all_done = 1;
     for (uint32_t b = 0; b < L->cfg.brokers; b++) {
@@ -1500,7 +1530,12 @@ void cxl_log_stats(const cxl_log_t *L, cxl_log_stats_t *out) {
     out->batches_acked = L->cfg.ack_level ? acked_b : 0;
     cxl_invalidate(&L->ctrl->seq, CXL_LINE);
     out->committed_seq = cxl_consume64(&L->ctrl->seq.committed_seq);
-    for (uint32_t k = 0; k < L->cfg.subscribers; k++) out->sub_hash[k] = L->sub[k].hash;
+    for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
+        uint64_t h = L->sub[k].hash;
+        for (uint32_t b = 0; L->cfg.order == 0 && b < L->cfg.brokers; b++)
+            h += mix64(L->sub[k].bhash[b] + b);
+        out->sub_hash[k] = h;
+    }
 }
 
 int cxl_log_records(const cxl_log_t *L, int kind, void **ptr, uint64_t *count, uint64_t *elem) {
@@ -1509,6 +1544,7 @@ int cxl_log_records(const cxl_log_t *L, int kind, void **ptr, uint64_t *count, u
     uint64_t c = atomic_load(&((recs_t *)r)->count);
     *ptr = r->data;
     *count = c < r->cap ? c : r->cap;
+    if (kind == CXL_REC_PUBLISH) *count = r->cap; /* indexed by slot: unwritten rows are zero */
     *elem = r->elem;
     return r->data ? 0 : -1;
 }

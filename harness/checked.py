@@ -1,0 +1,174 @@
+"""Runs of the log on the checked build: the flush/fence trace rules watch every access, and
+the non-coherent model serves memory through per-agent software caches, so a missing flush,
+fence or invalidation produces real wrong results, reproducibly for a given seed."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.log import LogConfig, LogHandle, LogResult, build_result, format_region
+from harness.native import Native, load
+from harness.region import Region
+
+ERROR, WARNING = 2, 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The non-coherent model and its seeded adversaries."""
+
+    enabled: bool = True
+    p_early: float = 0.05   # per access: a flushed line becomes visible before its fence
+    p_evict: float = 0.02   # per access: a dirty, unflushed line is written back anyway
+    keep_trace: bool = False
+    trace_capacity: int = 0
+
+
+@dataclass
+class Finding:
+    """One trace-rule violation, aggregated by rule and source location."""
+
+    rule: str
+    severity: str
+    agent: str
+    other_agent: str | None
+    line_offset: int
+    count: int
+    location: str
+    first_event: int
+    doc: str
+
+    def describe(self) -> str:
+        other = f" (line last written by {self.other_agent})" if self.other_agent else ""
+        return (f"{self.rule} at {self.location}: {self.agent}, cache line at offset "
+                f"0x{self.line_offset:x}{other}; {self.count} time(s): {self.doc}")
+
+
+@dataclass
+class CheckedRun:
+    result: LogResult
+    findings: list[Finding]
+    events: int
+    model: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def clean(self) -> bool:
+        return not self.errors and self.result.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"result": self.result.to_dict(), "findings": [asdict(f) for f in self.findings],
+                "events": self.events, "model": self.model}
+
+
+def agent_name(agent: int) -> str:
+    """Agent ids of cxl_log.c: publishers 0-63, scanners 64+, sequencer 96, subscribers 100+."""
+    if agent < 0:
+        return "unknown agent"
+    if agent < 64:
+        return f"publisher {agent}"
+    if agent < 96:
+        return f"scanner of broker {agent - 64}"
+    if agent == 96:
+        return "sequencer"
+    if 100 <= agent < 108:
+        return f"subscriber {agent - 100}"
+    return f"agent {agent}"
+
+
+def fault_names() -> list[str]:
+    lib = load(True).lib
+    return [load(True).ffi.string(lib.cxl_fault_name(i)).decode() for i in range(1, lib.cxl_fault_count() + 1)]
+
+
+def fault_doc(name: str) -> str:
+    native = load(True)
+    return native.ffi.string(native.lib.cxl_fault_doc(fault_id(name))).decode()
+
+
+def fault_id(name: str | None) -> int:
+    if name in (None, "", "none"):
+        return 0
+    names = fault_names()
+    if name not in names:
+        raise ConfigError(f"unknown fault {name!r}", f"choose one of: {', '.join(names)}")
+    return names.index(name) + 1
+
+
+def rule_names() -> list[str]:
+    native = load(True)
+    return [native.ffi.string(native.lib.cxl_chk_rule_name(i)).decode()
+            for i in range(1, native.lib.cxl_chk_rule_count() + 1)]
+
+
+def small_config(order: int = 2, variant: str = "per-scanner", seed: int = 1, **kw: Any) -> LogConfig:
+    """A run small enough for the model yet long enough for several ring laps."""
+    base: dict[str, Any] = dict(order=order, variant=variant, brokers=2, subscribers=2, msg_size=100,
+                                batch_bytes=300, total_bytes=2 * 100 * 300, pbr_slots=8, goi_slots=16,
+                                ack=1, seed=seed, record=True, watchdog_s=5.0, nt_copy=False)
+    base.update(kw)
+    return LogConfig(**base)
+
+
+def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = ModelConfig(),
+                check_history: bool = True) -> CheckedRun:
+    """One deterministic (single-thread, seeded scheduler) run on the checked build."""
+    native = load(True)
+    size = (native.lib.cxl_layout_size(_ccfg(native, cfg)) + 4095) // 4096 * 4096
+    if size == 0:
+        raise ConfigError(f"configuration {cfg} has no valid layout", "check the ring sizes")
+    with Region.emulated(size, checked=True) as region:
+        format_region(region, cfg)
+        chk = native.ffi.new("cxl_chk_cfg_t *")
+        chk.model = int(model.enabled)
+        chk.keep_trace = int(model.keep_trace)
+        chk.trace_capacity = model.trace_capacity
+        chk.seed = cfg.seed
+        chk.p_early = model.p_early
+        chk.p_evict = model.p_evict
+        if native.lib.cxl_chk_begin(region.base, region.size, chk) != 0:
+            raise ConfigError("the checker could not allocate its state", "use a smaller configuration")
+        try:
+            h = LogHandle(region, cfg, fault=fault_id(fault), deterministic=True)
+            try:
+                rc = h.run()
+                stats, recs = h.stats(), h.records()
+            finally:
+                h.close()
+            findings = _findings(native)
+            early, evict, stale = (native.ffi.new("uint64_t *") for _ in range(3))
+            events = int(native.lib.cxl_chk_model_stats(early, evict, stale))
+        finally:
+            native.lib.cxl_chk_end()
+        result = build_result(cfg, stats, recs, region.info(), rc, check_history)
+    return CheckedRun(result, findings, events,
+                      {"early_writebacks": int(early[0]), "evictions": int(evict[0]),
+                       "stale_reads": int(stale[0])})
+
+
+def _ccfg(native: Native, cfg: LogConfig) -> Any:
+    from harness.log import c_config
+
+    return c_config(native, cfg)
+
+
+def _findings(native: Native) -> list[Finding]:
+    ffi, lib = native.ffi, native.lib
+    buf = ffi.new("cxl_chk_finding_t[512]")
+    out = []
+    for i in range(lib.cxl_chk_findings(buf, 512)):
+        f = buf[i]
+        loc = f"{ffi.string(f.file).decode()}:{f.line_no}" if f.file != ffi.NULL else "?"
+        out.append(Finding(
+            rule=ffi.string(lib.cxl_chk_rule_name(f.rule)).decode(),
+            severity="error" if f.severity == ERROR else "warning",
+            agent=agent_name(f.agent), other_agent=agent_name(f.other_agent) if f.other_agent >= 0 else None,
+            line_offset=int(f.line_off), count=int(f.count), location=loc, first_event=int(f.first_event),
+            doc=ffi.string(lib.cxl_chk_rule_doc(f.rule)).decode()))
+    out.sort(key=lambda x: (x.severity != "error", -x.count))
+    return out
