@@ -157,17 +157,19 @@ def _ccfg(native: Native, cfg: LogConfig) -> Any:
     return c_config(native, cfg)
 
 
-def _findings(native: Native) -> list[Finding]:
+def _findings(native: Native, log_agents: bool = True) -> list[Finding]:
     ffi, lib = native.ffi, native.lib
     buf = ffi.new("cxl_chk_finding_t[512]")
     out = []
     for i in range(lib.cxl_chk_findings(buf, 512)):
         f = buf[i]
-        loc = f"{ffi.string(f.file).decode()}:{f.line_no}" if f.file != ffi.NULL else "?"
+        loc = ffi.string(f.file).decode() if f.file != ffi.NULL else "?"
+        loc += f":{f.line_no}" if f.line_no else ""
+        name = agent_name if log_agents else (lambda a: f"agent {a}")
         out.append(Finding(
             rule=ffi.string(lib.cxl_chk_rule_name(f.rule)).decode(),
             severity="error" if f.severity == ERROR else "warning",
-            agent=agent_name(f.agent), other_agent=agent_name(f.other_agent) if f.other_agent >= 0 else None,
+            agent=name(f.agent), other_agent=name(f.other_agent) if f.other_agent >= 0 else None,
             line_offset=int(f.line_off), count=int(f.count), location=loc, first_event=int(f.first_event),
             doc=ffi.string(lib.cxl_chk_rule_doc(f.rule)).decode()))
     out.sort(key=lambda x: (x.severity != "error", -x.count))

@@ -39,7 +39,8 @@
     X(9, overwrite_before_flush, 1, "bytes stored twice before a flush of their line")        \
     X(10, redundant_flush, 1, "a line flushed again with no store since its last flush")       \
     X(11, clean_flush, 1, "a flush of a line this agent has no store pending on")              \
-    X(12, empty_fence, 1, "a fence with no flush or non-temporal store to order")
+    X(12, empty_fence, 1, "a fence with no flush or non-temporal store to order")                \
+    X(13, unpersisted_at_end, 2, "a store was never flushed and fenced before the trace ended")
 
 enum {
 #define RULE_ENUM(id, name, sev, doc) R_##name = id,
@@ -669,6 +670,22 @@ void cxl_chk_feed(int agent, int op, uint64_t off, uint64_t size, const char *fi
         break;
     case CXL_OP_RMW: G.ls[li].rmw = 1; break;
     default: break;
+    }
+    unlock();
+}
+
+/* End of a trace: every store still pending was never made durable. */
+void cxl_chk_finish(void) {
+    lock();
+    for (int a = 0; a < MAX_AGENTS; a++) {
+        agent_t *A = &G.agents[a];
+        for (uint64_t i = 0; A->used && i < A->npending; i++) {
+            line_state_t *s = &G.ls[A->pending[i]];
+            if (s->owner == a && s->state != S_CLEAN)
+                finding(R_unpersisted_at_end, a, -1, A->pending[i], s->st_file, s->st_line);
+        }
+        suspect_fence(a, A);
+        suspect_fence(a, A);
     }
     unlock();
 }

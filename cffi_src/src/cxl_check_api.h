@@ -46,6 +46,7 @@ enum {
 
 int cxl_chk_begin(void *base, uint64_t size, const cxl_chk_cfg_t *cfg);
 void cxl_chk_end(void);
+void cxl_chk_finish(void);
 void cxl_chk_set_agent(int agent);
 void cxl_chk_feed(int agent, int op, uint64_t off, uint64_t size, const char *file, int line_no);
 uint64_t cxl_chk_findings(cxl_chk_finding_t *out, uint64_t max);
