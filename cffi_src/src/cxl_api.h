@@ -12,6 +12,7 @@ int cxl_select_flush(int requested);
 int cxl_flush_kind(void);
 double cxl_calibrate_tsc(unsigned ms);
 double cxl_tsc_per_ns(void);
+void cxl_calibrate_delay(void);
 
 typedef struct cxl_inject_info {
     double flush_ns;

@@ -80,8 +80,35 @@ double cxl_tsc_per_ns(void) {
     return tsc_per_ns_g;
 }
 
+/* The busy-wait's real cost, fitted as ns = slope * cycles + intercept against the clock the
+ * harness measures with: the loop overshoots and, in a VM, the TSC read itself costs time. */
+static double delay_slope_g = 0.0, delay_icpt_g = 0.0;
+
+static double time_delay(uint64_t cycles, unsigned reps) {
+    uint64_t t0 = cxl_now_ns();
+    for (unsigned i = 0; i < reps; i++) cxl_delay_cycles(cycles);
+    return (double)(cxl_now_ns() - t0) / reps;
+}
+
+static double median3(double a, double b, double c) {
+    return a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
+}
+
+void cxl_calibrate_delay(void) {
+    double k = cxl_tsc_per_ns();
+    uint64_t c1 = (uint64_t)(250.0 * k), c2 = (uint64_t)(4000.0 * k);
+    double t1 = median3(time_delay(c1, 400), time_delay(c1, 400), time_delay(c1, 400));
+    double t2 = median3(time_delay(c2, 50), time_delay(c2, 50), time_delay(c2, 50));
+    delay_slope_g = (t2 - t1) / (double)(c2 - c1);
+    delay_icpt_g = t1 - delay_slope_g * (double)c1;
+    if (!(delay_slope_g > 0.0)) { delay_slope_g = 1.0 / k; delay_icpt_g = 0.0; }
+}
+
 static uint64_t ns_to_cycles(double ns) {
-    return ns <= 0.0 ? 0 : (uint64_t)(ns * cxl_tsc_per_ns() + 0.5);
+    if (ns <= 0.0) return 0;
+    if (delay_slope_g <= 0.0) cxl_calibrate_delay();
+    double c = (ns - delay_icpt_g) / delay_slope_g;
+    return c < 1.0 ? 1 : (uint64_t)(c + 0.5);
 }
 
 void cxl_set_inject(double flush_ns, double fence_ns, double inval_ns, double write_gbps,
