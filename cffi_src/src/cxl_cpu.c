@@ -111,6 +111,8 @@ static uint64_t ns_to_cycles(double ns) {
     return c < 1.0 ? 1 : (uint64_t)(c + 0.5);
 }
 
+static cxl_inject_info_t inject_req_g; /* what was asked for, as reported */
+
 void cxl_set_inject(double flush_ns, double fence_ns, double inval_ns, double write_gbps,
                     int invalidate_flushes) {
     cxl_inject_t v;
@@ -118,20 +120,15 @@ void cxl_set_inject(double flush_ns, double fence_ns, double inval_ns, double wr
     v.flush_cycles = ns_to_cycles(flush_ns);
     v.fence_cycles = ns_to_cycles(fence_ns);
     v.inval_cycles = ns_to_cycles(inval_ns);
-    /* GB/s = bytes per ns, so 1 KiB takes 1024 / gbps ns. */
-    v.copy_cycles_per_kib = write_gbps > 0.0 ? ns_to_cycles(1024.0 / write_gbps) : 0;
+    /* GB/s = bytes per ns, so 1 KiB takes 1024 / gbps ns (the copy itself runs at memory speed:
+     * the cap is a floor on its time, met by waiting for the difference). */
+    v.copy_cycles_per_kib = write_gbps > 0.0 ? (uint64_t)(1024.0 / write_gbps * cxl_tsc_per_ns()) : 0;
     v.enabled = v.flush_cycles || v.fence_cycles || v.inval_cycles || v.copy_cycles_per_kib;
     v.invalidate_flushes = invalidate_flushes;
     cxl_inject_g = v;
+    inject_req_g = (cxl_inject_info_t){flush_ns > 0 ? flush_ns : 0, fence_ns > 0 ? fence_ns : 0,
+                                       inval_ns > 0 ? inval_ns : 0, write_gbps > 0 ? write_gbps : 0,
+                                       invalidate_flushes};
 }
 
-void cxl_get_inject(cxl_inject_info_t *out) {
-    double k = cxl_tsc_per_ns();
-    out->flush_ns = (double)cxl_inject_g.flush_cycles / k;
-    out->fence_ns = (double)cxl_inject_g.fence_cycles / k;
-    out->inval_ns = (double)cxl_inject_g.inval_cycles / k;
-    out->write_gbps = cxl_inject_g.copy_cycles_per_kib
-                          ? 1024.0 / ((double)cxl_inject_g.copy_cycles_per_kib / k)
-                          : 0.0;
-    out->invalidate_flushes = cxl_inject_g.invalidate_flushes;
-}
+void cxl_get_inject(cxl_inject_info_t *out) { *out = inject_req_g; }
