@@ -220,7 +220,8 @@ def order2_vs_order0(region: Region, cfg: LogConfig, runs: int, *,
                      "Order 0")
 
 
-def nt_copy_mib_s(region: Region, src: CopySource, nbytes: int, chunk: int, threads: int) -> float:
+def nt_copy_mib_s(region: Region, src: CopySource, nbytes: int, chunk: int, threads: int,
+                  min_bytes: int = 1 << 30) -> float:
     """MiB/s of raw non-temporal copies into the region, ``threads`` threads on disjoint parts
     (the C call releases the GIL), timed from a common start to the last finish."""
     lib, ffi = region.native.lib, region.native.ffi
@@ -228,9 +229,11 @@ def nt_copy_mib_s(region: Region, src: CopySource, nbytes: int, chunk: int, thre
     barrier = threading.Barrier(threads + 1)
     base = ffi.cast("char *", region.base)
 
+    iters = max(1, -(-min_bytes // (per * threads)))  # long enough that thread start is noise
+
     def work(i: int) -> None:
         barrier.wait()
-        lib.cxl_bench_copy(base + i * per, src.ptr + i * per, per, chunk, 1, 1)
+        lib.cxl_bench_copy(base + i * per, src.ptr + i * per, per, chunk, 1, iters)
 
     ts = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
     for t in ts:
@@ -239,7 +242,7 @@ def nt_copy_mib_s(region: Region, src: CopySource, nbytes: int, chunk: int, thre
     t0 = time.perf_counter()
     for t in ts:
         t.join()
-    return per * threads / (time.perf_counter() - t0) / 2**20
+    return per * threads * iters / (time.perf_counter() - t0) / 2**20
 
 
 def _log_side(cfg: LogConfig, region: Region, extra: dict[str, list[float]],

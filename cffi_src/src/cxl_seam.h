@@ -129,9 +129,16 @@ static inline void cxl_inject_delay(uint64_t cycles) {
     if (__builtin_expect(cxl_inject_g.enabled, 0) && cycles) cxl_delay_cycles(cycles);
 }
 
-static inline void cxl_copy_delay(size_t n) {
-    if (__builtin_expect(cxl_inject_g.enabled, 0) && cxl_inject_g.copy_cycles_per_kib)
-        cxl_delay_cycles((cxl_inject_g.copy_cycles_per_kib * (uint64_t)n) >> 10);
+/* Bandwidth cap: a copy of n bytes takes at least n / cap, counted from its start. */
+static inline uint64_t cxl_copy_start(void) {
+    return __builtin_expect(cxl_inject_g.copy_cycles_per_kib != 0, 0) ? cxl_rdtsc() : 0;
+}
+static inline void cxl_copy_delay(uint64_t start, size_t n) {
+    if (__builtin_expect(start != 0, 0)) {
+        uint64_t want = (cxl_inject_g.copy_cycles_per_kib * (uint64_t)n) >> 10;
+        uint64_t spent = cxl_rdtsc() - start;
+        if (spent < want) cxl_delay_cycles(want - spent);
+    }
 }
 
 static inline void cxl_st64(void *p, uint64_t v) { *(volatile uint64_t *)p = v; }
@@ -161,12 +168,14 @@ static inline uint64_t cxl_fetch_add64(void *p, uint64_t v) {
 }
 
 static inline void cxl_copy_in(void *dst, const void *src, size_t n) {
+    uint64_t t0 = cxl_copy_start();
     memcpy(dst, src, n);
-    cxl_copy_delay(n);
+    cxl_copy_delay(t0, n);
 }
 static inline void cxl_copy_in_nt(void *dst, const void *src, size_t n) {
+    uint64_t t0 = cxl_copy_start();
     cxl_raw_copy_nt(dst, src, n);
-    cxl_copy_delay(n);
+    cxl_copy_delay(t0, n);
 }
 static inline void cxl_copy_out(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
 
