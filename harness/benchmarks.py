@@ -260,13 +260,14 @@ def _trim(extra: dict[str, list[float]], runs: int) -> dict[str, list[float]]:
     return {k: v[len(v) - runs:] for k, v in extra.items()}  # drop the warm-up
 
 
-def order2_vs_nt_copy(region: Region, cfg: LogConfig, runs: int) -> Ratio:
+def order2_vs_nt_copy(region: Region, cfg: LogConfig, runs: int, *,
+                      planted_extra_fence: bool = False) -> Ratio:
     """Order 2 publish throughput / raw non-temporal copy bandwidth of the same region, chunk =
     message size, as many copy threads as the publishers have CPUs."""
     threads = max(1, min(cfg.brokers * cfg.publishers_per_broker, cpu_count()))
     nbytes = min(region.size, layout_size(cfg)) // cfg.msg_size * cfg.msg_size
     src = CopySource(region, nbytes)
-    cfg2 = replace(cfg, order=2)
+    cfg2 = replace(cfg, order=2, extra_fence=planted_extra_fence)
     extra: dict[str, list[float]] = {}
     xs, ys = interleave(_log_side(cfg2, region, extra, "throughput_mib_s"),
                         lambda: nt_copy_mib_s(region, src, nbytes, cfg.msg_size, threads), runs)
@@ -279,22 +280,27 @@ def order2_vs_nt_copy(region: Region, cfg: LogConfig, runs: int) -> Ratio:
 
 
 def mutex_ablation(region: Region, cfg: LogConfig, runs: int,
-                   brokers: Sequence[int] = (1, 2, 4, 8)) -> list[Ratio]:
-    """(a) per-scanner buffers / one shared mutex, for each broker count."""
+                   brokers: Sequence[int] = (1, 2, 4, 8), *,
+                   planted_extra_fence: bool = False) -> list[Ratio]:
+    """(a) per-scanner buffers / one shared mutex, for each broker count.
+    ``planted_extra_fence`` slows the per-scanner side (shows the check can fail)."""
     out = []
     for n in brokers:
         c = replace(cfg, brokers=n, order=2)
         out.append(log_ratio(f"per_scanner_vs_mutex_b{n}", f"per-scanner buffers / shared mutex, "
-                             f"{n} broker(s)", replace(c, variant="per-scanner"),
+                             f"{n} broker(s)",
+                             replace(c, variant="per-scanner", extra_fence=planted_extra_fence),
                              replace(c, variant="shared-mutex"), region, runs,
                              "per-scanner", "shared-mutex"))
     return out
 
 
-def fence_amortisation(region: Region, runs: int, iters: int = 200_000) -> Ratio:
-    """(b) time per line with one fence per line / with one fence per two lines (speed-up)."""
+def fence_amortisation(region: Region, runs: int, iters: int = 200_000,
+                       lines_per_fence: int = 2) -> Ratio:
+    """(b) time per line with one fence per line / with one fence per two lines (speed-up).
+    ``lines_per_fence=1`` plants the defect of no amortisation (the check must then fail)."""
     xs, ys = interleave(lambda: store_flush_fence_ns(region, 1, iters),
-                        lambda: store_flush_fence_ns(region, 2, iters), runs)
+                        lambda: store_flush_fence_ns(region, lines_per_fence, iters), runs)
     return Ratio("fence_amortisation", "speed-up per line of one fence per two lines over one "
                  "fence per line (store + flush each line)", "one fence per line",
                  "one fence per two lines", "ns/line", xs, ys, [x / y for x, y in zip(xs, ys)],
@@ -367,11 +373,14 @@ def publish_ceiling_once(region: Region, cfg: LogConfig) -> float:
 
 
 def sustained_vs_ceiling(region: Region, runs: int, brokers: int = 4,
-                         batches_per_publisher: int = 25_000) -> Ratio:
-    """Sustained 1 KiB batches (publishers + scanners + sequencer, ACK 1) / single-core ceiling."""
-    sustained = small_batch_config(brokers, batches_per_publisher)
+                         batches_per_publisher: int = 25_000, *,
+                         planted_extra_fence: bool = False) -> Ratio:
+    """Sustained 1 KiB batches (publishers + scanners + sequencer, ACK 1) / single-core ceiling.
+    ``planted_extra_fence`` slows the sustained side only (shows the check can fail)."""
+    sustained = small_batch_config(brokers, batches_per_publisher, extra_fence=planted_extra_fence)
     total = brokers * batches_per_publisher
-    ceiling = small_batch_config(1, total, ack=0, pbr_slots=1 << (total - 1).bit_length())
+    ceiling = small_batch_config(1, total, ack=0, pbr_slots=1 << (total - 1).bit_length(),
+                                 extra_fence=False)
     extra: dict[str, list[float]] = {}
     xs, ys = interleave(_log_side(sustained, region, extra, "batches_per_s"),
                         lambda: publish_ceiling_once(region, ceiling), runs)

@@ -148,6 +148,8 @@ def read_trace(path: str | Path, fmt: str = "auto") -> tuple[int, list[TraceEven
     if fmt == "auto":
         with open(p, encoding="utf-8", errors="replace") as fh:
             head = fh.read(4096)
+        if not head.strip():
+            raise HistoryError(f"{p}: empty trace file", "record a trace first (see docs/trace-format.md)")
         fmt = "jsonl" if head.lstrip().startswith("{") else "pmemcheck"
     if fmt == "jsonl":
         return read_jsonl_trace(p)
