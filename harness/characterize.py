@@ -442,7 +442,7 @@ def injection_accuracy(region: Region, requested_ns: float, *, runs: int = 5,
     value there to show that the accuracy check catches a mis-calibrated seam.
     """
     applied = requested_ns if applied_ns is None else applied_ns
-    iters = iters or max(2000, int(20e6 / max(requested_ns, 50.0)))  # about 20 ms per sample
+    iters = iters or max(2000, int(4e6 / max(requested_ns, 50.0)))  # about 4 ms per sample
     added = []
     try:
         for _ in range(runs):
