@@ -143,7 +143,7 @@ def interleave(a: Callable[[], float], b: Callable[[], float], runs: int,
 def profile_config(profile: Profile, total_bytes: int | None = None, **kw: Any) -> LogConfig:
     """The profile's workload as a publish-only (ACK 1, no subscribers) run, records off."""
     w = profile.workload
-    base = dict(order=2, brokers=w.brokers, msg_size=w.msg_size, batch_bytes=w.batch_bytes,
+    base: dict[str, Any] = dict(order=2, brokers=w.brokers, msg_size=w.msg_size, batch_bytes=w.batch_bytes,
                 epoch_us=w.epoch_us, total_bytes=total_bytes or (w.total_mib << 20), ack=1,
                 subscribers=0, record=False)
     base.update(kw)
@@ -153,7 +153,7 @@ def profile_config(profile: Profile, total_bytes: int | None = None, **kw: Any) 
 def small_batch_config(brokers: int, batches_per_publisher: int, **kw: Any) -> LogConfig:
     """1 KiB batches of 10 messages. Cached copies: for 102-byte messages the non-temporal
     path writes partial lines and is several times slower (see the closing note)."""
-    base = dict(order=2, brokers=brokers, msg_size=SMALL_MSG, batch_bytes=SMALL_BATCH,
+    base: dict[str, Any] = dict(order=2, brokers=brokers, msg_size=SMALL_MSG, batch_bytes=SMALL_BATCH,
                 ack=1, subscribers=0, record=False, nt_copy=False, verify=False)
     base.update(kw)
     per_batch = (SMALL_BATCH // SMALL_MSG) * SMALL_MSG
@@ -369,7 +369,7 @@ def publish_ceiling_once(region: Region, cfg: LogConfig) -> float:
     finally:
         h.close()
     span = (st["last_publish_ns"] - st["first_publish_ns"]) / 1e9
-    return st["batches_published"] / max(span, 1e-9)
+    return float(st["batches_published"]) / max(span, 1e-9)
 
 
 def sustained_vs_ceiling(region: Region, runs: int, brokers: int = 4,

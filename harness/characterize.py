@@ -118,7 +118,7 @@ class Figure:
         return d
 
 
-def _expect(e: Expectation | None) -> dict[str, float | None]:
+def _expect(e: Expectation | None) -> dict[str, Any]:
     return {"expected": e.value if e else None, "tolerance_pct": e.tolerance_pct if e else None}
 
 
@@ -228,7 +228,7 @@ def copy_gbps(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool
     """GB/s (1e9 bytes/s) copying nbytes into the region in chunks (nt: non-temporal)."""
     nbytes = nbytes // chunk * chunk
     ns = region.native.lib.cxl_bench_copy(_ptr(region, offset), src.ptr, nbytes, chunk, int(nt), 1)
-    return nbytes / max(1, ns)
+    return nbytes / max(1, int(ns))
 
 
 # ------------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def fault_names() -> list[str]:
 
 def fault_doc(name: str) -> str:
     native = load(True)
-    return native.ffi.string(native.lib.cxl_fault_doc(fault_id(name))).decode()
+    return str(native.ffi.string(native.lib.cxl_fault_doc(fault_id(name))).decode())
 
 
 def fault_id(name: str | None) -> int:

@@ -411,7 +411,7 @@ class RoleProcess:
             _, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise RegionError(f"role process {self.proc.args[-1]} did not finish in {timeout:.0f}s",
+            raise RegionError(f"role process writing {self.out} did not finish in {timeout:.0f}s",
                               "see the watchdog settings; the run was stopped") from None
         if self.proc.returncode != 0:
             last = (err or b"").decode(errors="replace").strip().splitlines()[-1:] or ["no output"]

@@ -90,6 +90,9 @@ typedef struct publisher {
     uint64_t floor;          /* cached reuse floor for this broker's ring */
     uint64_t last_ack;
     uint64_t last_abs;
+    uint64_t first_ns;       /* first publish (per publisher: no shared counter on the hot path) */
+    uint64_t last_ns;
+    uint64_t waits;          /* back-pressure waits */
     char pad[64];
 } __attribute__((aligned(64))) publisher_t;
 
@@ -595,7 +598,7 @@ static void write_payload(cxl_log_t *L, publisher_t *P, unsigned char *ext, uint
 }
 
 static void write_header(cxl_log_t *L, publisher_t *P, cxl_batch_hdr_t *h, uint64_t size,
-                         uint64_t cs, uint64_t first_seq, uint64_t log_off) {
+                         uint64_t cs, uint64_t first_seq, uint64_t log_off, uint64_t now) {
     cxl_batch_hdr_t v;
     memset(&v, 0, sizeof v);
     v.slot_abs = P->abs;
@@ -603,7 +606,7 @@ static void write_header(cxl_log_t *L, publisher_t *P, cxl_batch_hdr_t *h, uint6
     v.client = P->client;
     v.client_batch_seq = P->done;
     v.msg_count = L->cfg.msgs_per_batch;
-    v.publish_ns = cxl_now_ns();
+    v.publish_ns = now;
     v.first_msg_seq = first_seq;
     v.log_offset = log_off;
     v.size = size;
@@ -622,15 +625,14 @@ static void write_header(cxl_log_t *L, publisher_t *P, cxl_batch_hdr_t *h, uint6
     cxl_sfence();
 }
 
-static void record_publish(cxl_log_t *L, publisher_t *P, const cxl_batch_hdr_t *v_hdr_shared,
-                           uint64_t size, uint64_t cs) {
-    (void)v_hdr_shared;
+static void record_publish(cxl_log_t *L, publisher_t *P, uint64_t now, uint64_t size,
+                           uint64_t cs) {
     recs_t *r = &L->rec[CXL_REC_PUBLISH];
     if (!r->data) return;
     uint64_t i = (uint64_t)P->broker * L->per_broker + P->abs;
     if (P->abs >= L->per_broker) return;
     cxl_rec_publish_t *p = (cxl_rec_publish_t *)r->data + i;
-    p->publish_ns = cxl_now_ns();
+    p->publish_ns = now;
     p->pbr_index = P->abs;
     p->client_batch_seq = P->done;
     p->checksum = cs;
@@ -682,28 +684,19 @@ static int pub_step(cxl_log_t *L, publisher_t *P) {
     if (P->abs >= P->floor + L->cfg.pbr_slots && !FAULT(L, pub_reuse_early)) {
         P->floor = reuse_floor(L, b);
         if (P->abs >= P->floor + L->cfg.pbr_slots) {
-            stat_add(&L->st.backpressure_waits, 1);
+            P->waits++;
             return STEP_IDLE;
         }
     }
-    uint64_t first_ns = cxl_now_ns();
-    if (P->done == 0) {
-        uint64_t cur = __atomic_load_n(&L->st.first_publish_ns, __ATOMIC_RELAXED);
-        while ((cur == 0 || first_ns < cur) &&
-               !__atomic_compare_exchange_n(&L->st.first_publish_ns, &cur, first_ns, 1,
-                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-        }
-    }
+    uint64_t now = cxl_now_ns();
+    if (P->done == 0) P->first_ns = now;
     uint64_t log_off = (P->abs & L->slots_mask) * L->stride;
     uint64_t first_seq = P->msg_seq, size, cs;
     write_payload(L, P, log_of(L, b) + log_off, &size, &cs);
     cxl_batch_hdr_t *h = slot_at(L, b, P->abs);
-    write_header(L, P, h, size, cs, first_seq, log_off);
-    record_publish(L, P, h, size, cs);
-    stat_add(&L->st.batches_published, 1);
-    stat_add(&L->st.messages_published, L->cfg.msgs_per_batch);
-    stat_add(&L->st.bytes_published, (uint64_t)L->cfg.msgs_per_batch * L->cfg.msg_size);
-    stat_max(&L->st.last_publish_ns, cxl_now_ns());
+    write_header(L, P, h, size, cs, first_seq, log_off, now);
+    record_publish(L, P, now, size, cs);
+    P->last_ns = now;
     P->last_abs = P->abs;
     P->done++;
     P->have_slot = 0;
@@ -733,15 +726,17 @@ static int scan_take(cxl_log_t *L, scanner_t *S, entry_t *out) {
     out->broker = b;
     out->pbr_index = S->next;
     if (tok != want) {
-        uint64_t stale = S->next + 1 >= L->cfg.pbr_slots ? S->next + 1 - L->cfg.pbr_slots : 0;
-        if (tok != 0 && tok != stale && S->foreign_at != S->next && !FAULT(L, pub_ready_flag)) {
+        /* An earlier lap of this slot is expected; a later lap or another slot's token is not. */
+        int foreign = tok > want || (tok && ((tok - 1) & L->slots_mask) != (S->next & L->slots_mask));
+        if (foreign && S->foreign_at != S->next && !FAULT(L, pub_ready_flag)) {
             S->foreign_at = S->next;
             stat_add(&L->st.foreign_tokens, 1);
         }
         if (FAULT(L, scan_skip_empty)) { out->flags = ENTRY_LOST; return 2; }
+        if (!L->cfg.slot_timeout_ns) return 0;
         uint64_t now = cxl_now_ns();
         if (!S->wait_since_ns) S->wait_since_ns = now;
-        if (L->cfg.slot_timeout_ns && now - S->wait_since_ns > L->cfg.slot_timeout_ns &&
+        if (now - S->wait_since_ns > L->cfg.slot_timeout_ns &&
             cxl_consume64(&L->claim[b].claimed) > S->next) {
             out->flags = ENTRY_LOST; /* claimed, never committed: resolve it explicitly */
             return 1;
@@ -1517,6 +1512,16 @@ uint64_t cxl_log_progress(const cxl_log_t *L) {
 
 void cxl_log_stats(const cxl_log_t *L, cxl_log_stats_t *out) {
     *out = L->st;
+    for (uint32_t i = 0; i < L->npubs; i++) {
+        const publisher_t *P = &L->pubs[i];
+        out->batches_published += P->done;
+        out->messages_published += P->done * L->cfg.msgs_per_batch;
+        out->bytes_published += P->done * L->cfg.msgs_per_batch * (uint64_t)L->cfg.msg_size;
+        out->backpressure_waits += P->waits;
+        if (P->first_ns && (!out->first_publish_ns || P->first_ns < out->first_publish_ns))
+            out->first_publish_ns = P->first_ns;
+        if (P->last_ns > out->last_publish_ns) out->last_publish_ns = P->last_ns;
+    }
     uint64_t acked = 0, acked_b = 0;
     for (uint32_t b = 0; b < L->cfg.brokers; b++) {
         const cxl_seq_line_t *s = &L->seql[b];
