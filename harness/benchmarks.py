@@ -368,8 +368,8 @@ def publish_ceiling_once(region: Region, cfg: LogConfig) -> float:
         st = h.stats()
     finally:
         h.close()
-    span = (st["last_publish_ns"] - st["first_publish_ns"]) / 1e9
-    return float(st["batches_published"]) / max(span, 1e-9)
+    span: float = (st["last_publish_ns"] - st["first_publish_ns"]) / 1e9
+    return float(st["batches_published"]) / max(float(span), 1e-9)
 
 
 def sustained_vs_ceiling(region: Region, runs: int, brokers: int = 4,

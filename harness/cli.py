@@ -17,6 +17,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.commands.faults",
     "harness.commands.check_trace",
     "harness.commands.check_history",
+    "harness.commands.characterize",
+    "harness.commands.bench",
     "harness.commands.report",
 )
 

@@ -31,6 +31,9 @@ void cxl_delay_cycles(uint64_t cycles) {
     uint64_t start = cxl_rdtsc();
     while (cxl_rdtsc() - start < cycles) {
     }
+#ifdef CXL_X86
+    _mm_lfence(); /* later loads wait for the delay instead of running under it */
+#endif
 }
 
 int cxl_cpu_flush_support(void) {

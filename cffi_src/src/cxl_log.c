@@ -169,6 +169,9 @@ struct cxl_log {
 
     cxl_log_stats_t st;
     recs_t rec[CXL_REC_DELIVER + CXL_MAX_SUBS];
+    pthread_mutex_t done_mu;  /* role threads signal their end: the runner wakes at once */
+    pthread_cond_t done_cv;
+    uint32_t roles_finished;
 };
 
 /* ------------------------------------------------------------------ small helpers */
@@ -477,6 +480,12 @@ cxl_log_t *cxl_log_new(void *base, uint64_t size, const cxl_log_cfg_t *cfg, char
     L->npubs = cfg->brokers * cfg->publishers_per_broker;
     L->per_broker = (uint64_t)cfg->publishers_per_broker * cfg->batches_per_publisher;
     pthread_mutex_init(&L->mu, NULL);
+    pthread_mutex_init(&L->done_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&L->done_cv, &ca);
+    pthread_condattr_destroy(&ca);
     int bad = 0;
     L->pubs = (publisher_t *)aligned_alloc(64, sizeof(publisher_t) * L->npubs);
     bad |= !L->pubs;
@@ -552,6 +561,8 @@ void cxl_log_free(cxl_log_t *L) {
     free(L->pool);
     free(L->pubs);
     pthread_mutex_destroy(&L->mu);
+    pthread_mutex_destroy(&L->done_mu);
+    pthread_cond_destroy(&L->done_cv);
     free(L);
 }
 
@@ -570,6 +581,26 @@ static uint64_t reuse_floor(cxl_log_t *L, uint32_t b) {
     return f;
 }
 
+/* Stream one message as whole 64-byte lines: a partial line written with non-temporal stores
+ * goes out as several partial write-combining bursts, many times slower than a full line.
+ * The header shares the first line with the payload's start; the last line is padded. */
+static void write_message_nt(unsigned char *dst, const cxl_msg_hdr_t *h, const unsigned char *src,
+                             uint32_t msz) {
+    unsigned char line[CXL_LINE] __attribute__((aligned(64)));
+    uint32_t first = msz < CXL_LINE - CXL_MSG_HDR ? msz : CXL_LINE - CXL_MSG_HDR;
+    memcpy(line, h, CXL_MSG_HDR);
+    memcpy(line + CXL_MSG_HDR, src, first);
+    memset(line + CXL_MSG_HDR + first, 0, CXL_LINE - CXL_MSG_HDR - first);
+    cxl_copy_in_nt(dst, line, CXL_LINE);
+    uint32_t rest = msz - first, whole = rest / CXL_LINE * CXL_LINE, tail = rest - whole;
+    if (whole) cxl_copy_in_nt(dst + CXL_LINE, src + first, whole);
+    if (tail) {
+        memcpy(line, src + first + whole, tail);
+        memset(line + tail, 0, CXL_LINE - tail);
+        cxl_copy_in_nt(dst + CXL_LINE + whole, line, CXL_LINE);
+    }
+}
+
 static void write_payload(cxl_log_t *L, publisher_t *P, unsigned char *ext, uint64_t *size,
                           uint64_t *cs_out) {
     const int nt = (L->cfg.flags & CXL_F_NT_COPY) != 0;
@@ -579,12 +610,12 @@ static void write_payload(cxl_log_t *L, publisher_t *P, unsigned char *ext, uint
         uint64_t seq = P->msg_seq++;
         uint32_t ps = pool_slot(P->client, seq, L->cfg.seed);
         cxl_msg_hdr_t h = {msz, P->client, seq};
+        const unsigned char *src = L->pool + (uint64_t)ps * 64u;
         if (nt) {
-            cxl_copy_in_nt(ext + off, &h, sizeof h);
-            cxl_copy_in_nt(ext + off + sizeof h, L->pool + (uint64_t)ps * 64u, msz);
+            write_message_nt(ext + off, &h, src, msz);
         } else {
             cxl_copy_in(ext + off, &h, sizeof h);
-            cxl_copy_in(ext + off + sizeof h, L->pool + (uint64_t)ps * 64u, msz);
+            cxl_copy_in(ext + off + sizeof h, src, msz);
         }
         cs = fold_checksum(cs, msg_checksum(L->pool_hash[ps], msz, P->client, seq));
         off += L->msg_stride;
@@ -1405,6 +1436,10 @@ static void *role_thread(void *arg) {
         }
     }
     __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&r->L->done_mu);
+    r->L->roles_finished++;
+    pthread_cond_signal(&r->L->done_cv);
+    pthread_mutex_unlock(&r->L->done_mu);
     return NULL;
 }
 
@@ -1445,8 +1480,13 @@ static int run_threads(cxl_log_t *L, role_t *roles, uint32_t n) {
         }
     /* The caller's thread is the watchdog: a stall is reported, never waited on forever. */
     for (;;) {
-        struct timespec ts = {0, 2000000};
-        nanosleep(&ts, NULL);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 2000000;
+        if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+        pthread_mutex_lock(&L->done_mu);
+        if (L->roles_finished < started) pthread_cond_timedwait(&L->done_cv, &L->done_mu, &ts);
+        pthread_mutex_unlock(&L->done_mu);
         uint32_t alive = watchdog_roles(roles, started);
         if (!alive) break;
         uint64_t last = atomic_load(&L->last_progress_ns), now = cxl_now_ns();
@@ -1496,6 +1536,7 @@ int cxl_log_run_subset(cxl_log_t *L, uint32_t mask, uint32_t pub_brokers, uint32
                                      sizeof(role_t));
     if (!roles) return -1;
     uint32_t n = build_roles(L, mask, pub_brokers, sub_mask, roles);
+    L->roles_finished = 0;
     note_progress(L);
     int rc = (L->cfg.flags & CXL_F_DETERMINISTIC) ? run_deterministic(L, roles, n)
                                                   : run_threads(L, roles, n);

@@ -1,0 +1,109 @@
+"""The C core under AddressSanitizer + UndefinedBehaviorSanitizer and under ThreadSanitizer.
+
+``make -C cffi_src asan tsan`` builds three drivers from cffi_src/tests/stress_main.c: every
+role (publishers, scanners, epoch sequencer / Order-0 ackers, subscribers) over Order 0 and 2,
+both variants, 1/2/4 brokers, 0..2 subscribers, ACK 0/1/2 and tiny rings, then rounds over
+corrupted memory. The checked build runs through the non-coherent model (deterministic
+scheduler). Each must exit 0 with no sanitizer report.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CFFI = ROOT / "cffi_src"
+BIN = CFFI / "bin"
+REPORT_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                  "WARNING: ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+ENV = {
+    "ASAN_OPTIONS": "halt_on_error=1:detect_leaks=1",
+    "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+    "TSAN_OPTIONS": "halt_on_error=1:exitcode=66:second_deadlock_stack=1",
+}
+
+
+def _runtime_missing(flag: str, tmp: Path) -> str | None:
+    """None when gcc can link a program with -fsanitize=flag, else the reason."""
+    if shutil.which("gcc") is None:
+        return "gcc is not installed"
+    src = tmp / "t.c"
+    src.write_text("int main(void) { return 0; }\n")
+    r = subprocess.run(["gcc", f"-fsanitize={flag}", str(src), "-o", str(tmp / "t")],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"gcc lacks the {flag} sanitizer runtime: {r.stderr.strip().splitlines()[-1:]}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("sanitizer-probe")
+    for flag in ("address,undefined", "thread"):
+        reason = _runtime_missing(flag, tmp)
+        if reason and os.environ.get("CI") != "true":
+            pytest.skip(reason)
+        assert reason is None, reason  # in CI the sanitizers must run
+    r = subprocess.run(["make", "-C", str(CFFI), "asan", "tsan"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return BIN
+
+
+def _run(binary: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **ENV}
+    r = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=timeout, env=env)
+    if r.returncode != 0 and "ThreadSanitizer" in r.stderr and "unexpected memory mapping" in r.stderr:
+        # TSan and high-entropy ASLR: retry with randomisation off
+        r = subprocess.run(["setarch", platform.machine(), "-R", str(binary), *args], capture_output=True,
+                           text=True, timeout=timeout, env=env)
+    return r
+
+
+def _assert_clean(r: subprocess.CompletedProcess[str], corrupt: bool = True) -> None:
+    out = r.stdout + r.stderr
+    for marker in REPORT_MARKERS:
+        assert marker not in out, out[-6000:]
+    assert r.returncode == 0, out[-6000:]
+    assert "clean runs: 36, failed: 0" in r.stdout
+    if corrupt:
+        assert "corrupt rounds:" in r.stdout
+
+
+def test_asan_ubsan_driver_runs_clean(built: Path) -> None:
+    _assert_clean(_run(built / "stress-asan"))
+
+
+def test_checked_build_under_asan_runs_clean(built: Path) -> None:
+    _assert_clean(_run(built / "stress-checked-asan"))
+
+
+def test_tsan_driver_runs_clean(built: Path) -> None:
+    _assert_clean(_run(built / "stress-tsan"))
+
+
+def test_driver_rejects_unknown_options(built: Path) -> None:
+    r = _run(built / "stress-asan", "-x")
+    assert r.returncode == 2 and "usage:" in r.stderr
+
+
+def test_checked_driver_reports_invariant_failures(built: Path) -> None:
+    """Not a rubber stamp: over the configurations with known findings it names them and
+    exits non-zero."""
+    r = _run(built / "stress-checked-asan", "-a", "-n", "0")
+    assert r.returncode == 1
+    assert "FAIL [" in r.stderr and "checked build: rule" in r.stderr
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "checked build, known C-core findings (issue-8 report): with 2 publishers per broker the "
+    "model reports two_writers_one_line / body_after_token on reused ring slots and poll_ack "
+    "reads the claim line without invalidating it (ack_ahead); a wrapping GOI ring raises "
+    "body_after_token at goi_write_body"))
+def test_checked_build_all_configurations(built: Path) -> None:
+    _assert_clean(_run(built / "stress-checked-asan", "-a", "-n", "0"), corrupt=False)
