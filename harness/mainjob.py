@@ -295,11 +295,11 @@ def ordering_checks(results: Sequence[tuple[str, str | None, LogResult]],
 
 def log_config(profile: Profile, *, order: int, variant: str, quick: bool,
                subscribers: int = 2, seed: int = 1) -> LogConfig:
-    """The profile's workload; ``quick`` caps the payload at 16 MiB."""
+    """The profile's workload; ``quick`` caps the payload at 64 MiB (a run of about 0.1 s)."""
     w = profile.workload
     total = w.total_mib << 20
     if quick:
-        total = min(total, 16 << 20)
+        total = min(total, 64 << 20)
     return LogConfig(order=order, variant=variant, brokers=w.brokers, subscribers=subscribers,
                      msg_size=w.msg_size, batch_bytes=w.batch_bytes, total_bytes=total, ack=1,
                      epoch_us=w.epoch_us, seed=seed)
@@ -464,7 +464,7 @@ def characterization_ablation(characterization: Characterization) -> dict[str, A
                            "spread": [(f.max - f.min) / 2 for f in figs]})
     if not series:
         return None
-    return {"name": "Characterisation: copy bandwidth into the region by chunk size",
+    return {"name": "Characterisation: copy bandwidth by chunk size",
             "x_label": "chunk (bytes)", "unit": "GB/s", "series": series}
 
 
@@ -530,7 +530,7 @@ def summary_ablations(results: Mapping[str, benchmarks.Result]) -> list[dict[str
         if isinstance(nt, benchmarks.Ratio):
             cats.append(f"raw NT copy ({nt.params.get('chunk', '?')} B chunks)")
             samples.append(nt.b)
-        out.append({"name": "Publish-only throughput: Order 0, Order 2 and raw non-temporal copy (same region)",
+        out.append({"name": "Publish-only: Order 0, Order 2, raw NT copy (same region)",
                     "x_label": "", "unit": "MiB/s",
                     "series": [_series("median of interleaved runs", cats, samples)]})
     h = results.get("header_fence_ablation")

@@ -347,6 +347,13 @@ def _group_of(item: pytest.Item) -> str:
     return "ordering"
 
 
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path
+
+
 class _ReportPlugin:
     """Collects per-test outcomes and writes the report at the end of the session."""
 
@@ -367,7 +374,10 @@ class _ReportPlugin:
         detail = ""
         if report.failed:
             crash = getattr(report.longrepr, "reprcrash", None)
-            detail = crash.message if crash is not None else str(report.longrepr).strip().splitlines()[-1:][0]
+            lines = str(report.longrepr).strip().splitlines()
+            detail = crash.message if crash is not None else (lines[-1] if lines else "failed")
+            if crash is not None:  # where it failed, not where the test starts
+                location = f"{_relative(crash.path, self.state.config.rootpath)}:{crash.lineno}"
         elif report.skipped and isinstance(report.longrepr, tuple):
             detail = str(report.longrepr[2])
         outcome = Outcome(report.nodeid, report.outcome, self.groups.get(report.nodeid, "ordering"),

@@ -149,8 +149,10 @@ struct cxl_log {
     subscriber_t sub[CXL_MAX_SUBS];
 
     /* sequencer state */
-    entry_t *merged;
-    uint64_t merged_n, merged_at, merged_cap;
+    entry_t *seg[CXL_MAX_BROKERS];  /* the sealed epoch's buffers, read in place */
+    uint64_t seg_n[CXL_MAX_BROKERS];
+    uint32_t nseg, seg_i;
+    uint64_t seg_at;
     int sealing;
     int acked_early;        /* planted seq_ack_before_order: frontiers already moved */
     uint64_t seal_epoch;
@@ -160,7 +162,8 @@ struct cxl_log {
     uint64_t seq_lost[CXL_MAX_BROKERS];
     uint64_t seq_next_pbr[CXL_MAX_BROKERS];
     uint64_t total_msgs_ordered;
-    entry_t chunk[CHUNK_MAX + 1];
+    entry_t *cur;                   /* the chunk being ordered: points into a buffer */
+    entry_t chunk_copy[CHUNK_MAX + 1]; /* planted seq_dup_identity needs a private copy */
     uint64_t chunk_pos[CHUNK_MAX + 1];
     _Atomic uint32_t scanners_done;
     _Atomic int stop;
@@ -435,11 +438,14 @@ int cxl_layout_attach(const void *base, uint64_t size, const cxl_log_cfg_t *cfg,
 
 /* ------------------------------------------------------------------ creation */
 
+/* Buffers are touched once here so that no page fault lands on the scanner's hot path. */
 static int ebuf_init(ebuf_t *b, uint64_t cap) {
     b->count = 0;
     b->cap = cap;
-    b->e = (entry_t *)calloc(cap, sizeof(entry_t));
-    return b->e ? 0 : -1;
+    b->e = (entry_t *)malloc(cap * sizeof(entry_t));
+    if (!b->e) return -1;
+    memset(b->e, 0, cap * sizeof(entry_t));
+    return 0;
 }
 
 static int recs_init(recs_t *r, uint64_t cap, uint64_t elem) {
@@ -494,12 +500,9 @@ cxl_log_t *cxl_log_new(void *base, uint64_t size, const cxl_log_cfg_t *cfg, char
     bad |= !L->pool;
     uint64_t cap = cfg->pbr_slots;
     for (int e = 0; e < 3 && !bad; e++) {
-        for (uint32_t b = 0; b < cfg->brokers; b++) bad |= ebuf_init(&L->bufs[e][b], cap);
-        bad |= ebuf_init(&L->shared[e], cap * cfg->brokers);
+        if (cfg->variant == 1) bad |= ebuf_init(&L->shared[e], cap * cfg->brokers);
+        else for (uint32_t b = 0; b < cfg->brokers; b++) bad |= ebuf_init(&L->bufs[e][b], cap);
     }
-    L->merged_cap = cap * cfg->brokers * 2;
-    L->merged = (entry_t *)calloc(L->merged_cap, sizeof(entry_t));
-    bad |= !L->merged;
     uint64_t rc = cfg->record_capacity;
     uint64_t total = L->per_broker * cfg->brokers;
     if (rc) {
@@ -557,7 +560,6 @@ void cxl_log_free(cxl_log_t *L) {
     }
     for (int k = 0; k < CXL_REC_DELIVER + (int)CXL_MAX_SUBS; k++) free(L->rec[k].data);
     for (uint32_t k = 0; k < CXL_MAX_SUBS; k++) free(L->sub[k].scratch);
-    free(L->merged);
     free(L->pool);
     free(L->pubs);
     pthread_mutex_destroy(&L->mu);
@@ -708,7 +710,15 @@ static int pub_step(cxl_log_t *L, publisher_t *P) {
         return STEP_IDLE;
     }
     if (!P->have_slot) {
-        P->abs = cxl_fetch_add64(&L->claim[b].claimed, 1);
+        if (L->cfg.publishers_per_broker == 1) {
+            /* the broker's only publisher: a plain store, not a locked RMW that would wait
+             * for every earlier flush to drain */
+            P->abs = P->done;
+            cxl_commit64(&L->claim[b].claimed, P->abs + 1);
+            cxl_flush(&L->claim[b]); /* the header's fence closes it */
+        } else {
+            P->abs = cxl_fetch_add64(&L->claim[b].claimed, 1);
+        }
         P->have_slot = 1;
     }
     /* Back-pressure: never overwrite a slot that ordering or a subscriber still needs. */
@@ -815,6 +825,10 @@ static uint64_t scanner_enter(cxl_log_t *L, scanner_t *S) {
 static uint64_t scan_collect(cxl_log_t *L, scanner_t *S, ebuf_t *buf) {
     uint64_t n = 0;
     while (S->next < S->quota && n < SCAN_CHUNK && buf->count < buf->cap) {
+        /* the ring is read in order: fetch a few headers ahead of the token poll */
+        const cxl_batch_hdr_t *ahead = slot_at(L, S->broker, S->next + 8);
+        __builtin_prefetch(ahead);
+        __builtin_prefetch(&ahead->log_offset);
         entry_t e;
         int rc = scan_take(L, S, &e);
         if (!rc) break;
@@ -951,23 +965,26 @@ static int seq_seal(cxl_log_t *L) {
     return 1;
 }
 
+/* Merge once per epoch: the sealed buffers are stable until epoch E + 3, so the sequencer
+ * reads them where the scanners wrote them instead of copying them together. */
 static void seq_merge(cxl_log_t *L) {
     uint64_t E = L->seal_epoch % 3;
-    L->merged_n = L->merged_at = 0;
+    L->nseg = L->seg_i = 0;
+    L->seg_at = 0;
     if (L->cfg.variant == 1) {
         ebuf_t *sb = &L->shared[E];
-        memcpy(L->merged, sb->e, sb->count * sizeof(entry_t));
-        L->merged_n = sb->count;
+        if (sb->count) { L->seg[0] = sb->e; L->seg_n[0] = sb->count; L->nseg = 1; }
         sb->count = 0;
         return;
     }
     for (uint32_t b = 0; b < L->cfg.brokers; b++) {
         ebuf_t *eb = &L->bufs[E][b];
-        memcpy(L->merged + L->merged_n, eb->e, eb->count * sizeof(entry_t));
-        L->merged_n += eb->count;
+        if (eb->count) { L->seg[L->nseg] = eb->e; L->seg_n[L->nseg++] = eb->count; }
         eb->count = 0;
     }
 }
+
+static int seq_pending(const cxl_log_t *L) { return L->seg_i < L->nseg; }
 
 /* GOI space: positions below the slowest subscriber's may be overwritten. */
 static uint64_t goi_room(cxl_log_t *L, uint64_t next_pos) {
@@ -1000,19 +1017,27 @@ static void goi_write_body(cxl_goi_entry_t *g, const entry_t *e, uint64_t order)
     cxl_copy_in(g, &v, offsetof(cxl_goi_entry_t, token));
 }
 
-/* Take the next chunk of merged entries: up to `room` live ones plus the lost/corrupt ones
- * among them (those take no position). Returns the number of live entries. */
+/* Take the next chunk of the epoch (within one buffer): up to `room` live entries plus the
+ * lost/corrupt ones among them (those take no position). Returns the number of live ones. */
 static uint64_t seq_take_chunk(cxl_log_t *L, uint64_t room, uint64_t *taken) {
-    uint64_t n = 0, live = 0;
-    while (L->merged_at + n < L->merged_n && n < CHUNK_MAX) {
-        const entry_t *e = &L->merged[L->merged_at + n];
-        if (!e->flags && live == room) break;
-        L->chunk[n] = *e;
-        live += !e->flags;
+    entry_t *e = L->seg[L->seg_i] + L->seg_at;
+    uint64_t avail = L->seg_n[L->seg_i] - L->seg_at, n = 0, live = 0;
+    while (n < avail && n < CHUNK_MAX) {
+        if (!e[n].flags && live == room) break;
+        live += !e[n].flags;
         n++;
     }
+    L->cur = e;
     *taken = n;
     return live;
+}
+
+static void seq_advance(cxl_log_t *L, uint64_t n) {
+    L->seg_at += n;
+    if (L->seg_at >= L->seg_n[L->seg_i]) {
+        L->seg_i++;
+        L->seg_at = 0;
+    }
 }
 
 static void seq_account(cxl_log_t *L, const entry_t *e) {
@@ -1049,7 +1074,7 @@ static uint64_t seq_reserve(cxl_log_t *L, uint64_t n, uint64_t live) {
     }
     uint64_t hi = 0;
     for (uint64_t i = 0, k = 0; i < n; i++) {
-        if (L->chunk[i].flags) continue;
+        if (L->cur[i].flags) continue;
         uint64_t s = per_batch ? cxl_fetch_add64(&L->ctrl->reserve.next_global, 1) : base + k++;
         if (per_batch) stat_add(&L->st.reservations, 1);
         L->chunk_pos[i] = s;
@@ -1063,21 +1088,21 @@ static void seq_write_goi(cxl_log_t *L, uint64_t n) {
     uint64_t order = L->total_msgs_ordered;
     const int flush = !FAULT(L, seq_no_goi_flush);
     for (uint64_t i = 0; i < n; i++) {
-        if (L->chunk[i].flags) continue;
+        if (L->cur[i].flags) continue;
         cxl_goi_entry_t *g = &L->goi[L->chunk_pos[i] & L->goi_mask];
         if (FAULT(L, seq_goi_token_first)) {
             cxl_publish_token(g, &g->token, L->chunk_pos[i] + 1);
             cxl_flush(g);
             seq_fence(L);
         }
-        goi_write_body(g, &L->chunk[i], order);
+        goi_write_body(g, &L->cur[i], order);
         if (flush) cxl_flush(g);
-        order += L->chunk[i].msg_count;
+        order += L->cur[i].msg_count;
     }
     if (!FAULT(L, seq_no_goi_fence)) seq_fence(L);
     if (FAULT(L, seq_goi_token_first)) return;
     for (uint64_t i = 0; i < n; i++) {
-        if (L->chunk[i].flags) continue;
+        if (L->cur[i].flags) continue;
         cxl_goi_entry_t *g = &L->goi[L->chunk_pos[i] & L->goi_mask];
         cxl_publish_token(g, &g->token, L->chunk_pos[i] + 1);
         if (flush && !FAULT(L, seq_commit_unflushed)) cxl_flush(g);
@@ -1088,7 +1113,7 @@ static void seq_write_goi(cxl_log_t *L, uint64_t n) {
 static void seq_flush_late_tokens(cxl_log_t *L, uint64_t n) {
     /* planted seq_commit_unflushed: the token lines are flushed only after the commit */
     for (uint64_t i = 0; i < n; i++)
-        if (!L->chunk[i].flags) cxl_flush(&L->goi[L->chunk_pos[i] & L->goi_mask]);
+        if (!L->cur[i].flags) cxl_flush(&L->goi[L->chunk_pos[i] & L->goi_mask]);
     seq_fence(L);
 }
 
@@ -1112,7 +1137,7 @@ static void seq_commit(cxl_log_t *L, uint64_t hi, uint64_t now) {
 static void seq_record(cxl_log_t *L, uint64_t n, uint64_t now) {
     uint64_t order = L->total_msgs_ordered;
     for (uint64_t i = 0; i < n; i++) {
-        const entry_t *e = &L->chunk[i];
+        const entry_t *e = &L->cur[i];
         if (e->flags) continue;
         cxl_rec_order_t *r = (cxl_rec_order_t *)rec_slot(L, CXL_REC_ORDER);
         if (r) {
@@ -1149,7 +1174,7 @@ static int seq_next_epoch(cxl_log_t *L) {
     seq_merge(L);
     L->next_epoch_ns = cxl_now_ns() + (uint64_t)L->cfg.epoch_us * 1000u;
     stat_add(&L->st.epochs, 1);
-    if (L->merged_n) return STEP_PROGRESS;
+    if (seq_pending(L)) return STEP_PROGRESS;
     if (done >= L->cfg.brokers && seq_drained(L)) {
         cxl_commit64(&L->ctrl->seq.done, 1);
         cxl_flush(&L->ctrl->seq);
@@ -1160,21 +1185,24 @@ static int seq_next_epoch(cxl_log_t *L) {
 }
 
 static int seq_step(cxl_log_t *L) {
-    if (L->merged_at == L->merged_n) {
+    if (!seq_pending(L)) {
         int rc = seq_next_epoch(L);
         if (rc != STEP_PROGRESS) return rc;
     }
     uint64_t room = goi_room(L, cxl_consume64(&L->ctrl->reserve.next_global));
     if (room == 0) return STEP_IDLE;
     uint64_t n, live = seq_take_chunk(L, room, &n);
+    const uint64_t taken = n;
     if (FAULT(L, seq_dup_identity) && live && n < CHUNK_MAX) {
         /* planted: the chunk's first live batch is ordered a second time, at the end */
+        memcpy(L->chunk_copy, L->cur, n * sizeof(entry_t));
+        L->cur = L->chunk_copy;
         for (uint64_t i = 0; i < n; i++)
-            if (!L->chunk[i].flags) { L->chunk[n++] = L->chunk[i]; live++; break; }
+            if (!L->cur[i].flags) { L->cur[n++] = L->cur[i]; live++; break; }
     }
     if (FAULT(L, seq_ack_before_order) && !L->acked_early) {
         /* planted: the ACK frontiers move a whole step before the chunk is ordered */
-        for (uint64_t i = 0; i < n; i++) seq_account(L, &L->chunk[i]);
+        for (uint64_t i = 0; i < n; i++) seq_account(L, &L->cur[i]);
         seq_publish_frontiers(L);
         seq_fence(L);
         L->acked_early = 1;
@@ -1187,9 +1215,9 @@ static int seq_step(cxl_log_t *L) {
     seq_record(L, n, now);
     uint64_t order0 = L->total_msgs_ordered;
     for (uint64_t i = 0; i < n; i++)
-        if (!L->chunk[i].flags) L->total_msgs_ordered += L->chunk[i].msg_count;
+        if (!L->cur[i].flags) L->total_msgs_ordered += L->cur[i].msg_count;
     if (!FAULT(L, seq_ack_before_order))
-        for (uint64_t i = 0; i < n; i++) seq_account(L, &L->chunk[i]);
+        for (uint64_t i = 0; i < n; i++) seq_account(L, &L->cur[i]);
     seq_commit(L, hi, now);
     if (FAULT(L, seq_commit_unflushed)) seq_flush_late_tokens(L, n);
     seq_publish_frontiers(L);
@@ -1199,8 +1227,7 @@ static int seq_step(cxl_log_t *L) {
             publish_durable(L, b, L->seq_consumed[b], L->seq_ordered_msgs[b]);
         seq_fence(L);
     }
-    L->merged_at += FAULT(L, seq_dup_identity) && live ? n - 1 : n;
-    if (L->merged_at > L->merged_n) L->merged_at = L->merged_n;
+    seq_advance(L, taken);
     stat_add(&L->st.batches_ordered, live);
     stat_add(&L->st.messages_ordered, L->total_msgs_ordered - order0);
     atomic_fetch_add(&L->progress_msgs, L->total_msgs_ordered - order0);
