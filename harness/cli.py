@@ -11,6 +11,7 @@ from harness.errors import HarnessError
 
 # Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "harness.commands.run",
     "harness.commands.detect",
     "harness.commands.profiles",
     "harness.commands.publish",

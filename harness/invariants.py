@@ -28,7 +28,11 @@ def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
     o = recs["order"]
     orders = {"t": o["commit_ns"], "seq": o["seq"], "broker": o["broker"], "client": o["client"],
               "client_batch_seq": o["client_batch_seq"], "pbr_index": o["pbr_index"]}
+    # The writer's own records: one clock, one writer. Readers' observations carry timestamps
+    # taken a little after their reads, so across observers they may interleave out of order;
+    # each subscriber's own monotonicity is checked in C (committed_regressions).
     c = recs["commit"]
+    c = c[c["kind"] == 0]
     commits: dict[str, Any] = {"t": c["ns"], "committed_seq": c["value"]}
     if cfg.order == 0:  # per-broker frontiers, written by each broker's acker
         commits["broker"] = c["who"]

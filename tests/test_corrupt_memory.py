@@ -155,8 +155,7 @@ def test_corrupt_header_field_is_detected(image_factory, case: str, order: int) 
     assert r.counters["corrupt_headers"] == 1
     # resolved explicitly as lost, never followed: in the broker's shared frontier line ...
     assert img.get("<Q", img.lay.seqline + 64 * 1 + SEQ_LOST) == 1
-    if order == 2:  # ... and in the run result (Order 0: see the xfail test below)
-        assert r.batches_lost == 1
+    assert r.batches_lost == 1  # ... and in the run result
     assert not r.stalled and elapsed < 5
     assert not check(r, "shared-memory-sane")
     survivors = r.batches - 1
@@ -167,8 +166,6 @@ def test_corrupt_header_field_is_detected(image_factory, case: str, order: int) 
         assert stats["committed_seq"] == survivors  # dense over the survivors
 
 
-@pytest.mark.xfail(strict=True, reason="C core: ack0_step counts an Order-0 loss in S->lost and the "
-                   "frontier line but never in st.batches_lost (patch in the issue-8 report)")
 def test_order0_loss_is_counted_in_the_result(image_factory) -> None:
     img = image_factory(order=0)
     img.fill()

@@ -3,9 +3,10 @@ GOI entries, control/sequencer/subscriber lines), then the scanners, sequencer a
 run over the image.
 
 The property, for every image: the run terminates (a stall is reported by the watchdog, never
-waited on), and either something is reported (a failing check: corruption counters, checksum
-errors, losses, stall, missing deliveries) or what every subscriber delivered is exactly what
-was published -- no corrupted value is silently followed.
+waited on), every slot resolved as lost is counted and has a loss record, and either something
+is reported (a failing check: corruption counters, checksum errors, stall, missing deliveries)
+or what every subscriber delivered is exactly what was published, less the slots explicitly
+resolved as lost -- no corrupted value is silently followed.
 
 Replayed every run: the corpus in ``fixtures/fuzz-corpus/*.json`` (area-relative patches, so it
 survives layout changes). Hypothesis runs a bounded number of new examples in CI
@@ -92,6 +93,7 @@ class Outcome:
     counters: dict[str, Any]
     delivered: list[set[tuple[int, int, int]]]
     failed: list[str]
+    lost: set[tuple[int, int]]  # (broker, pbr_index) resolved explicitly as lost
 
 
 def run_image(name: str, patches: list[tuple[str, int, int]]) -> Outcome:
@@ -118,8 +120,9 @@ def run_image(name: str, patches: list[tuple[str, int, int]]) -> Outcome:
         result = build_result(cfg, merge_stats([snap.fill_stats, stats]), None, region.info(), rc, False)
     delivered = [{(int(d["broker"]), int(d["pbr_index"]), int(d["checksum"])) for d in recs[f"deliver{k}"]}
                  for k in range(cfg.subscribers)]
+    lost = {(int(x["broker"]), int(x["pbr_index"])) for x in recs["loss"]}
     return Outcome(result.ok, result.stalled, elapsed, result.counters, delivered,
-                   [c.id for c in result.failed()])
+                   [c.id for c in result.failed()], lost)
 
 
 def assert_property(name: str, out: Outcome) -> None:
@@ -128,9 +131,12 @@ def assert_property(name: str, out: Outcome) -> None:
     assert out.elapsed < WATCHDOG_S + 5, f"run took {out.elapsed:.2f}s"
     if out.stalled:
         assert "run-completed" in out.failed
+    # a slot resolved as lost is explicit: counted in the result, one loss record each
+    assert out.counters["batches_lost"] == len(out.lost)
     if out.ok:  # nothing reported: then nothing wrong may have been delivered
+        expected = {p for p in snap.published if (p[0], p[1]) not in out.lost}
         for k, got in enumerate(out.delivered):
-            assert got == snap.published, f"subscriber {k} silently delivered other data"
+            assert got == expected, f"subscriber {k} silently delivered other data"
     for k, got in enumerate(out.delivered):
         assert len(got) <= len(snap.published), f"subscriber {k} delivered more than was published"
 

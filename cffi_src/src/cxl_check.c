@@ -591,6 +591,21 @@ void cxl_chk_invalidate(const void *p, size_t n, const char *file, int line) {
 
 void cxl_chk_set_agent(int agent) { cur_agent = agent; }
 
+/* The protocol hands these lines to the current agent: forget their previous writer (a clean
+ * line only: one still pending with another agent stays a two-writer conflict). */
+void cxl_chk_take_lines(const void *p, size_t n, const char *file, int line) {
+    (void)file;
+    (void)line;
+    if (!in_region(p, n ? n : 1)) return;
+    lock();
+    uint64_t off = (uint64_t)((const unsigned char *)p - G.base);
+    for (uint64_t x = off & ~63ull; x < off + (n ? n : 1); x += CXL_LINE) {
+        line_state_t *s = &G.ls[x / CXL_LINE];
+        if (s->state == S_CLEAN) s->owner = -1;
+    }
+    unlock();
+}
+
 /* ------------------------------------------------------------------ control */
 
 static void free_state(void) {

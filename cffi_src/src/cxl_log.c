@@ -105,6 +105,7 @@ typedef struct subscriber {
     uint64_t hash;
     uint64_t bhash[CXL_MAX_BROKERS];
     uint64_t bad_at;                     /* position + 1 last counted as unreadable */
+    uint64_t bad_done;                   /* last corrupt `done` value counted */
     int resumed;
     unsigned char *scratch;              /* checked build: read_view copies here */
     char pad[64];
@@ -153,6 +154,8 @@ struct cxl_log {
     uint64_t seg_n[CXL_MAX_BROKERS];
     uint32_t nseg, seg_i;
     uint64_t seg_at;
+    uint64_t epoch_live;            /* live entries of the sealed epoch not yet given a position */
+    uint64_t resv_base, resv_left;  /* positions reserved for them */
     int sealing;
     int acked_early;        /* planted seq_ack_before_order: frontiers already moved */
     uint64_t seal_epoch;
@@ -684,6 +687,7 @@ static uint64_t poll_ack(cxl_log_t *L, publisher_t *P) {
     uint64_t f = durable ? cxl_consume64(&s->durable_batches) : cxl_consume64(&s->ordered_batches);
     if (f != P->last_ack) {
         uint64_t msgs = durable ? cxl_consume64(&s->durable_msgs) : cxl_consume64(&s->ordered_msgs);
+        cxl_invalidate(&L->claim[P->broker], CXL_LINE);
         uint64_t claimed = cxl_consume64(&L->claim[P->broker].claimed);
         if (f > claimed) stat_add(&L->st.ack_ahead, 1);
         cxl_rec_frontier_t *r = (cxl_rec_frontier_t *)rec_slot(L, CXL_REC_ACK);
@@ -732,6 +736,11 @@ static int pub_step(cxl_log_t *L, publisher_t *P) {
     uint64_t now = cxl_now_ns();
     if (P->done == 0) P->first_ns = now;
     uint64_t log_off = (P->abs & L->slots_mask) * L->stride;
+    if (L->cfg.publishers_per_broker > 1) {
+        /* the slot passed the reuse floor: it is ours now, whoever wrote it on the last lap */
+        cxl_take_lines(slot_at(L, b, P->abs), sizeof(cxl_batch_hdr_t));
+        cxl_take_lines(log_of(L, b) + log_off, L->stride);
+    }
     uint64_t first_seq = P->msg_seq, size, cs;
     write_payload(L, P, log_of(L, b) + log_off, &size, &cs);
     cxl_batch_hdr_t *h = slot_at(L, b, P->abs);
@@ -822,18 +831,31 @@ static uint64_t scanner_enter(cxl_log_t *L, scanner_t *S) {
     }
 }
 
-static uint64_t scan_collect(cxl_log_t *L, scanner_t *S, ebuf_t *buf) {
+/* Collect up to SCAN_CHUNK committed slots. Per-scanner variant: into this scanner's own
+ * buffer, no lock. Shared-mutex variant (the seed's "before"): each push takes the one mutex
+ * and appends to the shared buffer of the current epoch, as the seed did per batch. */
+static uint64_t scan_collect(cxl_log_t *L, scanner_t *S, ebuf_t *own) {
     uint64_t n = 0;
-    while (S->next < S->quota && n < SCAN_CHUNK && buf->count < buf->cap) {
+    const int shared = L->cfg.variant == 1;
+    while (S->next < S->quota && n < SCAN_CHUNK) {
         /* the ring is read in order: fetch a few headers ahead of the token poll */
         const cxl_batch_hdr_t *ahead = slot_at(L, S->broker, S->next + 8);
         __builtin_prefetch(ahead);
         __builtin_prefetch(&ahead->log_offset);
         entry_t e;
-        int rc = scan_take(L, S, &e);
-        if (!rc) break;
+        if (!shared && own->count >= own->cap) break;
+        if (!scan_take(L, S, &e)) break;
+        if (shared) {
+            pthread_mutex_lock(&L->mu);
+            ebuf_t *buf = &L->shared[atomic_load(&L->epoch) % 3];
+            int full = buf->count >= buf->cap;
+            if (!full) buf->e[buf->count++] = e;
+            pthread_mutex_unlock(&L->mu);
+            if (full) break; /* buffers are sized for every slot of every ring: not reached */
+        } else {
+            own->e[own->count++] = e;
+        }
         if (e.flags) record_loss(L, &e);
-        buf->e[buf->count++] = e;
         S->next++;
         n++;
     }
@@ -844,11 +866,7 @@ static int scan_step(cxl_log_t *L, scanner_t *S) {
     if (S->next >= S->quota) return STEP_DONE;
     uint64_t n;
     if (L->cfg.variant == 1) {
-        /* The seed's "before" design: every push under one shared mutex. */
-        pthread_mutex_lock(&L->mu);
-        uint64_t e = atomic_load(&L->epoch);
-        n = scan_collect(L, S, &L->shared[e % 3]);
-        pthread_mutex_unlock(&L->mu);
+        n = scan_collect(L, S, NULL);
     } else {
         if ((L->cfg.flags & CXL_F_DETERMINISTIC) && S->phase == 0) {
             S->pending_epoch = scanner_enter(L, S);
@@ -896,6 +914,7 @@ static int ack0_step(cxl_log_t *L, scanner_t *S) {
         if (e.flags) {
             record_loss(L, &e);
             S->lost++;
+            stat_add(&L->st.batches_lost, 1);
         } else {
             S->acked_msgs += e.msg_count;
             /* Order 0: a batch's position is its ring index in its broker's log */
@@ -967,6 +986,12 @@ static int seq_seal(cxl_log_t *L) {
 
 /* Merge once per epoch: the sealed buffers are stable until epoch E + 3, so the sequencer
  * reads them where the scanners wrote them instead of copying them together. */
+static void seq_count_live(cxl_log_t *L) {
+    L->epoch_live = 0;
+    for (uint32_t i = 0; i < L->nseg; i++)
+        for (uint64_t k = 0; k < L->seg_n[i]; k++) L->epoch_live += !L->seg[i][k].flags;
+}
+
 static void seq_merge(cxl_log_t *L) {
     uint64_t E = L->seal_epoch % 3;
     L->nseg = L->seg_i = 0;
@@ -975,13 +1000,14 @@ static void seq_merge(cxl_log_t *L) {
         ebuf_t *sb = &L->shared[E];
         if (sb->count) { L->seg[0] = sb->e; L->seg_n[0] = sb->count; L->nseg = 1; }
         sb->count = 0;
-        return;
+    } else {
+        for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+            ebuf_t *eb = &L->bufs[E][b];
+            if (eb->count) { L->seg[L->nseg] = eb->e; L->seg_n[L->nseg++] = eb->count; }
+            eb->count = 0;
+        }
     }
-    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
-        ebuf_t *eb = &L->bufs[E][b];
-        if (eb->count) { L->seg[L->nseg] = eb->e; L->seg_n[L->nseg++] = eb->count; }
-        eb->count = 0;
-    }
+    seq_count_live(L);
 }
 
 static int seq_pending(const cxl_log_t *L) { return L->seg_i < L->nseg; }
@@ -993,11 +1019,16 @@ static uint64_t goi_room(cxl_log_t *L, uint64_t next_pos) {
     for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
         cxl_invalidate(&L->subl[k], CXL_LINE);
         uint64_t p = cxl_consume64(&L->subl[k].goi_pos);
+        if (p > next_pos) { /* a subscriber ahead of what exists: corrupt, not trusted */
+            stat_add(&L->st.corrupt_ctrl, 1);
+            continue;
+        }
         if (p < lo) lo = p;
     }
-    if (lo > next_pos) { /* a subscriber claims to be ahead of what exists: corrupt */
+    if (lo == UINT64_MAX) lo = next_pos;
+    if (next_pos - lo > L->cfg.goi_slots) { /* corrupt reservation counter: write nothing */
         stat_add(&L->st.corrupt_ctrl, 1);
-        lo = next_pos;
+        return 0;
     }
     return L->cfg.goi_slots - (next_pos - lo);
 }
@@ -1065,21 +1096,45 @@ static void seq_fence(cxl_log_t *L) {
 
 /* Assign positions to the live entries of the chunk: one reservation per chunk (= per epoch
  * in steady state), or one per batch in the ablation. */
-static uint64_t seq_reserve(cxl_log_t *L, uint64_t n, uint64_t live) {
-    uint64_t base = 0;
-    const int per_batch = (L->cfg.flags & CXL_F_RESERVE_PER_BATCH) != 0;
-    if (!per_batch) {
-        base = cxl_fetch_add64(&L->ctrl->reserve.next_global, live);
+/* Reserve global positions for the rest of the epoch with one fetch-add (as many as the GOI
+ * has room for). Returns how many positions are in hand. */
+static uint64_t seq_reserve_epoch(cxl_log_t *L) {
+    if (L->resv_left) return L->resv_left;
+    uint64_t room = goi_room(L, cxl_consume64(&L->ctrl->reserve.next_global));
+    uint64_t want = L->epoch_live < room ? L->epoch_live : room;
+    if (want) {
+        L->resv_base = cxl_fetch_add64(&L->ctrl->reserve.next_global, want);
+        L->resv_left = want;
         stat_add(&L->st.reservations, 1);
     }
+    return room;
+}
+
+/* Assign positions to the live entries of the chunk: from the epoch's reservation, or with one
+ * fetch-add per batch in the ablation. Returns one past the highest position. */
+static uint64_t seq_assign(cxl_log_t *L, uint64_t n, uint64_t live) {
+    const int per_batch = (L->cfg.flags & CXL_F_RESERVE_PER_BATCH) != 0;
+    if (!per_batch && live > L->resv_left) { /* only the planted duplicate needs more */
+        uint64_t extra = live - L->resv_left;
+        uint64_t b = cxl_fetch_add64(&L->ctrl->reserve.next_global, extra);
+        if (L->resv_left == 0) L->resv_base = b;
+        L->resv_left += extra;
+    }
     uint64_t hi = 0;
-    for (uint64_t i = 0, k = 0; i < n; i++) {
+    for (uint64_t i = 0; i < n; i++) {
         if (L->cur[i].flags) continue;
-        uint64_t s = per_batch ? cxl_fetch_add64(&L->ctrl->reserve.next_global, 1) : base + k++;
-        if (per_batch) stat_add(&L->st.reservations, 1);
+        uint64_t s;
+        if (per_batch) {
+            s = cxl_fetch_add64(&L->ctrl->reserve.next_global, 1);
+            stat_add(&L->st.reservations, 1);
+        } else {
+            s = L->resv_base++;
+            L->resv_left--;
+        }
         L->chunk_pos[i] = s;
         if (s + 1 > hi) hi = s + 1;
     }
+    L->epoch_live = L->epoch_live > live ? L->epoch_live - live : 0;
     return hi;
 }
 
@@ -1176,7 +1231,8 @@ static int seq_next_epoch(cxl_log_t *L) {
     stat_add(&L->st.epochs, 1);
     if (seq_pending(L)) return STEP_PROGRESS;
     if (done >= L->cfg.brokers && seq_drained(L)) {
-        cxl_commit64(&L->ctrl->seq.done, 1);
+        /* done names the final committed_seq, so a stray value cannot end subscribers early */
+        cxl_commit64(&L->ctrl->seq.done, cxl_ld64(&L->ctrl->seq.committed_seq) + 1);
         cxl_flush(&L->ctrl->seq);
         cxl_sfence();
         return STEP_DONE;
@@ -1189,8 +1245,14 @@ static int seq_step(cxl_log_t *L) {
         int rc = seq_next_epoch(L);
         if (rc != STEP_PROGRESS) return rc;
     }
-    uint64_t room = goi_room(L, cxl_consume64(&L->ctrl->reserve.next_global));
-    if (room == 0) return STEP_IDLE;
+    uint64_t room;
+    if (L->cfg.flags & CXL_F_RESERVE_PER_BATCH) {
+        room = goi_room(L, cxl_consume64(&L->ctrl->reserve.next_global));
+    } else {
+        seq_reserve_epoch(L);
+        room = L->resv_left;
+    }
+    if (room == 0 && L->epoch_live) return STEP_IDLE;
     uint64_t n, live = seq_take_chunk(L, room, &n);
     const uint64_t taken = n;
     if (FAULT(L, seq_dup_identity) && live && n < CHUNK_MAX) {
@@ -1209,7 +1271,7 @@ static int seq_step(cxl_log_t *L) {
         return STEP_PROGRESS;
     }
     L->acked_early = 0;
-    uint64_t hi = seq_reserve(L, n, live);
+    uint64_t hi = seq_assign(L, n, live);
     seq_write_goi(L, n);
     uint64_t now = cxl_now_ns();
     seq_record(L, n, now);
@@ -1383,8 +1445,13 @@ static int sub2_step(cxl_log_t *L, subscriber_t *U) {
     }
     if (U->pos == c) {
         cxl_invalidate(&L->ctrl->seq, CXL_LINE);
-        if (cxl_consume64(&L->ctrl->seq.done) && cxl_consume64(&L->ctrl->seq.committed_seq) == U->pos)
-            return STEP_DONE;
+        uint64_t done = cxl_consume64(&L->ctrl->seq.done);
+        uint64_t committed = cxl_consume64(&L->ctrl->seq.committed_seq);
+        if (done && done == committed + 1 && committed == U->pos) return STEP_DONE;
+        if (done && done != committed + 1 && U->bad_done != done) {
+            U->bad_done = done;
+            stat_add(&L->st.corrupt_ctrl, 1);
+        }
     }
     return STEP_IDLE;
 }

@@ -210,6 +210,10 @@ static inline void cxl_invalidate(const void *p, size_t n) {
     if (cxl_inject_g.invalidate_flushes) cxl_raw_mfence();
 }
 
+/* Ownership hand-off: lines another agent wrote on an earlier lap, released to us by the
+ * protocol (consumed_through), are about to be overwritten whole. Nothing to do in hardware. */
+static inline void cxl_take_lines(const void *p, size_t n) { (void)p; (void)n; }
+
 #define CXL_AGENT_SET(id) ((void)(id))
 
 #else
@@ -227,6 +231,7 @@ void cxl_chk_flush(const void *p, const char *file, int line);
 void cxl_chk_fence(int kind, const char *file, int line);
 void cxl_chk_invalidate(const void *p, size_t n, const char *file, int line);
 void cxl_chk_set_agent(int agent);
+void cxl_chk_take_lines(const void *p, size_t n, const char *file, int line);
 
 #define cxl_st64(p, v) cxl_chk_st((p), (uint64_t)(v), 8, __FILE__, __LINE__)
 #define cxl_st32(p, v) cxl_chk_st((p), (uint64_t)(v), 4, __FILE__, __LINE__)
@@ -252,6 +257,7 @@ void cxl_chk_set_agent(int agent);
 #define cxl_mfence() cxl_chk_fence(2, __FILE__, __LINE__)
 #define cxl_lfence() cxl_chk_fence(3, __FILE__, __LINE__)
 #define cxl_invalidate(p, n) cxl_chk_invalidate((p), (n), __FILE__, __LINE__)
+#define cxl_take_lines(p, n) cxl_chk_take_lines((p), (n), __FILE__, __LINE__)
 #define CXL_AGENT_SET(id) cxl_chk_set_agent(id)
 #endif
 

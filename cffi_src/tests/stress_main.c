@@ -18,7 +18,7 @@
  *
  * Usage: stress [-a] [-q] [-v] [-n corrupt_rounds] [-s seed]
  *   -a  checked build: also the configurations with known findings (several publishers per
- *       broker, GOI rings that wrap); -q quick; -v one line per run
+ *       broker); -q quick; -v one line per run
  */
 #define _GNU_SOURCE
 #include "cxl_api.h"
@@ -45,6 +45,7 @@ typedef struct scenario {
 } scenario_t;
 
 static int verbose = 0;
+static uint32_t planted_fault = 0; /* -f ID (checked build): plant a catalogue fault */
 
 static void *map_region(uint64_t size) {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -193,6 +194,7 @@ static int run_clean(const scenario_t *s, uint64_t seed) {
         return 1;
     }
     cfg.flags |= CXL_F_DETERMINISTIC;
+    cfg.fault = planted_fault;
 #endif
     char err[256] = "";
     cxl_log_t *log = cxl_log_new(base, size, &cfg, err, sizeof err);
@@ -352,13 +354,14 @@ int main(int argc, char **argv) {
     int quick = 0, rounds = 24, all = 0;
     uint64_t seed = 1;
     int opt;
-    while ((opt = getopt(argc, argv, "aqvn:s:")) != -1) {
+    while ((opt = getopt(argc, argv, "aqvn:s:f:")) != -1) {
         if (opt == 'q') quick = 1;
         else if (opt == 'a') all = 1;
         else if (opt == 'v') verbose = 1;
         else if (opt == 'n') rounds = atoi(optarg);
         else if (opt == 's') seed = strtoull(optarg, NULL, 10);
-        else { fprintf(stderr, "usage: %s [-a] [-q] [-v] [-n corrupt_rounds] [-s seed]\n", argv[0]); return 2; }
+        else if (opt == 'f') planted_fault = (uint32_t)strtoul(optarg, NULL, 10);
+        else { fprintf(stderr, "usage: %s [-a] [-q] [-v] [-n corrupt_rounds] [-s seed] [-f fault]\n", argv[0]); return 2; }
     }
     cxl_calibrate_tsc(5);
     cxl_select_flush(0);
@@ -393,9 +396,8 @@ int main(int argc, char **argv) {
 #ifdef CXL_CHECKED
                     if (!all) {
                         /* Known checked-build findings (see -a and the report): several
-                         * publishers per broker and a wrapping GOI ring. */
+                         * publishers per broker on one ring. */
                         s.pubs = 1;
-                        s.goi_slots = 1024;
                     }
 #else
                     (void)all;
