@@ -443,6 +443,7 @@ def injection_accuracy(region: Region, requested_ns: float, *, runs: int = 5,
     """
     applied = requested_ns if applied_ns is None else applied_ns
     iters = iters or max(2000, int(4e6 / max(requested_ns, 50.0)))  # about 4 ms per sample
+    region.native.lib.cxl_calibrate_delay()  # fit the busy-wait to the clock measured here
     added = []
     try:
         for _ in range(runs):

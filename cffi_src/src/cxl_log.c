@@ -1112,7 +1112,7 @@ static uint64_t seq_reserve_epoch(cxl_log_t *L) {
 
 /* Assign positions to the live entries of the chunk: from the epoch's reservation, or with one
  * fetch-add per batch in the ablation. Returns one past the highest position. */
-static uint64_t seq_assign(cxl_log_t *L, uint64_t n, uint64_t live) {
+static uint64_t seq_assign(cxl_log_t *L, uint64_t n, uint64_t live, uint64_t of_epoch) {
     const int per_batch = (L->cfg.flags & CXL_F_RESERVE_PER_BATCH) != 0;
     if (!per_batch && live > L->resv_left) { /* only the planted duplicate needs more */
         uint64_t extra = live - L->resv_left;
@@ -1134,7 +1134,7 @@ static uint64_t seq_assign(cxl_log_t *L, uint64_t n, uint64_t live) {
         L->chunk_pos[i] = s;
         if (s + 1 > hi) hi = s + 1;
     }
-    L->epoch_live = L->epoch_live > live ? L->epoch_live - live : 0;
+    L->epoch_live = L->epoch_live > of_epoch ? L->epoch_live - of_epoch : 0;
     return hi;
 }
 
@@ -1254,7 +1254,8 @@ static int seq_step(cxl_log_t *L) {
     }
     if (room == 0 && L->epoch_live) return STEP_IDLE;
     uint64_t n, live = seq_take_chunk(L, room, &n);
-    const uint64_t taken = n;
+    const uint64_t taken = n, live_taken = live;
+    if (n == 0) return STEP_IDLE;
     if (FAULT(L, seq_dup_identity) && live && n < CHUNK_MAX) {
         /* planted: the chunk's first live batch is ordered a second time, at the end */
         memcpy(L->chunk_copy, L->cur, n * sizeof(entry_t));
@@ -1271,7 +1272,7 @@ static int seq_step(cxl_log_t *L) {
         return STEP_PROGRESS;
     }
     L->acked_early = 0;
-    uint64_t hi = seq_assign(L, n, live);
+    uint64_t hi = seq_assign(L, n, live, live_taken);
     seq_write_goi(L, n);
     uint64_t now = cxl_now_ns();
     seq_record(L, n, now);
@@ -1601,8 +1602,15 @@ static int run_threads(cxl_log_t *L, role_t *roles, uint32_t n) {
 static int run_deterministic(cxl_log_t *L, role_t *roles, uint32_t n) {
     uint64_t x = L->cfg.seed * 0x9e3779b97f4a7c15ull + 1;
     uint64_t idle_streak = 0, limit = 200000 + 2000ull * n;
+    /* a hard bound too: a role that keeps claiming progress without finishing is a stall */
+    uint64_t steps = 0, step_limit = 1000000 + 20000ull * (L->per_broker * L->cfg.brokers + 1);
     uint32_t left = n;
     while (left && !atomic_load(&L->stop)) {
+        if (++steps > step_limit) {
+            L->st.stalled = 1;
+            L->st.stall_role = watchdog_roles(roles, n);
+            return 1;
+        }
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
         role_t *r = &roles[x % n];
         if (r->done) continue;
