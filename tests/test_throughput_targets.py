@@ -5,6 +5,7 @@ each check fail. Real-device absolute targets run only where a device exists."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import json
 import subprocess
 import sys
@@ -141,12 +142,19 @@ def test_drain_refuses_rings_it_cannot_prefill(region) -> None:  # type: ignore[
         drain_once(region, too_many)
 
 
+# With 10 extra fences per batch at the injected cost, and 2 header fences on both sides, the
+# planted ratio cannot exceed (parallel publishers) * 2 / 12; the real one must stay above it.
+PLANTED_BOUND = min(4, os.cpu_count() or 1) * 2 / 12
+FLOOR_SUSTAINED = PLANTED_BOUND * 1.2
+
+
 def test_sustained_small_batches_vs_single_core(region, slow_profile) -> None:  # type: ignore[no-untyped-def]
     r = sustained_vs_ceiling(region, RUNS, 4, 4096)
-    assert r.median > 0.3, (r.a, r.b)  # goal 0.8; CI floor for a loaded 2-core runner
+    assert r.median > FLOOR_SUSTAINED, (r.a, r.b)  # goal 0.8; CI floor for a loaded 2-core runner
+    # planted: 10 extra fences per batch at the injected fence cost (PLANTED_BOUND above)
     with bench_region(slow_profile, [small_batch_config(1, 4096 * 4, ack=0, pbr_slots=1 << 14)]) as slow:
         planted = sustained_vs_ceiling(slow, 2, 4, 512, planted_extra_fence=True)
-    assert planted.median < 0.3, (planted.a, planted.b)
+    assert planted.median < FLOOR_SUSTAINED, (planted.a, planted.b)
 
 
 def test_absolute_targets_on_a_real_device_profile(results) -> None:  # type: ignore[no-untyped-def]
