@@ -10,6 +10,7 @@
 
 int cxl_flush_kind_g = CXL_FLUSH_NONE;
 cxl_inject_t cxl_inject_g;
+__thread uint64_t cxl_flush_debt_g; /* injected flush time owed at this thread's next fence */
 static double tsc_per_ns_g = 0.0;
 
 uint64_t cxl_now_ns(void) {
@@ -114,14 +115,22 @@ static uint64_t ns_to_cycles(double ns) {
     return c < 1.0 ? 1 : (uint64_t)(c + 0.5);
 }
 
+/* Cycles of spinning worth `ns`, before the per-call overhead (for costs that add up). */
+static uint64_t ns_to_raw_cycles(double ns) {
+    if (ns <= 0.0) return 0;
+    if (delay_slope_g <= 0.0) cxl_calibrate_delay();
+    return (uint64_t)(ns / delay_slope_g + 0.5);
+}
+
 static cxl_inject_info_t inject_req_g; /* what was asked for, as reported */
 
 void cxl_set_inject(double flush_ns, double fence_ns, double inval_ns, double write_gbps,
                     int invalidate_flushes) {
     cxl_inject_t v;
     memset(&v, 0, sizeof v);
-    v.flush_cycles = ns_to_cycles(flush_ns);
-    v.fence_cycles = ns_to_cycles(fence_ns);
+    v.flush_cycles = ns_to_raw_cycles(flush_ns);
+    v.fence_cycles = ns_to_raw_cycles(fence_ns);
+    v.delay_overhead = delay_icpt_g > 0.0 ? (uint64_t)(delay_icpt_g / delay_slope_g + 0.5) : 0;
     v.inval_cycles = ns_to_cycles(inval_ns);
     /* GB/s = bytes per ns, so 1 KiB takes 1024 / gbps ns (the copy itself runs at memory speed:
      * the cap is a floor on its time, met by waiting for the difference). */

@@ -37,16 +37,18 @@ enum cxl_flush_kind {
 
 /* Injected latency (emulated profiles), in TSC cycles; all zero = off. */
 typedef struct cxl_inject {
-    uint64_t flush_cycles;      /* per line flushed */
+    uint64_t flush_cycles;      /* per line flushed (paid at the next fence) */
     uint64_t fence_cycles;      /* per store/full fence */
     uint64_t inval_cycles;      /* per line invalidated before a read */
     uint64_t copy_cycles_per_kib; /* bandwidth cap on copies into the region */
+    uint64_t delay_overhead;    /* cycles one delay call costs beyond what it spins */
     int enabled;
     int invalidate_flushes;     /* non-coherent hardware: invalidate = clflushopt the line */
 } cxl_inject_t;
 
 extern int cxl_flush_kind_g;
 extern cxl_inject_t cxl_inject_g;
+extern __thread uint64_t cxl_flush_debt_g;
 
 uint64_t cxl_rdtsc(void);
 void cxl_delay_cycles(uint64_t cycles);
@@ -185,17 +187,26 @@ static inline const void *cxl_read_view(const void *p, size_t n, void *scratch) 
     return p;
 }
 
+/* An injected flush cost is paid at the next fence, after the real write-backs drained: a
+ * flush's latency shows when something waits for it, and never hides under it. */
 static inline void cxl_flush(const void *p) {
     cxl_raw_flush_line(p);
-    cxl_inject_delay(cxl_inject_g.flush_cycles);
+    if (__builtin_expect(cxl_inject_g.enabled, 0)) cxl_flush_debt_g += cxl_inject_g.flush_cycles;
 }
 static inline void cxl_flush_range(const void *p, size_t n) {
     uintptr_t a = (uintptr_t)p & ~(uintptr_t)(CXL_LINE - 1);
     uintptr_t end = (uintptr_t)p + n;
     for (; a < end; a += CXL_LINE) cxl_flush((const void *)a);
 }
-static inline void cxl_sfence(void) { cxl_raw_sfence(); cxl_inject_delay(cxl_inject_g.fence_cycles); }
-static inline void cxl_mfence(void) { cxl_raw_mfence(); cxl_inject_delay(cxl_inject_g.fence_cycles); }
+static inline void cxl_fence_delay(void) {
+    if (__builtin_expect(cxl_inject_g.enabled, 0)) {
+        uint64_t c = cxl_inject_g.fence_cycles + cxl_flush_debt_g;
+        cxl_flush_debt_g = 0;
+        if (c) cxl_delay_cycles(c > cxl_inject_g.delay_overhead ? c - cxl_inject_g.delay_overhead : 1);
+    }
+}
+static inline void cxl_sfence(void) { cxl_raw_sfence(); cxl_fence_delay(); }
+static inline void cxl_mfence(void) { cxl_raw_mfence(); cxl_fence_delay(); }
 static inline void cxl_lfence(void) { cxl_raw_lfence(); }
 
 /* Invalidate lines another agent wrote, before reading them. On coherent memory the hardware
