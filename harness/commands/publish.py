@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness.history import write_history
+from harness.invariants import history_from_records
 from harness.log import LogConfig, LogResult, run_log
 from harness.profiles import DEFAULT_PROFILE, load_profile
 from harness.runner import open_region, profile_injection
@@ -33,6 +35,8 @@ def register(sub: Any) -> None:
                    help="consent to overwrite the device's contents")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", metavar="FILE", help="write the full result as JSON")
+    p.add_argument("--history", metavar="FILE",
+                   help="write the run's history (docs/history-format.md) as JSON Lines")
     p.set_defaults(func=run)
 
 
@@ -41,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = LogConfig(order=args.order, variant=args.variant, brokers=args.brokers,
                     subscribers=args.subscribers, msg_size=args.msg_size, batch_bytes=args.batch_bytes,
                     total_bytes=args.total_bytes, ack=args.ack, epoch_us=args.epoch_us,
-                    pbr_slots=args.ring_slots, processes=args.processes, seed=args.seed)
+                    pbr_slots=args.ring_slots, processes=args.processes, seed=args.seed,
+                    record=True if args.history else None)
     with open_region(profile, cfg, device=args.device, allow_destructive=args.allow_destructive,
                      shareable=args.processes) as region:
         profile_injection(profile)
@@ -54,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
         print(f"result written to {args.json}")
+    if args.history and result.records is not None:
+        write_history(history_from_records(cfg, result.records), args.history)
+        print(f"history written to {args.history} (check it with: cxl-harness check-history "
+              f"{args.history})")
     return 0 if result.ok else 1
 
 
