@@ -511,7 +511,7 @@ def build_result(cfg: LogConfig, stats: dict[str, Any], recs: dict[str, Any] | N
         order=cfg.order, variant=cfg.variant, brokers=cfg.brokers, ack=cfg.ack,
         messages_published=int(stats["messages_published"]),
         messages_acked=int(stats["messages_acked"]),
-        messages_ordered=int(stats["messages_ordered"]) if cfg.order == 2 else int(stats["messages_acked"]),
+        messages_ordered=int(stats["messages_ordered"]),
         messages_delivered=[int(x) for x in stats["sub_messages"][:subs]],
         batches=int(stats["batches_published"]), batches_ordered=int(stats["batches_ordered"]),
         batches_lost=int(stats["batches_lost"]),

@@ -20,6 +20,7 @@ def _assert_clean(r: LogResult, cfg: LogConfig) -> None:
     assert r.ok, [(c.id, c.detail, c.counterexamples[:1]) for c in r.failed()]
     assert r.batches == cfg.total_batches
     assert r.messages_published == cfg.total_batches * cfg.msgs_per_batch
+    assert r.messages_ordered == r.messages_published, "every message ordered (both levels)"
     for delivered in r.messages_delivered:
         assert delivered == r.messages_published, "every message delivered exactly once"
     ids = {c.id for c in r.checks}

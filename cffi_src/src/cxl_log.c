@@ -906,7 +906,7 @@ static void publish_durable(cxl_log_t *L, uint32_t b, uint64_t batches, uint64_t
 
 static int ack0_step(cxl_log_t *L, scanner_t *S) {
     if (S->next >= S->quota) return STEP_DONE;
-    uint64_t n = 0;
+    uint64_t n = 0, live = 0, msgs0 = S->acked_msgs;
     while (S->next < S->quota && n < SCAN_CHUNK) {
         entry_t e;
         int rc = scan_take(L, S, &e);
@@ -916,6 +916,7 @@ static int ack0_step(cxl_log_t *L, scanner_t *S) {
             S->lost++;
             stat_add(&L->st.batches_lost, 1);
         } else {
+            live++;
             S->acked_msgs += e.msg_count;
             /* Order 0: a batch's position is its ring index in its broker's log */
             cxl_rec_order_t *r = (cxl_rec_order_t *)rec_slot(L, CXL_REC_ORDER);
@@ -943,8 +944,9 @@ static int ack0_step(cxl_log_t *L, scanner_t *S) {
         publish_durable(L, S->broker, S->next, S->acked_msgs);
         cxl_sfence();
     }
-    atomic_fetch_add(&L->progress_msgs, n * L->cfg.msgs_per_batch);
-    stat_add(&L->st.batches_ordered, n - 0);
+    atomic_fetch_add(&L->progress_msgs, S->acked_msgs - msgs0);
+    stat_add(&L->st.batches_ordered, live);
+    stat_add(&L->st.messages_ordered, S->acked_msgs - msgs0);
     if (S->next >= S->quota) {
         atomic_fetch_add(&L->scanners_done, 1);
         return STEP_DONE;
