@@ -141,3 +141,15 @@ def test_cli_faults(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "seq_dup_identity" in out and "caught" in out and "1/1 faults caught; PASS" in out
     assert main(["faults", "--only", "no_such_fault"]) == 2
+
+
+def test_publish_on_the_noncoherent_profile_runs_every_role_on_the_model(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    assert main(["publish", "--profile", "emulated-noncoherent", "--brokers", "2",
+                 "--total-bytes", "1MiB", "--batch-bytes", "8KiB", "--subscribers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "non-coherent model:" in out and "0 rule error(s)" in out
+    assert "PASS order=2" in out
+    assert main(["publish", "--profile", "emulated-noncoherent", "--processes"]) == 2

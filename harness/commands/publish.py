@@ -12,6 +12,7 @@ from harness.invariants import history_from_records
 from harness.log import LogConfig, LogResult, run_log
 from harness.profiles import DEFAULT_PROFILE, load_profile
 from harness.runner import open_region, profile_injection
+from harness.errors import ConfigError
 from harness.units import size_arg
 
 
@@ -47,10 +48,13 @@ def run(args: argparse.Namespace) -> int:
                     total_bytes=args.total_bytes, ack=args.ack, epoch_us=args.epoch_us,
                     pbr_slots=args.ring_slots, processes=args.processes, seed=args.seed,
                     record=True if args.history else None)
-    with open_region(profile, cfg, device=args.device, allow_destructive=args.allow_destructive,
-                     shareable=args.processes) as region:
-        profile_injection(profile)
-        result = run_log(cfg, region=region, progress=True)
+    if profile.coherence == "noncoherent-model":
+        result = _run_on_model(cfg)
+    else:
+        with open_region(profile, cfg, device=args.device, allow_destructive=args.allow_destructive,
+                         shareable=args.processes) as region:
+            profile_injection(profile)
+            result = run_log(cfg, region=region, progress=True)
     print(summary_line(result))
     for c in result.failed():
         print(f"  FAIL {c.id}: {c.detail}")
@@ -64,6 +68,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"history written to {args.history} (check it with: cxl-harness check-history "
               f"{args.history})")
     return 0 if result.ok else 1
+
+
+def _run_on_model(cfg: LogConfig) -> LogResult:
+    """Every role as its own agent on the non-coherent model (checked build, one thread,
+    seeded scheduler): trace-rule errors become failed checks of the result."""
+    from harness.checked import run_checked
+    from harness.log import Check
+
+    if cfg.processes:
+        raise ConfigError("the non-coherent model runs in one process", "drop --processes")
+    run = run_checked(cfg)
+    for f in run.errors:
+        run.result.checks.append(Check(f"rule:{f.rule}", f.doc, False, f.describe(), group="flush-fence"))
+    print(f"non-coherent model: {run.events:,} accesses, {run.model['stale_reads']:,} stale reads, "
+          f"{run.model['early_writebacks']:,} early write-backs, {run.model['evictions']:,} evictions, "
+          f"{len(run.errors)} rule error(s)")
+    return run.result
 
 
 def summary_line(r: LogResult) -> str:
