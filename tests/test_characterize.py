@@ -20,7 +20,6 @@ from harness.characterize import (
     zero_injection_overhead_ns,
 )
 from harness.commands import characterize as cmd
-from harness.discovery import discover
 from harness.profiles import Expectation, Expected, Injected, load_profile
 from harness.region import Region
 
@@ -160,13 +159,9 @@ def test_zero_injection_check_catches_a_real_delay(region: Region) -> None:
 
 
 @pytest.mark.needs_device
-def test_real_device_characterisation() -> None:
-    d = discover()
-    if d.choice.backend not in ("devdax", "numa"):
-        pytest.skip(f"no CXL device: probed /sys/bus/dax/devices ({len(d.dax_devices)} dax "
-                    f"device(s)), /sys/bus/cxl/devices ({len(d.cxl_memdevs)} memdev(s)) and "
-                    f"/sys/devices/system/node ({len(d.numa_nodes)} node(s), none CPU-less with "
-                    f"memory): {d.choice.reason}")
+def test_real_device_characterisation(cxl_discovery) -> None:  # type: ignore[no-untyped-def]
+    # the needs_device marker skips this (naming what was probed) when there is no device
+    d = cxl_discovery
     profile = load_profile("cxl-devdax" if d.choice.backend == "devdax" else "cxl-numa")
     c = characterize(profile, quick=True, allow_destructive=d.choice.backend == "numa")
     assert c.backend == d.choice.backend

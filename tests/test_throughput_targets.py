@@ -31,7 +31,6 @@ from harness.benchmarks import (
     target_checks,
     write_outputs,
 )
-from harness.discovery import discover
 from harness.profiles import load_profile
 
 pytestmark = pytest.mark.throughput
@@ -195,12 +194,9 @@ def test_outputs_pyperf_and_summary(profile, results, tmp_path: Path) -> None:  
 
 
 @pytest.mark.needs_device
-def test_real_device_absolute_targets() -> None:
-    d = discover()
-    if d.choice.backend not in ("devdax", "numa"):
-        pytest.skip(f"no CXL device: probed /sys/bus/dax/devices ({len(d.dax_devices)} dax "
-                    f"device(s)) and /sys/devices/system/node ({len(d.numa_nodes)} node(s)): "
-                    f"{d.choice.reason}")
+def test_real_device_absolute_targets(cxl_discovery) -> None:  # type: ignore[no-untyped-def]
+    # the needs_device marker skips this (naming what was probed) when there is no device
+    d = cxl_discovery
     from harness.benchmarks import run_suite
 
     profile = load_profile("cxl-devdax" if d.choice.backend == "devdax" else "cxl-numa")
