@@ -33,11 +33,10 @@ from harness.discovery import NumaNode, discover
 from harness.errors import DeviceError
 from harness.native import load
 from harness.profiles import Expectation, Profile
-from harness.region import Injection, Region, apply_injection, round_up
-from harness.runner import choose_backend, profile_injection
+from harness.region import HUGE_2M, Injection, Region, apply_injection, round_up
+from harness.runner import map_memory, profile_injection
 
 PASS, FAIL, NO_EXPECTATION = "pass", "fail", "no-expectation"
-HUGE_2M = 2 << 20
 COPY_CHUNKS = (256, 1024, 4096, 65536)
 EXPECTATION_CHUNK = 65536  # copy_bw_gbps / nt_copy_bw_gbps are compared at this chunk size
 
@@ -240,33 +239,9 @@ def characterization_region(profile: Profile, size: int, *, device: str | None =
                             allow_destructive: bool = False,
                             sysfs_root: str = "/") -> Iterator[tuple[Region, int | None]]:
     """Map ``size`` bytes of the memory a profile names; yields (region, NUMA node or None)."""
-    consent = allow_destructive or profile.memory.allow_destructive
-    choice = choose_backend(profile, device, sysfs_root)
-    if choice.backend == "devdax":
-        assert choice.device is not None
-        align_file = Path(sysfs_root) / "sys/bus/dax/devices" / Path(choice.device).name / "align"
-        try:
-            align = int(align_file.read_text().strip())
-        except (OSError, ValueError):
-            align = HUGE_2M
-        region = Region.devdax(choice.device, round_up(size, align), align,
-                               allow_destructive=consent, sysfs_root=sysfs_root)
-    elif choice.backend == "numa":
-        assert choice.node is not None
-        region = Region.numa(choice.node, round_up(size, HUGE_2M), allow_destructive=consent,
-                             sysfs_root=sysfs_root)
-    elif choice.backend == "file" and choice.device:
-        path = Path(choice.device)
-        if path.exists() and not consent:
-            raise DeviceError(f"{path} exists; characterisation would overwrite it",
-                              "pass --allow-destructive, or name a path that does not exist yet")
-        region = Region.file(path, round_up(size, HUGE_2M), create=not path.exists())
-    else:
-        region = Region.emulated(round_up(size, HUGE_2M), hugepages=True)
-    try:
+    with map_memory(profile, size, device=device, allow_destructive=allow_destructive,
+                    sysfs_root=sysfs_root, what="characterisation") as (region, choice):
         yield region, choice.node
-    finally:
-        region.close()
 
 
 def _numa_info(node: int | None, sysfs_root: str) -> NumaNode | None:

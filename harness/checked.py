@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.log import LogConfig, LogHandle, LogResult, build_result, format_region
+from harness.log import LogConfig, LogHandle, LogResult, build_result, format_region, layout_size
 from harness.native import Native, load
 from harness.region import Region
 
@@ -119,9 +119,7 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
                 check_history: bool = True) -> CheckedRun:
     """One deterministic (single-thread, seeded scheduler) run on the checked build."""
     native = load(True)
-    size = (native.lib.cxl_layout_size(_ccfg(native, cfg)) + 4095) // 4096 * 4096
-    if size == 0:
-        raise ConfigError(f"configuration {cfg} has no valid layout", "check the ring sizes")
+    size = (layout_size(cfg, native) + 4095) // 4096 * 4096
     with Region.emulated(size, checked=True) as region:
         format_region(region, cfg)
         chk = native.ffi.new("cxl_chk_cfg_t *")
@@ -149,12 +147,6 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
     return CheckedRun(result, findings, events,
                       {"early_writebacks": int(early[0]), "evictions": int(evict[0]),
                        "stale_reads": int(stale[0])})
-
-
-def _ccfg(native: Native, cfg: LogConfig) -> Any:
-    from harness.log import c_config
-
-    return c_config(native, cfg)
 
 
 def _findings(native: Native, log_agents: bool = True) -> list[Finding]:

@@ -11,7 +11,7 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -522,7 +522,3 @@ def build_result(cfg: LogConfig, stats: dict[str, Any], recs: dict[str, Any] | N
         latency=lat, region=region.to_dict(), counters=counters, checks=checks, config=cfg_d,
         stalled=bool(stats["stalled"]) or rc > 0, records=recs,
     )
-
-
-def with_overrides(cfg: LogConfig, **kw: Any) -> LogConfig:
-    return replace(cfg, **kw)

@@ -12,9 +12,7 @@ from harness.discovery import Choice, discover
 from harness.errors import DeviceError
 from harness.log import LogConfig, layout_size
 from harness.profiles import Profile
-from harness.region import Injection, Region, apply_injection, round_up
-
-HUGE_2M = 2 << 20
+from harness.region import HUGE_2M, Injection, Region, apply_injection, round_up
 
 
 def profile_injection(profile: Profile) -> Injection:
@@ -55,42 +53,54 @@ def choose_backend(profile: Profile, device: str | None, sysfs_root: str = "/") 
 
 
 @contextmanager
-def open_region(profile: Profile, cfg: LogConfig, *, device: str | None = None,
-                allow_destructive: bool = False, shareable: bool = False,
-                sysfs_root: str = "/") -> Iterator[Region]:
-    """Map the region a run of ``cfg`` on ``profile`` needs; release it afterwards."""
-    need = layout_size(cfg)
-    size = round_up(max(need, profile.memory.size_mib << 20 if profile.memory.backend == "emulated" else need),
-                    HUGE_2M)
+def map_memory(profile: Profile, size: int, *, device: str | None = None,
+               allow_destructive: bool = False, shareable: bool = False, sysfs_root: str = "/",
+               what: str = "the run") -> Iterator[tuple[Region, Choice]]:
+    """Map ``size`` bytes of the memory ``profile`` names (or ``device``), rounded to the
+    device alignment; yields the region and the discovery choice, releases it afterwards."""
     consent = allow_destructive or profile.memory.allow_destructive
     choice = choose_backend(profile, device, sysfs_root)
     tmpdir: str | None = None
     if choice.backend == "devdax":
         assert choice.device is not None
         align = _dax_align(choice.device, sysfs_root)
-        region = Region.devdax(choice.device, round_up(need, align), align,
+        region = Region.devdax(choice.device, round_up(size, align), align,
                                allow_destructive=consent, sysfs_root=sysfs_root)
     elif choice.backend == "numa":
         assert choice.node is not None
-        region = Region.numa(choice.node, size, allow_destructive=consent, sysfs_root=sysfs_root)
+        region = Region.numa(choice.node, round_up(size, HUGE_2M), allow_destructive=consent,
+                             sysfs_root=sysfs_root)
     elif choice.backend == "file" and choice.device:
         path = Path(choice.device)
         if path.exists() and not consent:
-            raise DeviceError(f"{path} exists; the run would overwrite it",
+            raise DeviceError(f"{path} exists; {what} would overwrite it",
                               "pass --allow-destructive, or name a path that does not exist yet")
-        region = Region.file(path, size, create=not path.exists())
+        region = Region.file(path, round_up(size, HUGE_2M), create=not path.exists())
     elif shareable:
         tmpdir = tempfile.mkdtemp(prefix="cxl-harness-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-        region = Region.file(Path(tmpdir) / "region", size, create=True)
+        region = Region.file(Path(tmpdir) / "region", round_up(size, HUGE_2M), create=True)
     else:
-        region = Region.emulated(size, hugepages=profile.memory.hugepages or True)
+        region = Region.emulated(round_up(size, HUGE_2M), hugepages=True)
     try:
-        yield region
+        yield region, choice
     finally:
         region.close()
         if tmpdir:
             os.unlink(Path(tmpdir) / "region")
             os.rmdir(tmpdir)
+
+
+@contextmanager
+def open_region(profile: Profile, cfg: LogConfig, *, device: str | None = None,
+                allow_destructive: bool = False, shareable: bool = False,
+                sysfs_root: str = "/") -> Iterator[Region]:
+    """Map the region a run of ``cfg`` on ``profile`` needs; release it afterwards."""
+    need = layout_size(cfg)
+    if profile.memory.backend == "emulated":
+        need = max(need, profile.memory.size_mib << 20)
+    with map_memory(profile, need, device=device, allow_destructive=allow_destructive,
+                    shareable=shareable, sysfs_root=sysfs_root) as (region, _):
+        yield region
 
 
 def _dax_align(device: str, sysfs_root: str) -> int:
