@@ -367,3 +367,17 @@ def test_attach_refuses_region_file_of_another_layout_version(tmp_path) -> None:
         with pytest.raises(RegionError, match="layout version 99, this build reads version"):
             attach_check(region, cfg)
     assert path.read_bytes() == bytes(data)  # refused without writing anything
+
+
+def test_committed_seq_going_back_is_a_regression(image_factory) -> None:
+    """A subscriber that sees committed_seq decrease counts it (commit-monotonic-observed)."""
+    img = ordered_image(image_factory, watchdog_s=0.3)
+    rc, _ = img.run(ROLE_SUBSCRIBERS)  # delivers everything, remembers committed_seq
+    assert rc == 0 and img.result(rc).ok
+    total = img.cfg.total_batches
+    img.put("<Q", C_COMMITTED, total - 5)  # planted: committed_seq moves backwards
+    rc, elapsed = img.run(ROLE_SUBSCRIBERS)
+    r = img.result(rc)
+    assert img.handle.stats()["committed_regressions"] >= 1
+    assert not check(r, "commit-monotonic-observed")
+    assert elapsed < 3.5
