@@ -12,7 +12,7 @@ One call of :func:`run_main_job`:
 5. runs fault-free runs on the checked build through the non-coherent model (flush/fence
    trace rules) and the fault catalogue (its quick subset with ``--quick``);
 6. compares with the profile's targets and writes ``<out>/<timestamp>/`` holding
-   ``index.html``, ``summary.json`` (``cxl-harness-summary/1``), ``pyperf.json``,
+   ``index.html``, ``summary.json`` (``cxl-harness-summary/2``), ``pyperf.json``,
    ``benchmark.json`` (pytest-benchmark format) and the raw results, and points
    ``<out>/latest`` at it.
 
@@ -48,6 +48,8 @@ from harness.discovery import Choice, discover
 from harness.errors import HarnessError
 from harness.faults import CLEAN_VARIANTS, CatalogueResult, detections, run_catalogue
 from harness.log import LogConfig, LogResult, run_log
+from harness.machine import _now, meta_section
+from harness.stats import Samples
 from harness.native import flush_instruction
 from harness.profiles import Profile, load_profile
 from harness.region import Injection, apply_injection
@@ -88,6 +90,7 @@ class MainJobOptions:
     rounds: int | None = None  # interleaved rounds of the log runs (default: 3 quick, 5 full)
     plant_fault: str | None = None  # self-test: plant a catalogue defect in the model runs
     run_name: str | None = None  # the run directory's name (default: a timestamp)
+    strict: bool = False  # an INCONCLUSIVE target fails the run
 
 
 @dataclass
@@ -104,57 +107,6 @@ class MainJobResult:
 
 # ------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def _now() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def git_revision(cwd: Path | None = None) -> str:
-    """The short git revision of the harness's source tree (``+dirty`` when modified), or
-    ``unknown`` outside a git checkout."""
-    where = cwd or Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=where, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{rev}+dirty" if dirty else rev
-
-
-def cpu_description() -> str:
-    """Model name, logical CPUs and the cache-line instructions the CPU has."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and value.strip():
-            model = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
-    have = [f for f in ("clwb", "clflushopt", "clflush", "movdir64b", "avx512f") if f in flags]
-    count = os.cpu_count() or 1
-    return f"{model} ({count} logical CPUs{', ' if have else ''}{', '.join(have)})"
-
-
-def meta_section(command: str, started: str, finished: str | None = None) -> dict[str, Any]:
-    uname = platform.uname()
-    return {
-        "started": started,
-        "finished": finished or _now(),
-        "host": socket.gethostname(),
-        "kernel": f"{uname.system} {uname.release} {uname.version}".strip(),
-        "cpu": cpu_description(),
-        "flush_instruction": flush_instruction(),
-        "package_version": harness.__version__,
-        "git_revision": git_revision(),
-        "command": command,
-    }
 
 
 def resolve_profile(name: str, device: str | None = None, sysfs_root: str = "/") -> tuple[Profile, str]:
@@ -461,7 +413,7 @@ def characterization_ablation(characterization: Characterization) -> dict[str, A
         if figs:
             series.append({"label": label, "x": [int(f.params["chunk"]) for f in figs],
                            "y": [f.median for f in figs],
-                           "spread": [(f.max - f.min) / 2 for f in figs]})
+                           "interval": [list(Samples.of(f.samples).interval) for f in figs]})
     if not series:
         return None
     return {"name": "Characterisation: copy bandwidth by chunk size",
@@ -472,43 +424,23 @@ def characterization_ablation(characterization: Characterization) -> dict[str, A
 # Targets and ablations from the same-run benchmarks (harness.benchmarks)
 
 
-def _half_range(values: Sequence[float]) -> float:
-    return (max(values) - min(values)) / 2 if values else 0.0
-
-
-_ABS_UNITS = {"order2_mib_s": "MiB/s", "batches_per_s": "batches/s", "p99_commit_latency_us": "µs"}
-
-
-def summary_targets(checks: Sequence[benchmarks.TargetCheck],
-                    results: Mapping[str, benchmarks.Result]) -> list[dict[str, Any]]:
-    """Summary ``targets`` from :func:`harness.benchmarks.target_checks`: a ratio's spread is
-    half its min-max range; a target that was asked for but not measured fails with 0."""
+def summary_targets(checks: Sequence[benchmarks.TargetCheck]) -> list[dict[str, Any]]:
+    """Summary ``targets``: each judged target as it was computed (verdict, interval, n)."""
     out = []
     for c in checks:
-        ratio = c.description.startswith("ratio")
-        source = results.get(benchmarks.RATIO_RESULTS.get(c.id, ""))
-        if c.id == "per_scanner_vs_mutex":
-            source = next((r for k, r in results.items() if k.startswith("per_scanner_vs_mutex_b")
-                           and c.measured is not None and isinstance(r, benchmarks.Ratio)
-                           and r.median == c.measured), None)
-        label = source.description if source is not None else c.description
-        name = f"{c.id}: {label}" + ("" if c.measured is not None else " (not measured)")
-        item: dict[str, Any] = {
-            "name": name, "kind": "ratio" if ratio else "absolute",
-            "measured": float(c.measured) if c.measured is not None else 0.0,
-            "target": float(c.target), "comparison": ">=" if c.kind == "min" else "<=", "ok": bool(c.ok),
-        }
-        if isinstance(source, benchmarks.Ratio):
-            item["spread"] = _half_range(source.ratios)
-        if not ratio:
-            item["unit"] = _ABS_UNITS.get(c.id, "")
+        d = c.to_dict()
+        item = {k: d[k] for k in ("name", "kind", "verdict", "reason", "measured", "interval",
+                                  "n", "bound", "comparison", "ok", "unit", "description")}
+        if c.samples is not None:
+            item["samples"] = list(c.samples.values)
         out.append(item)
     return out
 
 
 def _series(label: str, x: list[float | str], samples: Sequence[Sequence[float]]) -> dict[str, Any]:
-    return {"label": label, "x": x, "y": [float(statistics.median(s)) for s in samples],
-            "spread": [_half_range(s) for s in samples]}
+    stats = [Samples.of(s) for s in samples]
+    return {"label": label, "x": x, "y": [s.median for s in stats],
+            "interval": [list(s.interval) for s in stats]}
 
 
 def summary_ablations(results: Mapping[str, benchmarks.Result]) -> list[dict[str, Any]]:
@@ -564,19 +496,12 @@ def summary_ablations(results: Mapping[str, benchmarks.Result]) -> list[dict[str
     return out
 
 
-_TO_SECONDS: dict[str, Callable[[float], float]] = {
-    "MiB/s": lambda v: 1.0 / v,  # seconds per MiB
-    "batches/s": lambda v: 1.0 / v,  # seconds per batch
-    "ns/line": lambda v: v * 1e-9,  # seconds per line
-}
-
-
 def benchmark_items(results: Mapping[str, benchmarks.Result]) -> list[dict[str, Any]]:
     """pytest-benchmark items (seconds per unit of work) for each side of each comparison."""
     out = []
     sides: list[tuple[str | None, Sequence[float]]]
     for key, r in results.items():
-        convert = _TO_SECONDS.get(r.unit)
+        convert = benchmarks.SECONDS_PER_UNIT.get(r.unit)
         if convert is None:
             continue
         sides = ([(r.a_label, r.a), (r.b_label, r.b)] if isinstance(r, benchmarks.Ratio)
@@ -681,16 +606,28 @@ def log_run_items(runs: Mapping[str, list[LogResult]]) -> list[dict[str, Any]]:
 # The verdict and the run directory
 
 
+def target_fails(target: Mapping[str, Any], strict: bool) -> bool:
+    """MISSED fails a run; INCONCLUSIVE fails only a ``--strict`` one."""
+    verdict = target.get("verdict", "MET" if target.get("ok") else "MISSED")
+    return bool(verdict == "MISSED" or (strict and verdict == "INCONCLUSIVE"))
+
+
 def verdict_section(checks: list[dict[str, Any]], targets: list[dict[str, Any]],
                     calibration: list[dict[str, Any]], faults: list[dict[str, Any]],
-                    where: str) -> dict[str, Any]:
+                    where: str, *, strict: bool = False) -> dict[str, Any]:
+    """PASS when every check passed, no target was MISSED (nor INCONCLUSIVE when ``strict``),
+    every calibration item is within tolerance and every planted fault was caught."""
     failed_checks = [c["id"] for c in checks if not c["ok"]]
-    failed_targets = [t["name"] for t in targets if not t["ok"]]
+    failed_targets = [t["name"] for t in targets if target_fails(t, strict)]
+    inconclusive = [t["name"] for t in targets if t.get("verdict") == "INCONCLUSIVE"]
     failed_cal = [c["name"] for c in calibration if c["status"] == "fail"]
     missed = [f["name"] for f in faults if not f["caught"]]
     failed = failed_checks + failed_targets + failed_cal + missed
+    met = sum(t.get("verdict") == "MET" for t in targets)
+    note = (f" ({len(inconclusive)} inconclusive{', failing under --strict' if strict else ''})"
+            if inconclusive else "")
     if not failed:
-        summary = (f"all {len(checks)} checks passed, {len(targets)} target(s) met, "
+        summary = (f"all {len(checks)} checks passed, {met} of {len(targets)} target(s) met{note}, "
                    f"{sum(c['status'] == 'pass' for c in calibration)} calibration item(s) within tolerance, "
                    f"{len(faults)} planted fault(s) caught on {where}")
     else:
@@ -698,13 +635,17 @@ def verdict_section(checks: list[dict[str, Any]], targets: list[dict[str, Any]],
         if failed_checks:
             parts.append(f"{len(failed_checks)} of {len(checks)} checks failed")
         if failed_targets:
-            parts.append(f"{len(failed_targets)} of {len(targets)} target(s) missed")
+            parts.append(f"{len(failed_targets)} of {len(targets)} target(s) "
+                         f"{'missed or inconclusive (--strict)' if strict else 'missed'}")
+        elif inconclusive:
+            parts.append(f"{len(inconclusive)} target(s) inconclusive")
         if failed_cal:
             parts.append(f"{len(failed_cal)} calibration item(s) out of tolerance")
         if missed:
             parts.append(f"{len(missed)} planted fault(s) not caught")
         summary = ", ".join(parts) + f" on {where}"
-    return {"ok": not failed, "failed": failed, "summary": summary}
+    return {"ok": not failed, "failed": failed, "summary": summary, "inconclusive": inconclusive,
+            "strict": strict}
 
 
 def _unique_dir(root: Path, name: str) -> Path:
@@ -812,7 +753,8 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
     chosen = {label: representative(results) for label, results in runs.items()}
 
     say("same-run ratio benchmarks and the seed's ablations")
-    results = benchmarks.run_suite(profile, quick=quick, device=device_arg, allow_destructive=consent)
+    results = benchmarks.run_suite(profile, quick=quick, device=device_arg, allow_destructive=consent,
+                                   progress=lambda name: say(f"  measuring {name}"))
     target_list = benchmarks.target_checks(profile, results)
 
     n_model = 4 if quick else 12
@@ -828,14 +770,14 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
     faults, fault_check = fault_sections(catalogue)
     checks = ordering + flush_fence_checks(model) + [fault_check]
     calibration = calibration_items(character)
-    targets = summary_targets(target_list, results)
+    targets = summary_targets(target_list)
     ablations = summary_ablations(results)
     copy_chart = characterization_ablation(character)
     if copy_chart is not None:
         ablations.append(copy_chart)
     device = device_section(profile, options.device, region_info, options.sysfs_root, profile_reason)
     where = device["path"] or f"{device['backend']} memory"
-    verdict = verdict_section(checks, targets, calibration, faults, where)
+    verdict = verdict_section(checks, targets, calibration, faults, where, strict=options.strict)
     summary: dict[str, Any] = {
         "schema": SCHEMA_ID,
         "meta": meta_section(options.command or "cxl-harness run", started),
@@ -851,7 +793,7 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
     }
 
     # Raw files next to the summary.
-    suite = benchmarks.pyperf_suite(results, {"profile": profile.name})
+    suite = benchmarks.pyperf_suite(results, {"profile": profile.name, **benchmarks.run_metadata()})
     for bench in log_run_pyperf(runs, {"profile": profile.name}):
         suite.add_benchmark(bench)
     raw: dict[str, tuple[str, Any]] = {

@@ -28,11 +28,11 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -312,20 +312,35 @@ class ReportRecorder:
         self.session.checks.append({"id": check_id, "name": name, "group": group, "ok": bool(ok),
                                     "detail": detail, "counterexamples": list(counterexamples or [])})
 
-    def add_target(self, name: str, measured: float, target: float, *, comparison: str = ">=",
-                   kind: str = "ratio", unit: str = "", spread: float | None = None) -> bool:
-        """A throughput/latency target; returns whether it was met."""
+    def add_target(self, name: str, measured: float | None, target: float, *,
+                   comparison: str = ">=", kind: str = "ratio", unit: str = "",
+                   samples: Sequence[float] | None = None, precision: float = 0.03) -> bool:
+        """A throughput/latency target; returns whether it was MET. With ``samples`` it is
+        judged on their 95% interval (MET / MISSED / INCONCLUSIVE, harness.stats.judge);
+        a single ``measured`` value has no interval and is judged as it stands."""
+        from harness.stats import Samples, Verdict, judge
+
         if comparison not in (">=", "<="):
             raise ValueError("comparison is '>=' or '<='")
-        ok = measured >= target if comparison == ">=" else measured <= target
-        item: dict[str, Any] = {"name": name, "kind": kind, "measured": float(measured), "target": float(target),
-                                "comparison": comparison, "ok": bool(ok)}
-        if unit:
-            item["unit"] = unit
-        if spread is not None:
-            item["spread"] = float(spread)
+        side: Literal["min", "max"] = "min" if comparison == ">=" else "max"
+        item: dict[str, Any] = {"name": name, "kind": kind, "bound": float(target),
+                                "comparison": comparison, "unit": unit}
+        if samples:
+            st = Samples.of(samples)
+            j = judge(st, float(target), side, precision=precision)
+            item.update(verdict=j.verdict.value, reason=j.reason, measured=st.median,
+                        interval=list(st.interval), n=st.n, samples=list(st.values))
+        elif measured is None:
+            item.update(verdict=Verdict.MISSED.value, reason="not measured", measured=None,
+                        interval=None, n=0)
+        else:
+            met = measured >= target if side == "min" else measured <= target
+            item.update(verdict=(Verdict.MET if met else Verdict.MISSED).value,
+                        reason="one value, no interval", measured=float(measured),
+                        interval=None, n=1)
+        item["ok"] = item["verdict"] == Verdict.MET.value
         self.session.targets.append(item)
-        return bool(ok)
+        return bool(item["ok"])
 
 
 @pytest.fixture
@@ -405,10 +420,10 @@ class _ReportPlugin:
 
 
 def session_summary(state: CxlSession, config: pytest.Config) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``cxl-harness-summary/1`` document of a pytest session, and its raw data."""
+    """The ``cxl-harness-summary/2`` document of a pytest session, and its raw data."""
+    from harness.machine import meta_section
     from harness.mainjob import (
         device_section,
-        meta_section,
         ordering_checks,
         profile_section,
         run_entry,

@@ -102,6 +102,17 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class Measurement:
+    """How benchmark samples are taken (see harness.stats.Plan)."""
+
+    min_sample_ms: float = 200.0
+    precision_pct: float = 3.0
+    min_pairs: int = 6
+    max_pairs: int = 40
+    budget_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -112,6 +123,7 @@ class Profile:
     targets: Targets
     workload: Workload
     source: str  # the file it was loaded from
+    measurement: Measurement = Measurement()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -340,7 +352,16 @@ def _build(doc: Mapping[str, Any], source: Path) -> Profile:
         ),
         workload=Workload(**doc["workload"]),
         source=str(source),
+        measurement=_measurement(doc.get("measurement", {}), source),
     )
+
+
+def _measurement(doc: Mapping[str, Any], source: Path) -> Measurement:
+    m = Measurement(**doc)
+    if m.max_pairs < m.min_pairs:
+        raise ProfileError(f"profile {source}: measurement.max_pairs: {m.max_pairs} is below "
+                           f"min_pairs {m.min_pairs} (set max_pairs >= min_pairs)")
+    return m
 
 
 def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> Profile:

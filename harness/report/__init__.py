@@ -1,6 +1,6 @@
 """The self-contained HTML report of a harness run.
 
-- :mod:`harness.report.summary`: the ``summary.json`` format (``cxl-harness-summary/1``),
+- :mod:`harness.report.summary`: the ``summary.json`` format (``cxl-harness-summary/2``),
   its JSON schema, loading and validation.
 - :mod:`harness.report.charts`: matplotlib charts as inline SVG.
 - :mod:`harness.report.render`: :func:`render_report` writes ``index.html``.

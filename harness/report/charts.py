@@ -202,9 +202,17 @@ def latency_cdf_chart(runs: Sequence[Run]) -> str | None:
         return figure_to_svg(fig, name="latency-cdf", title="Latency cumulative distribution")
 
 
+def _yerr(ys: Sequence[float], interval: Sequence[Sequence[float]] | None) -> list[list[float]] | None:
+    """matplotlib's asymmetric error (below, above) from [low, high] intervals."""
+    if not interval:
+        return None
+    return [[max(0.0, y - lo) for y, (lo, _) in zip(ys, interval)],
+            [max(0.0, hi - y) for y, (_, hi) in zip(ys, interval)]]
+
+
 def ablation_chart(ablation: Ablation, index: int) -> str | None:
-    """One ablation: lines with +/- spread error bars when x is numeric, grouped bars with
-    error bars when x is categorical."""
+    """One ablation: lines when x is numeric, grouped bars when x is categorical; each point
+    is a median and its error bar the 95% interval of that median."""
     series = [s for s in ablation["series"] if s["y"]]
     if not series:
         return None
@@ -216,7 +224,7 @@ def ablation_chart(ablation: Ablation, index: int) -> str | None:
         if numeric:
             for s_index, s in enumerate(series):
                 ax.errorbar(
-                    [float(x) for x in s["x"]], s["y"], yerr=s.get("spread"), label=s["label"],
+                    [float(x) for x in s["x"]], s["y"], yerr=_yerr(s["y"], s.get("interval")), label=s["label"],
                     color=PALETTE[s_index % len(PALETTE)], marker="o", markersize=4, linewidth=1.6,
                     capsize=3, elinewidth=1.0,
                 )
@@ -234,8 +242,8 @@ def ablation_chart(ablation: Ablation, index: int) -> str | None:
                 pos = {str(x): i for i, x in enumerate(s["x"])}
                 xs = [c_index - 0.4 + width * (s_index + 0.5) for c_index, c in enumerate(categories) if c in pos]
                 ys = [s["y"][pos[c]] for c in categories if c in pos]
-                spread = s.get("spread")
-                err = [spread[pos[c]] for c in categories if c in pos] if spread else None
+                iv = s.get("interval")
+                err = _yerr(ys, [iv[pos[c]] for c in categories if c in pos] if iv else None)
                 ax.bar(
                     xs, ys, width * 0.92, yerr=err, capsize=3, label=s["label"],
                     color=PALETTE[s_index % len(PALETTE)], error_kw={"elinewidth": 1.0},

@@ -1,4 +1,4 @@
-"""Render a run summary (``cxl-harness-summary/1``) into one self-contained HTML page.
+"""Render a run summary (``cxl-harness-summary/2``) into one self-contained HTML page.
 
 The page needs nothing but itself: CSS is inline, charts are inline SVG drawn by
 matplotlib, there is no script, font, image or stylesheet to fetch. Links to the raw JSON
@@ -22,6 +22,7 @@ import jinja2
 from markupsafe import Markup
 
 import harness
+from harness.stats import compare_samples
 from harness.report import charts
 from harness.report.summary import CHECK_GROUPS, SUMMARY_FILENAME, Summary, validate_summary
 
@@ -144,24 +145,27 @@ class Delta:
 
     previous: float
     pct: float | None
-    # "better", "worse" or "same" (|change| < 0.5 %), judged by ``higher_is_better``.
+    # "better" / "worse": a significant change (Mann-Whitney U at alpha 0.05, and more than
+    # the noise threshold); "same": tested and not significant; "untested": one value on
+    # either side, so no test is possible and no colour is given.
     trend: str
+    test: str = ""
 
 
-def delta(current: float | None, previous: float | None, *, higher_is_better: bool) -> Delta | None:
+def delta(current: float | None, previous: float | None, *, higher_is_better: bool,
+          samples: Sequence[float] | None = None,
+          previous_samples: Sequence[float] | None = None) -> Delta | None:
+    """The change from an earlier figure; significant only when both sides have samples and
+    a two-sided Mann-Whitney U test says so (:func:`harness.stats.compare_samples`)."""
     if current is None or previous is None:
         return None
-    if previous == 0:
-        pct = None if current != 0 else 0.0
-    else:
-        pct = (current - previous) / abs(previous) * 100.0
-    if pct is None:
-        trend = "better" if (current > 0) == higher_is_better else "worse"
-    elif abs(pct) < 0.5:
-        trend = "same"
-    else:
-        trend = "better" if (pct > 0) == higher_is_better else "worse"
-    return Delta(previous=float(previous), pct=pct, trend=trend)
+    pct = None if previous == 0 else (current - previous) / abs(previous) * 100.0
+    if samples and previous_samples and len(samples) >= 2 and len(previous_samples) >= 2:
+        change = compare_samples("", previous_samples, samples, higher_is_better=higher_is_better)
+        trend = "same" if change.better is None else ("better" if change.better else "worse")
+        return Delta(previous=float(previous), pct=pct, trend=trend, test=change.text)
+    return Delta(previous=float(previous), pct=pct, trend="untested",
+                 test="one value on a side: no significance test possible")
 
 
 @dataclass(frozen=True)
@@ -271,12 +275,16 @@ def build_context(
                  cal["status"] == "fail")
     for index, tgt in enumerate(summary["targets"]):
         unit = "×" if tgt["kind"] == "ratio" else (f" {tgt['unit']}" if tgt["unit"] else "")
+        measured = "not measured" if tgt["measured"] is None else f"median {fmt_num(tgt['measured'])}{unit}"
+        if tgt["interval"]:
+            measured += f" [{fmt_num(tgt['interval'][0])}, {fmt_num(tgt['interval'][1])}], n={tgt['n']}"
         detail = (
-            f"measured {fmt_num(tgt['measured'])}{unit}, "
-            f"required {'≥' if tgt['comparison'] == '>=' else '≤'} {fmt_num(tgt['target'])}{unit}"
+            f"{tgt['verdict']}: {measured}, "
+            f"required {'≥' if tgt['comparison'] == '>=' else '≤'} {fmt_num(tgt['bound'])}{unit}"
         )
         register((tgt["name"],), FailedItem(tgt["name"], "target", target_anchor[index], detail, True),
-                 not tgt["ok"])
+                 tgt["verdict"] == "MISSED" or (tgt["verdict"] == "INCONCLUSIVE"
+                                                and bool(summary["verdict"]["strict"])))
     for index, fault in enumerate(summary["faults"]):
         detail = "not caught by any check" if not fault["caught"] else f"caught by {fault['by']}"
         register((fault["name"],), FailedItem(fault["name"], "fault", fault_anchor[index], detail, True),
@@ -316,7 +324,7 @@ def build_context(
 
     stats = {
         "checks": (sum(c["ok"] for c in summary["checks"]), len(summary["checks"])),
-        "targets": (sum(t["ok"] for t in summary["targets"]), len(summary["targets"])),
+        "targets": (sum(t["verdict"] == "MET" for t in summary["targets"]), len(summary["targets"])),
         "calibration": (
             sum(c["status"] == "pass" for c in summary["calibration"]),
             sum(c["status"] != "no-expectation" for c in summary["calibration"]),
@@ -354,6 +362,8 @@ def build_context(
                 tgt["measured"],
                 prev_targets[tgt["name"]]["measured"] if tgt["name"] in prev_targets else None,
                 higher_is_better=tgt["comparison"] == ">=",
+                samples=tgt.get("samples"),
+                previous_samples=prev_targets[tgt["name"]].get("samples") if tgt["name"] in prev_targets else None,
             ),
         }
         for index, tgt in enumerate(summary["targets"])

@@ -2,10 +2,10 @@
 
 A run of the harness writes one ``summary.json`` next to ``pyperf.json`` and
 ``benchmark.json``; :mod:`harness.report.render` turns it into the HTML report. The file
-format is ``cxl-harness-summary/1``:
+format is ``cxl-harness-summary/2``:
 
 ``schema``
-    The literal ``"cxl-harness-summary/1"`` (required).
+    The literal ``"cxl-harness-summary/2"`` (required).
 ``meta``
     Who ran what, where: ``started``/``finished`` (ISO 8601), ``host``, ``kernel``, ``cpu``,
     ``flush_instruction``, ``package_version``, ``git_revision``, ``command``.
@@ -31,12 +31,15 @@ format is ``cxl-harness-summary/1``:
     ``batches_per_s``, ``elapsed_s``, ``latency_ns`` (``p50``, ``p99``, ``p999``), optional
     ``latency_cdf`` (``[[ns, fraction], ...]``, fraction ascending in [0, 1]) and ``region``.
 ``ablations``
-    ``name``, ``x_label``, ``unit``, ``series`` (``label``, ``x``, ``y``, optional ``spread``:
-    the symmetric +/- error of each point, same unit as ``y``). ``x`` values are numbers
-    (drawn as lines) or strings (drawn as grouped bars).
+    ``name``, ``x_label``, ``unit``, ``series`` (``label``, ``x``, ``y`` (medians), optional
+    ``interval``: the 95% interval ``[low, high]`` of each point's median, same unit as ``y``,
+    drawn as the error bar). ``x`` values are numbers (drawn as lines) or strings (grouped bars).
 ``targets``
-    ``name``, ``kind`` (``ratio`` | ``absolute``), ``measured``, ``target``, ``comparison``
-    (``>=`` | ``<=``), ``ok``, optional ``spread`` (+/- on ``measured``) and ``unit``.
+    ``name``, ``kind`` (``ratio`` | ``absolute``), ``verdict`` (``MET`` | ``MISSED`` |
+    ``INCONCLUSIVE``), ``reason``, ``measured`` (the median, null when not measured),
+    ``interval`` (95% ``[low, high]`` or null), ``n``, ``bound``, ``comparison`` (``>=`` |
+    ``<=``), ``ok`` (verdict is MET), ``unit``, optional ``description`` and ``samples`` (what
+    the interval was computed from; ``--compare`` tests a change on them).
 ``faults``
     The fault catalogue: ``name``, ``caught``, ``by`` (check/rule id), ``diagnostic``.
 ``files``
@@ -60,7 +63,8 @@ import jsonschema
 
 from harness.errors import HarnessError
 
-SCHEMA_ID = "cxl-harness-summary/1"
+SCHEMA_ID = "cxl-harness-summary/2"
+PREVIOUS_SCHEMA_ID = "cxl-harness-summary/1"  # read, upgraded on load (for --compare)
 SUMMARY_FILENAME = "summary.json"
 
 CHECK_GROUPS: tuple[str, ...] = ("ordering", "flush-fence", "faults", "targets")
@@ -68,7 +72,7 @@ CALIBRATION_STATUSES: tuple[str, ...] = ("pass", "fail", "no-expectation")
 
 
 class SummaryError(HarnessError):
-    """A run summary cannot be read or does not follow ``cxl-harness-summary/1``."""
+    """A run summary cannot be read or does not follow ``cxl-harness-summary/2``."""
 
 
 # --------------------------------------------------------------------------- data model
@@ -90,6 +94,8 @@ class Verdict(TypedDict):
     ok: bool
     failed: NotRequired[list[str]]
     summary: NotRequired[str]
+    inconclusive: NotRequired[list[str]]
+    strict: NotRequired[bool]
 
 
 class Device(TypedDict, total=False):
@@ -163,7 +169,7 @@ class Series(TypedDict):
     label: str
     x: list[float | str]
     y: list[float]
-    spread: NotRequired[list[float] | None]
+    interval: NotRequired[list[list[float]] | None]
 
 
 class Ablation(TypedDict):
@@ -176,12 +182,17 @@ class Ablation(TypedDict):
 class Target(TypedDict):
     name: str
     kind: Literal["ratio", "absolute"]
-    measured: float
-    target: float
+    verdict: Literal["MET", "MISSED", "INCONCLUSIVE"]
+    reason: NotRequired[str]
+    measured: float | None
+    interval: NotRequired[list[float] | None]
+    n: NotRequired[int]
+    bound: float
     comparison: Literal[">=", "<="]
     ok: bool
-    spread: NotRequired[float | None]
     unit: NotRequired[str]
+    description: NotRequired[str]
+    samples: NotRequired[list[float]]
 
 
 class Fault(TypedDict):
@@ -246,6 +257,8 @@ SUMMARY_SCHEMA: dict[str, Any] = {
                 "ok": {"type": "boolean"},
                 "failed": {"type": "array", "items": _STR},
                 "summary": _STR,
+                "inconclusive": {"type": "array", "items": _STR},
+                "strict": {"type": "boolean"},
             },
         },
         "device": {
@@ -361,7 +374,9 @@ SUMMARY_SCHEMA: dict[str, Any] = {
                                 "label": _STR,
                                 "x": {"type": "array", "items": {"type": ["number", "string"]}},
                                 "y": {"type": "array", "items": _NUM},
-                                "spread": {"type": ["array", "null"], "items": _NONNEG},
+                                "interval": {"type": ["array", "null"],
+                                             "items": {"type": "array", "items": _NUM,
+                                                       "minItems": 2, "maxItems": 2}},
                             },
                         },
                     },
@@ -372,16 +387,22 @@ SUMMARY_SCHEMA: dict[str, Any] = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["name", "kind", "measured", "target", "comparison", "ok"],
+                "required": ["name", "kind", "verdict", "measured", "bound", "comparison", "ok"],
                 "properties": {
                     "name": _STR,
                     "kind": {"enum": ["ratio", "absolute"]},
-                    "measured": _NUM,
-                    "target": _NUM,
+                    "verdict": {"enum": ["MET", "MISSED", "INCONCLUSIVE"]},
+                    "reason": _STR,
+                    "measured": {"type": ["number", "null"]},
+                    "interval": {"type": ["array", "null"], "items": _NUM,
+                                 "minItems": 2, "maxItems": 2},
+                    "n": _INT,
+                    "bound": _NUM,
                     "comparison": {"enum": [">=", "<="]},
                     "ok": {"type": "boolean"},
-                    "spread": {"type": ["number", "null"], "minimum": 0},
                     "unit": _STR,
+                    "description": _STR,
+                    "samples": {"type": "array", "items": _NUM},
                 },
             },
         },
@@ -430,7 +451,7 @@ def _where(path: Any) -> str:
 
 
 def schema_errors(data: Any) -> list[str]:
-    """Every way ``data`` breaks ``cxl-harness-summary/1``, one readable line each
+    """Every way ``data`` breaks ``cxl-harness-summary/2``, one readable line each
     (``runs[0].throughput_mib_s: 'fast' is not of type 'number'``); empty when valid."""
     errors = sorted(_VALIDATOR.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     lines = [f"{_where(err.absolute_path)}: {err.message}" for err in errors]
@@ -460,9 +481,9 @@ def _semantic_errors(data: dict[str, Any]) -> list[str]:
             n_x, n_y = len(series["x"]), len(series["y"])
             if n_x != n_y:
                 lines.append(f"{where}: x has {n_x} values but y has {n_y}")
-            spread = series.get("spread")
-            if spread is not None and len(spread) != n_y:
-                lines.append(f"{where}: spread has {len(spread)} values but y has {n_y}")
+            interval = series.get("interval")
+            if interval is not None and len(interval) != n_y:
+                lines.append(f"{where}: interval has {len(interval)} values but y has {n_y}")
     for r_index, run in enumerate(data.get("runs", [])):
         cdf = run.get("latency_cdf") or []
         for p_index in range(1, len(cdf)):
@@ -490,6 +511,8 @@ def normalize_summary(data: dict[str, Any]) -> Summary:
     verdict = out["verdict"]
     verdict.setdefault("failed", [])
     verdict.setdefault("summary", "")
+    verdict.setdefault("inconclusive", [])
+    verdict.setdefault("strict", False)
     for item in out["calibration"]:
         item.setdefault("expected", None)
     for check in out["checks"]:
@@ -503,18 +526,40 @@ def normalize_summary(data: dict[str, Any]) -> Summary:
         ablation.setdefault("x_label", "")
         ablation.setdefault("unit", "")
         for series in ablation["series"]:
-            series.setdefault("spread", None)
+            series.setdefault("interval", None)
     for target in out["targets"]:
-        target.setdefault("spread", None)
+        target.setdefault("interval", None)
         target.setdefault("unit", "")
+        target.setdefault("reason", "")
+        target.setdefault("n", 0)
     for fault in out["faults"]:
         fault.setdefault("by", None)
         fault.setdefault("diagnostic", "")
     return cast(Summary, out)
 
 
+def upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A ``cxl-harness-summary/1`` document in the /2 shape: a target's ``target`` becomes its
+    ``bound``, its verdict is MET or MISSED from ``ok`` (v1 judged medians, so no interval is
+    known), and a series' symmetric ``spread`` becomes an interval around ``y``."""
+    out = copy.deepcopy(data)
+    out["schema"] = SCHEMA_ID
+    for t in out.get("targets") or []:
+        if isinstance(t, dict):
+            t["bound"] = t.pop("target", 0.0)
+            t.pop("spread", None)
+            t.setdefault("verdict", "MET" if t.get("ok") else "MISSED")
+            t.setdefault("reason", "judged on the median alone (summary format 1)")
+    for ab in out.get("ablations") or []:
+        for series in (ab.get("series") or []) if isinstance(ab, dict) else []:
+            spread = series.pop("spread", None) if isinstance(series, dict) else None
+            if spread is not None and isinstance(series.get("y"), list):
+                series["interval"] = [[y - e, y + e] for y, e in zip(series["y"], spread)]
+    return out
+
+
 def validate_summary(data: Any, *, source: str = "summary") -> Summary:
-    """Check ``data`` against ``cxl-harness-summary/1`` and return it normalised.
+    """Check ``data`` against ``cxl-harness-summary/2`` and return it normalised.
 
     Raises :class:`SummaryError` listing every problem (path inside the document and what
     is wrong), prefixed by ``source`` (usually the file name)."""
@@ -523,6 +568,8 @@ def validate_summary(data: Any, *, source: str = "summary") -> Summary:
             f"{source}: a run summary is a JSON object, got {type(data).__name__}",
             f"write a {SCHEMA_ID} object (see harness/report/summary.py)",
         )
+    if data.get("schema") == PREVIOUS_SCHEMA_ID:
+        data = upgrade_v1(data)
     if "schema" in data and data["schema"] != SCHEMA_ID:
         raise SummaryError(
             f"{source}: schema is {data['schema']!r}, this harness reads {SCHEMA_ID!r}",
