@@ -57,6 +57,10 @@ uint64_t cxl_bench_fence_calls(uint64_t iters);
 uint64_t cxl_bench_inval_calls(const void *buf, uint64_t lines, uint64_t iters);
 uint64_t cxl_bench_store_flush_fence(void *buf, uint64_t lines, uint64_t lines_per_fence,
                                      uint64_t iters);
+/* Write `bytes` into dst in `chunk`-byte copies whose source cycles through a small (cache
+ * resident) buffer, as the log's publishers copy from their payload pool; ns for `iters`. */
+uint64_t cxl_bench_write(void *dst, uint64_t bytes, const void *src, uint64_t src_bytes,
+                         uint64_t chunk, int nt, uint64_t iters);
 uint64_t cxl_bench_copy(void *dst, const void *src, uint64_t bytes, uint64_t chunk, int nt,
                         uint64_t iters);
 uint64_t cxl_bench_pointer_chase(void *buf, uint64_t bytes, uint64_t steps, uint64_t seed);

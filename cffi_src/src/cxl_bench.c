@@ -77,6 +77,27 @@ uint64_t cxl_bench_copy(void *dst, const void *src, uint64_t bytes, uint64_t chu
     return cxl_now_ns() - t0;
 }
 
+uint64_t cxl_bench_write(void *dst, uint64_t bytes, const void *src, uint64_t src_bytes,
+                         uint64_t chunk, int nt, uint64_t iters) {
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+    if (chunk == 0 || chunk > bytes) chunk = bytes;
+    if (chunk > src_bytes) chunk = src_bytes;
+    if (chunk == 0) return 0;
+    uint64_t t0 = cxl_now_ns();
+    for (uint64_t it = 0; it < iters; it++) {
+        uint64_t from = 0;
+        for (uint64_t off = 0; off + chunk <= bytes; off += chunk) {
+            if (from + chunk > src_bytes) from = 0;
+            if (nt) cxl_copy_in_nt(d + off, s + from, chunk);
+            else cxl_copy_in(d + off, s + from, chunk);
+            from += chunk;
+        }
+        if (nt) cxl_sfence();
+    }
+    return cxl_now_ns() - t0;
+}
+
 /* Idle load latency: a random cyclic permutation of lines, each load depends on the last. */
 uint64_t cxl_bench_pointer_chase(void *buf, uint64_t bytes, uint64_t steps, uint64_t seed) {
     uint64_t n = bytes / CXL_LINE;
