@@ -356,3 +356,15 @@ def compare_samples(name: str, old: Sequence[float], new: Sequence[float], *,
     else:
         text = f"{pct:+.1%} no significant change (p={p:.2f}, threshold {threshold:.0%})"
     return Change(name, o.median, n.median, pct, p, sig, better, text)
+
+
+def settle(measure: Callable[[Plan], Any], verdict_of: Callable[[Any], Verdict], plan: Plan, *,
+           factor: float = 3.0) -> tuple[Any, Plan]:
+    """Measure with ``plan``; when the verdict is INCONCLUSIVE, measure once more with a
+    budget ``factor`` times longer. Returns the last result and the plan it used: a caller
+    that still sees INCONCLUSIVE reports (or skips) with the reason, never guesses."""
+    result = measure(plan)
+    if verdict_of(result) is Verdict.INCONCLUSIVE:
+        plan = plan.scaled(factor)
+        result = measure(plan)
+    return result, plan

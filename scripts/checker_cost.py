@@ -11,7 +11,7 @@ import statistics
 import time
 from dataclasses import replace
 
-from harness.benchmarks import interleave
+from harness.stats import Plan, Sampler, Samples, Timed, measure_pairs
 from harness.history import check_history
 from harness.invariants import history_from_records
 from harness.log import LogConfig, LogHandle, format_region, layout_size, run_log
@@ -22,11 +22,16 @@ def verification_cost() -> None:
     on = LogConfig(order=2, brokers=4, subscribers=1, msg_size=1024, batch_bytes=64 << 10,
                    total_bytes=256 << 20, record=False)
     off = replace(on, verify=False)
-    xs, ys = interleave(lambda: run_log(on, check_history=False).elapsed_s,
-                        lambda: run_log(off, check_history=False).elapsed_s, 5)
     msgs = on.total_batches * on.msgs_per_batch
-    per = (statistics.median(xs) - statistics.median(ys)) / msgs * 1e9
-    print(f"payload verification: {per:.1f} ns per 1 KiB message ({per:.0f} ms per million)")
+
+    def side(cfg: LogConfig) -> Sampler:
+        return Sampler(lambda: Timed(msgs, run_log(cfg, check_history=False).elapsed_s), "cost")
+
+    # seconds per message with verification minus without, per interleaved pair
+    p = measure_pairs(side(on), side(off), Plan(min_pairs=8), ratio=lambda x, y: (x - y) * 1e9)
+    per = Samples.of(p.ratios)
+    print(f"payload verification: {per.text('.1f')} ns per 1 KiB message "
+          f"({per.median:.0f} ms per million)")
 
 
 def validator_cost() -> None:

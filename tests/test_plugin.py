@@ -200,7 +200,8 @@ def test_session_report_from_what_the_tests_ran(pytester: pytest.Pytester) -> No
     assert "passed in all 3 run(s)" in checks["order.dense-sequence"]["detail"]  # Order 2 only
     # The lab's target, missed; and the verdict names both failures.
     target = summary["targets"][0]
-    assert target["name"] == "made-up ratio" and target["ok"] is False and target["target"] == 1000.0
+    assert target["name"] == "made-up ratio" and target["ok"] is False and target["bound"] == 1000.0
+    assert target["verdict"] == "MISSED" and target["reason"] == "one value, no interval" and target["n"] == 1
     assert set(summary["verdict"]["failed"]) == {"test:test_lab.py::test_broken", "made-up ratio"}
     assert summary["verdict"]["summary"].startswith("pytest: 2 passed, 1 failed, 0 skipped")
     assert summary["profile"]["name"] == "ci" and summary["device"]["backend"] == "emulated"

@@ -141,7 +141,7 @@ def test_validation_names_the_field(mutate: Any, expected: str) -> None:
     with pytest.raises(SummaryError) as info:
         validate_summary(summary, source="run/summary.json")
     message = str(info.value)
-    assert message.startswith("run/summary.json: not a valid cxl-harness-summary/1 summary")
+    assert message.startswith("run/summary.json: not a valid cxl-harness-summary/2 summary")
     assert re.search(expected, message), message
     assert "fix:" in message
 
@@ -294,14 +294,19 @@ def test_comparison_shows_previous_figures_and_deltas() -> None:
     # Throughput 9,210.6 now vs 10,083.5 before: -8.7 %, worse.
     row = text_of(html, "compare-run-order2-per-scanner")
     assert row.startswith("order2/per-scanner 9,211 10,084 -8.7 %")
-    assert re.search(r'<td class="num delta worse">-8\.7 %</td>', html)
-    # p99 latency 18.9 us now vs 14.2 us: +33.1 %, worse (lower is better).
+    # one run on each side: no significance test is possible, so no colour either way
+    assert re.search(r'<td class="num delta untested" title="one value on a side: no '
+                     r'significance test possible">-8\.7 %</td>', html)
+    # p99 latency 18.9 us now vs 14.2 us: +33.1 %, shown, not judged.
     assert "14.20 µs" in row and "+33.1 %" in row
-    # Shared-mutex Order 2 got faster: 3,512.4 vs 3,468.9 = +1.3 %, better.
-    assert re.search(r'<td class="num delta better">\+1\.3 %</td>', html)
-    # Targets: only the p99 target exists in both runs.
+    assert re.search(r'<td class="num delta untested"[^>]*>\+1\.3 %</td>', html)
+    assert 'class="num delta better"' not in html.split('id="runs-compare"')[1].split("</table>")[0]
+    # Targets carry their samples: only the p99 target exists in both runs, and its +33 %
+    # over 12 samples each is significant (Mann-Whitney), worse because lower is better.
     target = text_of(html, "target-order-2-p99-latency")
     assert "14,200" in target and "+33.1 %" in target
+    assert re.search(r'<td class="num delta worse" title="\+33\.1% significant \(Mann-Whitney '
+                     r'p=0\.000\)">\+33\.1 %</td>', html)
     assert "—" in text_of(html, "target-order-2-absolute-throughput")
     assert "Compared with an earlier run started 2025-11-24T09:12:03+00:00 at revision 3f9c2e1a7b" in text_of(html, "verdict")
     assert "Prev. MiB/s" in html and 'id="runs-compare"' in html
@@ -487,3 +492,30 @@ def test_undelivered_messages_are_flagged() -> None:
     assert 'id="run-order2-shared-mutex" class="failing"' in html
     assert "8,388,576 −32" in text_of(html, "run-order2-shared-mutex")
     assert 'id="run-order2-per-scanner" class="failing"' not in html
+
+
+def test_inconclusive_target_is_amber_with_its_reason_and_does_not_fail() -> None:
+    html = render_html(fixture("pass"))
+    row = text_of(html, "target-fence-amortised-header-straddling")
+    assert "INCONCLUSIVE" in row and "straddles the bound" in row
+    assert "0.982 [0.968, 0.996], n=12" in row
+    assert re.search(r'<span class="badge warn" data-verdict="INCONCLUSIVE">INCONCLUSIVE</span>', html)
+    assert 'data-verdict="pass"' in html  # the run still passes
+    strict = fixture("pass")
+    strict["verdict"].update(ok=False, strict=True, failed=["fence-amortised header (straddling)"])
+    page = render_html(strict)
+    assert 'data-verdict="fail"' in page and "INCONCLUSIVE: median 0.982" in text_of(page, "verdict")
+
+
+def test_format_1_summaries_are_upgraded_for_compare() -> None:
+    old = fixture("v1")
+    assert old["schema"] == "cxl-harness-summary/1" and "target" in old["targets"][0]
+    summary = validate_summary(old)
+    assert summary["schema"] == SCHEMA_ID
+    t = summary["targets"][0]
+    assert t["bound"] == old["targets"][0]["target"] and t["verdict"] == "MET" and t["interval"] is None
+    series = summary["ablations"][0]["series"][0]
+    y, e = old["ablations"][0]["series"][0]["y"][0], old["ablations"][0]["series"][0]["spread"][0]
+    assert series["interval"][0] == [y - e, y + e]
+    html = render_html(fixture("pass"), previous=old)  # compares without error
+    assert "Compared with an earlier run" in html

@@ -532,6 +532,7 @@ def normalize_summary(data: dict[str, Any]) -> Summary:
         target.setdefault("unit", "")
         target.setdefault("reason", "")
         target.setdefault("n", 0)
+        target.setdefault("description", "")
     for fault in out["faults"]:
         fault.setdefault("by", None)
         fault.setdefault("diagnostic", "")
