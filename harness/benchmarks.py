@@ -216,11 +216,15 @@ def _log_run(cfg: LogConfig, region: Region) -> LogResult:
 
 
 def log_sampler(cfg: LogConfig, region: Region, metric: str = "throughput_mib_s",
-                extra: dict[str, list[float]] | None = None) -> Sampler:
+                extra: dict[str, list[float]] | None = None,
+                notes: dict[str, Any] | None = None) -> Sampler:
     """Runs the log once per call; work is MiB (or batches) over the run's own elapsed time.
-    ``extra`` collects each run's batches/s and p99 commit latency."""
+    ``extra`` collects each run's batches/s and p99 commit latency, ``notes`` the last run's
+    role placement."""
     def once() -> Timed:
         res = _log_run(cfg, region)
+        if notes is not None:
+            notes["placement"] = res.placement
         if extra is not None:
             extra.setdefault("a_batches_per_s", []).append(res.batches_per_s)
             extra.setdefault("a_p99_us", []).append(res.latency.p99_ns / 1e3)
@@ -235,9 +239,12 @@ def log_ratio(name: str, description: str, cfg_a: LogConfig, cfg_b: LogConfig, r
     """Interleaved runs of two log configurations on the same region."""
     extra: dict[str, list[float]] = {}
     bextra: dict[str, list[float]] = {}
-    a, b = log_sampler(cfg_a, region, metric, extra), log_sampler(cfg_b, region, metric, bextra)
+    notes: dict[str, Any] = {}
+    a = log_sampler(cfg_a, region, metric, extra, notes)
+    b = log_sampler(cfg_b, region, metric, bextra)
     r = ratio_of(name, description, a, b, plan, a_label, b_label, unit,
                  params=_cfg_params(cfg_a, cfg_b), extra=extra)
+    r.params["placement"] = notes.get("placement", {})
     keep = len(r.ratios) * b.repeats
     r.extra["b_batches_per_s"] = bextra.get("a_batches_per_s", [])[-keep:]
     return r
@@ -751,6 +758,14 @@ def pyperf_suite(results: Mapping[str, Result], metadata: Mapping[str, Any] | No
             add(name, [to_s(v) for v in values if v > 0], f"{key}: {label} (seconds per "
                 f"{r.unit.split('/')[0]})")
     return pyperf.BenchmarkSuite(benches)
+
+
+def noise_warnings(state: dict[str, Any], results: Mapping[str, Result]) -> list[str]:
+    """pyperf-check style warnings from the machine's state and the results' own noise."""
+    from harness.noise import warnings
+
+    other = [x for r in results.values() for x in r.measurement.get("other_cpu_share", [])]
+    return warnings(state, spreads=[(r.name, r.spread) for r in results.values()], other_cpu=other)
 
 
 def run_metadata() -> dict[str, Any]:

@@ -23,6 +23,9 @@ from harness.region import Region, RegionInfo
 
 VARIANTS = {"per-scanner": 0, "shared-mutex": 1}
 ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, ROLE_ALL = 1, 2, 4, 7
+ROLE_KIND_NAMES = {0: "publisher", 1: "scanner", 2: "sequencer", 3: "subscriber"}  # cxl_placement_t.kind
+MAX_ROLES = 544  # CXL_MAX_ROLES: placement entries the core keeps
+SCHEDULING = ("workers", "threads")
 F_NT_COPY, F_FENCE_PER_LINE, F_RESERVE_PER_BATCH, F_EXTRA_FENCE, F_DETERMINISTIC, F_NO_VERIFY = (
     1, 2, 4, 8, 16, 32)
 F_RESUME = 64
@@ -59,6 +62,9 @@ class LogConfig:
     watchdog_s: float = 30.0
     processes: bool = False
     resume_subscribers: bool = False  # a restarted subscriber continues from its published position
+    # "workers": when roles outnumber the allowed CPUs, a bounded set of pinned threads (one
+    # per allowed CPU) steps several roles each; "threads": one thread per role (upstream).
+    scheduling: str = "workers"
 
     def __post_init__(self) -> None:
         _require(self.order in (0, 2), "order", self.order, "0 (per-broker) or 2 (total order)")
@@ -79,6 +85,8 @@ class LogConfig:
                  "a power of two >= 2")
         _require(self.msgs_per_batch <= 65536, "batch_bytes", self.batch_bytes,
                  "at most 65536 messages per batch")
+        _require(self.scheduling in SCHEDULING, "scheduling", self.scheduling,
+                 " or ".join(SCHEDULING))
 
     @property
     def msgs_per_batch(self) -> int:
@@ -163,6 +171,7 @@ class LogResult:
     config: dict[str, Any]
     stalled: bool
     records: dict[str, Any] | None = field(default=None, repr=False)
+    placement: dict[str, Any] = field(default_factory=dict)  # where each role ran
 
     @property
     def ok(self) -> bool:
@@ -247,6 +256,33 @@ class LogHandle:
         if self.ptr == self.native.ffi.NULL:
             raise RegionError(f"cannot attach: {self.native.ffi.string(err).decode()}",
                               "format the region for this configuration")
+        self._place()
+
+    def _place(self) -> None:
+        """Apply the configuration's scheduling: bounded pinned workers or thread per role."""
+        cpus = sorted(os.sched_getaffinity(0))[: int(self.native.lib.cxl_log_max_workers())]
+        workers = len(cpus) if self.cfg.scheduling == "workers" else 0
+        arr = self.native.ffi.new("int[]", cpus or [0])
+        if self.native.lib.cxl_log_set_workers(self.ptr, workers, arr, len(cpus) if workers else 0):
+            raise ConfigError(f"cannot place roles on CPUs {cpus}", "run with scheduling='threads'")
+
+    def placement(self) -> dict[str, Any]:
+        """Where the roles of the last run ran (worker thread and pinned CPU per role)."""
+        ffi, lib = self.native.ffi, self.native.lib
+        out = ffi.new("cxl_placement_t[]", MAX_ROLES)
+        n = int(lib.cxl_log_placement(self.ptr, out, MAX_ROLES))
+        seen: dict[int, int] = {}
+        roles = []
+        for i in range(n):
+            kind = int(out[i].kind)
+            index = seen.get(kind, 0)
+            seen[kind] = index + 1
+            roles.append({"role": f"{ROLE_KIND_NAMES.get(kind, kind)} {index}",
+                          "worker": int(out[i].worker), "cpu": int(out[i].cpu)})
+        workers = len({r["worker"] for r in roles})
+        mode = "workers" if roles and workers < len(roles) else "threads"
+        return {"scheduling": mode, "requested": self.cfg.scheduling, "threads": workers,
+                "roles": roles}
 
     def run(self, roles: int = ROLE_ALL, pub_brokers: int = 0xFFFFFFFF, sub_mask: int = 0xFFFFFFFF,
             progress: bool = False) -> int:
@@ -278,7 +314,9 @@ class LogHandle:
     def stats(self) -> dict[str, Any]:
         st = self.native.ffi.new("cxl_log_stats_t *")
         self.native.lib.cxl_log_stats(self.ptr, st)
-        return _stats_dict(self.native, st)
+        out = _stats_dict(self.native, st)
+        out["placement"] = self.placement()
+        return out
 
     def records(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -437,8 +475,11 @@ _MAX_FIELDS = ("last_publish_ns", "last_ack_ns", "end_ns", "committed_seq", "mes
 def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Combine per-process statistics: counts add up, frontiers and times take the max."""
     out: dict[str, Any] = {}
+    placed = [p["placement"] for p in parts if p.get("placement")]
     for part in parts:
         for k, v in part.items():
+            if k == "placement":
+                continue
             if k not in out:
                 out[k] = list(v) if isinstance(v, list) else v
             elif isinstance(v, list):
@@ -449,6 +490,11 @@ def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
                 out[k] = min(x for x in (out[k], v) if x) if (out[k] or v) else 0
             else:
                 out[k] = out[k] + v
+    if placed:  # each role process placed its own roles
+        out["placement"] = {"scheduling": "processes", "requested": placed[0].get("requested"),
+                            "threads": sum(p.get("threads", 0) for p in placed),
+                            "roles": [r for p in placed for r in p.get("roles", [])],
+                            "processes": placed}
     return out
 
 
@@ -521,4 +567,5 @@ def build_result(cfg: LogConfig, stats: dict[str, Any], recs: dict[str, Any] | N
         batches_per_s=stats["batches_published"] / elapsed if elapsed else 0.0,
         latency=lat, region=region.to_dict(), counters=counters, checks=checks, config=cfg_d,
         stalled=bool(stats["stalled"]) or rc > 0, records=recs,
+        placement=stats.get("placement") or {},
     )

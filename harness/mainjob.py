@@ -198,6 +198,7 @@ def run_entry(label: str, result: LogResult) -> dict[str, Any]:
                              "batch_bytes": result.config.get("batch_bytes"),
                              "msgs_per_batch": result.config.get("msgs_per_batch"),
                              "subscribers": result.config.get("subscribers"), "ack": result.ack}),
+        "placement": _jsonable(result.placement),
     }
     if result.latency.samples:  # Order 0 with ACK 0 records none
         entry["latency_ns"] = {"p50": result.latency.p50_ns, "p99": result.latency.p99_ns,
@@ -807,6 +808,8 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
                                               "model_runs": [{"label": lb, **run.to_dict()} for lb, run in model]}),
     }
     summary["meta"]["finished"] = _now()
+    summary["meta"]["quick"] = quick
+    summary["meta"]["warnings"] = benchmarks.noise_warnings(summary["meta"]["machine_state"], results)
     run_dir, report, latest = write_run_dir(summary, options.out, run_name=options.run_name, raw=raw,
                                             previous=previous)
     written = json.loads((run_dir / SUMMARY_FILENAME).read_text(encoding="utf-8"))

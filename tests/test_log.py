@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -198,3 +199,35 @@ def test_cli_publish_exports_a_history_that_validates(tmp_path: Path,
     hist.write_text("\n".join(lines) + "\n")
     assert main(["check-history", str(hist)]) == 1
     assert "payload-integrity" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------
+# Role placement: bounded pinned workers vs a thread per role
+
+
+def test_bounded_workers_place_roles_on_at_most_one_thread_per_cpu() -> None:
+    import os
+
+    cpus = sorted(os.sched_getaffinity(0))
+    cfg = LogConfig(order=2, brokers=4, subscribers=1, total_bytes=8 << 20, scheduling="workers")
+    r = run_log(cfg)
+    assert r.ok, [c.detail for c in r.failed()]
+    p = r.placement
+    assert len(p["roles"]) == 4 + 4 + 1 + 1  # publishers, scanners, sequencer, subscriber
+    if len(cpus) < len(p["roles"]):
+        assert p["scheduling"] == "workers" and p["threads"] == len(cpus)
+        assert {x["cpu"] for x in p["roles"]} <= set(cpus)
+        assert {x["worker"] for x in p["roles"]} == set(range(len(cpus)))
+    t = run_log(dataclasses.replace(cfg, scheduling="threads"))
+    assert t.ok and t.placement["scheduling"] == "threads"
+    assert t.placement["threads"] == len(t.placement["roles"]) == 10
+    assert all(x["cpu"] == -1 for x in t.placement["roles"])
+    # same messages either way
+    assert t.messages_acked == r.messages_acked == cfg.total_batches * cfg.msgs_per_batch
+
+
+def test_unknown_scheduling_is_refused() -> None:
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="scheduling"):
+        LogConfig(scheduling="fibres")

@@ -311,3 +311,19 @@ def test_latest_falls_back_to_a_pointer_file(tmp_path: Path, monkeypatch: pytest
     assert latest.is_file() and not latest.is_symlink()
     assert latest.read_text().strip() == second.name
     assert mainjob.resolve_latest(latest) == second
+
+
+def test_role_placement_and_noise_are_in_the_summary_and_report(quick_run: tuple[MainJobResult, str]) -> None:
+    result, _ = quick_run
+    run = result.summary["runs"][0]
+    placed = run["placement"]
+    assert placed["scheduling"] in ("workers", "threads") and placed["roles"]
+    assert placed["roles"] == result.representative[run["label"]].placement["roles"]
+    meta = result.summary["meta"]
+    assert meta["quick"] is True and isinstance(meta["git_dirty"], bool) and meta["python"]
+    assert meta["machine_state"]["cpus"] >= 1 and "load_avg" in meta["machine_state"]
+    page = html.unescape((result.run_dir / "index.html").read_text(encoding="utf-8"))
+    assert "Roles on CPUs" in page and placed["roles"][0]["role"] in page
+    assert "Load average (1, 5, 15 min)" in page and "Quick run" in page
+    bench = read_json(result.run_dir / "benchmarks.json")
+    assert bench["results"]["order2_vs_order0"]["params"]["placement"]["roles"]

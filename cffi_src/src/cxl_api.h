@@ -215,6 +215,24 @@ int cxl_log_run(cxl_log_t *log, uint32_t roles);
  * sub_mask (bit per subscriber), scanners + sequencer if roles has CXL_ROLE_SCANNERS. */
 int cxl_log_run_subset(cxl_log_t *log, uint32_t roles, uint32_t pub_brokers, uint32_t sub_mask);
 void cxl_log_request_stop(cxl_log_t *log);
+
+/* Where the roles of the last run ran: kind (0 publisher, 1 scanner/acker, 2 sequencer,
+ * 3 subscriber), agent id, worker thread (the role's own thread when workers == 0) and the
+ * CPU it was pinned to (-1: not pinned). */
+#define CXL_MAX_WORKERS 64
+#define CXL_MAX_ROLES 544 /* 8 brokers x 64 publishers + scanners, sequencer, subscribers */
+typedef struct {
+    int kind;
+    int agent;
+    int worker;
+    int cpu;
+} cxl_placement_t;
+/* When a later run has more roles than `workers`, run it on `workers` threads that step
+ * several roles each, worker w pinned to cpus[w % ncpus] (ncpus 0: no pinning); otherwise,
+ * and with workers 0, a thread per role. -1 on an impossible request. */
+int cxl_log_set_workers(cxl_log_t *log, uint32_t workers, const int *cpus, uint32_t ncpus);
+uint32_t cxl_log_placement(const cxl_log_t *log, cxl_placement_t *out, uint32_t max);
+uint32_t cxl_log_max_workers(void);
 void cxl_log_stats(const cxl_log_t *log, cxl_log_stats_t *out);
 uint64_t cxl_log_progress(const cxl_log_t *log);
 int cxl_log_records(const cxl_log_t *log, int kind, void **ptr, uint64_t *count,

@@ -170,6 +170,12 @@ struct cxl_log {
     uint64_t chunk_pos[CHUNK_MAX + 1];
     _Atomic uint32_t scanners_done;
     _Atomic int stop;
+    /* Placement: 0 workers = one thread per role; else, when roles outnumber them, roles are
+     * stepped cooperatively by that many threads, worker w pinned to cpus[w % ncpus]. */
+    uint32_t workers, ncpus;
+    int cpus[CXL_MAX_WORKERS];
+    cxl_placement_t placed[CXL_MAX_ROLES];
+    uint32_t nplaced;
     _Atomic uint64_t progress_msgs;
     _Atomic uint64_t last_progress_ns;
 
@@ -1517,6 +1523,8 @@ static int role_step(role_t *r) {
     }
 }
 
+static void role_finished(role_t *r);
+
 static void *role_thread(void *arg) {
     role_t *r = (role_t *)arg;
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* 1 us: back-off sleeps stay short */
@@ -1532,11 +1540,65 @@ static void *role_thread(void *arg) {
             backoff(&idle);
         }
     }
+    role_finished(r);
+    return NULL;
+}
+
+/* The roles of one worker, stepped round-robin; it backs off only when a whole round made
+ * no progress, so a role that waits never starves the others on its CPU. */
+typedef struct {
+    cxl_log_t *L;
+    role_t *roles;
+    uint32_t n, first, stride;
+    int cpu;
+    pthread_t th;
+} worker_t;
+
+static void role_finished(role_t *r) {
     __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
     pthread_mutex_lock(&r->L->done_mu);
     r->L->roles_finished++;
     pthread_cond_signal(&r->L->done_cv);
     pthread_mutex_unlock(&r->L->done_mu);
+}
+
+static void *worker_thread(void *arg) {
+    worker_t *w = (worker_t *)arg;
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+    if (w->cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(w->cpu, &set);
+        (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set); /* best effort */
+    }
+    unsigned idle = 0;
+    uint32_t left = 0;
+    for (uint32_t i = w->first; i < w->n; i += w->stride) left++;
+    while (left && !atomic_load_explicit(&w->L->stop, memory_order_relaxed)) {
+        int progress = 0;
+        for (uint32_t i = w->first; i < w->n; i += w->stride) {
+            role_t *r = &w->roles[i];
+            if (r->done) continue;
+            CXL_AGENT_SET(r->agent);
+            int rc = role_step(r);
+            if (rc == STEP_DONE) {
+                role_finished(r);
+                left--;
+                progress = 1;
+            } else if (rc == STEP_PROGRESS) {
+                progress = 1;
+            }
+        }
+        if (progress) {
+            idle = 0;
+            note_progress(w->L);
+        } else {
+            backoff(&idle);
+        }
+    }
+    /* stopped early: mark what is left, so the watchdog's count still closes */
+    for (uint32_t i = w->first; i < w->n; i += w->stride)
+        if (!w->roles[i].done) role_finished(&w->roles[i]);
     return NULL;
 }
 
@@ -1566,16 +1628,57 @@ static uint32_t watchdog_roles(role_t *roles, uint32_t n) {
     return m;
 }
 
+static void place(cxl_log_t *L, const role_t *roles, uint32_t n, uint32_t nworkers) {
+    L->nplaced = n < CXL_MAX_ROLES ? n : CXL_MAX_ROLES;
+    for (uint32_t i = 0; i < L->nplaced; i++) {
+        uint32_t w = nworkers ? i % nworkers : i;
+        L->placed[i] = (cxl_placement_t){roles[i].kind, roles[i].agent, (int)w,
+                                         nworkers && L->ncpus ? L->cpus[w % L->ncpus] : -1};
+    }
+}
+
+static int watch(cxl_log_t *L, role_t *roles, uint32_t started, int rc);
+
+static int run_workers(cxl_log_t *L, role_t *roles, uint32_t n) {
+    uint32_t nw = L->workers < n ? L->workers : n;
+    worker_t w[CXL_MAX_WORKERS];
+    uint32_t started = 0;
+    int rc = 0;
+    place(L, roles, n, nw);
+    for (; started < nw; started++) {
+        w[started] = (worker_t){L, roles, n, started, nw,
+                                L->ncpus ? L->cpus[started % L->ncpus] : -1, 0};
+        if (pthread_create(&w[started].th, NULL, worker_thread, &w[started]) != 0) {
+            atomic_store(&L->stop, 1);
+            rc = -1;
+            break;
+        }
+    }
+    if (started < nw) /* roles of workers never started: finished, so the count closes */
+        for (uint32_t i = 0; i < n; i++)
+            if (i % nw >= started) role_finished(&roles[i]);
+    rc = watch(L, roles, n, rc);
+    for (uint32_t i = 0; i < started; i++) pthread_join(w[i].th, NULL);
+    return rc;
+}
+
 static int run_threads(cxl_log_t *L, role_t *roles, uint32_t n) {
     uint32_t started = 0;
     int rc = 0;
+    place(L, roles, n, 0);
     for (; started < n; started++)
         if (pthread_create(&roles[started].th, NULL, role_thread, &roles[started]) != 0) {
             atomic_store(&L->stop, 1);
             rc = -1;
             break;
         }
-    /* The caller's thread is the watchdog: a stall is reported, never waited on forever. */
+    rc = watch(L, roles, started, rc);
+    for (uint32_t i = 0; i < started; i++) pthread_join(roles[i].th, NULL);
+    return rc;
+}
+
+/* The caller's thread is the watchdog: a stall is reported, never waited on forever. */
+static int watch(cxl_log_t *L, role_t *roles, uint32_t started, int rc) {
     for (;;) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1596,7 +1699,6 @@ static int run_threads(cxl_log_t *L, role_t *roles, uint32_t n) {
         }
         if (atomic_load(&L->stop)) break;
     }
-    for (uint32_t i = 0; i < started; i++) pthread_join(roles[i].th, NULL);
     return rc;
 }
 
@@ -1643,13 +1745,32 @@ int cxl_log_run_subset(cxl_log_t *L, uint32_t mask, uint32_t pub_brokers, uint32
     L->roles_finished = 0;
     note_progress(L);
     int rc = (L->cfg.flags & CXL_F_DETERMINISTIC) ? run_deterministic(L, roles, n)
-                                                  : run_threads(L, roles, n);
+             : L->workers && n > L->workers ? run_workers(L, roles, n)
+                          : run_threads(L, roles, n);
     free(roles);
     L->st.end_ns = cxl_now_ns();
     return rc;
 }
 
 void cxl_log_request_stop(cxl_log_t *L) { atomic_store(&L->stop, 1); }
+
+int cxl_log_set_workers(cxl_log_t *L, uint32_t workers, const int *cpus, uint32_t ncpus) {
+    if (workers > CXL_MAX_WORKERS || ncpus > CXL_MAX_WORKERS || (ncpus && !cpus)) return -1;
+    for (uint32_t i = 0; i < ncpus; i++)
+        if (cpus[i] < 0 || cpus[i] >= CPU_SETSIZE) return -1;
+    L->workers = workers;
+    L->ncpus = ncpus;
+    for (uint32_t i = 0; i < ncpus; i++) L->cpus[i] = cpus[i];
+    return 0;
+}
+
+uint32_t cxl_log_max_workers(void) { return CXL_MAX_WORKERS; }
+
+uint32_t cxl_log_placement(const cxl_log_t *L, cxl_placement_t *out, uint32_t max) {
+    uint32_t n = L->nplaced < max ? L->nplaced : max;
+    for (uint32_t i = 0; i < n; i++) out[i] = L->placed[i];
+    return n;
+}
 
 uint64_t cxl_log_progress(const cxl_log_t *L) {
     return atomic_load_explicit(&((cxl_log_t *)L)->progress_msgs, memory_order_relaxed);

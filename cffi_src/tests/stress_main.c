@@ -203,6 +203,9 @@ static int run_clean(const scenario_t *s, uint64_t seed) {
         munmap(base, size);
         return 1;
     }
+    /* every other scenario on two cooperative worker threads (the bounded-worker runner) */
+    static unsigned scenario_no;
+    if (scenario_no++ & 1u) cxl_log_set_workers(log, 2, NULL, 0);
     uint64_t t0 = cxl_now_ns();
     int rc = cxl_log_run(log, CXL_ROLE_ALL);
     cxl_log_stats_t *st = (cxl_log_stats_t *)calloc(1, sizeof *st);

@@ -18,12 +18,13 @@ from harness.benchmarks import (
     Result,
     SuitePlan,
     TargetCheck,
+    noise_warnings,
     run_suite,
     target_checks,
     write_outputs,
 )
 from harness.errors import ConfigError
-from harness.noise import machine_state, warnings
+from harness.noise import machine_state
 from harness.profiles import DEFAULT_PROFILE, load_profile
 
 
@@ -93,11 +94,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  warning: {w}")
     print(f"pyperf JSON: {paths['pyperf']}; summary: {paths['summary']}")
     return 1 if any(c.fails(args.strict) for c in checks) else 0
-
-
-def noise_warnings(state: dict[str, Any], results: dict[str, Result]) -> list[str]:
-    other = [x for r in results.values() for x in r.measurement.get("other_cpu_share", [])]
-    return warnings(state, spreads=[(r.name, r.spread) for r in results.values()], other_cpu=other)
 
 
 def result_line(r: Result) -> str:

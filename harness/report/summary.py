@@ -88,6 +88,13 @@ class Meta(TypedDict, total=False):
     package_version: str
     git_revision: str
     command: str
+    git_dirty: bool
+    python: str
+    memory_gib: float | None
+    numa_nodes: int | None
+    quick: bool
+    machine_state: dict[str, Any]
+    warnings: list[str]
 
 
 class Verdict(TypedDict):
@@ -153,6 +160,7 @@ class Run(TypedDict):
     label: str
     order: int
     variant: str
+    placement: NotRequired[dict[str, Any]]
     brokers: NotRequired[int]
     messages_published: NotRequired[int]
     messages_delivered: NotRequired[int]
@@ -247,7 +255,15 @@ SUMMARY_SCHEMA: dict[str, Any] = {
                     "package_version",
                     "git_revision",
                     "command",
+                    "python",
                 )
+            } | {
+                "git_dirty": {"type": "boolean"},
+                "quick": {"type": "boolean"},
+                "memory_gib": {"type": ["number", "null"]},
+                "numa_nodes": {"type": ["integer", "null"]},
+                "machine_state": {"type": "object"},
+                "warnings": {"type": "array", "items": _STR},
             },
         },
         "verdict": {
@@ -329,6 +345,7 @@ SUMMARY_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["label", "order", "variant", "throughput_mib_s"],
                 "properties": {
+                    "placement": {"type": "object"},
                     "label": _STR,
                     "order": _INT,
                     "variant": _STR,
@@ -522,6 +539,7 @@ def normalize_summary(data: dict[str, Any]) -> Summary:
         run.setdefault("latency_ns", {})
         run.setdefault("latency_cdf", [])
         run.setdefault("region", {})
+        run.setdefault("placement", {})
     for ablation in out["ablations"]:
         ablation.setdefault("x_label", "")
         ablation.setdefault("unit", "")
