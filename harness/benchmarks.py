@@ -637,17 +637,25 @@ RATIO_RESULTS = {
 CEILINGS = {"order2_vs_nt_copy": 1.0}  # the baseline is a ceiling: above it is an error
 
 
+def busy_share(result: Result | None) -> float | None:
+    """Median share of the machine other processes used while ``result`` was sampled."""
+    shares = result.measurement.get("other_cpu_share") if result is not None else None
+    return Samples.of(shares).median if shares else None
+
+
 def is_real_device(profile: Profile) -> bool:
     return profile.memory.backend in ("devdax", "numa")
 
 
 def judge_target(id: str, description: str, kind: Literal["ratio", "absolute"], bound: float,
                  comparison: Literal["min", "max"], source: str, result: str | None,
-                 samples: Samples | None, precision: float, unit: str = "") -> TargetCheck:
+                 samples: Samples | None, precision: float, unit: str = "",
+                 busy: float | None = None) -> TargetCheck:
     if samples is None:
         return TargetCheck(id, description, kind, bound, comparison, source, result, None,
                            Verdict.MISSED, f"not measured ({result})", unit)
-    j = judge(samples, bound, comparison, precision=precision, ceiling=CEILINGS.get(id))
+    j = judge(samples, bound, comparison, precision=precision, ceiling=CEILINGS.get(id),
+              busy=busy)
     return TargetCheck(id, description, kind, bound, comparison, source, result, samples,
                        j.verdict, j.reason, unit)
 
@@ -677,7 +685,8 @@ def target_checks(profile: Profile, results: Mapping[str, Result],
         res = results.get(rname)
         label = res.description if res is not None else key
         checks.append(judge_target(key, label, "ratio", float(floor), "min", src, rname,
-                                   res.stats if isinstance(res, Ratio) else None, prec))
+                                   res.stats if isinstance(res, Ratio) else None, prec,
+                                   busy=busy_share(res)))
     if is_real_device(profile):
         checks += _absolute_checks(profile, results, prec)
     return checks
@@ -705,7 +714,8 @@ def _absolute_checks(profile: Profile, results: Mapping[str, Result],
             continue
         out.append(judge_target(key, f"absolute {key} (Order 2 side of order2_vs_order0)",
                                 "absolute", float(target), kind, f"profile {profile.name}",
-                                "order2_vs_order0", samples, precision, unit))
+                                "order2_vs_order0", samples, precision, unit,
+                                busy=busy_share(o2r)))
     return out
 
 

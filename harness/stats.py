@@ -28,6 +28,9 @@ from typing import Any, Literal
 
 CONFIDENCE = 0.95
 Kind = Literal["min", "max"]
+# Other processes using more than this share of the machine's CPUs while the samples were
+# taken make a verdict INCONCLUSIVE: the figure measured the neighbours as much as the log.
+BUSY_LIMIT = 0.15
 
 
 class Verdict(StrEnum):
@@ -159,10 +162,11 @@ class Judgement:
 
 
 def judge(samples: Samples, bound: float, kind: Kind, *, precision: float,
-          ceiling: float | None = None) -> Judgement:
+          ceiling: float | None = None, busy: float | None = None) -> Judgement:
     """The three-way verdict of a target. ``precision`` is the relative half-width the
     profile asks for; ``ceiling`` (for ratios against a baseline that must be a ceiling) turns
-    a measurement above it into a measurement error, never MET."""
+    a measurement above it into a measurement error, never MET; ``busy`` is the median share
+    of the machine other processes used during the samples (above BUSY_LIMIT: INCONCLUSIVE)."""
     lo, hi = samples.interval
     where = f"{samples.text()} vs {'>=' if kind == 'min' else '<='} {bound:g}"
     if ceiling is not None and lo > ceiling:
@@ -171,6 +175,10 @@ def judge(samples: Samples, bound: float, kind: Kind, *, precision: float,
     if not samples.covered:
         return Judgement(Verdict.INCONCLUSIVE, f"too few samples: {where} (coverage "
                          f"{samples.coverage:.0%} < {samples.confidence:.0%}; n >= 6 needed)")
+    if busy is not None and busy > BUSY_LIMIT:
+        return Judgement(Verdict.INCONCLUSIVE, f"machine busy: {where}, but other processes "
+                         f"used {busy:.0%} of the CPUs during the samples (limit "
+                         f"{BUSY_LIMIT:.0%})")
     good = lo >= bound if kind == "min" else hi <= bound
     bad = hi < bound if kind == "min" else lo > bound
     if good:

@@ -71,6 +71,10 @@ def test_verdicts_each_way() -> None:
     assert few.verdict is Verdict.INCONCLUSIVE and few.reason.startswith("too few samples")
     err = judge(_tight(1.3), 0.9, "min", precision=0.03, ceiling=1.0)
     assert err.verdict is Verdict.INCONCLUSIVE and err.reason.startswith("measurement error")
+    busy = judge(_tight(1.05), 1.0, "min", precision=0.03, busy=0.4)
+    assert busy.verdict is Verdict.INCONCLUSIVE and busy.reason.startswith("machine busy")
+    assert "40% of the CPUs" in busy.reason
+    assert judge(_tight(1.05), 1.0, "min", precision=0.03, busy=0.02).verdict is Verdict.MET
     # a wide interval wholly on one side is still decided: noise alone never hides a result
     assert judge(Samples.of([1.5, 2.5, 2.0, 1.8, 2.2, 1.9]), 1.0, "min",
                  precision=0.03).verdict is Verdict.MET
