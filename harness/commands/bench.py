@@ -8,29 +8,35 @@ import time
 from typing import Any
 
 from harness.benchmarks import Measure, Ratio, run_suite, target_checks, write_outputs
-from harness.profiles import DEFAULT_PROFILE, load_profile
+from harness.commands._args import check_names, check_output_dir, device_options, int_range, profile_options
+from harness.profiles import load_profile
+
+# The comparisons run_suite knows, in its order (tests/test_cli_args.py keeps this in step).
+COMPARISONS = ("fence_amortisation", "order2_vs_order0", "order2_vs_nt_copy", "per_scanner_vs_mutex",
+               "header_fence_ablation", "drain_batches_per_s", "reservation_per_epoch_vs_per_batch",
+               "sustained_vs_ceiling")
 
 
 def register(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "bench", help="throughput ratios measured in the same run, ablations, sequencer capacity",
+        "bench", parents=[profile_options(), device_options()],
+        help="throughput ratios measured in the same run, ablations, sequencer capacity",
         description="Order 2 vs Order 0 and vs raw NT copy, per-scanner vs shared mutex (1,2,4,8 "
         "brokers), fence amortisation, per-epoch vs per-batch reservation, sequencer drain, "
         "sustained small batches; interleaved A B A B runs, median ratio and spread.")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, help="hardware profile (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="smaller runs (CI)")
-    p.add_argument("--runs", type=int, default=None, help="pairs per comparison (default 5, quick 3)")
+    p.add_argument("--runs", type=int_range(1, 1000, 5), default=None,
+                   help="pairs per comparison (default 5, quick 3)")
     p.add_argument("--only", action="append", metavar="NAME",
                    help="run only this comparison (repeatable), e.g. order2_vs_order0")
     p.add_argument("--out", default="reports/bench", metavar="DIR",
                    help="directory for pyperf.json and bench-summary.json (default: %(default)s)")
-    p.add_argument("--device", help="device or file to use instead of the profile's memory")
-    p.add_argument("--allow-destructive", action="store_true",
-                   help="consent to overwrite the device's contents")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_names("--only", args.only or (), COMPARISONS, "comparison")
+    check_output_dir(args.out, "--out")
     profile = load_profile(args.profile)
     t0 = time.time()
     results = run_suite(profile, quick=args.quick, runs=args.runs, device=args.device,
