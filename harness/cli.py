@@ -69,10 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _say(command, f"error: {exc}", EXIT_BAD_INPUT)
     except Interrupted as exc:
         return _say(command, f"interrupted by {exc.signame}: the run was stopped and its memory "
-                             "released; no result was written", 128 + exc.signum)
+                             "released", 128 + exc.signum)
     except KeyboardInterrupt:
-        return _say(command, "interrupted: the run was stopped and its memory released; no result "
-                             "was written", 128 + signal.SIGINT)
+        return _say(command, "interrupted: the run was stopped and its memory released",
+                    128 + signal.SIGINT)
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
