@@ -263,17 +263,27 @@ class LogHandle:
         if self.ccfg.flags & F_DETERMINISTIC and not progress:
             return int(lib.cxl_log_run_subset(self.ptr, roles, pub_brokers, sub_mask))
         rc: list[int] = []
-        worker = threading.Thread(target=lambda: rc.append(int(
-            lib.cxl_log_run_subset(self.ptr, roles, pub_brokers, sub_mask))), name="cxl-log-run")
+        done = threading.Event()  # not Thread.join: an interrupted join can report a live thread as ended
+
+        def work() -> None:
+            try:
+                rc.append(int(lib.cxl_log_run_subset(self.ptr, roles, pub_brokers, sub_mask)))
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=work, name="cxl-log-run")
         bar = None
         with _LIVE_LOCK:
             _LIVE_HANDLES.add(self)
         try:
-            worker.start()
+            try:
+                worker.start()
+            except RuntimeError:  # no thread could be made: nothing runs, nothing to wait for
+                done.set()
+                raise
             total = self.cfg.total_batches * self.cfg.msgs_per_batch
             start = time.monotonic()
-            while worker.is_alive():
-                worker.join(0.2)
+            while not done.wait(0.2):
                 if progress and bar is None and time.monotonic() - start > 2.0:
                     from tqdm import tqdm
 
@@ -282,17 +292,18 @@ class LogHandle:
                     bar.n = int(lib.cxl_log_progress(self.ptr))
                     bar.refresh()
         except BaseException:
-            # stop and join before anything is freed; asked again in case the run had not
-            # yet started when the first request came
-            while worker.ident is not None and worker.is_alive():
+            # stop and wait for the C call to return before anything is freed; asked again in
+            # case the run had not yet started when the first request came
+            while not done.is_set():
                 lib.cxl_log_request_stop(self.ptr)
-                worker.join(0.05)
+                done.wait(0.05)
             raise
         finally:
             with _LIVE_LOCK:
                 _LIVE_HANDLES.discard(self)
             if bar is not None:
                 bar.close()
+        worker.join()
         return rc[0]
 
     def request_stop(self) -> None:

@@ -23,8 +23,9 @@ def start_cli(args: list[str], tmp: Path, **kw: object) -> subprocess.Popen[byte
                             stderr=err, stdin=subprocess.DEVNULL, env=env, **kw)  # type: ignore[call-overload]
 
 
-def stderr_lines(tmp: Path) -> list[str]:
-    text = (tmp / "stderr.txt").read_bytes().decode(errors="replace").replace("\r", "\n")
+def stderr_lines(tmp: Path, offset: int = 0) -> list[str]:
+    """The lines written to stderr (from byte ``offset`` on), without progress-bar redraws."""
+    text = (tmp / "stderr.txt").read_bytes()[offset:].decode(errors="replace").replace("\r", "\n")
     # a progress bar redraws itself with carriage returns: keep only real lines
     return [ln for ln in text.splitlines() if ln.strip() and not re.match(r"^ordering:", ln)]
 

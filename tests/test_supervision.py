@@ -109,22 +109,23 @@ def test_planted_symlink_next_to_the_region_is_not_followed(tmp_path: Path) -> N
 
 
 def test_two_concurrent_runs_in_one_directory_keep_their_results(tmp_path: Path) -> None:
-    def start(name: str, brokers: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "harness.cli", "publish", "--processes", "--device", str(tmp_path / name),
-             "--total-bytes", "8MiB", "--brokers", str(brokers), "--json", str(tmp_path / f"{name}.json")],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    a, b = start("a.region", 1), start("b.region", 3)
-    outs = [p.communicate(timeout=180) for p in (a, b)]
-    assert a.returncode == 0 and b.returncode == 0, [o[1].decode()[-1500:] for o in outs]
+    """Each run reads back its own role processes' results (different sizes and brokers, so
+    results read from the other run would not add up)."""
     import json
 
-    ra = json.loads((tmp_path / "a.region.json").read_text())
-    rb = json.loads((tmp_path / "b.region.json").read_text())
-    assert (ra["brokers"], rb["brokers"]) == (1, 3)
-    for r in (ra, rb):
-        assert r["messages_published"] == r["messages_ordered"] == r["messages_delivered"][0]
+    runs = {"a.region": (1, 4 << 20), "b.region": (3, 12 << 20)}
+    procs = {name: subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "publish", "--processes", "--device", str(tmp_path / name),
+         "--total-bytes", str(total), "--brokers", str(brokers), "--batch-bytes", "16KiB",
+         "--json", str(tmp_path / f"{name}.json")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name, (brokers, total) in runs.items()}
+    outs = {name: p.communicate(timeout=180) for name, p in procs.items()}
+    for name, (brokers, total) in runs.items():
+        assert procs[name].returncode == 0, outs[name][1].decode()[-1500:]
+        r = json.loads((tmp_path / f"{name}.json").read_text())
+        assert r["brokers"] == brokers
+        assert r["payload_bytes"] == total
+        assert r["messages_published"] == r["messages_ordered"] == r["messages_delivered"][0] == total // 1024
         assert all(c["ok"] for c in r["checks"])
 
 
