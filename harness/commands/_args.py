@@ -90,14 +90,18 @@ def json_flag() -> argparse.ArgumentParser:
 # Names
 
 
-def check_names(option: str, given: Iterable[str], known: Sequence[str], what: str) -> None:
-    """Refuse an unknown name, suggesting the close matches (difflib) and listing the rest."""
+def check_names(option: str, given: Iterable[str], known: Sequence[str], what: str,
+                listing: str | None = None) -> None:
+    """Refuse an unknown name, suggesting the close matches (difflib); the fix lists the known
+    names, or names the command that lists them (``listing``) when they are many."""
     for name in given:
         if name in known:
             continue
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(f"{option} {name!r}: unknown {what}{hint}", "choose one of: " + ", ".join(known))
+        fix = (f"see the {len(known)} {what} names with: {listing}" if listing
+               else "choose one of: " + ", ".join(known))
+        raise ConfigError(f"{option} {name!r}: unknown {what}{hint}", fix)
 
 
 # ------------------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ from typing import Any
 from harness.commands._args import UINT64_MAX, check_names, int_range, json_flag
 
 
+LIST_FAULTS = "cxl-harness faults --list"
+
+
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "faults", parents=[json_flag()],
@@ -21,14 +24,24 @@ def register(sub: Any) -> None:
     p.add_argument("--clean-runs", type=int_range(0, 1000, 3), default=3,
                    help="fault-free runs that must stay clean (0: none)")
     p.add_argument("--quick", action="store_true", help="the fast subset")
+    p.add_argument("--list", action="store_true", help="list the faults of the catalogue and exit")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.checked import fault_names
-    from harness.faults import run_catalogue
+    from harness.checked import fault_doc, fault_names
+    from harness.faults import QUICK, run_catalogue
 
-    check_names("--only", args.only or (), fault_names(), "fault")
+    names = fault_names()
+    if args.list:
+        if args.json:
+            print(json.dumps([{"name": n, "quick": n in QUICK, "doc": fault_doc(n)} for n in names], indent=2))
+        else:
+            width = max(len(n) for n in names)
+            for n in names:
+                print(f"{n:<{width}}  {'quick' if n in QUICK else '     '}  {fault_doc(n)}")
+        return 0
+    check_names("--only", args.only or (), names, "fault", LIST_FAULTS)
     seeds = tuple(range(args.seed, args.seed + args.seeds))
     res = run_catalogue(args.only, seeds=seeds, clean_runs=args.clean_runs, quick=args.quick)
     if args.json:

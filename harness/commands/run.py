@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.commands._args import check_names, check_output_dir, device_name, int_range
+from harness.commands.faults import LIST_FAULTS
 from harness.mainjob import MainJobOptions, run_main_job
 from harness.profiles import DEFAULT_PROFILE
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plant_fault is not None:
         from harness.checked import fault_names
 
-        check_names("--plant-fault", [args.plant_fault], fault_names(), "fault")
+        check_names("--plant-fault", [args.plant_fault], fault_names(), "fault", LIST_FAULTS)
     check_output_dir(args.out, "--out")
     command = "cxl-harness " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "cxl-harness run"
     options = MainJobOptions(
