@@ -76,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except OSError as exc:  # a file or device the user named could not be read or written
+        what = f" {exc.filename}" if exc.filename else " a file given"
+        return _say(command, f"error: cannot read or write{what}: {exc.strerror or exc} (fix: check the "
+                             "paths given and their permissions)", EXIT_BAD_INPUT)
     except Exception as exc:  # a bug: one line, never a traceback, unless asked for
         if os.environ.get("CXL_HARNESS_TRACEBACK", "") not in ("", "0"):
             raise

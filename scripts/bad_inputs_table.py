@@ -228,6 +228,8 @@ CASES: list[Case] = [
     Case("trace-missing", "`check-trace <tmp>/missing.jsonl`", lambda t: ["check-trace", str(t / "missing.jsonl")]),
     Case("trace-garbage", "trace file of binary garbage",
          lambda t: ["check-trace", _history(t, "trace.bin", bytes(range(256)) * 4)]),
+    Case("trace-unreadable", "`check-trace /proc/self/mem` (a file that cannot be read)",
+         lambda t: ["check-trace", "/proc/self/mem"]),
     Case("report-missing", "`report <tmp>/no-such-run`", lambda t: ["report", str(t / "no-such-run")]),
     Case("report-corrupt-summary", "`report DIR` whose summary.json is not JSON",
          lambda t: ["report", str(_w(t, "run/summary.json", "{not json").parent)]),
