@@ -115,7 +115,8 @@ def stop_on_signals() -> Iterator[None]:
     :class:`Interrupted` raised, so the clean-up that follows unmaps nothing in use.
 
     Later signals during that clean-up are ignored (it is bounded); a third one exits at once.
-    Outside the main thread (or when handlers cannot be set) nothing is installed."""
+    After a signal, SIGINT and SIGTERM stay ignored when this returns (the caller is exiting).
+    Outside the main thread nothing is installed."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -136,7 +137,9 @@ def stop_on_signals() -> Iterator[None]:
         yield
     finally:
         for s, h in previous.items():
-            signal.signal(s, h)
+            # once stopped by a signal the process is on its way out: a late second Ctrl-C
+            # must not turn exit 130 into a death by SIGINT
+            signal.signal(s, signal.SIG_IGN if seen else h)
 
 
 def stop_workers(grace_s: float) -> None:

@@ -112,3 +112,20 @@ def test_log_handle_stops_and_joins_on_an_exception_while_waiting() -> None:
         h.close()
     assert 0 < published < cfg.total_batches
     assert took < 10.0
+
+
+def test_second_ctrl_c_during_the_stop_is_ignored(tmp_path: Path) -> None:
+    """An impatient second Ctrl-C must not cut the clean-up short (that is how a half-stopped
+    run used to free memory under running roles)."""
+    proc = start_cli(LONG_PUBLISH, tmp_path)
+    try:
+        _wait_for(lambda: b"ordering" in (tmp_path / "stderr.txt").read_bytes(), 60, "the run to be under way")
+        offset = (tmp_path / "stderr.txt").stat().st_size
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.002)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(30)
+    finally:
+        kill_all(proc, [])
+    assert rc == 130, stderr_lines(tmp_path)
+    assert stderr_lines(tmp_path, offset) == [f"cxl-harness publish: interrupted by SIGINT: {STOPPED}"]
