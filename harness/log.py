@@ -33,7 +33,9 @@ REC_PUBLISH, REC_ORDER, REC_COMMIT, REC_ACK, REC_LOSS, REC_DELIVER = range(6)
 MAX_BROKERS = 8
 MAX_SUBSCRIBERS = 8
 RECORD_LIMIT = 2_000_000  # batches: above this, records are off unless asked for
-_LIVE_LOCK = threading.RLock()  # (re-entrant: a signal handler may take it) guards the registries of running logs and role processes
+# guards the registries of running logs and role processes (re-entrant: a signal handler in
+# the main thread may take it while that thread holds it)
+_LIVE_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,7 @@ class LogHandle:
         if self.ccfg.flags & F_DETERMINISTIC and not progress:
             return int(lib.cxl_log_run_subset(self.ptr, roles, pub_brokers, sub_mask))
         rc: list[int] = []
-        done = threading.Event()  # not Thread.join: an interrupted join can report a live thread as ended
+        done = threading.Event()  # not Thread.join: an interrupted join may call a live thread ended
 
         def work() -> None:
             try:

@@ -191,7 +191,8 @@ def test_publish_json_written(tmp_path: Path) -> None:
 # ---- exit codes of the error paths
 
 
-def test_internal_error_is_one_line_exit_70(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_internal_error_is_one_line_exit_70(monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
     import harness.commands.profiles as profiles
 
     def boom(args: argparse.Namespace) -> int:

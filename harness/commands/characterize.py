@@ -14,7 +14,8 @@ from harness.profiles import load_profile
 
 def register(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "characterize", parents=[profile_options(), device_options(), json_flag()], help="measure load latency, flush+fence cost and copy bandwidth of the memory",
+        "characterize", parents=[profile_options(), device_options(), json_flag()],
+        help="measure load latency, flush+fence cost and copy bandwidth of the memory",
         description="Idle load latency (pointer chase over more than the LLC), store+flush+fence "
         "per line and per two lines, invalidate+reload, regular and non-temporal copy bandwidth; "
         "median and spread of several runs, compared with the profile's expectations.")
