@@ -156,11 +156,15 @@ def test_existing_output_file_is_checked_without_being_changed(tmp_path: Path) -
     assert os.listdir(tmp_path) == ["result.json"]
 
 
-def test_output_file_through_a_symlink_is_refused(tmp_path: Path) -> None:
+def test_output_file_named_through_a_link_is_checked_without_change(tmp_path: Path) -> None:
     (tmp_path / "target").write_text("t\n")
     (tmp_path / "link.json").symlink_to(tmp_path / "target")
-    with pytest.raises(ConfigError, match="cannot write it"):
-        _args.check_output_file(str(tmp_path / "link.json"), "--json")
+    _args.check_output_file(str(tmp_path / "link.json"), "--json")  # the user's own link: fine
+    assert (tmp_path / "target").read_text() == "t\n"
+    (tmp_path / "dangling.json").symlink_to(tmp_path / "nodir" / "x")
+    with pytest.raises(ConfigError, match="directory .*nodir does not exist|cannot"):
+        _args.check_output_file(str(tmp_path / "dangling.json"), "--json")
+    assert sorted(os.listdir(tmp_path)) == ["dangling.json", "link.json", "target"]
 
 
 def test_output_dir_nested_new_path_is_fine_and_not_created(tmp_path: Path) -> None:

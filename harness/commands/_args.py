@@ -109,9 +109,10 @@ def check_names(option: str, given: Iterable[str], known: Sequence[str], what: s
 
 
 def check_output_file(path: str, option: str) -> None:
-    """``path`` can be written: an existing writable regular file, or a new name in a writable
-    directory. Proved by creating (and removing) a file beside it; nothing is left behind."""
-    p = Path(path)
+    """``path`` can be written: an existing writable file (a link the user names is followed),
+    or a new name in a writable directory, proved by making and removing a directory beside
+    it. Nothing is changed or left behind."""
+    p = Path(os.path.realpath(path))  # where it will be written (a link is followed)
     fix = f"give {option} a file in a directory you can write"
     if p.is_dir():
         raise ConfigError(f"{option} {path}: is a directory", f"give a file name, for example {p / 'result.json'}")
@@ -120,7 +121,7 @@ def check_output_file(path: str, option: str) -> None:
         raise ConfigError(f"{option} {path}: directory {parent} does not exist", fix)
     if p.exists():
         try:
-            fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+            fd = os.open(p, os.O_WRONLY | os.O_APPEND)  # opened, not written: left as it is
         except OSError as exc:
             raise ConfigError(f"{option} {path}: cannot write it: {exc.strerror}", fix) from None
         os.close(fd)
