@@ -19,7 +19,6 @@ from pathlib import Path
 from harness.errors import ConfigError, HarnessError
 from harness.profiles import DEFAULT_PROFILE
 
-UINT32_MAX = (1 << 32) - 1
 UINT64_MAX = (1 << 64) - 1
 MAX_RING_SLOTS = 1 << 31  # the largest power of two a uint32 slot count holds
 
