@@ -30,3 +30,21 @@ class ConfigError(HarnessError):
 
 class HistoryError(HarnessError):
     """A history or trace file cannot be parsed."""
+
+
+class RoleProcessError(HarnessError):
+    """A role process of a multi-process run died, failed or did not finish."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGINT, SIGTERM) after its workers were stopped."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = int(signum)
+        try:
+            self.signame = signal.Signals(signum).name
+        except ValueError:
+            self.signame = f"signal {signum}"
+        super().__init__(self.signame)

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.errors import ConfigError, RegionError
+from harness.errors import ConfigError, RegionError, RoleProcessError
 from harness.native import Native, as_array, load
 from harness.region import Region, RegionInfo
 
@@ -33,6 +36,9 @@ REC_PUBLISH, REC_ORDER, REC_COMMIT, REC_ACK, REC_LOSS, REC_DELIVER = range(6)
 MAX_BROKERS = 8
 MAX_SUBSCRIBERS = 8
 RECORD_LIMIT = 2_000_000  # batches: above this, records are off unless asked for
+# guards the registries of running logs and role processes (re-entrant: a signal handler in
+# the main thread may take it while that thread holds it)
+_LIVE_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -286,30 +292,62 @@ class LogHandle:
 
     def run(self, roles: int = ROLE_ALL, pub_brokers: int = 0xFFFFFFFF, sub_mask: int = 0xFFFFFFFF,
             progress: bool = False) -> int:
-        if not progress:
-            return int(self.native.lib.cxl_log_run_subset(self.ptr, roles, pub_brokers, sub_mask))
-        return self._run_with_progress(roles, pub_brokers, sub_mask)
-
-    def _run_with_progress(self, roles: int, pub_brokers: int, sub_mask: int) -> int:
-        from tqdm import tqdm
-
+        """Run the roles to completion. The C call runs in a worker thread while this one waits
+        in short, interruptible steps: a signal (Ctrl-C) reaches Python at once, and any
+        exception here first stops the run and joins the worker, so nothing is freed or
+        unmapped under running roles. Deterministic runs (one thread, seeded scheduler, the
+        model's agent identity per thread) stay on the calling thread."""
+        lib = self.native.lib
+        if self.ccfg.flags & F_DETERMINISTIC and not progress:
+            return int(lib.cxl_log_run_subset(self.ptr, roles, pub_brokers, sub_mask))
         rc: list[int] = []
-        t = threading.Thread(target=lambda: rc.append(int(
-            self.native.lib.cxl_log_run_subset(self.ptr, roles, pub_brokers, sub_mask))))
-        t.start()
-        total = self.cfg.total_batches * self.cfg.msgs_per_batch
+        done = threading.Event()  # not Thread.join: an interrupted join may call a live thread ended
+
+        def work() -> None:
+            try:
+                rc.append(int(lib.cxl_log_run_subset(self.ptr, roles, pub_brokers, sub_mask)))
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=work, name="cxl-log-run")
         bar = None
-        start = time.monotonic()
-        while t.is_alive():
-            t.join(0.2)
-            if bar is None and time.monotonic() - start > 2.0:
-                bar = tqdm(total=total, unit="msg", unit_scale=True, desc="ordering", leave=False)
+        with _LIVE_LOCK:
+            _LIVE_HANDLES.add(self)
+        try:
+            try:
+                worker.start()
+            except RuntimeError:  # no thread could be made: nothing runs, nothing to wait for
+                done.set()
+                raise
+            total = self.cfg.total_batches * self.cfg.msgs_per_batch
+            start = time.monotonic()
+            while not done.wait(0.2):
+                if progress and bar is None and time.monotonic() - start > 2.0:
+                    from tqdm import tqdm
+
+                    bar = tqdm(total=total, unit="msg", unit_scale=True, desc="ordering", leave=False)
+                if bar is not None:
+                    bar.n = int(lib.cxl_log_progress(self.ptr))
+                    bar.refresh()
+        except BaseException:
+            # stop and wait for the C call to return before anything is freed; asked again in
+            # case the run had not yet started when the first request came
+            while not done.is_set():
+                lib.cxl_log_request_stop(self.ptr)
+                done.wait(0.05)
+            raise
+        finally:
+            with _LIVE_LOCK:
+                _LIVE_HANDLES.discard(self)
             if bar is not None:
-                bar.n = int(self.native.lib.cxl_log_progress(self.ptr))
-                bar.refresh()
-        if bar is not None:
-            bar.close()
+                bar.close()
+        worker.join()
         return rc[0]
+
+    def request_stop(self) -> None:
+        """Ask the running roles to stop (safe from any thread; the run then returns)."""
+        if self.ptr is not None:
+            self.native.lib.cxl_log_request_stop(self.ptr)
 
     def stats(self) -> dict[str, Any]:
         st = self.native.ffi.new("cxl_log_stats_t *")
@@ -337,6 +375,22 @@ class LogHandle:
         if self.ptr is not None:
             self.native.lib.cxl_log_free(self.ptr)
             self.ptr = None
+
+
+_LIVE_HANDLES: set[LogHandle] = set()
+
+
+def request_stop_all() -> None:
+    """Ask every run in progress to stop: logs running in this process, and role processes
+    (SIGTERM). Called on SIGINT/SIGTERM by the command line; returns at once."""
+    with _LIVE_LOCK:
+        handles, procs = list(_LIVE_HANDLES), list(_LIVE_PROCESSES)
+    for h in handles:
+        h.request_stop()
+    for p in procs:
+        if p.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                p.proc.terminate()
 
 
 def _stats_dict(native: Native, st: Any) -> dict[str, Any]:
@@ -380,29 +434,45 @@ def _region_size(cfg: LogConfig) -> int:
     return (need + (2 << 20) - 1) // (2 << 20) * (2 << 20)
 
 
-def _run_processes(cfg: LogConfig, region: Region | None, check_history: bool) -> LogResult:
-    tmpdir = None
-    if region is None:
-        tmpdir = tempfile.mkdtemp(prefix="cxl-harness-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-        region = Region.file(Path(tmpdir) / "region", _region_size(cfg), create=True, lock=True)
-    if region.path is None:
-        raise ConfigError("multi-process mode needs a shareable region", "use the file back-end (or none)")
+@contextmanager
+def shm_region(size: int) -> Iterator[Region]:
+    """A shareable region file made for one run, in a private directory (mkdtemp, 0700) on
+    /dev/shm, and unlinked at once: the mapping (and the file descriptor that role processes
+    inherit) keep the memory, so nothing is left under /dev/shm however the run ends, even
+    when the coordinator is killed with SIGKILL."""
+    tmpdir = tempfile.mkdtemp(prefix="cxl-harness-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    path = Path(tmpdir) / "region"
     try:
+        region = Region.file(path, size, create=True, lock=True)
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(path)
+        os.rmdir(tmpdir)
+    try:
+        yield region
+    finally:
+        region.close()
+
+
+def _run_processes(cfg: LogConfig, region: Region | None, check_history: bool) -> LogResult:
+    with ExitStack() as stack:
+        if region is None:
+            region = stack.enter_context(shm_region(_region_size(cfg)))
+        if region.backend != "file" and region.path is None:
+            raise ConfigError("multi-process mode needs a shareable region", "use the file back-end (or none)")
         format_region(region, cfg)
         groups = [RoleGroup(ROLE_PUBLISHERS), RoleGroup(ROLE_SCANNERS)]
         if cfg.subscribers:
             groups.append(RoleGroup(ROLE_SUBSCRIBERS))
-        procs = start_role_processes(region.path, region.size, cfg, groups)
-        results = [p.wait_result(cfg.watchdog_s + 60) for p in procs]
+        # children attach to this very file through the descriptor, never by name
+        where = f"/proc/self/fd/{region.fd}" if region.fd >= 0 else str(region.path)
+        procs = start_role_processes(where, region.size, cfg, groups)
+        results = supervise(procs, cfg.watchdog_s + 60)
         stats = merge_stats([r.stats for r in results])
         recs = merge_records([r.records for r in results]) if cfg.recording else None
         rc = max(r.rc for r in results)
         return build_result(cfg, stats, recs, region.info(), rc, check_history, processes=len(groups))
-    finally:
-        if tmpdir is not None:
-            region.close()
-            os.unlink(Path(tmpdir) / "region")
-            os.rmdir(tmpdir)
+    raise AssertionError("unreachable")  # pragma: no cover  (mypy: ExitStack may swallow)
 
 
 @dataclass(frozen=True)
@@ -413,6 +483,21 @@ class RoleGroup:
     pub_brokers: int = 0xFFFFFFFF
     sub_mask: int = 0xFFFFFFFF
 
+    @property
+    def label(self) -> str:
+        names = [n for bit, n in ((ROLE_PUBLISHERS, "publishers"), (ROLE_SCANNERS, "scanners"),
+                                  (ROLE_SUBSCRIBERS, "subscribers")) if self.roles & bit]
+        text = "+".join(names) or f"roles {self.roles}"
+        if self.roles & ROLE_PUBLISHERS and self.pub_brokers != 0xFFFFFFFF:
+            text += f" of brokers {_bits(self.pub_brokers)}"
+        if self.roles & ROLE_SUBSCRIBERS and self.sub_mask != 0xFFFFFFFF:
+            text += f" {_bits(self.sub_mask)}"
+        return text
+
+
+def _bits(mask: int) -> str:
+    return ",".join(str(i) for i in range(32) if mask >> i & 1)
+
 
 @dataclass
 class RoleResult:
@@ -421,51 +506,199 @@ class RoleResult:
     records: dict[str, Any]
 
 
-class RoleProcess:
-    """A role group running as ``python -m harness.role_process`` on a shared region file."""
+_LIVE_PROCESSES: set[RoleProcess] = set()
 
-    def __init__(self, path: str, size: int, cfg: LogConfig, group: RoleGroup, workdir: str):
+
+class RoleProcess:
+    """A role group running as ``python -m harness.role_process`` on a shared region file.
+
+    The child attaches through an inherited descriptor of the region (``path`` is opened here,
+    once), writes its results into a file that this side created with O_CREAT|O_EXCL|O_NOFOLLOW
+    in a private directory (mkdtemp, 0700) and unlinked before the child started, and dies with
+    the thread that started it (PR_SET_PDEATHSIG), so no role process outlives its coordinator.
+    Each child has its own process group: a Ctrl-C at the terminal reaches the coordinator
+    only, which then stops the children."""
+
+    def __init__(self, path: str, size: int, cfg: LogConfig, group: RoleGroup, workdir: str | None = None):
         import subprocess
         import sys
 
         from harness.role_process import config_json
 
-        self.out = os.path.join(workdir, f"roles-{group.roles}-{group.pub_brokers}-{group.sub_mask}.npz")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.role_process", "--region", path, "--size", str(size),
-             "--config", config_json(cfg), "--roles", str(group.roles),
-             "--pub-brokers", str(group.pub_brokers), "--sub-mask", str(group.sub_mask), "--out", self.out],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.group = group
+        self.out_fd = _private_result_file(workdir)
+        self.err = tempfile.TemporaryFile(prefix="cxl-harness-role-", dir=workdir)
+        region_fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "harness.role_process", "--parent-pid", str(os.getpid()),
+                 "--region", f"/proc/self/fd/{region_fd}", "--region-fd", str(region_fd),
+                 "--size", str(size), "--config", config_json(cfg), "--roles", str(group.roles),
+                 "--pub-brokers", str(group.pub_brokers), "--sub-mask", str(group.sub_mask),
+                 "--out-fd", str(self.out_fd)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.err,
+                pass_fds=(region_fd, self.out_fd), process_group=0)
+        except BaseException:
+            os.close(self.out_fd)
+            self.err.close()
+            raise
+        finally:
+            os.close(region_fd)
+        with _LIVE_LOCK:
+            _LIVE_PROCESSES.add(self)
+
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid)
 
     def kill(self) -> None:
-        self.proc.kill()
+        """SIGKILL and reap (a crash, as far as the other roles can tell)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
         self.proc.wait()
+        self._forget()
+
+    def stop(self, grace_s: float = 2.0) -> None:
+        """Ask to stop (SIGTERM), then SIGKILL after ``grace_s``; reaped either way."""
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.wait()
+        self._forget()
+
+    def _forget(self) -> None:
+        with _LIVE_LOCK:
+            _LIVE_PROCESSES.discard(self)
+
+    def describe_exit(self) -> str:
+        """How it ended, in words: killed by which signal, or the status and its last line."""
+        code = self.proc.returncode
+        who = f"role process {self.group.label} (pid {self.pid})"
+        if code is None:
+            return f"{who} is still running"
+        if code < 0:
+            try:
+                sig = signal.Signals(-code).name
+            except ValueError:
+                sig = f"signal {-code}"
+            return f"{who} was killed by {sig}"
+        return f"{who} exited with status {code}: {self.last_error_line()}"
+
+    def last_error_line(self) -> str:
+        self.err.seek(0)
+        lines = self.err.read().decode(errors="replace").strip().splitlines()
+        return lines[-1][:300] if lines else "no output"
 
     def wait_result(self, timeout: float) -> RoleResult:
-        import json
         import subprocess
 
         try:
-            _, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise RegionError(f"role process writing {self.out} did not finish in {timeout:.0f}s",
-                              "see the watchdog settings; the run was stopped") from None
+            raise RoleProcessError(f"role process {self.group.label} (pid {self.pid}) did not finish "
+                                   f"in {timeout:.0f}s", "see the watchdog settings; the run was stopped") from None
+        self._forget()
         if self.proc.returncode != 0:
-            last = (err or b"").decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise RegionError(f"a role process failed (exit {self.proc.returncode}): {last[0]}",
-                              "see the message; the run was stopped")
-        with np.load(self.out) as z:
-            meta = json.loads(bytes(z["__stats__"]).decode())
-            recs = {k: z[k] for k in z.files if k != "__stats__"}
-        os.unlink(self.out)
+            raise RoleProcessError(self.describe_exit(), "see the message; the run was stopped")
+        return self.result()
+
+    def result(self) -> RoleResult:
+        """The results the (finished) child wrote."""
+        import json
+
+        with os.fdopen(os.dup(self.out_fd), "rb") as f:
+            f.seek(0)
+            with np.load(f) as z:
+                meta = json.loads(bytes(z["__stats__"]).decode())
+                recs = {k: z[k] for k in z.files if k != "__stats__"}
+        self.close()
         return RoleResult(int(meta["rc"]), meta["stats"], recs)
+
+    def close(self) -> None:
+        if self.out_fd >= 0:
+            os.close(self.out_fd)
+            self.out_fd = -1
+        self.err.close()
+
+
+def _private_result_file(workdir: str | None) -> int:
+    """A read-write descriptor of a new, already unlinked file made in a private directory."""
+    d = tempfile.mkdtemp(prefix="cxl-harness-roles-", dir=workdir)
+    try:
+        return open_private(Path(d) / "roles.npz", unlink=True)
+    finally:
+        os.rmdir(d)
+
+
+def open_private(path: Path, unlink: bool = False) -> int:
+    """Create ``path`` for this process only: O_EXCL (never an existing file) and O_NOFOLLOW
+    (never through a symbolic link), mode 0600. ``unlink`` removes the name at once."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise RegionError(f"{path} already exists (a file or a planted link)",
+                          "results are never written through an existing name; remove it") from None
+    if unlink:
+        os.unlink(path)
+    return fd
 
 
 def start_role_processes(path: str, size: int, cfg: LogConfig, groups: list[RoleGroup],
                          workdir: str | None = None) -> list[RoleProcess]:
-    workdir = workdir or os.path.dirname(path)
-    return [RoleProcess(path, size, cfg, g, workdir) for g in groups]
+    """Start one process per group on the region file ``path``; ``workdir`` is where their
+    private result directories are made (default: the system's temporary directory)."""
+    procs: list[RoleProcess] = []
+    try:
+        for g in groups:
+            procs.append(RoleProcess(path, size, cfg, g, workdir))
+    except BaseException:
+        stop_role_processes(procs)
+        raise
+    return procs
+
+
+def stop_role_processes(procs: list[RoleProcess], grace_s: float = 2.0) -> None:
+    """Stop every process of ``procs`` at once (SIGTERM to all, then SIGKILL) and reap them."""
+    for p in procs:
+        if p.proc.poll() is None:
+            p.proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        p.stop(max(0.0, deadline - time.monotonic()))
+        p.close()
+
+
+def supervise(procs: list[RoleProcess], timeout: float, poll_s: float = 0.01) -> list[RoleResult]:
+    """Wait for every role process. The first one that dies or fails stops all the others at
+    once and raises RoleProcessError naming it (role, PID, signal or status); so does a run
+    past ``timeout``, and so does any exception here (Ctrl-C): no child is left running."""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            codes = [p.proc.poll() for p in procs]
+            failed = [p for p, c in zip(procs, codes) if c not in (None, 0)]
+            if failed:
+                first = min(failed, key=lambda p: p.proc.returncode if p.proc.returncode < 0 else 1 << 30)
+                others = len(procs) - 1
+                raise RoleProcessError(
+                    f"{first.describe_exit()}; stopped the other {others} role process"
+                    f"{'es' if others != 1 else ''} and released the region",
+                    "a role process should never die: look for the OOM killer (dmesg) or who sent "
+                    "the signal, then rerun")
+            if all(c == 0 for c in codes):
+                return [p.result() for p in procs]
+            if time.monotonic() > deadline:
+                raise RoleProcessError(f"the role processes did not finish in {timeout:.0f}s",
+                                       "see the watchdog settings; the run was stopped")
+            time.sleep(poll_s)
+    finally:
+        stop_role_processes(procs)
 
 
 _MAX_FIELDS = ("last_publish_ns", "last_ack_ns", "end_ns", "committed_seq", "messages_acked",

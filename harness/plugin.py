@@ -80,10 +80,31 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
         if name not in declared:  # pyproject may declare them already: add each once
             config.addinivalue_line("markers", f"{name}: {doc}")
+    validate_options(config)
     state = CxlSession(config)
     config.stash[_STATE] = state
     if state.report_dir is not None:
         config.pluginmanager.register(_ReportPlugin(state), "cxl-harness-report")
+
+
+def validate_options(config: pytest.Config) -> None:
+    """A mistyped option is one usage error at start-up, not an error in every test using it."""
+    from harness.errors import ProfileError
+    from harness.profiles import load_profile
+
+    for name in _profile_names(config):
+        try:
+            load_profile(name)
+        except ProfileError as exc:
+            raise pytest.UsageError(f"--hw-profile {name}: {exc}") from None
+    device = config.getoption("--cxl-device")
+    if device is not None and not str(device).strip():
+        raise pytest.UsageError("--cxl-device '': empty device name (fix: pass /dev/daxX.Y, node:N, "
+                                "a file path, or auto)")
+    root = config.getoption("--cxl-sysfs-root")
+    if not Path(root).is_dir():
+        raise pytest.UsageError(f"--cxl-sysfs-root {root}: no such directory (fix: give the directory "
+                                "holding sys/, default /)")
 
 
 def _profile_names(config: pytest.Config) -> list[str]:

@@ -165,6 +165,13 @@ class Region:
         return int(self._h.size)
 
     @property
+    def fd(self) -> int:
+        """The open file descriptor of a file or device region (-1 for anonymous memory)."""
+        if self._h is None:
+            raise RegionError("region is closed", "map a new region")
+        return int(self._h.fd)
+
+    @property
     def backend(self) -> str:
         return _BACKEND_IDS[int(self._h.backend)]
 

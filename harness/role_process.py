@@ -1,35 +1,70 @@
 """One group of log roles in its own OS process, attached to a shared region file.
 
-Run by the coordinator (``harness.log``) as ``python -m harness.role_process ...``; writes its
-statistics and per-batch records to ``--out`` (an .npz file) for the coordinator to merge.
+Run by the coordinator (``harness.log.RoleProcess``) as ``python -m harness.role_process ...``.
+It attaches to the region through a descriptor it inherited (``--region /proc/self/fd/N``),
+writes its statistics and per-batch records (.npz) to the inherited ``--out-fd``, and dies
+with its coordinator: PR_SET_PDEATHSIG is set before anything else, and a coordinator already
+gone by then is noticed through the parent PID. SIGINT is ignored (the coordinator owns
+Ctrl-C and stops its role processes); SIGTERM ends the process.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import signal
 import sys
-from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    from harness.log import LogConfig
 
-from harness.log import LogConfig, LogHandle, attach_check
-from harness.region import Region
+PR_SET_PDEATHSIG = 1
+EXIT_ORPHANED = 3
 
 
-def main(argv: list[str] | None = None) -> int:
+def die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process when the thread that started it ends; exit if it already did."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
+    if os.getppid() != parent_pid:
+        os._exit(EXIT_ORPHANED)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m harness.role_process")
-    p.add_argument("--region", required=True)
+    p.add_argument("--parent-pid", type=int, required=True)
+    p.add_argument("--region", required=True, help="the region file, normally /proc/self/fd/N")
+    p.add_argument("--region-fd", type=int, default=-1, help="inherited descriptor to close once mapped")
     p.add_argument("--size", type=int, required=True)
     p.add_argument("--config", required=True, help="LogConfig as JSON")
     p.add_argument("--roles", type=int, required=True)
     p.add_argument("--pub-brokers", type=int, default=0xFFFFFFFF)
     p.add_argument("--sub-mask", type=int, default=0xFFFFFFFF)
-    p.add_argument("--out", required=True)
-    a = p.parse_args(argv)
+    p.add_argument("--out-fd", type=int, required=True, help="inherited descriptor for the results")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(argv)
+    die_with_parent(a.parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    import json
+
+    import numpy as np
+
+    from harness.log import LogConfig, LogHandle, attach_check
+    from harness.region import Region
+
     cfg = LogConfig(**json.loads(a.config))
     with Region.file(a.region, a.size, create=False, lock=False) as region:
+        if a.region_fd >= 0:
+            os.close(a.region_fd)  # mapped now; the coordinator's lock is not ours to hold
         attach_check(region, cfg)
         h = LogHandle(region, cfg)
         try:
@@ -38,12 +73,16 @@ def main(argv: list[str] | None = None) -> int:
             recs: dict[str, Any] = h.records() if cfg.recording else {}
         finally:
             h.close()
-    np.savez(a.out, __stats__=np.frombuffer(json.dumps({"rc": rc, "stats": stats}).encode(), dtype=np.uint8),
-             **recs)
+    meta = np.frombuffer(json.dumps({"rc": rc, "stats": stats}).encode(), dtype=np.uint8)
+    with os.fdopen(a.out_fd, "wb") as out:
+        np.savez(out, __stats__=meta, **recs)
     return 0
 
 
 def config_json(cfg: LogConfig) -> str:
+    import json
+    from dataclasses import asdict
+
     return json.dumps(asdict(cfg))
 
 

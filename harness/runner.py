@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from harness.discovery import Choice, discover
 from harness.errors import DeviceError
-from harness.log import LogConfig, layout_size
+from harness.log import LogConfig, layout_size, shm_region
 from harness.profiles import Profile
 from harness.region import HUGE_2M, Injection, Region, apply_injection, round_up
 
@@ -60,7 +58,7 @@ def map_memory(profile: Profile, size: int, *, device: str | None = None,
     device alignment; yields the region and the discovery choice, releases it afterwards."""
     consent = allow_destructive or profile.memory.allow_destructive
     choice = choose_backend(profile, device, sysfs_root)
-    tmpdir: str | None = None
+    stack = ExitStack()
     if choice.backend == "devdax":
         assert choice.device is not None
         align = _dax_align(choice.device, sysfs_root)
@@ -76,18 +74,15 @@ def map_memory(profile: Profile, size: int, *, device: str | None = None,
             raise DeviceError(f"{path} exists; {what} would overwrite it",
                               "pass --allow-destructive, or name a path that does not exist yet")
         region = Region.file(path, round_up(size, HUGE_2M), create=not path.exists())
-    elif shareable:
-        tmpdir = tempfile.mkdtemp(prefix="cxl-harness-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-        region = Region.file(Path(tmpdir) / "region", round_up(size, HUGE_2M), create=True)
+    elif shareable:  # already unlinked: nothing is left on /dev/shm however the run ends
+        region = stack.enter_context(shm_region(round_up(size, HUGE_2M)))
     else:
         region = Region.emulated(round_up(size, HUGE_2M), hugepages=True)
     try:
         yield region, choice
     finally:
         region.close()
-        if tmpdir:
-            os.unlink(Path(tmpdir) / "region")
-            os.rmdir(tmpdir)
+        stack.close()
 
 
 @contextmanager

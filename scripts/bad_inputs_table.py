@@ -34,7 +34,14 @@ sys.path.insert(0, str(ROOT))
 class Case:
     name: str
     what: str                                  # the input, as a reader would describe it
-    setup: Callable[[Path], list[str] | Callable[[], Any]]  # argv for the CLI, or an API call
+    setup: Callable[[Path], list[str] | Callable[[], Any] | Pytest]  # CLI argv, an API call, a pytest run
+
+
+@dataclass
+class Pytest:
+    """A pytest session with the harness's plugin, run on a one-test file in the case's tmp."""
+
+    args: list[str]
 
 
 @dataclass
@@ -132,6 +139,55 @@ CASES: list[Case] = [
          lambda t: ["publish", "--msg-size", "1", "--batch-bytes", "1M"]),
     Case("order-level", "`publish --order 1`", lambda t: ["publish", "--order", "1"]),
     Case("epoch-zero", "`publish --epoch-us 0`", lambda t: ["publish", "--epoch-us", "0"]),
+    Case("seed-negative", "`publish --seed -1`", lambda t: ["publish", "--seed", "-1"]),
+    Case("seed-huge", "`publish --seed 99999999999999999999999`",
+         lambda t: ["publish", "--seed", "99999999999999999999999"]),
+    Case("ring-slots-huge", "`publish --ring-slots 4294967296`", lambda t: ["publish", "--ring-slots", "4294967296"]),
+    Case("brokers-huge", "`publish --brokers 99999999999999999999`",
+         lambda t: ["publish", "--brokers", "99999999999999999999"]),
+    Case("epoch-not-number", "`publish --epoch-us fast`", lambda t: ["publish", "--epoch-us", "fast"]),
+    Case("msg-larger-than-batch", "`publish --msg-size 128KiB --batch-bytes 64KiB` (a message larger than the batch)",
+         lambda t: ["publish", "--msg-size", "128KiB", "--batch-bytes", "64KiB"]),
+    Case("total-too-large", "`publish --total-bytes 2000TiB`", lambda t: ["publish", "--total-bytes", "2000TiB"]),
+    Case("long-run-no-tty", "`publish --total-bytes 100TiB` without a terminal and without --yes (hours)",
+         lambda t: ["publish", "--total-bytes", "100TiB"]),
+    Case("device-empty", "`publish --device ''`", lambda t: ["publish", "--device", ""]),
+    Case("json-dir-missing", "`publish --json <tmp>/nodir/result.json` (checked before the run)",
+         lambda t: ["publish", "--json", str(t / "nodir" / "result.json")]),
+    Case("json-is-dir", "`publish --json <tmp>` (a directory)", lambda t: ["publish", "--json", str(t)]),
+    Case("json-unwritable", "`publish --json /proc/result.json` (a directory nothing can be created in)",
+         lambda t: ["publish", "--json", "/proc/result.json"]),
+    Case("history-out-unwritable", "`publish --history /proc/xx/h.jsonl`",
+         lambda t: ["publish", "--history", "/proc/xx/h.jsonl"]),
+    Case("bench-only-typo", "`bench --only order2_vs_ordr0` (and no output directory is made)",
+         lambda t: ["bench", "--only", "order2_vs_ordr0"]),
+    Case("bench-precision-zero", "`bench --precision 0`", lambda t: ["bench", "--precision", "0"]),
+    Case("bench-budget-negative", "`bench --budget -1`", lambda t: ["bench", "--budget", "-1"]),
+    Case("bench-out-unwritable", "`bench --out /proc/xx`", lambda t: ["bench", "--out", "/proc/xx"]),
+    Case("characterize-runs-negative", "`characterize --runs -3`", lambda t: ["characterize", "--runs", "-3"]),
+    Case("characterize-runs-zero", "`characterize --runs 0`", lambda t: ["characterize", "--runs", "0"]),
+    Case("faults-seeds-zero", "`faults --seeds 0`", lambda t: ["faults", "--seeds", "0"]),
+    Case("faults-clean-runs-negative", "`faults --clean-runs -1`", lambda t: ["faults", "--clean-runs", "-1"]),
+    Case("faults-only-typo", "`faults --only pub_no_payload_flsh`",
+         lambda t: ["faults", "--only", "pub_no_payload_flsh"]),
+    Case("run-out-unwritable", "`run --out /proc/xx` (checked before any work)",
+         lambda t: ["run", "--out", "/proc/xx"]),
+    Case("run-out-is-file", "`run --out FILE` (an existing file)",
+         lambda t: ["run", "--out", str(_w(t, "not-a-dir", "x"))]),
+    Case("run-plant-fault-typo", "`run --plant-fault seq_dup_identty`",
+         lambda t: ["run", "--plant-fault", "seq_dup_identty"]),
+    Case("run-rounds-zero", "`run --rounds 0`", lambda t: ["run", "--rounds", "0"]),
+    Case("run-device-empty", "`run --device ''`", lambda t: ["run", "--device", ""]),
+    Case("detect-sysfs-typo", "`detect --sysfs-root /typo`", lambda t: ["detect", "--sysfs-root", "/typo"]),
+    Case("detect-sysfs-no-sys", "`detect --sysfs-root <tmp>` (a directory without sys/)",
+         lambda t: ["detect", "--sysfs-root", str(t)]),
+    Case("detect-device-empty", "`detect --device ''`", lambda t: ["detect", "--device", ""]),
+    Case("history-no-events", "history with a header and no events",
+         lambda t: ["check-history", _history(t, "header-only.jsonl", HEADER)]),
+    Case("plugin-hw-profile-typo", "`pytest --hw-profile typo` (the pytest plugin)",
+         lambda t: Pytest(["--hw-profile", "typo"])),
+    Case("plugin-sysfs-root-typo", "`pytest --cxl-sysfs-root /typo` (the pytest plugin)",
+         lambda t: Pytest(["--cxl-sysfs-root", "/typo"])),
     Case("history-order", "`check-history --order 1 FILE`",
          lambda t: ["check-history", "--order", "1", str(FIXTURES / "histories" / "valid.jsonl")]),
     Case("history-examples", "`check-history --examples 0 FILE`",
@@ -175,6 +231,8 @@ CASES: list[Case] = [
     Case("trace-missing", "`check-trace <tmp>/missing.jsonl`", lambda t: ["check-trace", str(t / "missing.jsonl")]),
     Case("trace-garbage", "trace file of binary garbage",
          lambda t: ["check-trace", _history(t, "trace.bin", bytes(range(256)) * 4)]),
+    Case("trace-unreadable", "`check-trace /proc/self/mem` (a file that cannot be read)",
+         lambda t: ["check-trace", "/proc/self/mem"]),
     Case("report-missing", "`report <tmp>/no-such-run`", lambda t: ["report", str(t / "no-such-run")]),
     Case("report-corrupt-summary", "`report DIR` whose summary.json is not JSON",
          lambda t: ["report", str(_w(t, "run/summary.json", "{not json").parent)]),
@@ -216,9 +274,12 @@ CASES: list[Case] = [
 
 
 def tree(root: Path) -> dict[str, tuple[int, int, str]]:
-    """Every file under root: (size, mtime_ns, sha256) -- to prove nothing changed."""
+    """Every file under root: (size, mtime_ns, sha256), and every directory -- to prove
+    nothing changed and nothing was made, not even an empty directory."""
     out: dict[str, tuple[int, int, str]] = {}
-    for dirpath, _dirs, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root):
+        for d in dirs:
+            out[str((Path(dirpath) / d).relative_to(root)) + "/"] = (0, 0, "directory")
         for f in files:
             p = Path(dirpath) / f
             st = p.stat()
@@ -230,11 +291,14 @@ def run_case(case: Case, tmp: Path) -> Observed:
     return execute(case, case.setup(tmp), tmp)
 
 
-def execute(case: Case, target: list[str] | Callable[[], Any], tmp: Path) -> Observed:
-    """Run a prepared case: the CLI in-process (stderr captured), or the API call."""
+def execute(case: Case, target: list[str] | Callable[[], Any] | Pytest, tmp: Path) -> Observed:
+    """Run a prepared case: the CLI in-process (stderr captured, stdin not a terminal), the
+    API call, or a pytest session in a subprocess."""
     from harness.cli import main
     from harness.errors import HarnessError
 
+    if isinstance(target, Pytest):
+        return _run_pytest(case, target, tmp)
     if callable(target):
         try:
             target()
@@ -243,16 +307,34 @@ def execute(case: Case, target: list[str] | Callable[[], Any], tmp: Path) -> Obs
             return Observed(case, type(exc).__name__, text.splitlines(), _norm(text, tmp))
         raise AssertionError(f"{case.name}: no error raised")
     err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        try:
-            code: int | str = main(target)
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code if isinstance(exc.code, int) else 2
+    stdin = sys.stdin
+    sys.stdin = io.StringIO("")  # no terminal: a question would be refused, never waited on
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            try:
+                code: int | str = main(target)
+            except SystemExit as exc:  # argparse usage errors
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        sys.stdin = stdin
     lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
     if not lines:  # profiles --check reports the problems on stdout
         lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
     message = lines[-1].strip() if lines else ""
     return Observed(case, code, lines, _norm(message, tmp))
+
+
+def _run_pytest(case: Case, target: Pytest, tmp: Path) -> Observed:
+    import subprocess
+
+    test = tmp / "test_uses_profile.py"
+    test.write_text("def test_profile(hw_profile):\n    assert hw_profile.name\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *target.args, str(test)],
+                       cwd=tmp, capture_output=True, text=True, timeout=120)
+    test.unlink()
+    lines = [ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
+    message = lines[-1].strip() if lines else ""
+    return Observed(case, r.returncode, lines, _norm(message, tmp))
 
 
 def _norm(text: str, tmp: Path) -> str:
@@ -279,8 +361,12 @@ def document(observed: list[Observed]) -> str:
         "# Bad inputs and what the harness says\n\n"
         "Generated by `python scripts/bad_inputs_table.py --write` from the real messages; "
         "`tests/test_bad_inputs.py` runs the same cases and checks that each one is refused with one\n"
-        "clear line and a non-zero exit (CLI: exit 2; API: the exception named), and that nothing was "
-        "created, truncated or overwritten.\n"
+        "clear line and a non-zero exit (CLI: exit 2; the pytest plugin: exit 4, a usage error at "
+        "start-up; API: the exception named), and that nothing was created, truncated or overwritten "
+        "(not even an empty output directory).\n"
+        "Besides these, every command stays quiet when its reader goes away (`cxl-harness ... | head`: "
+        "exit 141, no traceback; tests/test_cli_pipes.py), and Ctrl-C or SIGTERM stops a run cleanly "
+        "with one line and exit 130 or 143 (tests/test_ctrl_c.py, tests/test_supervision.py).\n"
         "Temporary paths are shown as `<tmp>`. Usage errors from argparse also print the usage line "
         "above the message.\n\n" + table(observed) + "\n")
 

@@ -121,7 +121,10 @@ def test_runner_shareable_region_is_owner_only_and_removed(tmp_path: Path) -> No
     before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
     with open_region(load_profile("ci"), CFG, shareable=True) as region:
         assert region.path is not None
-        assert stat.S_IMODE(os.stat(region.path).st_mode) == 0o600
+        assert stat.S_IMODE(os.fstat(region.fd).st_mode) == 0o600
         assert region.info().locked
+        # unlinked as soon as it is mapped: role processes attach through the descriptor, and
+        # a coordinator killed with SIGKILL leaves nothing on /dev/shm
+        assert not os.path.exists(region.path) and not os.path.exists(os.path.dirname(region.path))
     after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
     assert after == before  # nothing left behind

@@ -23,24 +23,25 @@ from harness.benchmarks import (
     target_checks,
     write_outputs,
 )
+from harness.commands._args import check_names, check_output_dir, device_options, profile_options
 from harness.errors import ConfigError
 from harness.noise import machine_state
-from harness.profiles import DEFAULT_PROFILE, load_profile
+from harness.profiles import load_profile
 
 
 def register(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "bench", help="throughput ratios measured in the same run, ablations, sequencer capacity",
+        "bench", parents=[profile_options(), device_options()],
+        help="throughput ratios measured in the same run, ablations, sequencer capacity",
         description="Order 2 vs Order 0 and vs the best raw copy, per-scanner vs shared mutex, "
         "fence amortisation, per-epoch vs per-batch reservation, sequencer drain, sustained small "
         "batches. Interleaved A/B pairs of calibrated samples are added until the 95%% interval "
         "of the ratio is within the profile's precision or the budget is spent; each target is "
         "MET, MISSED or INCONCLUSIVE. Exit 0 unless a target is MISSED (or INCONCLUSIVE with "
         "--strict).")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, help="hardware profile (default: %(default)s)")
     p.add_argument("--quick", action="store_true",
                    help="smaller runs, half-length samples, a fifth of the time budget")
-    p.add_argument("--only", action="append", metavar="NAME", choices=COMPARISONS,
+    p.add_argument("--only", action="append", metavar="NAME",
                    help="run only this comparison (repeatable): " + ", ".join(COMPARISONS))
     p.add_argument("--precision", type=float, metavar="PCT",
                    help="stop adding pairs once the 95%% interval is within +/-PCT%% "
@@ -50,9 +51,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--strict", action="store_true", help="an INCONCLUSIVE target fails (exit 1)")
     p.add_argument("--out", default="reports/bench", metavar="DIR",
                    help="directory for pyperf.json and bench-summary.json (default: %(default)s)")
-    p.add_argument("--device", help="device or file to use instead of the profile's memory")
-    p.add_argument("--allow-destructive", action="store_true",
-                   help="consent to overwrite the device's contents")
     p.set_defaults(func=run)
 
 
@@ -61,16 +59,20 @@ def _plan(args: argparse.Namespace, profile: Any) -> SuitePlan:
     sampling = plan.sampling
     if args.precision is not None:
         if not 0 < args.precision < 100:
-            raise ConfigError(f"--precision {args.precision}: give a percentage between 0 and 100")
+            raise ConfigError(f"--precision {args.precision} is out of range",
+                              "give a percentage between 0 and 100, e.g. --precision 3")
         sampling = dataclasses.replace(sampling, precision=args.precision / 100)
     if args.budget is not None:
         if not args.budget > 0:
-            raise ConfigError(f"--budget {args.budget}: give a positive number of seconds")
+            raise ConfigError(f"--budget {args.budget} is out of range",
+                              "give a positive number of seconds, e.g. --budget 30")
         sampling = dataclasses.replace(sampling, budget_s=args.budget)
     return dataclasses.replace(plan, sampling=sampling)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_names("--only", args.only or (), COMPARISONS, "comparison")
+    check_output_dir(args.out, "--out")
     profile = load_profile(args.profile)
     plan = _plan(args, profile)
     t0 = time.time()

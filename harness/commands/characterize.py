@@ -8,23 +8,20 @@ import json
 from typing import Any
 
 from harness.characterize import Characterization, characterize
-from harness.profiles import DEFAULT_PROFILE, load_profile
+from harness.commands._args import device_options, int_range, json_flag, profile_options
+from harness.profiles import load_profile
 
 
 def register(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "characterize", help="measure load latency, flush+fence cost and copy bandwidth of the memory",
+        "characterize", parents=[profile_options(), device_options(), json_flag()],
+        help="measure load latency, flush+fence cost and copy bandwidth of the memory",
         description="Idle load latency (pointer chase over more than the LLC), store+flush+fence "
         "per line and per two lines, invalidate+reload, regular and non-temporal copy bandwidth; "
         "median and spread of several runs, compared with the profile's expectations.")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, help="hardware profile (default: %(default)s)")
     p.add_argument("--quick", action="store_true",
                    help="fewer, shorter runs (the pointer chase may then fit in the LLC)")
-    p.add_argument("--runs", type=int, default=None, help="runs per figure (default 5, quick 3)")
-    p.add_argument("--device", help="device or file to use instead of the profile's memory")
-    p.add_argument("--allow-destructive", action="store_true",
-                   help="consent to overwrite the device's contents")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--runs", type=int_range(1, 1000, 5), default=None, help="runs per figure (default 5, quick 3)")
     p.set_defaults(func=run)
 
 

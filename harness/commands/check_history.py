@@ -11,14 +11,18 @@ import json
 import time
 from typing import Any
 
+from harness.commands._args import json_flag
 from harness.errors import HistoryError
 from harness.history.checks import DEFAULT_EXAMPLES, CheckReport, check_history
 from harness.history.jsonl import read_history
 
 
+EVENT_KINDS = ("publish", "loss", "order", "commit", "ack", "deliver")
+
+
 def register(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "check-history",
+        "check-history", parents=[json_flag()],
         help="check a recorded history (JSON Lines) for ordering anomalies",
         description="Check a cxl-history JSON Lines file (docs/history-format.md) for "
         "ordering anomalies. Exit 0: valid; 1: anomalies found; 2: bad input.",
@@ -28,7 +32,6 @@ def register(subparsers: Any) -> None:
         "--order", type=str, default=None, metavar="N",
         help="order level to check (0 or 2); default: the header's order",
     )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
         "--examples", type=int, default=DEFAULT_EXAMPLES, metavar="K",
         help=f"counterexamples per anomaly (default {DEFAULT_EXAMPLES})",
@@ -56,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     history = read_history(args.file)
     t1 = time.perf_counter()
+    counts = history.counts()
+    if not any(counts.get(k, 0) for k in EVENT_KINDS):
+        raise HistoryError(f"{args.file}: a header and no events, so there is nothing to check",
+                           "record a run into the file (cxl-harness publish --history FILE)")
     report = check_history(history, order, max_examples=args.examples)
     t2 = time.perf_counter()
     if args.json:

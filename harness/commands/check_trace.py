@@ -6,16 +6,16 @@ import argparse
 import json
 from typing import Any
 
+from harness.commands._args import json_flag
 from harness.tracecheck import check_trace_file
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "check-trace", help="check a store/flush/fence trace (ours or pmemcheck --log-stores)")
+        "check-trace", parents=[json_flag()], help="check a store/flush/fence trace (ours or pmemcheck --log-stores)")
     p.add_argument("file", help="trace file (JSON Lines cxl-trace, or a pmemcheck store log)")
     p.add_argument("--format", choices=("auto", "jsonl", "pmemcheck"), default="auto")
     p.add_argument("--warnings", action="store_true", help="also list performance warnings")
-    p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.set_defaults(func=run)
 
 

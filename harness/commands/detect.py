@@ -6,12 +6,16 @@ import argparse
 import json
 from typing import Any
 
+from pathlib import Path
+
+from harness.commands._args import device_name, json_flag
 from harness.discovery import Discovery, NumaNode, discover, format_bytes
+from harness.errors import DeviceError
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "detect",
+        "detect", parents=[json_flag()],
         help="find CXL memory (dax devices, CXL memdevs, NUMA nodes) and choose a back-end",
         description="Read sysfs, list CXL memory found, and say which back-end would be used "
         "and why (explicit device > devdax > CPU-less NUMA node > emulation).",
@@ -21,10 +25,9 @@ def register(subparsers: Any) -> None:
         help="directory holding sys/ and dev/ (default: /); point at a fake tree to test",
     )
     parser.add_argument(
-        "--device", default=None, metavar="PATH",
+        "--device", default=None, metavar="PATH", type=device_name,
         help="use this device: /dev/daxX.Y (devdax), node:N (numa) or a file path (file)",
     )
-    parser.add_argument("--json", action="store_true", help="print the inventory as JSON")
     parser.set_defaults(func=run)
 
 
@@ -73,7 +76,19 @@ def render(d: Discovery) -> str:
     return "\n".join(out)
 
 
+def check_sysfs_root(root: str) -> None:
+    """A root that is not there (or holds no sys/) would read as 'nothing found': refuse it."""
+    p = Path(root)
+    if not p.is_dir():
+        raise DeviceError(f"--sysfs-root {root}: no such directory",
+                          "give the directory holding sys/ (default /), e.g. fixtures/sysfs/devdax")
+    if not (p / "sys").is_dir():
+        raise DeviceError(f"--sysfs-root {root}: has no sys/ directory, so nothing could be discovered",
+                          "give the directory holding sys/ (default /), e.g. fixtures/sysfs/devdax")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_sysfs_root(args.sysfs_root)
     found = discover(args.sysfs_root, args.device)
     print(json.dumps(found.to_dict(), indent=2) if args.json else render(found))
     return 0

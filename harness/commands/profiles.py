@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.commands._args import json_flag
 from harness.profiles import (
     DEFAULT_PROFILE,
     list_profiles,
@@ -31,12 +32,11 @@ class Entry:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "profiles",
+        "profiles", parents=[json_flag()],
         help="list hardware profiles and check that they are valid",
         description="List the shipped hardware profiles with their back-end, coherence and "
         "validation status, or validate the given profile files. Exit 1 if any is invalid.",
     )
-    parser.add_argument("--json", action="store_true", help="print the list as JSON")
     parser.add_argument(
         "--check", nargs="+", metavar="FILE", default=None,
         help="validate these profile files instead of listing the shipped ones",

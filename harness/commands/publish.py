@@ -4,50 +4,83 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+from harness.commands._args import (
+    UINT64_MAX,
+    check_output_file,
+    confirm_long_run,
+    device_options,
+    estimated_seconds,
+    int_range,
+    profile_options,
+    ring_slots,
+)
+from harness.errors import ConfigError
 from harness.history import write_history
 from harness.invariants import history_from_records
-from harness.log import LogConfig, LogResult, run_log
-from harness.profiles import DEFAULT_PROFILE, load_profile
+from harness.log import MAX_BROKERS, MAX_SUBSCRIBERS, LogConfig, LogResult, run_log
+from harness.profiles import load_profile
 from harness.runner import open_region, profile_injection
-from harness.errors import ConfigError
 from harness.units import size_arg
+
+MAX_TOTAL_BYTES = 1 << 50  # 1 PiB: weeks at any rate seen; more is a typo
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "publish", help="run the shared log once (publishers, scanners, sequencer, subscribers)")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, help="hardware profile (default: %(default)s)")
+        "publish", parents=[profile_options(), device_options()],
+        help="run the shared log once (publishers, scanners, sequencer, subscribers)")
     p.add_argument("--order", type=int, choices=(0, 2), default=2)
-    p.add_argument("--brokers", type=int, default=4)
+    p.add_argument("--brokers", type=int_range(1, MAX_BROKERS), default=4)
     p.add_argument("--msg-size", type=size_arg, default=1024, metavar="BYTES")
     p.add_argument("--total-bytes", type=size_arg, default=256 << 20, metavar="SIZE")
     p.add_argument("--batch-bytes", type=size_arg, default=64 << 10, metavar="SIZE")
     p.add_argument("--variant", choices=("per-scanner", "shared-mutex"), default="per-scanner")
     p.add_argument("--ack", type=int, choices=(0, 1, 2), default=1)
-    p.add_argument("--subscribers", type=int, default=1)
-    p.add_argument("--epoch-us", type=int, default=50)
-    p.add_argument("--ring-slots", type=int, default=256, help="PBR slots per broker (power of two)")
+    p.add_argument("--subscribers", type=int_range(0, MAX_SUBSCRIBERS), default=1)
+    p.add_argument("--epoch-us", type=int_range(1, 1_000_000, 50), default=50)
+    p.add_argument("--ring-slots", type=ring_slots, default=256, help="PBR slots per broker (power of two)")
     p.add_argument("--processes", action="store_true", help="each role group in its own OS process")
-    p.add_argument("--device", help="device or file to use instead of the profile's memory")
-    p.add_argument("--allow-destructive", action="store_true",
-                   help="consent to overwrite the device's contents")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int_range(0, UINT64_MAX, 1), default=1)
     p.add_argument("--json", metavar="FILE", help="write the full result as JSON")
     p.add_argument("--history", metavar="FILE",
                    help="write the run's history (docs/history-format.md) as JSON Lines")
+    p.add_argument("--yes", action="store_true", help="run even when the size implies hours")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    profile = load_profile(args.profile)
+def make_config(args: argparse.Namespace) -> LogConfig:
+    """The run's configuration from the arguments; nothing is changed silently."""
+    if args.total_bytes > MAX_TOTAL_BYTES:
+        raise ConfigError(f"--total-bytes {args.total_bytes} is more than {MAX_TOTAL_BYTES} bytes (1 PiB)",
+                          "ask for less, e.g. --total-bytes 256MiB")
     cfg = LogConfig(order=args.order, variant=args.variant, brokers=args.brokers,
                     subscribers=args.subscribers, msg_size=args.msg_size, batch_bytes=args.batch_bytes,
                     total_bytes=args.total_bytes, ack=args.ack, epoch_us=args.epoch_us,
                     pbr_slots=args.ring_slots, processes=args.processes, seed=args.seed,
                     record=True if args.history else None)
+    if args.msg_size > args.batch_bytes:
+        raise ConfigError(f"--msg-size {args.msg_size} is larger than --batch-bytes {args.batch_bytes}: "
+                          "a batch holds whole messages",
+                          f"use --batch-bytes {args.msg_size} or more, or a smaller --msg-size")
+    used = cfg.msgs_per_batch * cfg.msg_size
+    if used != args.batch_bytes:
+        print(f"note: a batch holds {cfg.msgs_per_batch} message(s) of {cfg.msg_size} bytes: "
+              f"{used} of the {args.batch_bytes} bytes of --batch-bytes", file=sys.stderr)
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = make_config(args)
+    for option in ("json", "history"):
+        if getattr(args, option):
+            check_output_file(getattr(args, option), f"--{option}")
+    profile = load_profile(args.profile)
+    confirm_long_run("publish", estimated_seconds(cfg.total_bytes, cfg.total_batches), args.yes,
+                     f"publishing {cfg.total_bytes:,} bytes in {cfg.total_batches:,} batches")
     if profile.coherence == "noncoherent-model":
         result = _run_on_model(cfg)
     else:

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.commands._args import check_names, check_output_dir, device_name, int_range
+from harness.commands.faults import LIST_FAULTS
 from harness.mainjob import MainJobOptions, run_main_job
 from harness.profiles import DEFAULT_PROFILE
 
@@ -41,13 +43,13 @@ def register(subparsers: Any) -> None:
                         help="where run directories go (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and the fault catalogue's quick subset (under a minute)")
-    parser.add_argument("--device", metavar="PATH",
+    parser.add_argument("--device", metavar="PATH", type=device_name,
                         help="device or file to use instead of the profile's memory (/dev/daxX.Y, node:N, a path)")
     parser.add_argument("--allow-destructive", action="store_true",
                         help="consent to overwrite the device's contents")
     parser.add_argument("--compare", type=Path, metavar="DIR",
                         help="an earlier run directory (or its summary.json, or OUT/latest) to compare with")
-    parser.add_argument("--rounds", type=int, metavar="N",
+    parser.add_argument("--rounds", type=int_range(1, 1000, 5), metavar="N",
                         help="interleaved rounds of the log runs (default: 3 with --quick, else 5)")
     parser.add_argument("--plant-fault", metavar="NAME",
                         help="self-test: plant this fault-catalogue defect in the model runs, to see "
@@ -58,10 +60,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.rounds is not None and args.rounds < 1:
-        parser_error = "--rounds must be at least 1"
-        print(f"cxl-harness run: error: {parser_error}", file=sys.stderr)
-        return 2
+    if args.plant_fault is not None:
+        from harness.checked import fault_names
+
+        check_names("--plant-fault", [args.plant_fault], fault_names(), "fault", LIST_FAULTS)
+    check_output_dir(args.out, "--out")
     command = "cxl-harness " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "cxl-harness run"
     options = MainJobOptions(
         profile=args.profile, out=args.out, quick=args.quick, device=args.device,
