@@ -296,10 +296,16 @@ def test_committed_seq_beyond_the_ring_is_corrupt_ctrl(image_factory) -> None:
     rc, elapsed = img.run(ROLE_SUBSCRIBERS)
     r = img.result(rc)
     stats = img.handle.stats()
-    assert stats["corrupt_ctrl"] >= 1
-    # it read what really exists, then waited at the first unreadable entry: reported
-    assert stats["sub_batches"][0] == img.cfg.total_batches
-    assert stats["corrupt_goi"] == 1
+    # more than the run can ever order: not followed at all (nothing delivered), counted once
+    # however often it was polled, and listed with its offset
+    assert stats["corrupt_ctrl"] == 1
+    assert stats["sub_batches"][0] == 0
+    assert stats["corrupt_goi"] == 0
+    assert stats["corrupt_listed"] == 1
+    assert (stats["corrupt_off"][0], stats["corrupt_val"][0], stats["corrupt_kind"][0]) == (
+        C_COMMITTED, 1 << 60, 2)
+    assert "control value at offset 0x88 = 0x1000000000000000" in next(
+        c.detail for c in r.checks if c.id == "shared-memory-sane")
     assert r.stalled and elapsed < 3.5
 
 
@@ -320,8 +326,9 @@ def test_order0_frontier_beyond_the_broker_is_corrupt_ctrl(image_factory) -> Non
     img.put("<Q", img.lay.seqline + 64 * 1 + 8, 1 << 33)  # broker 1's ordered_batches
     rc, elapsed = img.run(ROLE_SUBSCRIBERS)
     stats = img.handle.stats()
-    assert stats["corrupt_ctrl"] >= 1
-    assert stats["sub_batches"][0] == img.cfg.total_batches  # clamped, nothing invented
+    assert stats["corrupt_ctrl"] == 1  # once, however often it was polled
+    # broker 1's impossible frontier is not followed (nothing of it delivered); broker 0 is
+    assert stats["sub_batches"][0] == img.cfg.total_batches // 2
     assert elapsed < 5
 
 

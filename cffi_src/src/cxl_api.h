@@ -141,6 +141,8 @@ typedef struct cxl_log_stats {
     uint64_t stall_role;          /* roles still running when it fired */
     uint64_t lat_hist[768];       /* publish-to-commit latency, log-linear ns buckets */
     uint64_t lost_by_broker[8];   /* slots declared lost, per broker */
+    uint64_t published_by_broker[8];
+    uint64_t ordered_by_broker[8];  /* batches ordered (Order 2: by this sequencer; 0: acked)*/
     uint64_t lost_late_commits;   /* declared-lost slots whose live publisher committed them */
     uint64_t corrupt_listed;      /* distinct corrupt (location, value) pairs listed below */
     uint64_t corrupt_off[8];      /* the first few: region offset, value read, kind */

@@ -1859,6 +1859,7 @@ static int sub2_step(cxl_log_t *L, subscriber_t *U) {
         cxl_invalidate(&L->ctrl->seq, CXL_LINE);
         uint64_t done = cxl_consume64(&L->ctrl->seq.done);
         uint64_t committed = cxl_consume64(&L->ctrl->seq.committed_seq);
+        if (committed > L->per_broker * L->cfg.brokers) return STEP_IDLE; /* counted above */
         if (done && done == committed + 1 && committed == U->pos) return STEP_DONE;
         if (done && done != committed + 1 && U->bad_done != done) {
             U->bad_done = done;
@@ -2149,6 +2150,7 @@ void cxl_log_stats(const cxl_log_t *L, cxl_log_stats_t *out) {
         out->messages_published += P->done * L->cfg.msgs_per_batch;
         out->bytes_published += P->done * L->cfg.msgs_per_batch * (uint64_t)L->cfg.msg_size;
         out->backpressure_waits += P->waits;
+        out->published_by_broker[P->broker] += P->done;
         if (P->first_ns && (!out->first_publish_ns || P->first_ns < out->first_publish_ns))
             out->first_publish_ns = P->first_ns;
         if (P->last_ns > out->last_publish_ns) out->last_publish_ns = P->last_ns;
@@ -2167,6 +2169,12 @@ void cxl_log_stats(const cxl_log_t *L, cxl_log_stats_t *out) {
         if (f > L->per_broker) continue; /* corrupt: acknowledges nothing */
         acked += m;
         acked_b += f > lost ? f - lost : 0;
+    }
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+        const scanner_t *S = &L->scan[b];
+        out->ordered_by_broker[b] = L->cfg.order == 2
+            ? (L->seq_consumed[b] > L->seq_lost[b] ? L->seq_consumed[b] - L->seq_lost[b] : 0)
+            : (S->next > S->lost ? S->next - S->lost : 0);
     }
     out->messages_acked = L->cfg.ack_level ? acked : 0;
     out->batches_acked = L->cfg.ack_level ? acked_b : 0;
