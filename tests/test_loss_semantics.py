@@ -196,7 +196,7 @@ def test_second_sequencer_on_a_live_region_is_refused_then_allowed_after_it_ends
             while _get(region, CTRL_SEQ_OWNER) == 0 and time.monotonic() < deadline:
                 time.sleep(0.005)
             host = _get(region, CTRL_SEQ_OWNER + OWNER_HOST)
-            assert _get(region, CTRL_SEQ_OWNER + OWNER_PID, "<I") == os.getpid()
+            assert _get(region, CTRL_SEQ_OWNER + OWNER_PID) == os.getpid()
             with pytest.raises(RegionError, match="sequencer of this region is already running") as ei:
                 second.run(ROLE_SCANNERS)
             assert "\n" not in str(ei.value)
@@ -207,14 +207,14 @@ def test_second_sequencer_on_a_live_region_is_refused_then_allowed_after_it_ends
             dead.wait()
             _put(region, CTRL_SEQ_OWNER + OWNER_OWNER, 0x1234)
             _put(region, CTRL_SEQ_OWNER + OWNER_HOST, host)
-            _put(region, CTRL_SEQ_OWNER + OWNER_PID, dead.pid, "<I")
+            _put(region, CTRL_SEQ_OWNER + OWNER_PID, dead.pid)
             second.run(ROLE_PUBLISHERS | ROLE_SCANNERS)
             assert second.stats()["batches_ordered"] == cfg.total_batches
             # ... but one held by a live process is not
             live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
             try:
                 _put(region, CTRL_SEQ_OWNER + OWNER_OWNER, 0x5678)
-                _put(region, CTRL_SEQ_OWNER + OWNER_PID, live.pid, "<I")
+                _put(region, CTRL_SEQ_OWNER + OWNER_PID, live.pid)
                 with pytest.raises(RegionError, match=f"pid {live.pid}"):
                     first.run(ROLE_SCANNERS)
             finally:

@@ -89,14 +89,14 @@ typedef struct cxl_proto {
 } cxl_proto_t;
 
 /* An ownership lease (line 6 for the sequencer; in each scanner line for that scanner). The
- * owner word is taken with one compare-and-swap; the owner alone writes the rest. A lease
+ * owner word is taken with one compare-and-swap; the owner alone writes the rest, also with
+ * atomic operations (the line is shared by design). A lease
  * whose owner process is gone (same host) is taken over; another host's lease only with
  * CXL_F_TAKE_OVER. The owner clears it when its run ends. */
 typedef struct cxl_owner {
     uint64_t owner;          /* 0 = free; else the owner's nonce */
     uint64_t host;           /* the owner's host identity (boot id and pid namespace hash) */
-    uint32_t pid;
-    uint32_t pad0;
+    uint64_t pid;
     uint64_t since_ns;       /* when it took the lease (its own clock) */
 } cxl_owner_t;
 

@@ -745,13 +745,21 @@ static uint64_t reuse_floor(cxl_log_t *L, publisher_t *P, uint64_t limit) {
     const uint32_t b = P->broker;
     if (!FAULT(L, pub_no_invalidate_frontier)) cxl_invalidate(&L->seql[b], CXL_LINE);
     uint64_t f = cxl_consume64(&L->seql[b].consumed_through);
+    uint64_t rel[CXL_MAX_SUBS];
+    for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
+        cxl_invalidate(&L->subl[k].released[b], 8);
+        rel[k] = cxl_consume64(&L->subl[k].released[b]);
+    }
+    if (limit == UINT64_MAX) { /* several publishers: the claims made so far, read after */
+        cxl_invalidate(&L->claim[b], CXL_LINE);
+        limit = cxl_consume64(&L->claim[b].claimed);
+    }
     if (f > limit) {
         corrupt(L, CORRUPT_CTRL, &L->seql[b].consumed_through, f);
         f = P->floor;
     }
     for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
-        cxl_invalidate(&L->subl[k].released[b], 8);
-        uint64_t r = cxl_consume64(&L->subl[k].released[b]);
+        uint64_t r = rel[k];
         if (r > limit) {
             corrupt(L, CORRUPT_CTRL, &L->subl[k].released[b], r);
             r = P->floor;
@@ -972,6 +980,7 @@ static int pub_claim(cxl_log_t *L, publisher_t *P) {
         cxl_flush(&L->claim[b]); /* the header's fence closes it */
         return 1;
     }
+    cxl_invalidate(&L->claim[b], CXL_LINE);
     uint64_t c = cxl_consume64(&L->claim[b].claimed);
     for (int tries = 0; tries < 8; tries++) { /* a failed CAS leaves the value found in c */
         if (c >= L->per_broker) { /* every slot of the run is claimed, yet we have quota */
@@ -979,7 +988,7 @@ static int pub_claim(cxl_log_t *L, publisher_t *P) {
             return 0;
         }
         if (c >= P->floor + slots && !FAULT(L, pub_reuse_early)) {
-            P->floor = reuse_floor(L, P, c);
+            P->floor = reuse_floor(L, P, UINT64_MAX);
             if (c >= P->floor + slots) return 0;
         }
         if (lease) {
@@ -2048,14 +2057,21 @@ static int run_deterministic(cxl_log_t *L, role_t *roles, uint32_t n) {
 
 int cxl_log_run(cxl_log_t *L, uint32_t mask) { return cxl_log_run_subset(L, mask, ~0u, ~0u); }
 
+/* A store to a line that is written with atomics (a lease): an atomic one too. */
+static void rmw_store(uint64_t *p, uint64_t v) {
+    uint64_t cur = cxl_consume64(p);
+    while (!cxl_cas64(p, &cur, v)) {
+    }
+}
+
 /* Take one ownership lease: free, ours already, or held by a process that is gone on this
  * host. A live holder -- or one on another host, unless CXL_F_TAKE_OVER -- refuses the run. */
 static int lease_take(cxl_log_t *L, cxl_owner_t *o, const char *what) {
     cxl_invalidate(o, sizeof *o);
     uint64_t cur = cxl_consume64(&o->owner);
     if (cur != 0 && cur != L->nonce) {
-        uint64_t host = cxl_ld64(&o->host);
-        uint32_t pid = cxl_ld32(&o->pid);
+        uint64_t host = cxl_consume64(&o->host);
+        uint32_t pid = (uint32_t)cxl_consume64(&o->pid);
         int same_host = host == L->host;
         int gone = same_host && !os_thread_alive(pid, 0);
         if (same_host && pid == (uint32_t)getpid()) gone = 0; /* another instance in this process */
@@ -2072,11 +2088,9 @@ static int lease_take(cxl_log_t *L, cxl_owner_t *o, const char *what) {
         snprintf(L->err, sizeof L->err, "the %s lease changed hands while taking it over", what);
         return -1;
     }
-    cxl_st64(&o->host, L->host);
-    cxl_st32(&o->pid, (uint32_t)getpid());
-    cxl_st64(&o->since_ns, cxl_now_ns());
-    cxl_flush(o);
-    cxl_sfence();
+    rmw_store(&o->host, L->host);
+    rmw_store(&o->pid, (uint64_t)getpid());
+    rmw_store(&o->since_ns, cxl_now_ns());
     return 0;
 }
 
