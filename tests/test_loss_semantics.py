@@ -315,3 +315,76 @@ def test_region_holding_a_previous_run_runs_correctly_once_formatted(order: int)
         r = run_log(second, region=region)  # stale tokens, frontiers, leases of the first run
     assert r.ok, [(c.id, c.detail) for c in r.failed()]
     assert r.batches == second.total_batches and r.batches_lost == 0
+
+
+# ------------------------------------------------------------------ slow or crashed holder
+
+PUB_HOLDING, PUB_BEAT, PUB_HOST, PUB_PID, PUB_TID = 0, 8, 16, 24, 28
+
+
+def _host_identity() -> int:
+    """This host's identity as the C core writes it (left in a lease line after a run)."""
+    cfg = LogConfig(order=2, brokers=1, subscribers=0, msg_size=64, batch_bytes=256,
+                    total_bytes=256, ack=0, pbr_slots=2, goi_slots=4, record=False)
+    with _region(cfg) as region:
+        h = LogHandle(region, cfg)
+        try:
+            h.run()
+        finally:
+            h.close()
+        return _get(region, CTRL_SEQ_OWNER + OWNER_HOST)
+
+
+@pytest.mark.parametrize("holder", ["alive", "gone"])
+def test_a_holder_whose_thread_exists_is_slow_not_crashed(holder: str) -> None:
+    """Slot 0 is claimed and its holder's beat stands still for 10 timeouts. A holder thread
+    that still exists on this host is slow: nothing declared lost (before: lost after one
+    timeout). One whose thread is gone is crashed: the slot is declared lost, naming it."""
+    host = _host_identity()
+    cfg = LogConfig(order=2, brokers=1, subscribers=1, msg_size=64, batch_bytes=256,
+                    total_bytes=8 * 256, ack=1, epoch_us=100, pbr_slots=2, goi_slots=16,
+                    slot_timeout_ms=20.0, watchdog_s=0.4, record=True)
+    ended = threading.Thread(target=lambda: None)
+    ended.start()
+    ended.join()
+    tid = threading.get_native_id() if holder == "alive" else ended.native_id
+    with _region(cfg) as region:
+        publine = _get(region, PROTO + 32)
+        _put(region, _offsets(region)[0], 1)  # broker 0: slot 0 claimed
+        _put(region, publine + PUB_HOLDING, 1)
+        _put(region, publine + PUB_BEAT, 5)
+        _put(region, publine + PUB_HOST, host)
+        _put(region, publine + PUB_PID, os.getpid(), "<I")
+        _put(region, publine + PUB_TID, tid or 0, "<I")
+        h = LogHandle(region, cfg)
+        try:
+            h.run(ROLE_SCANNERS | ROLE_SUBSCRIBERS)  # the watchdog ends it: nothing to order
+            st, recs = h.stats(), h.records()
+        finally:
+            h.close()
+    if holder == "alive":
+        assert st["batches_lost"] == 0 and len(recs["loss"]) == 0
+    else:
+        assert st["batches_lost"] == 1
+        assert [(int(x["pbr_index"]), int(x["client"])) for x in recs["loss"]] == [(0, 0)]
+
+
+def test_second_scanner_for_a_broker_is_refused(tmp_path: Any) -> None:
+    """Order 0: the broker's acker is its scanner; one per broker."""
+    cfg = LogConfig(order=0, brokers=2, subscribers=0, msg_size=64, batch_bytes=256,
+                    total_bytes=8 * 256, ack=1, pbr_slots=4, goi_slots=16, watchdog_s=1.0, record=False)
+    with _file_region(tmp_path, cfg) as region:
+        scanline = _get(region, PROTO + 24)
+        first, second = LogHandle(region, cfg), LogHandle(region, cfg)
+        try:
+            t = threading.Thread(target=first.run, args=(ROLE_SCANNERS,))
+            t.start()
+            deadline = time.monotonic() + 5
+            while _get(region, scanline + 128) == 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            with pytest.raises(RegionError, match="scanner of broker 0 of this region is already running"):
+                second.run(ROLE_SCANNERS)
+            t.join()
+        finally:
+            first.close()
+            second.close()
