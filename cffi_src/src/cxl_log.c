@@ -982,24 +982,28 @@ static int pub_claim(cxl_log_t *L, publisher_t *P) {
     }
     cxl_invalidate(&L->claim[b], CXL_LINE);
     uint64_t c = cxl_consume64(&L->claim[b].claimed);
+    int leased = 0;
     for (int tries = 0; tries < 8; tries++) { /* a failed CAS leaves the value found in c */
         if (c >= L->per_broker) { /* every slot of the run is claimed, yet we have quota */
             corrupt(L, CORRUPT_CTRL, &L->claim[b].claimed, c);
-            return 0;
+            break;
         }
         if (c >= P->floor + slots && !FAULT(L, pub_reuse_early)) {
             P->floor = reuse_floor(L, P, UINT64_MAX);
-            if (c >= P->floor + slots) return 0;
+            if (c >= P->floor + slots) break;
         }
         if (lease) {
             pub_lease(L, P, c + 1);
             cxl_sfence(); /* visible before the claim */
+            leased = 1;
         }
         if (cxl_cas64(&L->claim[b].claimed, &c, c + 1)) {
             P->abs = c;
             return 1;
         }
     }
+    /* a lease for a slot another publisher won must not make a crashed winner look alive */
+    if (leased) pub_lease(L, P, 0);
     return 0;
 }
 
