@@ -186,6 +186,7 @@ struct cxl_log {
     uint64_t seq_lost[CXL_MAX_BROKERS];
     uint64_t seq_next_pbr[CXL_MAX_BROKERS];
     uint64_t next_pos;              /* positions this sequencer reserved: next_global must agree */
+    uint64_t resv_skew;             /* next_global - next_pos last seen (0 unless corrupt) */
     uint64_t committed;             /* what it last wrote to committed_seq */
     uint64_t total_msgs_ordered;
     entry_t *cur;                   /* the chunk being ordered: points into a buffer */
@@ -1477,7 +1478,11 @@ static void seq_fence(cxl_log_t *L) {
  * found must be what it reserved so far: another is corrupt, counted and not followed. */
 static uint64_t seq_reserve(cxl_log_t *L, uint64_t n) {
     uint64_t got = cxl_fetch_add64(&L->ctrl->reserve.next_global, n);
-    if (got != L->next_pos) corrupt(L, CORRUPT_CTRL, &L->ctrl->reserve.next_global, got);
+    uint64_t skew = got - L->next_pos; /* one corruption shifts every later value: count once */
+    if (skew != L->resv_skew) {
+        if (skew) corrupt(L, CORRUPT_CTRL, &L->ctrl->reserve.next_global, got);
+        L->resv_skew = skew;
+    }
     uint64_t base = L->next_pos;
     L->next_pos += n;
     return base;
