@@ -24,6 +24,10 @@ def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
         "size": pub["size"], "checksum": pub["checksum"],
     }
     loss = recs["loss"]
+    # A slot declared lost and then committed by its live publisher (alive=1) is no loss the
+    # history may excuse: the publisher was told ok, so a missing batch is a lost write there.
+    if "alive" in (loss.dtype.names or ()):
+        loss = loss[loss["alive"] == 0]
     losses = {"t": loss["ns"], "broker": loss["broker"], "pbr_index": loss["pbr_index"]}
     o = recs["order"]
     orders = {"t": o["commit_ns"], "seq": o["seq"], "broker": o["broker"], "client": o["client"],

@@ -388,3 +388,44 @@ def test_second_scanner_for_a_broker_is_refused(tmp_path: Any) -> None:
         finally:
             first.close()
             second.close()
+
+
+def test_history_of_a_false_loss_is_a_lost_write() -> None:
+    """The run records of a batch its publisher completed, declared lost anyway and so never
+    ordered or delivered: with the loss marked as a false one (publisher alive) the history's
+    no-lost-ack check fails; a loss of a stopped publisher is excused there (and judged by the
+    in-run no-unexpected-loss check)."""
+    from harness.history import check_history
+    from harness.invariants import history_from_records
+
+    cfg = LogConfig(order=2, brokers=2, subscribers=1, msg_size=64, batch_bytes=256,
+                    total_bytes=2 * 16 * 256, ack=1, pbr_slots=8, goi_slots=64, record=True)
+    with _region(cfg) as region:
+        h = LogHandle(region, cfg)
+        try:
+            h.run()
+            recs = h.records()
+        finally:
+            h.close()
+    victim = (1, 7)  # broker 1, slot 7: drop its order and delivery, add a loss record
+
+    def planted(alive: int) -> dict[str, Any]:
+        out = dict(recs)
+        o = recs["order"]
+        out["order"] = o[~((o["broker"] == victim[0]) & (o["pbr_index"] == victim[1]))]
+        d = recs["deliver0"]
+        gone = (d["broker"] == victim[0]) & (d["pbr_index"] == victim[1])
+        out["deliver0"] = d[~gone]
+        loss = np.zeros(1, dtype=recs["loss"].dtype)
+        loss["ns"], loss["broker"], loss["pbr_index"] = int(d["ns"][gone][0]), victim[0], victim[1]
+        loss["client"], loss["reason"], loss["alive"] = 1, LOSS_TIMEOUT, alive
+        out["loss"] = loss
+        return out
+
+    def verdict(r: dict[str, Any]) -> bool:
+        report = check_history(history_from_records(cfg, r), cfg.order)
+        return next(x.passed for x in report.results if x.check_id == "no-lost-ack")
+
+    assert verdict(recs)
+    assert verdict(planted(alive=0))
+    assert not verdict(planted(alive=1))
