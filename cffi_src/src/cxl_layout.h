@@ -148,8 +148,7 @@ typedef struct cxl_pub_line {
     uint64_t holding;          /* ring slot + 1 claimed and not yet committed; 0 = none */
     uint64_t beat;             /* advanced while the publisher writes a batch */
     uint64_t host;             /* host identity (boot id hash); 0 = unknown */
-    uint32_t pid;
-    uint32_t tid;              /* 0 = no OS identity to check (deterministic runner) */
+    uint64_t ident;            /* pid | tid << 32; tid 0 = no OS identity (deterministic runner) */
     uint64_t pad[4];
 } cxl_pub_line_t;
 

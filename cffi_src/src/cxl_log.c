@@ -776,13 +776,12 @@ static void pub_lease(cxl_log_t *L, publisher_t *P, uint64_t holding) {
     cxl_pub_line_t *l = &L->publ[P->client];
     if (!P->lease_ready) {
         int det = (L->cfg.flags & CXL_F_DETERMINISTIC) != 0;
-        cxl_st64(&l->host, L->host);
-        cxl_st32(&l->pid, det ? 0u : (uint32_t)getpid());
-        cxl_st32(&l->tid, det ? 0u : os_tid());
+        cxl_st64_shared(&l->host, L->host);
+        cxl_st64_shared(&l->ident, det ? 0u : (uint64_t)(uint32_t)getpid() | (uint64_t)os_tid() << 32);
         P->lease_ready = 1;
     }
-    cxl_st64(&l->holding, holding);
-    cxl_st64(&l->beat, ++P->beat);
+    cxl_st64_shared(&l->holding, holding);
+    cxl_st64_shared(&l->beat, ++P->beat);
     cxl_flush(l);
     P->since_beat = 0;
 }
@@ -792,7 +791,7 @@ static inline void pub_progress(cxl_log_t *L, publisher_t *P, uint64_t bytes) {
     P->since_beat += bytes;
     if (P->since_beat >= BEAT_BYTES) {
         cxl_pub_line_t *l = &L->publ[P->client];
-        cxl_st64(&l->beat, ++P->beat);
+        cxl_st64_shared(&l->beat, ++P->beat);
         cxl_flush(l);
         P->since_beat = 0;
     }
@@ -954,7 +953,7 @@ static void pub_check_given_up(cxl_log_t *L, publisher_t *P, uint64_t abs) {
     cxl_invalidate(&sl->lost_count, CXL_LINE);
     if (!cxl_consume64(&sl->lost_count)) return;
     for (uint32_t i = 0; i < CXL_LOST_RING; i++)
-        if (cxl_ld64(&sl->lost_ring[i]) == abs + 1) {
+        if (cxl_consume64(&sl->lost_ring[i]) == abs + 1) {
             P->lost_told++;
             stat_add(&L->st.lost_late_commits, 1);
             return;
@@ -976,7 +975,10 @@ static int pub_claim(cxl_log_t *L, publisher_t *P) {
             if (abs >= P->floor + slots) return 0;
         }
         P->abs = abs;
-        if (lease) pub_lease(L, P, abs + 1); /* the lease before the claim it explains */
+        if (lease) {
+            pub_lease(L, P, abs + 1);
+            cxl_sfence(); /* the lease is out before the claim it explains */
+        }
         cxl_commit64(&L->claim[b].claimed, abs + 1);
         cxl_flush(&L->claim[b]); /* the header's fence closes it */
         return 1;
@@ -1086,10 +1088,11 @@ static uint64_t holder_beats(cxl_log_t *L, uint32_t b, uint64_t abs, uint32_t *c
         cxl_pub_line_t *l = &L->publ[b * ppb + i];
         cxl_invalidate(l, CXL_LINE);
         if (cxl_consume64(&l->holding) != abs + 1) continue;
-        fp = mix64(fp ^ cxl_ld64(&l->beat) ^ ((uint64_t)i << 48));
+        fp = mix64(fp ^ cxl_consume64(&l->beat) ^ ((uint64_t)i << 48));
         *client = b * ppb + i;
-        if (check_os && cxl_ld64(&l->host) == L->host && os_thread_alive(cxl_ld32(&l->pid),
-                                                                          cxl_ld32(&l->tid)))
+        uint64_t ident = check_os ? cxl_consume64(&l->ident) : 0;
+        if (check_os && cxl_consume64(&l->host) == L->host &&
+            os_thread_alive((uint32_t)ident, (uint32_t)(ident >> 32)))
             *alive = 1;
     }
     return fp;
@@ -1100,8 +1103,8 @@ static uint64_t holder_beats(cxl_log_t *L, uint32_t b, uint64_t abs, uint32_t *c
  * pub_check_given_up). The scanner line is the scanner's own. */
 static int scan_declare_lost(cxl_log_t *L, scanner_t *S, cxl_batch_hdr_t *h, uint64_t want) {
     cxl_scan_line_t *sl = &L->scanl[S->broker];
-    cxl_st64(&sl->lost_ring[S->lost_count % CXL_LOST_RING], S->next + 1);
-    cxl_st64(&sl->lost_count, ++S->lost_count);
+    cxl_st64_shared(&sl->lost_ring[S->lost_count % CXL_LOST_RING], S->next + 1);
+    cxl_st64_shared(&sl->lost_count, ++S->lost_count);
     cxl_flush(&sl->lost_count);
     cxl_mfence();
     cxl_invalidate(&h->log_offset, CXL_LINE);

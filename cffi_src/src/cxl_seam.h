@@ -168,6 +168,11 @@ static inline uint64_t cxl_consume64(const void *p) {
 static inline uint64_t cxl_fetch_add64(void *p, uint64_t v) {
     return __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_ACQ_REL);
 }
+/* A word another agent polls without a token (a lease beat, a loss ring): a relaxed atomic
+ * store, so the reader's atomic load is no data race. Flushed and fenced like any store. */
+static inline void cxl_st64_shared(void *p, uint64_t v) {
+    __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
+}
 /* Atomic compare-and-swap on a shared word (claims, ownership leases). On failure *expected
  * holds the value found. Returns 1 when the swap happened. */
 static inline int cxl_cas64(void *p, uint64_t *expected, uint64_t desired) {
@@ -253,6 +258,7 @@ void cxl_chk_take_lines(const void *p, size_t n, const char *file, int line);
 
 #define cxl_st64(p, v) cxl_chk_st((p), (uint64_t)(v), 8, __FILE__, __LINE__)
 #define cxl_st32(p, v) cxl_chk_st((p), (uint64_t)(v), 4, __FILE__, __LINE__)
+#define cxl_st64_shared(p, v) cxl_chk_st((p), (uint64_t)(v), 8, __FILE__, __LINE__)
 #define cxl_ld64(p) cxl_chk_ld((p), 8, __FILE__, __LINE__)
 #define cxl_ld32(p) ((uint32_t)cxl_chk_ld((p), 4, __FILE__, __LINE__))
 #define cxl_publish_token(rec, p, v) cxl_chk_publish64((rec), (p), (v), 0, __FILE__, __LINE__)
