@@ -289,32 +289,48 @@ def test_log_config_refuses_impossible_values(kw: dict[str, Any], name: str) -> 
 def _dirty_cfg(**kw: Any) -> LogConfig:
     base = dict(order=2, brokers=2, subscribers=2, msg_size=64, batch_bytes=512,
                 total_bytes=2 * 64 * 512, ack=2, epoch_us=100, pbr_slots=8, goi_slots=32,
-                slot_timeout_ms=200.0, watchdog_s=5.0, record=True)
+                slot_timeout_ms=200.0, watchdog_s=0.5, record=True)
     base.update(kw)
     return LogConfig(**base)
+
+
+def _dirty_run(cfg: LogConfig, region: Region) -> Any:
+    """Format, then let the readers look at every ring and the GOI first (scanners and
+    subscribers alone, until the watchdog ends them): whatever the region held before must not
+    be taken for a record. Then the whole run, on the same handle."""
+    format_region(region, cfg)
+    h = LogHandle(region, cfg)
+    try:
+        assert h.run(ROLE_SCANNERS | ROLE_SUBSCRIBERS) == 1  # nothing published yet: a stall
+        rc = h.run(ROLE_ALL)
+        stats, recs = h.stats(), h.records()
+    finally:
+        h.close()
+    return build_result(cfg, stats, recs, region.info(), rc, True)
 
 
 def test_region_holding_random_bytes_runs_correctly_once_formatted() -> None:
     cfg = _dirty_cfg()
     size = (layout_size(cfg) + 4095) // 4096 * 4096
     with Region.emulated(size) as region:
-        buf = _buf(region)
-        buf[:] = np.random.default_rng(7).integers(0, 256, size, dtype=np.uint8).tobytes()
-        r = run_log(cfg, region=region)
+        _buf(region)[:] = np.random.default_rng(7).integers(0, 256, size, dtype=np.uint8).tobytes()
+        r = _dirty_run(cfg, region)
     assert r.ok, [(c.id, c.detail) for c in r.failed()]
     assert r.batches_lost == 0 and r.messages_delivered == [r.messages_published] * 2
+    assert r.counters["foreign_tokens"] == r.counters["corrupt_goi"] == r.counters["corrupt_ctrl"] == 0
 
 
 @pytest.mark.parametrize("order", [0, 2])
 def test_region_holding_a_previous_run_runs_correctly_once_formatted(order: int) -> None:
-    first = _dirty_cfg(order=order, pbr_slots=4, seed=3)
+    first = _dirty_cfg(order=order, seed=3, total_bytes=2 * 61 * 512)  # ends mid-lap
     second = _dirty_cfg(order=order, seed=4, total_bytes=2 * 48 * 512)
     size = (max(layout_size(first), layout_size(second)) + 4095) // 4096 * 4096
     with Region.emulated(size) as region:
         assert run_log(first, region=region).ok
-        r = run_log(second, region=region)  # stale tokens, frontiers, leases of the first run
+        r = _dirty_run(second, region)  # stale tokens, frontiers, leases of the first run
     assert r.ok, [(c.id, c.detail) for c in r.failed()]
     assert r.batches == second.total_batches and r.batches_lost == 0
+    assert r.counters["foreign_tokens"] == 0
 
 
 # ------------------------------------------------------------------ slow or crashed holder
