@@ -24,6 +24,10 @@ def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
         "size": pub["size"], "checksum": pub["checksum"],
     }
     loss = recs["loss"]
+    # A slot declared lost and then committed by its live publisher (alive=1) is no loss the
+    # history may excuse: the publisher was told ok, so a missing batch is a lost write there.
+    if "alive" in (loss.dtype.names or ()):
+        loss = loss[loss["alive"] == 0]
     losses = {"t": loss["ns"], "broker": loss["broker"], "pbr_index": loss["pbr_index"]}
     o = recs["order"]
     orders = {"t": o["commit_ns"], "seq": o["seq"], "broker": o["broker"], "client": o["client"],
@@ -55,50 +59,135 @@ def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
                                brokers=cfg.brokers, source="run records")
 
 
-def _counter_checks(cfg: LogConfig, s: dict[str, Any]) -> list[tuple[str, str, bool, str]]:
+_KINDS = ("header", "GOI entry", "control value", "foreign token")
+
+
+def _loss_examples(cfg: LogConfig, recs: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Every declared-lost batch by identity (when the run kept records)."""
+    if recs is None or "loss" not in recs:
+        return []
+    expected = cfg.expected_lost_publishers
+    out = []
+    for r in recs["loss"]:
+        client = int(r["client"])
+        reason = "corrupt header" if int(r["reason"]) == 2 else "publisher stopped (slot timeout)"
+        alive = bool(r["alive"]) if "alive" in r.dtype.names else False
+        out.append({"broker": int(r["broker"]), "pbr_index": int(r["pbr_index"]),
+                    "client": None if client == 0xFFFFFFFF else client, "reason": reason,
+                    "publisher_alive": alive,
+                    "expected": client in expected and int(r["reason"]) == 1 and not alive})
+    return out
+
+
+def _loss_checks(cfg: LogConfig, s: dict[str, Any],
+                 recs: dict[str, Any] | None) -> list[tuple[str, str, bool, str, list[dict[str, Any]]]]:
+    """Losses are never subtracted away: a declared-lost batch of a live publisher fails the run;
+    a crashed publisher's losses are named one by one as the expected outcome."""
+    expected = cfg.expected_lost_publishers
+    ppb = cfg.publishers_per_broker
+    crashed_brokers = {p // ppb for p in expected}
+    by_broker = [int(x) for x in s.get("lost_by_broker", [0] * 8)[: cfg.brokers]]
+    late = int(s.get("lost_late_commits", 0))
+    examples = _loss_examples(cfg, recs)
+    if recs is not None and "loss" in recs:
+        unexpected = sum(1 for e in examples if not e["expected"])
+    else:  # no records: per broker only
+        unexpected = sum(n for b, n in enumerate(by_broker) if b not in crashed_brokers)
+    total = int(s["batches_lost"])
+    detail = (f"{total} batch(es) declared lost (per broker {by_broker}), {unexpected} of them "
+              f"not from a crashed publisher, {late} committed by their live publisher after all")
+    out = [("no-unexpected-loss", "no batch of a live publisher declared lost",
+            unexpected == 0 and late == 0, detail,
+            [e for e in examples if not e["expected"]][:20])]
+    if expected:
+        names = ", ".join(f"broker {e['broker']} slot {e['pbr_index']} (publisher {e['client']})"
+                          for e in examples if e["expected"]) or "none recorded"
+        out.append(("crash-losses-named", f"batches of crashed publisher(s) {sorted(expected)} "
+                    "declared lost, by identity", True,
+                    f"expected outcome of the crash: {total - unexpected} declared lost: {names}",
+                    [e for e in examples if e["expected"]][:50]))
+    return out
+
+
+def _counter_checks(cfg: LogConfig, s: dict[str, Any],
+                    recs: dict[str, Any] | None = None) -> list[tuple[str, str, bool, str, list[dict[str, Any]]]]:
     subs = cfg.subscribers
     published, lost = s["batches_published"], s["batches_lost"]
-    expected_ordered = published - lost
+    late = int(s.get("lost_late_commits", 0))
+    crashed = cfg.expected_lost_publishers
+    ppb = cfg.publishers_per_broker
+    crashed_brokers = {p // ppb for p in crashed}
+    # every batch its publisher completed is ordered (a crashed publisher's last batch was
+    # never completed; a completed batch declared lost is a false loss and fails below)
+    expected_ordered = published - late
+    if crashed:  # a killed process reports nothing it published: what was ordered is the basis
+        expected_ordered = int(s["batches_ordered"])
     delivered = s["sub_batches"][:subs]
-    out = [
-        ("run-completed", "run completed (watchdog)", not s["stalled"],
-         f"stalled: nothing progressed for {cfg.watchdog_s}s; roles still running: "
-         f"{_roles(s['stall_role'])}" if s["stalled"] else "all roles finished"),
-        ("all-published", "every batch published", published == cfg.total_batches,
-         f"{published} of {cfg.total_batches} batches published"),
-    ]
+    per_broker = cfg.batches_per_publisher * ppb
+    pub_b = [int(x) for x in s.get("published_by_broker", [0] * 8)[: cfg.brokers]]
+    live_brokers = [b for b in range(cfg.brokers) if b not in crashed_brokers]
+    out: list[tuple[str, str, bool, str, list[dict[str, Any]]]] = []
+    if crashed:
+        # the crashed publisher's broker cannot finish: the watchdog ends the run; every other
+        # broker must have published and been ordered in full
+        ord_b = [int(x) for x in s.get("ordered_by_broker", [0] * 8)[: cfg.brokers]]
+        short = [b for b in live_brokers if pub_b[b] != per_broker or ord_b[b] != per_broker]
+        out.append(("run-completed", "every broker without a crashed publisher completed", not short,
+                    f"brokers {short} did not publish and order their {per_broker} batches "
+                    f"(published {pub_b}, ordered {ord_b})" if short else
+                    f"brokers {live_brokers} complete; crashed publisher(s) {sorted(crashed)} stopped "
+                    f"the others (watchdog: {'stalled' if s['stalled'] else 'finished'})", []))
+    else:
+        out += [
+            ("run-completed", "run completed (watchdog)", not s["stalled"],
+             f"stalled: nothing progressed for {cfg.watchdog_s}s; roles still running: "
+             f"{_roles(s['stall_role'])}" if s["stalled"] else "all roles finished", []),
+            ("all-published", "every batch published", published == cfg.total_batches,
+             f"{published} of {cfg.total_batches} batches published", []),
+        ]
+    out += _loss_checks(cfg, s, recs)
     if cfg.order == 2:
         out.append(("dense-sequence", "global sequence unique and dense",
                     s["committed_seq"] == s["batches_ordered"] == expected_ordered,
                     f"committed_seq={s['committed_seq']}, ordered={s['batches_ordered']}, "
-                    f"published-lost={expected_ordered}"))
+                    f"published={published} (declared lost: {lost}, never subtracted)", []))
         out.append(("sequencer-broker-order", "sequencer sees each broker in ring order",
-                    s["order_gaps"] == 0, f"{s['order_gaps']} out-of-order or skipped ring slots"))
+                    s["order_gaps"] == 0, f"{s['order_gaps']} out-of-order or skipped ring slots", []))
     if cfg.ack:
-        out.append(("acked-all", "every surviving batch acknowledged",
-                    s["batches_acked"] == published,
-                    f"ACK frontier covers {s['batches_acked']} of {published} ring slots"))
+        acked = int(s["batches_acked"])
+        out.append(("acked-all", "every published batch acknowledged, no lost one",
+                    acked == expected_ordered,
+                    f"ACK covers {acked} of {published} published batches (declared lost: {lost}, "
+                    "never acknowledged)", []))
         out.append(("ack-not-ahead", "ACK never ahead of what was published", s["ack_ahead"] == 0,
-                    f"{s['ack_ahead']} ACK frontiers ahead of the claimed slots"))
+                    f"{s['ack_ahead']} ACK frontiers ahead of the claimed slots", []))
     if subs:
-        out.append(("delivered-all", "every ordered batch delivered to every subscriber",
+        out.append(("delivered-all", "every published batch delivered to every subscriber",
                     all(d == expected_ordered for d in delivered),
-                    f"delivered per subscriber {delivered}, expected {expected_ordered}"))
+                    f"delivered per subscriber {delivered}, expected {expected_ordered}", []))
         hashes = set(s["sub_hash"][:subs])
         out.append(("subscribers-agree", "all subscribers see the same sequence",
                     len(hashes) == 1 and len(set(delivered)) == 1,
-                    f"{len(hashes)} distinct sequence hashes over {subs} subscribers"))
+                    f"{len(hashes)} distinct sequence hashes over {subs} subscribers", []))
         errors = s["sub_checksum_errors"][:subs]
         out.append(("payload-checksums", "payload checksums match at delivery", not any(errors),
-                    f"checksum mismatches per subscriber {errors}"))
+                    f"checksum mismatches per subscriber {errors}", []))
         oerr = s["sub_order_errors"][:subs]
         out.append(("subscriber-broker-order", "per-broker arrival order kept at delivery",
-                    not any(oerr), f"out-of-order deliveries per subscriber {oerr}"))
+                    not any(oerr), f"out-of-order deliveries per subscriber {oerr}", []))
         out.append(("commit-monotonic-observed", "committed_seq never goes back",
-                    s["committed_regressions"] == 0, f"{s['committed_regressions']} regressions seen"))
+                    s["committed_regressions"] == 0, f"{s['committed_regressions']} regressions seen", []))
     corrupt = {k: s[k] for k in ("corrupt_headers", "corrupt_goi", "corrupt_ctrl", "foreign_tokens")}
+    listed = int(s.get("corrupt_listed", 0))
+    where = [{"offset": int(s["corrupt_off"][i]), "value": int(s["corrupt_val"][i]),
+              "kind": _KINDS[int(s["corrupt_kind"][i])] if int(s["corrupt_kind"][i]) < 4 else "?"}
+             for i in range(listed)]
+    first = "; ".join(f"{w['kind']} at offset {w['offset']:#x} = {w['value']:#x}" for w in where[:3])
     out.append(("shared-memory-sane", "no corrupt header, GOI entry or control value read",
-                not any(corrupt.values()), ", ".join(f"{k}={v}" for k, v in corrupt.items())))
+                not any(corrupt.values()),
+                ", ".join(f"{k}={v}" for k, v in corrupt.items())
+                + (f" (each distinct location and value once; first: {first})" if first else ""),
+                where))
     return out
 
 
@@ -111,8 +200,8 @@ def run_checks(cfg: LogConfig, stats: dict[str, Any], recs: dict[str, Any] | Non
                with_history: bool = True) -> list[Check]:
     from harness.log import Check
 
-    checks = [Check(cid, name, ok, detail, group="in-run")
-              for cid, name, ok, detail in _counter_checks(cfg, stats)]
+    checks = [Check(cid, name, ok, detail, examples, group="in-run")
+              for cid, name, ok, detail, examples in _counter_checks(cfg, stats, recs)]
     if recs is not None and with_history:
         try:
             history = history_from_records(cfg, recs)

@@ -32,6 +32,7 @@ SCHEDULING = ("workers", "threads")
 F_NT_COPY, F_FENCE_PER_LINE, F_RESERVE_PER_BATCH, F_EXTRA_FENCE, F_DETERMINISTIC, F_NO_VERIFY = (
     1, 2, 4, 8, 16, 32)
 F_RESUME = 64
+F_TAKE_OVER = 128
 REC_PUBLISH, REC_ORDER, REC_COMMIT, REC_ACK, REC_LOSS, REC_DELIVER = range(6)
 MAX_BROKERS = 8
 MAX_SUBSCRIBERS = 8
@@ -39,6 +40,11 @@ RECORD_LIMIT = 2_000_000  # batches: above this, records are off unless asked fo
 # guards the registries of running logs and role processes (re-entrant: a signal handler in
 # the main thread may take it while that thread holds it)
 _LIVE_LOCK = threading.RLock()
+MAX_PBR_SLOTS = 1 << 30
+MAX_GOI_SLOTS = 1 << 40
+MAX_BATCHES = 1 << 48  # per broker
+LOSS_TIMEOUT, LOSS_CORRUPT = 1, 2  # cxl_rec_loss_t.reason
+NO_CLIENT = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -71,8 +77,18 @@ class LogConfig:
     # "workers": when roles outnumber the allowed CPUs, a bounded set of pinned threads (one
     # per allowed CPU) steps several roles each; "threads": one thread per role (upstream).
     scheduling: str = "workers"
+    # crash injection: publisher `crash_publisher` dies in the middle of its batch number
+    # `crash_after` (its thread stops; with crash_kill its whole process is SIGKILLed)
+    crash_publisher: int = -1
+    crash_after: int = 0
+    crash_kill: bool = False
+    # publishers whose batches may be declared lost: crashed on purpose (crash_publisher is
+    # always included). A loss of any other publisher's batch fails the run.
+    expect_lost_from: tuple[int, ...] = ()
+    take_over: bool = False  # take over a sequencer/scanner lease another host holds
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "expect_lost_from", tuple(self.expect_lost_from))
         _require(self.order in (0, 2), "order", self.order, "0 (per-broker) or 2 (total order)")
         _require(self.variant in VARIANTS, "variant", self.variant, "per-scanner or shared-mutex")
         _require(1 <= self.brokers <= MAX_BROKERS, "brokers", self.brokers, f"1..{MAX_BROKERS}")
@@ -85,14 +101,36 @@ class LogConfig:
         _require(self.total_bytes >= 1, "total_bytes", self.total_bytes, "at least one byte")
         _require(self.ack in (0, 1, 2), "ack", self.ack, "0, 1 or 2")
         _require(1 <= self.epoch_us <= 1_000_000, "epoch_us", self.epoch_us, "1..1000000")
-        _require(_pow2(self.pbr_slots) and self.pbr_slots >= 2, "pbr_slots", self.pbr_slots,
-                 "a power of two >= 2")
-        _require(_pow2(self.goi_slots) and self.goi_slots >= 2, "goi_slots", self.goi_slots,
-                 "a power of two >= 2")
+        _require(_pow2(self.pbr_slots) and 2 <= self.pbr_slots <= MAX_PBR_SLOTS, "pbr_slots",
+                 self.pbr_slots, f"a power of two from 2 to 2^30 ({MAX_PBR_SLOTS})")
+        _require(_pow2(self.goi_slots) and 2 <= self.goi_slots <= MAX_GOI_SLOTS, "goi_slots",
+                 self.goi_slots, f"a power of two from 2 to 2^40 ({MAX_GOI_SLOTS})")
         _require(self.msgs_per_batch <= 65536, "batch_bytes", self.batch_bytes,
                  "at most 65536 messages per batch")
         _require(self.scheduling in SCHEDULING, "scheduling", self.scheduling,
                  " or ".join(SCHEDULING))
+        _require(self.msgs_per_batch * ((16 + self.msg_size + 63) // 64 * 64) <= 1 << 30,
+                 "batch_bytes", self.batch_bytes, "at most 1 GiB of log per batch")
+        per_broker = self.batches_per_publisher * self.publishers_per_broker
+        _require(per_broker <= MAX_BATCHES, "total_bytes", self.total_bytes,
+                 f"at most 2^48 batches per broker (this is {per_broker})")
+        _require(0.0 <= self.slot_timeout_ms <= 3_600_000, "slot_timeout_ms", self.slot_timeout_ms,
+                 "0 (never declare a slot lost) .. 3600000")
+        _require(0.0 < self.watchdog_s <= 86_400, "watchdog_s", self.watchdog_s, "a positive time, at most a day")
+        _require(0 <= self.seed < 1 << 64, "seed", self.seed, "0 .. 2^64-1")
+        npubs = self.brokers * self.publishers_per_broker
+        _require(-1 <= self.crash_publisher < npubs, "crash_publisher", self.crash_publisher,
+                 f"-1 (none) or a publisher index 0..{npubs - 1}")
+        _require(0 <= self.crash_after < self.batches_per_publisher, "crash_after", self.crash_after,
+                 f"0..{self.batches_per_publisher - 1} (batches the publisher completes first)")
+        _require(all(0 <= p < npubs for p in self.expect_lost_from), "expect_lost_from",
+                 self.expect_lost_from, f"publisher indices 0..{npubs - 1}")
+
+    @property
+    def expected_lost_publishers(self) -> frozenset[int]:
+        """Publishers whose batches may be declared lost (crashed on purpose)."""
+        extra = {self.crash_publisher} if self.crash_publisher >= 0 else set()
+        return frozenset(self.expect_lost_from) | extra
 
     @property
     def msgs_per_batch(self) -> int:
@@ -119,6 +157,7 @@ class LogConfig:
         f |= F_EXTRA_FENCE if self.extra_fence else 0
         f |= 0 if self.verify else F_NO_VERIFY
         f |= F_RESUME if self.resume_subscribers else 0
+        f |= F_TAKE_OVER if self.take_over else 0
         return f
 
 
@@ -218,6 +257,9 @@ def c_config(native: Native, cfg: LogConfig, fault: int = 0, deterministic: bool
     c.slot_timeout_ns = int(cfg.slot_timeout_ms * 1e6)
     c.watchdog_ns = int(cfg.watchdog_s * 1e9)
     c.record_capacity = cfg.total_batches + 16 if cfg.recording else 0
+    c.crash_client = cfg.crash_publisher + 1
+    c.crash_kill = 1 if cfg.crash_kill else 0
+    c.crash_after = cfg.crash_after
     return c
 
 
@@ -225,7 +267,10 @@ def layout_size(cfg: LogConfig, native: Native | None = None) -> int:
     native = native or load()
     size = int(native.lib.cxl_layout_size(c_config(native, cfg)))
     if size == 0:
-        raise ConfigError(f"the layout for {cfg} is invalid", "check brokers, ring sizes and batch size")
+        raise ConfigError(
+            f"the layout for pbr_slots={cfg.pbr_slots}, goi_slots={cfg.goi_slots}, "
+            f"brokers={cfg.brokers}, batch_bytes={cfg.batch_bytes} does not fit in a 64-bit region",
+            "use smaller rings or batches")
     return size
 
 
@@ -267,7 +312,10 @@ class LogHandle:
     def _place(self) -> None:
         """Apply the configuration's scheduling: bounded pinned workers or thread per role."""
         cpus = sorted(os.sched_getaffinity(0))[: int(self.native.lib.cxl_log_max_workers())]
-        workers = len(cpus) if self.cfg.scheduling == "workers" else 0
+        # A crashed publisher is told from a slow one by its thread being gone: an injected
+        # crash therefore needs the publisher on a thread of its own.
+        pooled = self.cfg.scheduling == "workers" and self.cfg.crash_publisher < 0
+        workers = len(cpus) if pooled else 0
         arr = self.native.ffi.new("int[]", cpus or [0])
         if self.native.lib.cxl_log_set_workers(self.ptr, workers, arr, len(cpus) if workers else 0):
             raise ConfigError(f"cannot place roles on CPUs {cpus}", "run with scheduling='threads'")
@@ -292,11 +340,21 @@ class LogHandle:
 
     def run(self, roles: int = ROLE_ALL, pub_brokers: int = 0xFFFFFFFF, sub_mask: int = 0xFFFFFFFF,
             progress: bool = False) -> int:
-        """Run the roles to completion. The C call runs in a worker thread while this one waits
-        in short, interruptible steps: a signal (Ctrl-C) reaches Python at once, and any
-        exception here first stops the run and joins the worker, so nothing is freed or
-        unmapped under running roles. Deterministic runs (one thread, seeded scheduler, the
-        model's agent identity per thread) stay on the calling thread."""
+        """Run the roles to completion (again after a watchdog stop: they continue where they
+        stood). The C call runs in a worker thread while this one waits in short, interruptible
+        steps: a signal (Ctrl-C) reaches Python at once, and any exception here first stops the
+        run and joins the worker, so nothing is freed or unmapped under running roles.
+        Deterministic runs (one thread, seeded scheduler, the model's agent identity per
+        thread) stay on the calling thread. Raises RegionError when another sequencer/scanner
+        owns the region."""
+        rc = self._run_c(roles, pub_brokers, sub_mask, progress)
+        if rc == -2:
+            reason = self.native.ffi.string(self.native.lib.cxl_log_error(self.ptr)).decode()
+            raise RegionError(f"cannot run: {reason}",
+                              "one sequencer and one scanner per broker may run on a region")
+        return rc
+
+    def _run_c(self, roles: int, pub_brokers: int, sub_mask: int, progress: bool) -> int:
         lib = self.native.lib
         if self.ccfg.flags & F_DETERMINISTIC and not progress:
             return int(lib.cxl_log_run_subset(self.ptr, roles, pub_brokers, sub_mask))
@@ -705,13 +763,22 @@ _MAX_FIELDS = ("last_publish_ns", "last_ack_ns", "end_ns", "committed_seq", "mes
                "batches_acked", "stalled")
 
 
+_LISTED = ("corrupt_off", "corrupt_val", "corrupt_kind")
+
+
 def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Combine per-process statistics: counts add up, frontiers and times take the max."""
+    """Combine per-process statistics: counts add up, frontiers and times take the max, the
+    listed corrupt values are concatenated (the first few of all)."""
     out: dict[str, Any] = {}
     placed = [p["placement"] for p in parts if p.get("placement")]
+    listed: dict[str, list[int]] = {k: [] for k in _LISTED}
     for part in parts:
+        n = int(part.get("corrupt_listed", 0))
+        for k in _LISTED:
+            if k in part:
+                listed[k].extend(part[k][:n])
         for k, v in part.items():
-            if k == "placement":
+            if k == "placement" or k in _LISTED:
                 continue
             if k not in out:
                 out[k] = list(v) if isinstance(v, list) else v
@@ -728,6 +795,11 @@ def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
                             "threads": sum(p.get("threads", 0) for p in placed),
                             "roles": [r for p in placed for r in p.get("roles", [])],
                             "processes": placed}
+    for k in _LISTED:
+        if any(k in part for part in parts):
+            out[k] = (listed[k] + [0] * 8)[:8]
+    if "corrupt_listed" in out:
+        out["corrupt_listed"] = min(8, len(listed["corrupt_off"]))
     return out
 
 

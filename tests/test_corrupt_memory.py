@@ -26,7 +26,10 @@ from harness.region import Region
 HDR = 128
 GOI = 64
 H_SLOT_ABS, H_BROKER, H_MSG_COUNT, H_LOG_OFFSET, H_SIZE, H_CHECKSUM, H_TOKEN = 0, 8, 24, 64, 72, 80, 120
+H_CLIENT, H_CLIENT_BATCH_SEQ = 12, 16
 G_LOG_OFFSET, G_BROKER, G_SIZE, G_MSG_COUNT, G_CHECKSUM, G_TOKEN = 8, 32, 40, 44, 48, 56
+G_PBR_INDEX, G_CLIENT_BATCH_SEQ, G_CLIENT = 16, 24, 36
+C_NEXT_GLOBAL = 256
 C_MAGIC, C_VERSION, C_BROKERS, C_GEOM_CHECK = 0, 8, 24, 56
 C_COMMITTED = 128 + 8
 SUB_LINE = 128
@@ -141,6 +144,10 @@ HEADER_CASES = {
     "msg-count-too-large": (H_MSG_COUNT, "<I", 1_000_000),
     "identity-other-slot": (H_SLOT_ABS, "<Q", 5),
     "identity-other-broker": (H_BROKER, "<I", 7),
+    # identity fields checked against what the run can contain, also with records off
+    "client-of-another-broker": (H_CLIENT, "<I", 0),   # client 0 publishes on broker 0
+    "client-out-of-range": (H_CLIENT, "<I", 1000),
+    "client-batch-seq-past-quota": (H_CLIENT_BATCH_SEQ, "<Q", 1 << 40),
 }
 
 
@@ -249,7 +256,20 @@ GOI_CASES = {
     "size-below-headers": (G_SIZE, "<I", 1),
     "offset-past-log": (G_LOG_OFFSET, "<Q", 1 << 45),
     "offset-misaligned": (G_LOG_OFFSET, "<Q", 65),
+    "client-out-of-range": (G_CLIENT, "<I", 1000),
+    "client-batch-seq-past-quota": (G_CLIENT_BATCH_SEQ, "<Q", 1 << 40),
+    "pbr-index-past-the-broker": (G_PBR_INDEX, "<Q", 1 << 40),
 }
+
+
+def test_goi_client_of_another_broker_is_detected(image_factory) -> None:
+    img = ordered_image(image_factory)
+    broker = img.get("<I", img.goi(5) + G_BROKER)
+    img.put("<I", img.goi(5) + G_CLIENT, 1 - broker)  # one publisher per broker: client == broker
+    rc, _ = img.run(ROLE_SUBSCRIBERS)
+    stats = img.handle.stats()
+    assert stats["corrupt_goi"] == 1
+    assert stats["sub_batches"][0] == img.cfg.total_batches - 1
 
 
 @pytest.mark.parametrize("case", sorted(GOI_CASES))
@@ -296,10 +316,16 @@ def test_committed_seq_beyond_the_ring_is_corrupt_ctrl(image_factory) -> None:
     rc, elapsed = img.run(ROLE_SUBSCRIBERS)
     r = img.result(rc)
     stats = img.handle.stats()
-    assert stats["corrupt_ctrl"] >= 1
-    # it read what really exists, then waited at the first unreadable entry: reported
-    assert stats["sub_batches"][0] == img.cfg.total_batches
-    assert stats["corrupt_goi"] == 1
+    # more than the run can ever order: not followed at all (nothing delivered), counted once
+    # however often it was polled, and listed with its offset
+    assert stats["corrupt_ctrl"] == 1
+    assert stats["sub_batches"][0] == 0
+    assert stats["corrupt_goi"] == 0
+    assert stats["corrupt_listed"] == 1
+    assert (stats["corrupt_off"][0], stats["corrupt_val"][0], stats["corrupt_kind"][0]) == (
+        C_COMMITTED, 1 << 60, 2)
+    assert "control value at offset 0x88 = 0x1000000000000000" in next(
+        c.detail for c in r.checks if c.id == "shared-memory-sane")
     assert r.stalled and elapsed < 3.5
 
 
@@ -320,8 +346,9 @@ def test_order0_frontier_beyond_the_broker_is_corrupt_ctrl(image_factory) -> Non
     img.put("<Q", img.lay.seqline + 64 * 1 + 8, 1 << 33)  # broker 1's ordered_batches
     rc, elapsed = img.run(ROLE_SUBSCRIBERS)
     stats = img.handle.stats()
-    assert stats["corrupt_ctrl"] >= 1
-    assert stats["sub_batches"][0] == img.cfg.total_batches  # clamped, nothing invented
+    assert stats["corrupt_ctrl"] == 1  # once, however often it was polled
+    # broker 1's impossible frontier is not followed (nothing of it delivered); broker 0 is
+    assert stats["sub_batches"][0] == img.cfg.total_batches // 2
     assert elapsed < 5
 
 
@@ -367,6 +394,44 @@ def test_attach_refuses_region_file_of_another_layout_version(tmp_path) -> None:
         with pytest.raises(RegionError, match="layout version 99, this build reads version"):
             attach_check(region, cfg)
     assert path.read_bytes() == bytes(data)  # refused without writing anything
+
+
+def test_consumed_through_beyond_the_claims_is_not_followed(image_factory) -> None:
+    """consumed_through = 2^40 before: the publisher believed 2^40 slots free and overwrote
+    unscanned ones. Now it stops at a full ring, counted once, listed with its offset."""
+    img = image_factory(total_bytes=2 * 48 * 256, watchdog_s=0.3, subscribers=0)
+    off = img.lay.seqline + 64 * 0  # broker 0's consumed_through
+    img.put("<Q", off, 1 << 40)
+    rc, _ = img.run(ROLE_PUBLISHERS)  # no scanner: nothing is really consumed
+    stats = img.handle.stats()
+    assert stats["published_by_broker"][0] == img.cfg.pbr_slots  # never past the full ring
+    assert stats["corrupt_ctrl"] == 1
+    assert (stats["corrupt_off"][0], stats["corrupt_val"][0]) == (off, 1 << 40)
+    assert rc == 1 and stats["stalled"] == 1
+
+
+def test_next_global_planted_far_ahead_is_not_followed(image_factory) -> None:
+    """next_global = 2^62 before: committed_seq 4.6e18 and no corrupt counter. The sequencer
+    is the only reserver: it keeps its own count and never follows the shared word."""
+    img = image_factory(total_bytes=2 * 16 * 256)
+    img.put("<Q", C_NEXT_GLOBAL, 1 << 62)
+    rc, _ = img.run(ROLE_PUBLISHERS | ROLE_SCANNERS | ROLE_SUBSCRIBERS)
+    r = img.result(rc)
+    stats = img.handle.stats()
+    assert stats["committed_seq"] == img.cfg.total_batches
+    assert stats["sub_batches"][0] == img.cfg.total_batches
+    assert stats["corrupt_ctrl"] == 1 and stats["corrupt_off"][0] == C_NEXT_GLOBAL
+    assert not check(r, "shared-memory-sane") and check(r, "dense-sequence")
+
+
+def test_committed_seq_all_ones_does_not_wrap_done(image_factory) -> None:
+    """committed_seq = 2^64-1 before: done = committed + 1 wrapped to 0."""
+    img = ordered_image(image_factory, watchdog_s=0.3)
+    img.put("<Q", C_COMMITTED, (1 << 64) - 1)
+    rc, elapsed = img.run(ROLE_SUBSCRIBERS)
+    stats = img.handle.stats()
+    assert stats["corrupt_ctrl"] == 1 and stats["sub_batches"][0] == 0
+    assert rc == 1 and elapsed < 3.5
 
 
 def test_committed_seq_going_back_is_a_regression(image_factory) -> None:

@@ -152,7 +152,8 @@ def test_targets_and_calibration_are_the_benchmarks_and_characterisation(
         assert mine["interval"] == ratio["interval"] and mine["n"] == ratio["n"]
         lo, hi = mine["interval"]
         expected = ("MET" if lo >= mine["bound"] else "MISSED" if hi < mine["bound"] else "INCONCLUSIVE")
-        assert mine["verdict"] == expected or mine["reason"].startswith(("measurement error", "too few"))
+        assert mine["verdict"] == expected or mine["reason"].startswith(
+            ("measurement error", "too few", "machine busy")) or "decided although" in mine["reason"]
         assert mine["ok"] == (mine["verdict"] == "MET")
 
     figures = read_json(result.run_dir / "characterization.json")["figures"]

@@ -74,6 +74,10 @@ def test_verdicts_each_way() -> None:
     busy = judge(_tight(1.05), 1.0, "min", precision=0.03, busy=0.4)
     assert busy.verdict is Verdict.INCONCLUSIVE and busy.reason.startswith("machine busy")
     assert "40% of the CPUs" in busy.reason
+    # far from the bound, the verdict survives the widening by 1 / (1 - 0.4)
+    far = judge(_tight(0.3), 1.0, "min", precision=0.03, busy=0.4)
+    assert far.verdict is Verdict.MISSED and "decided although" in far.reason
+    assert judge(_tight(2.0), 1.0, "min", precision=0.03, busy=0.4).verdict is Verdict.MET
     assert judge(_tight(1.05), 1.0, "min", precision=0.03, busy=0.02).verdict is Verdict.MET
     # a wide interval wholly on one side is still decided: noise alone never hides a result
     assert judge(Samples.of([1.5, 2.5, 2.0, 1.8, 2.2, 1.9]), 1.0, "min",

@@ -86,6 +86,9 @@ typedef struct cxl_log_cfg {
     uint64_t slot_timeout_ns;  /* resolve a claimed-never-committed slot as lost after this */
     uint64_t watchdog_ns;      /* report a stall when nothing progresses for this long */
     uint64_t record_capacity;  /* per record array; 0 = no per-batch records */
+    uint32_t crash_client;     /* crash injection: publisher index + 1 that dies mid-batch; 0 none */
+    uint32_t crash_kill;       /* 1: it SIGKILLs its own process; 0: its thread stops */
+    uint64_t crash_after;      /* batches that publisher completes before it dies */
 } cxl_log_cfg_t;
 
 /* flags */
@@ -96,7 +99,8 @@ enum {
     CXL_F_EXTRA_FENCE = 8,      /* planted slowdown: an extra fence per message */
     CXL_F_DETERMINISTIC = 16,   /* single thread, seeded scheduler (checked build) */
     CXL_F_NO_VERIFY = 32,       /* subscribers skip payload verification */
-    CXL_F_RESUME = 64           /* subscribers resume from the position in their line */
+    CXL_F_RESUME = 64,          /* subscribers resume from the position in their line */
+    CXL_F_TAKE_OVER = 128       /* take over a sequencer/scanner lease held by another host */
 };
 
 /* roles for cxl_log_run */
@@ -140,6 +144,14 @@ typedef struct cxl_log_stats {
     uint64_t stalled;             /* watchdog fired: nothing progressed for watchdog_ns */
     uint64_t stall_role;          /* roles still running when it fired */
     uint64_t lat_hist[768];       /* publish-to-commit latency, log-linear ns buckets */
+    uint64_t lost_by_broker[8];   /* slots declared lost, per broker */
+    uint64_t published_by_broker[8];
+    uint64_t ordered_by_broker[8];  /* batches ordered (Order 2: by this sequencer; 0: acked)*/
+    uint64_t lost_late_commits;   /* declared-lost slots whose live publisher committed them */
+    uint64_t corrupt_listed;      /* distinct corrupt (location, value) pairs listed below */
+    uint64_t corrupt_off[8];      /* the first few: region offset, value read, kind */
+    uint64_t corrupt_val[8];
+    uint64_t corrupt_kind[8];     /* 0 header, 1 GOI entry, 2 control value, 3 foreign token */
 } cxl_log_stats_t;
 
 /* Per-batch records (only when record_capacity > 0). */
@@ -190,7 +202,9 @@ typedef struct cxl_rec_loss {
     uint64_t ns;
     uint64_t pbr_index;
     uint32_t broker;
-    uint32_t reason;  /* 1 timeout (claimed, never committed), 2 corrupt header */
+    uint32_t reason;  /* 1 timeout (claimed, publisher stopped), 2 corrupt header */
+    uint32_t client;  /* the publisher that held the slot; 0xffffffff unknown */
+    uint32_t alive;   /* 1: that publisher committed it after all (a false loss) */
 } cxl_rec_loss_t;
 
 enum {
@@ -233,6 +247,8 @@ typedef struct {
 int cxl_log_set_workers(cxl_log_t *log, uint32_t workers, const int *cpus, uint32_t ncpus);
 uint32_t cxl_log_placement(const cxl_log_t *log, cxl_placement_t *out, uint32_t max);
 uint32_t cxl_log_max_workers(void);
+/* The reason of the last refused run (cxl_log_run* returned -2), or "". */
+const char *cxl_log_error(const cxl_log_t *log);
 void cxl_log_stats(const cxl_log_t *log, cxl_log_stats_t *out);
 uint64_t cxl_log_progress(const cxl_log_t *log);
 int cxl_log_records(const cxl_log_t *log, int kind, void **ptr, uint64_t *count,

@@ -531,6 +531,23 @@ uint64_t cxl_chk_fetch_add64(void *p, uint64_t v, const char *file, int line) {
     return old;
 }
 
+int cxl_chk_cas64(void *p, uint64_t *expected, uint64_t desired, const char *file, int line) {
+    if (!in_region(p, 8))
+        return __atomic_compare_exchange_n((uint64_t *)p, expected, desired, 0, __ATOMIC_ACQ_REL,
+                                           __ATOMIC_ACQUIRE);
+    lock();
+    int a = cur_agent;
+    uint64_t off = (uint64_t)((unsigned char *)p - G.base), li = off / CXL_LINE;
+    G.evt++;
+    trace_event(a, CXL_OP_RMW, off, 8, desired, file, line);
+    if (G.cfg.model) drop_line(agent_get(a), li);
+    int ok = __atomic_compare_exchange_n((uint64_t *)p, expected, desired, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE);
+    G.ls[li].rmw = 1;
+    unlock();
+    return ok;
+}
+
 void cxl_chk_copy_in(void *dst, const void *src, size_t n, int nt, const char *file, int line) {
     if (n == 0) return;
     store_common(dst, src, n, nt ? K_NT : K_PLAIN, nt ? CXL_OP_NT_STORE : CXL_OP_STORE, 0, file,

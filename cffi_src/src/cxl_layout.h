@@ -2,8 +2,9 @@
  * cxl_layout.h -- the versioned layout of a shared-log region. Offsets only, never pointers,
  * so processes (and hosts) may map the region at different addresses.
  *
- *   [control block: 5 lines][per-broker claim lines][per-broker sequencer lines]
- *   [per-subscriber lines][per-broker PBR rings][per-broker logs][GOI ring]
+ *   [control block: 7 lines][per-broker claim lines][per-broker sequencer lines]
+ *   [per-subscriber lines][per-broker scanner lines][per-publisher lease lines]
+ *   [per-broker PBR rings][per-broker logs][GOI ring]
  *
  * Single writer per cache line: each line below names its one writer.
  */
@@ -15,7 +16,7 @@
 #include <stdint.h>
 
 #define CXL_MAGIC 0x31474f4c4c5843ull /* "CXLLOG1" little-endian */
-#define CXL_LAYOUT_VERSION 3u
+#define CXL_LAYOUT_VERSION 4u
 #define CXL_MAX_BROKERS 8u
 #define CXL_MAX_SUBS 8u
 #define CXL_MSG_HDR 16u
@@ -73,12 +74,45 @@ typedef struct cxl_reserve_line {
     uint64_t pad[7];
 } cxl_reserve_line_t;
 
+/* Line 5: the protocol parameters every agent must share (creator, once), and the offsets of
+ * the areas added in layout 4. */
+typedef struct cxl_proto {
+    uint32_t ack_level;
+    uint32_t publishers_per_broker;
+    uint64_t batches_per_publisher;
+    uint32_t variant;
+    uint32_t pad0;
+    uint64_t scanline;       /* offset of the per-broker scanner lines */
+    uint64_t publine;        /* offset of the per-publisher lease lines */
+    uint64_t pad1[2];
+    uint64_t proto_check;    /* hash of the fields above */
+} cxl_proto_t;
+
+/* An ownership lease (line 6 for the sequencer; in each scanner line for that scanner). The
+ * owner word is taken with one compare-and-swap; the owner alone writes the rest, also with
+ * atomic operations (the line is shared by design). A lease
+ * whose owner process is gone (same host) is taken over; another host's lease only with
+ * CXL_F_TAKE_OVER. The owner clears it when its run ends. */
+typedef struct cxl_owner {
+    uint64_t owner;          /* 0 = free; else the owner's nonce */
+    uint64_t host;           /* the owner's host identity (boot id and pid namespace hash) */
+    uint64_t pid;
+    uint64_t since_ns;       /* when it took the lease (its own clock) */
+} cxl_owner_t;
+
+typedef struct cxl_seq_owner_line {
+    cxl_owner_t o;
+    uint64_t pad[4];
+} cxl_seq_owner_line_t;
+
 typedef struct cxl_ctrl {
     cxl_geom_t geom;
     cxl_offsets_t off;
     cxl_seq_ctrl_t seq;
     cxl_run_ctrl_t run;
     cxl_reserve_line_t reserve;
+    cxl_proto_t proto;
+    cxl_seq_owner_line_t seq_owner;
 } cxl_ctrl_t;
 
 /* Per broker, shared by that broker's publishers: the slot claim counter (atomic RMW only). */
@@ -97,6 +131,26 @@ typedef struct cxl_seq_line {
     uint64_t lost_batches;
     uint64_t pad[2];
 } cxl_seq_line_t;
+
+/* Per broker, written only by its scanner (the acker in Order 0): its ownership lease and the
+ * slots it declared lost most recently, so a slow publisher can tell its batch was given up. */
+#define CXL_LOST_RING 7u
+typedef struct cxl_scan_line {
+    cxl_owner_t o;             /* line 0: the lease */
+    uint64_t pad[4];
+    uint64_t lost_count;       /* line 1: slots declared lost so far */
+    uint64_t lost_ring[CXL_LOST_RING]; /* slot + 1 of the last ones, at lost_count % 7 */
+} cxl_scan_line_t;
+
+/* Per publisher, written only by that publisher: what it holds and a beat that moves while it
+ * works, so a scanner tells a crashed publisher from a slow one. */
+typedef struct cxl_pub_line {
+    uint64_t holding;          /* ring slot + 1 claimed and not yet committed; 0 = none */
+    uint64_t beat;             /* advanced while the publisher writes a batch */
+    uint64_t host;             /* host identity (boot id hash); 0 = unknown */
+    uint64_t ident;            /* pid | tid << 32; tid 0 = no OS identity (deterministic runner) */
+    uint64_t pad[4];
+} cxl_pub_line_t;
 
 /* Per subscriber: two lines, both written only by that subscriber. */
 typedef struct cxl_sub_line {
@@ -152,7 +206,12 @@ static_assert(sizeof(cxl_geom_t) == 64, "geometry is one line");
 static_assert(sizeof(cxl_offsets_t) == 64, "offsets are one line");
 static_assert(sizeof(cxl_seq_ctrl_t) == 64, "sequencer control is one line");
 static_assert(sizeof(cxl_run_ctrl_t) == 64, "run control is one line");
-static_assert(sizeof(cxl_ctrl_t) == 320, "control block is five lines");
+static_assert(sizeof(cxl_proto_t) == 64, "protocol line");
+static_assert(sizeof(cxl_seq_owner_line_t) == 64, "sequencer owner line");
+static_assert(sizeof(cxl_ctrl_t) == 448, "control block is seven lines");
+static_assert(sizeof(cxl_scan_line_t) == 128, "scanner line pair");
+static_assert(offsetof(cxl_scan_line_t, lost_count) == 64, "lost ring on its own line");
+static_assert(sizeof(cxl_pub_line_t) == 64, "publisher lease line");
 static_assert(offsetof(cxl_ctrl_t, reserve) == 256, "reservation line at 256");
 static_assert(offsetof(cxl_ctrl_t, seq) == 128, "sequencer line at 128");
 static_assert(sizeof(cxl_claim_line_t) == 64, "claim line");

@@ -18,13 +18,18 @@
 #include "cxl_layout.h"
 #include "cxl_seam.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef CXL_CHECKED
 #define FAULT(L, name) ((L)->cfg.fault == CXL_FAULT_##name)
@@ -39,7 +44,13 @@
 #define QUIESCENT UINT64_MAX
 #define ENTRY_LOST 1u
 #define ENTRY_CORRUPT 2u
+#define ENTRY_LATE 4u      /* declared lost, then committed by its (live) publisher after all */
 #define LAT_BUCKETS 768u
+#define BEAT_BYTES (256u << 10) /* a publisher's lease beats at least this often while it copies */
+#define NO_CLIENT 0xffffffffu
+#define CORRUPT_SEEN 512u  /* distinct corrupt (location, value) pairs remembered */
+
+enum { CORRUPT_HEADER = 0, CORRUPT_GOI = 1, CORRUPT_CTRL = 2, CORRUPT_FOREIGN = 3 };
 
 enum { STEP_IDLE = 0, STEP_PROGRESS = 1, STEP_DONE = 2 };
 enum { AGENT_PUB = 0, AGENT_SCAN = 64, AGENT_SEQ = 96, AGENT_SUB = 100 };
@@ -69,7 +80,10 @@ typedef struct scanner {
     _Atomic uint64_t active; /* epoch this scanner is pushing into, or QUIESCENT */
     uint64_t next;           /* next ring index to read */
     uint64_t quota;
-    uint64_t wait_since_ns;
+    uint64_t wait_since_ns;  /* when the pending slot's holder last showed life (own clock) */
+    uint64_t wait_slot;      /* the slot wait_since_ns belongs to, + 1 */
+    uint64_t wait_beat;      /* fingerprint of the holders' beats last seen */
+    uint64_t lost_count;     /* slots this scanner declared lost (its line's lost_count) */
     uint64_t foreign_at;     /* last slot counted as carrying a foreign token */
     uint64_t pending_epoch;
     int phase;               /* deterministic mode: 1 = epoch announced, push on next step */
@@ -93,6 +107,11 @@ typedef struct publisher {
     uint64_t first_ns;       /* first publish (per publisher: no shared counter on the hot path) */
     uint64_t last_ns;
     uint64_t waits;          /* back-pressure waits */
+    uint64_t beat;           /* own lease beat */
+    uint64_t since_beat;     /* payload bytes copied since the last beat */
+    uint64_t lost_told;      /* own batches it found declared lost after it committed them */
+    int lease_ready;
+    int crashed;             /* crash injection: this publisher is dead */
     char pad[64];
 } __attribute__((aligned(64))) publisher_t;
 
@@ -126,6 +145,8 @@ struct cxl_log {
     cxl_claim_line_t *claim;
     cxl_seq_line_t *seql;
     cxl_sub_line_t *subl;
+    cxl_scan_line_t *scanl;
+    cxl_pub_line_t *publ;
     unsigned char *pbr;
     unsigned char *logs;
     cxl_goi_entry_t *goi;
@@ -164,6 +185,9 @@ struct cxl_log {
     uint64_t seq_ordered_msgs[CXL_MAX_BROKERS];
     uint64_t seq_lost[CXL_MAX_BROKERS];
     uint64_t seq_next_pbr[CXL_MAX_BROKERS];
+    uint64_t next_pos;              /* positions this sequencer reserved: next_global must agree */
+    uint64_t resv_skew;             /* next_global - next_pos last seen (0 unless corrupt) */
+    uint64_t committed;             /* what it last wrote to committed_seq */
     uint64_t total_msgs_ordered;
     entry_t *cur;                   /* the chunk being ordered: points into a buffer */
     entry_t chunk_copy[CHUNK_MAX + 1]; /* planted seq_dup_identity needs a private copy */
@@ -180,6 +204,12 @@ struct cxl_log {
     _Atomic uint64_t last_progress_ns;
 
     cxl_log_stats_t st;
+    _Atomic uint64_t corrupt_seen[CORRUPT_SEEN]; /* keys of corrupt values already counted */
+    _Atomic uint64_t corrupt_n;
+    uint64_t host;                  /* this process's host identity */
+    uint64_t nonce;                 /* this instance's ownership nonce */
+    int owns;                       /* leases this instance holds (bit 0 sequencer, 1+b scanner b) */
+    char err[256];
     recs_t rec[CXL_REC_DELIVER + CXL_MAX_SUBS];
     pthread_mutex_t done_mu;  /* role threads signal their end: the runner wakes at once */
     pthread_cond_t done_cv;
@@ -300,6 +330,65 @@ static void stat_max(uint64_t *p, uint64_t v) {
 
 static void stat_add(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
 
+/* A value read from the region that cannot be right: counted once per distinct (location,
+ * value), the first few kept with their offsets for the report. Lock-free (a CAS table). */
+static void corrupt(cxl_log_t *L, int kind, const void *loc, uint64_t value) {
+    uint64_t off = (uint64_t)((const unsigned char *)loc - L->base);
+    uint64_t key = mix64(mix64(off * P1 + (uint64_t)kind) ^ value) | 1u;
+    uint64_t h = key % CORRUPT_SEEN;
+    for (unsigned i = 0; i < 32; i++) {
+        _Atomic uint64_t *slot = &L->corrupt_seen[(h + i) % CORRUPT_SEEN];
+        uint64_t cur = atomic_load_explicit(slot, memory_order_relaxed);
+        if (cur == key) return;
+        if (cur == 0) {
+            uint64_t zero = 0;
+            if (!atomic_compare_exchange_strong(slot, &zero, key)) {
+                if (zero == key) return;
+                continue;
+            }
+            break;
+        }
+    }
+    /* new (or the table is full: counted, since it cannot be told apart any more) */
+    uint64_t *ctr = kind == CORRUPT_HEADER ? &L->st.corrupt_headers
+                  : kind == CORRUPT_GOI    ? &L->st.corrupt_goi
+                  : kind == CORRUPT_CTRL   ? &L->st.corrupt_ctrl
+                                           : &L->st.foreign_tokens;
+    stat_add(ctr, 1);
+    uint64_t n = atomic_fetch_add(&L->corrupt_n, 1);
+    if (n < 8) {
+        L->st.corrupt_off[n] = off;
+        L->st.corrupt_val[n] = value;
+        L->st.corrupt_kind[n] = (uint64_t)kind;
+        stat_add(&L->st.corrupt_listed, 1);
+    }
+}
+
+/* Host identity: boot id and pid namespace, so a pid is only compared on its own host. */
+static uint64_t host_identity(void) {
+    char buf[128] = {0};
+    uint64_t h = 0x686f7374ull;
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n > 0) h = cxl_checksum_bytes(buf, (uint64_t)n, h);
+    }
+    char ns[128];
+    ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof ns);
+    if (n > 0) h = cxl_checksum_bytes(ns, (uint64_t)n, h);
+    return h ? h : 1;
+}
+
+static uint32_t os_tid(void) { return (uint32_t)syscall(SYS_gettid); }
+
+/* On this host: does thread tid of process pid still exist? (EPERM: exists, not ours.) */
+static int os_thread_alive(uint32_t pid, uint32_t tid) {
+    if (!pid) return 0;
+    long rc = tid ? syscall(SYS_tgkill, (pid_t)pid, (pid_t)tid, 0) : kill((pid_t)pid, 0);
+    return rc == 0 || errno == EPERM;
+}
+
 /* ------------------------------------------------------------------ layout */
 
 static int is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
@@ -308,19 +397,50 @@ static uint64_t geom_check(const cxl_geom_t *g) {
     return cxl_checksum_bytes(g, offsetof(cxl_geom_t, geom_check), 0x5eed);
 }
 
+static uint64_t proto_check(const cxl_proto_t *p) {
+    return cxl_checksum_bytes(p, offsetof(cxl_proto_t, proto_check), 0x9e37);
+}
+
+#define MAX_PBR_SLOTS (1ull << 30)
+#define MAX_GOI_SLOTS (1ull << 40)
+#define MAX_BATCHES (1ull << 48)
+
 static int cfg_valid(const cxl_log_cfg_t *c) {
+    uint64_t per_broker;
     return c->brokers >= 1 && c->brokers <= CXL_MAX_BROKERS && c->subscribers <= CXL_MAX_SUBS &&
            c->publishers_per_broker >= 1 && c->publishers_per_broker <= 64 &&
            (c->order == 0 || c->order == 2) && c->variant <= 1 && c->ack_level <= 2 &&
-           is_pow2(c->pbr_slots) && c->pbr_slots >= 2 && is_pow2(c->goi_slots) &&
-           c->goi_slots >= 2 && c->msg_size >= 1 && c->msg_size <= (64u << 20) &&
-           c->msgs_per_batch >= 1 && c->msgs_per_batch <= 65536 &&
-           (uint64_t)c->msgs_per_batch * align64(CXL_MSG_HDR + c->msg_size) <= (1ull << 30);
+           is_pow2(c->pbr_slots) && c->pbr_slots >= 2 && c->pbr_slots <= MAX_PBR_SLOTS &&
+           is_pow2(c->goi_slots) && c->goi_slots >= 2 && c->goi_slots <= MAX_GOI_SLOTS &&
+           c->msg_size >= 1 && c->msg_size <= (64u << 20) && c->msgs_per_batch >= 1 &&
+           c->msgs_per_batch <= 65536 &&
+           (uint64_t)c->msgs_per_batch * align64(CXL_MSG_HDR + c->msg_size) <= (1ull << 30) &&
+           c->batches_per_publisher <= MAX_BATCHES &&
+           !__builtin_mul_overflow(c->batches_per_publisher, (uint64_t)c->publishers_per_broker,
+                                   &per_broker) &&
+           per_broker <= MAX_BATCHES &&
+           c->crash_client <= c->brokers * c->publishers_per_broker;
 }
 
-static void compute_offsets(const cxl_log_cfg_t *c, cxl_offsets_t *o, uint64_t *stride) {
-    uint64_t s = (uint64_t)c->msgs_per_batch * align64(CXL_MSG_HDR + c->msg_size);
+/* at += n * k, page-aligned when `page`; 0 on overflow. */
+static int grow(uint64_t *at, uint64_t n, uint64_t k) {
+    uint64_t m;
+    return !__builtin_mul_overflow(n, k, &m) && !__builtin_add_overflow(*at, m, at);
+}
+
+static int page_up(uint64_t *at) {
+    if (*at > UINT64_MAX - 4095) return 0;
+    *at = (*at + 4095) & ~4095ull;
+    return 1;
+}
+
+/* Offsets of every area; 0 when a size does not fit in 64 bits (an impossible config). */
+static int compute_offsets(const cxl_log_cfg_t *c, cxl_offsets_t *o, cxl_proto_t *pr,
+                           uint64_t *stride) {
+    uint64_t s = (uint64_t)c->msgs_per_batch * align64(CXL_MSG_HDR + c->msg_size); /* <= 1 GiB */
     *stride = s;
+    memset(o, 0, sizeof *o);
+    memset(pr, 0, sizeof *pr);
     uint64_t at = sizeof(cxl_ctrl_t);
     o->claim = at;
     at += CXL_MAX_BROKERS * sizeof(cxl_claim_line_t);
@@ -328,31 +448,39 @@ static void compute_offsets(const cxl_log_cfg_t *c, cxl_offsets_t *o, uint64_t *
     at += CXL_MAX_BROKERS * sizeof(cxl_seq_line_t);
     o->subline = at;
     at += CXL_MAX_SUBS * sizeof(cxl_sub_line_t);
-    at = (at + 4095) & ~4095ull; /* 128-byte headers never straddle a page */
+    pr->scanline = at;
+    at += CXL_MAX_BROKERS * sizeof(cxl_scan_line_t);
+    pr->publine = at;
+    at += (uint64_t)c->brokers * c->publishers_per_broker * sizeof(cxl_pub_line_t);
+    if (!page_up(&at)) return 0; /* 128-byte headers never straddle a page */
     o->pbr = at;
-    at += (uint64_t)c->brokers * c->pbr_slots * sizeof(cxl_batch_hdr_t);
-    at = (at + 4095) & ~4095ull;
+    if (!grow(&at, (uint64_t)c->brokers * c->pbr_slots, sizeof(cxl_batch_hdr_t))) return 0;
+    if (!page_up(&at)) return 0;
     o->log = at;
-    o->log_bytes = (uint64_t)c->pbr_slots * s;
-    at += (uint64_t)c->brokers * o->log_bytes;
+    if (__builtin_mul_overflow((uint64_t)c->pbr_slots, s, &o->log_bytes)) return 0;
+    if (!grow(&at, c->brokers, o->log_bytes)) return 0;
     o->goi = at;
-    at += c->goi_slots * sizeof(cxl_goi_entry_t);
+    if (!grow(&at, c->goi_slots, sizeof(cxl_goi_entry_t))) return 0;
     o->end = at;
+    pr->ack_level = c->ack_level;
+    pr->publishers_per_broker = c->publishers_per_broker;
+    pr->batches_per_publisher = c->batches_per_publisher;
+    pr->variant = c->variant;
+    pr->proto_check = proto_check(pr);
+    return 1;
 }
 
 uint64_t cxl_layout_size(const cxl_log_cfg_t *cfg) {
     if (!cfg_valid(cfg)) return 0;
     cxl_offsets_t o;
+    cxl_proto_t pr;
     uint64_t s;
-    compute_offsets(cfg, &o, &s);
+    if (!compute_offsets(cfg, &o, &pr, &s)) return 0;
     return o.end;
 }
 
-static void fill_geom(const cxl_log_cfg_t *c, uint64_t size, cxl_geom_t *g) {
+static void fill_geom(const cxl_log_cfg_t *c, uint64_t size, uint64_t stride, cxl_geom_t *g) {
     memset(g, 0, sizeof *g);
-    uint64_t stride;
-    cxl_offsets_t o;
-    compute_offsets(c, &o, &stride);
     g->magic = CXL_MAGIC;
     g->version = CXL_LAYOUT_VERSION;
     g->order = c->order;
@@ -372,12 +500,12 @@ int cxl_layout_init(void *base, uint64_t size, const cxl_log_cfg_t *cfg) {
     if (!need) return -1;
     if (size < need) return -2;
     unsigned char *b = (unsigned char *)base;
-    /* Zero everything the log uses (a zero token never matches), then publish geometry. */
-    cxl_ctrl_t zero_ctrl;
-    memset(&zero_ctrl, 0, sizeof zero_ctrl);
+    /* Zero everything the log uses (a zero token never matches), then publish geometry: nothing
+     * a previous run (or random bytes) left in the region survives formatting. */
     cxl_offsets_t o;
+    cxl_proto_t pr;
     uint64_t stride;
-    compute_offsets(cfg, &o, &stride);
+    compute_offsets(cfg, &o, &pr, &stride);
     static const unsigned char zeros[4096];
     for (uint64_t at = 0; at < o.end; at += sizeof zeros) {
         uint64_t n = o.end - at < sizeof zeros ? o.end - at : sizeof zeros;
@@ -387,13 +515,17 @@ int cxl_layout_init(void *base, uint64_t size, const cxl_log_cfg_t *cfg) {
     cxl_sfence();
     cxl_ctrl_t c;
     memset(&c, 0, sizeof c);
-    fill_geom(cfg, size, &c.geom);
+    fill_geom(cfg, size, stride, &c.geom);
     c.off = o;
+    c.proto = pr;
     c.run.seed = cfg->seed;
-    cxl_copy_in(&((cxl_ctrl_t *)base)->off, &c.off, sizeof c.off);
-    cxl_copy_in(&((cxl_ctrl_t *)base)->run, &c.run, sizeof c.run);
-    cxl_flush_range(&((cxl_ctrl_t *)base)->off, sizeof c.off);
-    cxl_flush_range(&((cxl_ctrl_t *)base)->run, sizeof c.run);
+    cxl_ctrl_t *ctrl = (cxl_ctrl_t *)base;
+    cxl_copy_in(&ctrl->off, &c.off, sizeof c.off);
+    cxl_copy_in(&ctrl->run, &c.run, sizeof c.run);
+    cxl_copy_in(&ctrl->proto, &c.proto, sizeof c.proto);
+    cxl_flush_range(&ctrl->off, sizeof c.off);
+    cxl_flush_range(&ctrl->run, sizeof c.run);
+    cxl_flush_range(&ctrl->proto, sizeof c.proto);
     cxl_sfence();
     /* the magic (in the geometry line) is written last: a half-made region is never accepted */
     cxl_copy_in(base, &c.geom, sizeof c.geom);
@@ -426,7 +558,18 @@ int cxl_layout_attach(const void *base, uint64_t size, const cxl_log_cfg_t *cfg,
         snprintf(err, errlen, "geometry checksum mismatch: control block is corrupt");
         return -1;
     }
-    fill_geom(cfg, g.region_size, &want);
+    if (!cfg_valid(cfg)) {
+        snprintf(err, errlen, "invalid log configuration");
+        return -1;
+    }
+    cxl_offsets_t o;
+    cxl_proto_t pr, have;
+    uint64_t stride;
+    if (!compute_offsets(cfg, &o, &pr, &stride)) {
+        snprintf(err, errlen, "configuration does not fit in a 64-bit region");
+        return -1;
+    }
+    fill_geom(cfg, g.region_size, stride, &want);
     const char *what = NULL;
     if (g.brokers != want.brokers) what = "brokers";
     else if (g.subscribers != want.subscribers) what = "subscribers";
@@ -439,6 +582,24 @@ int cxl_layout_attach(const void *base, uint64_t size, const cxl_log_cfg_t *cfg,
     else if (g.region_size > size) what = "region_size";
     if (what) {
         snprintf(err, errlen, "geometry mismatch on %s: region was made for another configuration",
+                 what);
+        return -1;
+    }
+    const cxl_ctrl_t *ctrl = (const cxl_ctrl_t *)base;
+    cxl_invalidate(&ctrl->proto, sizeof have);
+    cxl_copy_out(&have, &ctrl->proto, sizeof have);
+    if (have.proto_check != proto_check(&have)) {
+        snprintf(err, errlen, "protocol line checksum mismatch: control block is corrupt");
+        return -1;
+    }
+    if (have.ack_level != pr.ack_level) what = "ack_level";
+    else if (have.publishers_per_broker != pr.publishers_per_broker) what = "publishers_per_broker";
+    else if (have.batches_per_publisher != pr.batches_per_publisher)
+        what = "batches_per_publisher (total size)";
+    else if (have.variant != pr.variant) what = "variant";
+    else if (have.scanline != pr.scanline || have.publine != pr.publine) what = "area offsets";
+    if (what) {
+        snprintf(err, errlen, "protocol mismatch on %s: region was made for another configuration",
                  what);
         return -1;
     }
@@ -481,7 +642,10 @@ cxl_log_t *cxl_log_new(void *base, uint64_t size, const cxl_log_cfg_t *cfg, char
     L->size = size;
     L->ctrl = (cxl_ctrl_t *)base;
     cxl_offsets_t o;
-    compute_offsets(cfg, &o, &L->stride);
+    cxl_proto_t pr;
+    compute_offsets(cfg, &o, &pr, &L->stride);
+    L->scanl = (cxl_scan_line_t *)(void *)(L->base + pr.scanline);
+    L->publ = (cxl_pub_line_t *)(void *)(L->base + pr.publine);
     L->claim = (cxl_claim_line_t *)(void *)(L->base + o.claim);
     L->seql = (cxl_seq_line_t *)(void *)(L->base + o.seqline);
     L->subl = (cxl_sub_line_t *)(void *)(L->base + o.subline);
@@ -558,6 +722,8 @@ cxl_log_t *cxl_log_new(void *base, uint64_t size, const cxl_log_cfg_t *cfg, char
     }
     for (uint32_t k = 0; k < cfg->subscribers; k++) L->sub[k].idx = k;
     L->next_epoch_ns = cxl_now_ns();
+    L->host = host_identity();
+    L->nonce = mix64(((uint64_t)getpid() << 32) ^ cxl_now_ns() ^ (uint64_t)(uintptr_t)L) | 1u;
     return L;
 }
 
@@ -580,23 +746,79 @@ void cxl_log_free(cxl_log_t *L) {
 /* ------------------------------------------------------------------ publisher */
 
 /* Lowest ring index still in use on broker b: ordering must have consumed it and every
- * subscriber must have read its payload. */
-static uint64_t reuse_floor(cxl_log_t *L, uint32_t b) {
+ * subscriber must have read its payload. `limit` is the highest value possible (slots claimed
+ * so far): a frontier beyond it is corrupt and ignored, never followed. */
+static uint64_t reuse_floor(cxl_log_t *L, publisher_t *P, uint64_t limit) {
+    const uint32_t b = P->broker;
     if (!FAULT(L, pub_no_invalidate_frontier)) cxl_invalidate(&L->seql[b], CXL_LINE);
     uint64_t f = cxl_consume64(&L->seql[b].consumed_through);
+    uint64_t rel[CXL_MAX_SUBS];
     for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
         cxl_invalidate(&L->subl[k].released[b], 8);
-        uint64_t r = cxl_consume64(&L->subl[k].released[b]);
+        rel[k] = cxl_consume64(&L->subl[k].released[b]);
+    }
+    if (limit == UINT64_MAX) { /* several publishers: the claims made so far, read after */
+        cxl_invalidate(&L->claim[b], CXL_LINE);
+        limit = cxl_consume64(&L->claim[b].claimed);
+    }
+    if (f > limit) {
+        corrupt(L, CORRUPT_CTRL, &L->seql[b].consumed_through, f);
+        f = P->floor;
+    }
+    for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
+        uint64_t r = rel[k];
+        if (r > limit) {
+            corrupt(L, CORRUPT_CTRL, &L->subl[k].released[b], r);
+            r = P->floor;
+        }
         if (r < f) f = r;
     }
     return f;
 }
 
+/* The publisher's lease: what it holds and a beat, in its own line. Only kept when slots can
+ * be declared lost (slot_timeout_ns > 0); the next fence closes the flush. */
+static void pub_lease(cxl_log_t *L, publisher_t *P, uint64_t holding) {
+    cxl_pub_line_t *l = &L->publ[P->client];
+    if (!P->lease_ready) {
+        int det = (L->cfg.flags & CXL_F_DETERMINISTIC) != 0;
+        cxl_st64_shared(&l->host, L->host);
+        cxl_st64_shared(&l->ident, det ? 0u : (uint64_t)(uint32_t)getpid() | (uint64_t)os_tid() << 32);
+        P->lease_ready = 1;
+    }
+    cxl_st64_shared(&l->holding, holding);
+    cxl_st64_shared(&l->beat, ++P->beat);
+    cxl_flush(l);
+    P->since_beat = 0;
+}
+
+static inline void pub_progress(cxl_log_t *L, publisher_t *P, uint64_t bytes) {
+    if (!L->cfg.slot_timeout_ns) return;
+    P->since_beat += bytes;
+    if (P->since_beat >= BEAT_BYTES) {
+        cxl_pub_line_t *l = &L->publ[P->client];
+        cxl_st64_shared(&l->beat, ++P->beat);
+        cxl_flush(l);
+        P->since_beat = 0;
+    }
+}
+
+static void copy_beating(cxl_log_t *L, publisher_t *P, unsigned char *dst, const unsigned char *src,
+                         uint64_t n, int nt) {
+    while (n) {
+        uint64_t k = n < BEAT_BYTES ? n : BEAT_BYTES;
+        if (nt) cxl_copy_in_nt(dst, src, k);
+        else cxl_copy_in(dst, src, k);
+        pub_progress(L, P, k);
+        dst += k; src += k; n -= k;
+    }
+}
+
 /* Stream one message as whole 64-byte lines: a partial line written with non-temporal stores
  * goes out as several partial write-combining bursts, many times slower than a full line.
  * The header shares the first line with the payload's start; the last line is padded. */
-static void write_message_nt(unsigned char *dst, const cxl_msg_hdr_t *h, const unsigned char *src,
-                             uint32_t msz) {
+static void write_message_nt(cxl_log_t *L, publisher_t *P, unsigned char *dst,
+                             const cxl_msg_hdr_t *h, const unsigned char *src, uint32_t msz) {
     unsigned char line[CXL_LINE] __attribute__((aligned(64)));
     uint32_t first = msz < CXL_LINE - CXL_MSG_HDR ? msz : CXL_LINE - CXL_MSG_HDR;
     memcpy(line, h, CXL_MSG_HDR);
@@ -604,7 +826,7 @@ static void write_message_nt(unsigned char *dst, const cxl_msg_hdr_t *h, const u
     memset(line + CXL_MSG_HDR + first, 0, CXL_LINE - CXL_MSG_HDR - first);
     cxl_copy_in_nt(dst, line, CXL_LINE);
     uint32_t rest = msz - first, whole = rest / CXL_LINE * CXL_LINE, tail = rest - whole;
-    if (whole) cxl_copy_in_nt(dst + CXL_LINE, src + first, whole);
+    if (whole) copy_beating(L, P, dst + CXL_LINE, src + first, whole, 1);
     if (tail) {
         memcpy(line, src + first + whole, tail);
         memset(line + tail, 0, CXL_LINE - tail);
@@ -612,24 +834,37 @@ static void write_message_nt(unsigned char *dst, const cxl_msg_hdr_t *h, const u
     }
 }
 
-static void write_payload(cxl_log_t *L, publisher_t *P, unsigned char *ext, uint64_t *size,
-                          uint64_t *cs_out) {
+/* Crash injection: the publisher dies here, with its slot claimed and half its payload
+ * written. Its thread stops (or its process is killed); nothing else is touched. */
+static int pub_crash_here(cxl_log_t *L, publisher_t *P, uint32_t m) {
+    if (!L->cfg.crash_client || L->cfg.crash_client != P->client + 1 ||
+        P->done != L->cfg.crash_after || m != L->cfg.msgs_per_batch / 2)
+        return 0;
+    if (L->cfg.crash_kill) kill(getpid(), SIGKILL);
+    P->crashed = 1;
+    return 1;
+}
+
+static int write_payload(cxl_log_t *L, publisher_t *P, unsigned char *ext, uint64_t *size,
+                         uint64_t *cs_out) {
     const int nt = (L->cfg.flags & CXL_F_NT_COPY) != 0;
     const uint32_t msz = L->cfg.msg_size;
     uint64_t cs = 0, off = 0;
     for (uint32_t m = 0; m < L->cfg.msgs_per_batch; m++) {
+        if (pub_crash_here(L, P, m)) return -1;
         uint64_t seq = P->msg_seq++;
         uint32_t ps = pool_slot(P->client, seq, L->cfg.seed);
         cxl_msg_hdr_t h = {msz, P->client, seq};
         const unsigned char *src = L->pool + (uint64_t)ps * 64u;
         if (nt) {
-            write_message_nt(ext + off, &h, src, msz);
+            write_message_nt(L, P, ext + off, &h, src, msz);
         } else {
             cxl_copy_in(ext + off, &h, sizeof h);
-            cxl_copy_in(ext + off + sizeof h, src, msz);
+            copy_beating(L, P, ext + off + sizeof h, src, msz, 0);
         }
         cs = fold_checksum(cs, msg_checksum(L->pool_hash[ps], msz, P->client, seq));
         off += L->msg_stride;
+        pub_progress(L, P, 64);
         if (L->cfg.flags & CXL_F_EXTRA_FENCE) cxl_sfence();
     }
     /* Rule 1: payload flushed (non-temporal stores need no flush); the header's fence closes
@@ -637,6 +872,7 @@ static void write_payload(cxl_log_t *L, publisher_t *P, unsigned char *ext, uint
     if (!nt && !FAULT(L, pub_no_payload_flush)) cxl_flush_range(ext, off);
     *size = off;
     *cs_out = cs;
+    return 0;
 }
 
 static void write_header(cxl_log_t *L, publisher_t *P, cxl_batch_hdr_t *h, uint64_t size,
@@ -685,12 +921,18 @@ static void record_publish(cxl_log_t *L, publisher_t *P, uint64_t now, uint64_t 
     atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
 }
 
-/* Read the ACK frontier this publisher waits for; record each new value it sees. */
+/* Read the ACK frontier this publisher waits for; record each new value it sees. The frontier
+ * counts ring slots resolved (acknowledged or declared lost): a slot below it is acknowledged
+ * unless the broker's loss count says otherwise (see docs/architecture.md, ACK levels). */
 static uint64_t poll_ack(cxl_log_t *L, publisher_t *P) {
     cxl_seq_line_t *s = &L->seql[P->broker];
     cxl_invalidate(s, CXL_LINE);
     const int durable = L->cfg.ack_level >= 2;
     uint64_t f = durable ? cxl_consume64(&s->durable_batches) : cxl_consume64(&s->ordered_batches);
+    if (f > L->per_broker) {
+        corrupt(L, CORRUPT_CTRL, durable ? &s->durable_batches : &s->ordered_batches, f);
+        return P->last_ack;
+    }
     if (f != P->last_ack) {
         uint64_t msgs = durable ? cxl_consume64(&s->durable_msgs) : cxl_consume64(&s->ordered_msgs);
         cxl_invalidate(&L->claim[P->broker], CXL_LINE);
@@ -709,10 +951,77 @@ static uint64_t poll_ack(cxl_log_t *L, publisher_t *P) {
     return f;
 }
 
+/* After committing slot abs (token written, then a full fence): did its scanner declare it
+ * lost meanwhile? The scanner writes its loss, fences, and re-reads the token, so of the two
+ * at least one sees the other (a false loss is always counted). */
+static void pub_check_given_up(cxl_log_t *L, publisher_t *P, uint64_t abs) {
+    cxl_scan_line_t *sl = &L->scanl[P->broker];
+    cxl_invalidate(&sl->lost_count, CXL_LINE);
+    if (!cxl_consume64(&sl->lost_count)) return;
+    for (uint32_t i = 0; i < CXL_LOST_RING; i++)
+        if (cxl_consume64(&sl->lost_ring[i]) == abs + 1) {
+            P->lost_told++;
+            stat_add(&L->st.lost_late_commits, 1);
+            return;
+        }
+}
+
+/* Claim the next ring slot, only once it is free: a publisher held back by the ring holds
+ * nothing, so it never looks like a crashed one. Returns 1 with P->abs set. */
+static int pub_claim(cxl_log_t *L, publisher_t *P) {
+    const uint32_t b = P->broker;
+    const uint64_t slots = L->cfg.pbr_slots;
+    const int lease = L->cfg.slot_timeout_ns != 0;
+    if (L->cfg.publishers_per_broker == 1) {
+        /* the broker's only publisher: a plain store, not a locked RMW that would wait for
+         * every earlier flush to drain */
+        uint64_t abs = P->done;
+        if (abs >= P->floor + slots && !FAULT(L, pub_reuse_early)) {
+            P->floor = reuse_floor(L, P, abs);
+            if (abs >= P->floor + slots) return 0;
+        }
+        P->abs = abs;
+        if (lease) {
+            pub_lease(L, P, abs + 1);
+            cxl_sfence(); /* the lease is out before the claim it explains */
+        }
+        cxl_commit64(&L->claim[b].claimed, abs + 1);
+        cxl_flush(&L->claim[b]); /* the header's fence closes it */
+        return 1;
+    }
+    cxl_invalidate(&L->claim[b], CXL_LINE);
+    uint64_t c = cxl_consume64(&L->claim[b].claimed);
+    int leased = 0;
+    for (int tries = 0; tries < 8; tries++) { /* a failed CAS leaves the value found in c */
+        if (c >= L->per_broker) { /* every slot of the run is claimed, yet we have quota */
+            corrupt(L, CORRUPT_CTRL, &L->claim[b].claimed, c);
+            break;
+        }
+        if (c >= P->floor + slots && !FAULT(L, pub_reuse_early)) {
+            P->floor = reuse_floor(L, P, UINT64_MAX);
+            if (c >= P->floor + slots) break;
+        }
+        if (lease) {
+            pub_lease(L, P, c + 1);
+            cxl_sfence(); /* visible before the claim */
+            leased = 1;
+        }
+        if (cxl_cas64(&L->claim[b].claimed, &c, c + 1)) {
+            P->abs = c;
+            return 1;
+        }
+    }
+    /* a lease for a slot another publisher won must not make a crashed winner look alive */
+    if (leased) pub_lease(L, P, 0);
+    return 0;
+}
+
 static int pub_step(cxl_log_t *L, publisher_t *P) {
     const uint32_t b = P->broker;
+    if (P->crashed) return STEP_DONE;
     if (P->done == P->quota) {
         if (L->cfg.ack_level == 0 || P->quota == 0) return STEP_DONE;
+        /* resolved: acknowledged, or declared lost (then counted lost, never acknowledged) */
         if (poll_ack(L, P) > P->last_abs) {
             stat_max(&L->st.last_ack_ns, cxl_now_ns());
             return STEP_DONE;
@@ -720,24 +1029,11 @@ static int pub_step(cxl_log_t *L, publisher_t *P) {
         return STEP_IDLE;
     }
     if (!P->have_slot) {
-        if (L->cfg.publishers_per_broker == 1) {
-            /* the broker's only publisher: a plain store, not a locked RMW that would wait
-             * for every earlier flush to drain */
-            P->abs = P->done;
-            cxl_commit64(&L->claim[b].claimed, P->abs + 1);
-            cxl_flush(&L->claim[b]); /* the header's fence closes it */
-        } else {
-            P->abs = cxl_fetch_add64(&L->claim[b].claimed, 1);
-        }
-        P->have_slot = 1;
-    }
-    /* Back-pressure: never overwrite a slot that ordering or a subscriber still needs. */
-    if (P->abs >= P->floor + L->cfg.pbr_slots && !FAULT(L, pub_reuse_early)) {
-        P->floor = reuse_floor(L, b);
-        if (P->abs >= P->floor + L->cfg.pbr_slots) {
+        if (!pub_claim(L, P)) {
             P->waits++;
             return STEP_IDLE;
         }
+        P->have_slot = 1;
     }
     uint64_t now = cxl_now_ns();
     if (P->done == 0) P->first_ns = now;
@@ -748,9 +1044,14 @@ static int pub_step(cxl_log_t *L, publisher_t *P) {
         cxl_take_lines(log_of(L, b) + log_off, L->stride);
     }
     uint64_t first_seq = P->msg_seq, size, cs;
-    write_payload(L, P, log_of(L, b) + log_off, &size, &cs);
+    if (write_payload(L, P, log_of(L, b) + log_off, &size, &cs) != 0) return STEP_DONE;
     cxl_batch_hdr_t *h = slot_at(L, b, P->abs);
     write_header(L, P, h, size, cs, first_seq, log_off, now);
+    if (L->cfg.slot_timeout_ns) {
+        pub_lease(L, P, 0);
+        cxl_mfence(); /* token and lease out before the scanner's loss line is read */
+        pub_check_given_up(L, P, P->abs);
+    }
     record_publish(L, P, now, size, cs);
     P->last_ns = now;
     P->last_abs = P->abs;
@@ -762,13 +1063,58 @@ static int pub_step(cxl_log_t *L, publisher_t *P) {
 
 /* ------------------------------------------------------------------ scanner */
 
-/* Validate a header copied out of the ring. Returns 0 when every field is in range. */
+/* Identity fields a run can contain: the client publishes on its own broker, its batch
+ * sequence stays below its quota, the ring index below the broker's total. */
+static int identity_valid(const cxl_log_t *L, uint32_t b, uint32_t client, uint64_t cbs,
+                          uint64_t pbr_index) {
+    return client < L->npubs && client / L->cfg.publishers_per_broker == b &&
+           cbs < L->cfg.batches_per_publisher && pbr_index < L->per_broker;
+}
+
+/* Validate a header copied out of the ring. Returns 1 when every field is in range. */
 static int header_valid(const cxl_log_t *L, const cxl_batch_hdr_t *v, uint32_t b, uint64_t abs) {
     if (v->slot_abs != abs || v->broker != b) return 0;
     if (v->msg_count == 0 || v->msg_count > L->cfg.msgs_per_batch) return 0;
     if (v->size < (uint64_t)v->msg_count * CXL_MSG_HDR || v->size > L->stride) return 0;
     if (v->log_offset % CXL_LINE || v->log_offset > L->log_bytes - v->size) return 0;
+    if (!identity_valid(L, b, v->client, v->client_batch_seq, abs)) return 0;
     return 1;
+}
+
+/* Who holds slot abs of broker b: a fingerprint of the holders' beats (it moves while any of
+ * them works), and the holder's client. On this host, a holder whose thread still exists is
+ * alive (slow, not crashed) however long its beat stands still. */
+static uint64_t holder_beats(cxl_log_t *L, uint32_t b, uint64_t abs, uint32_t *client,
+                             int check_os, int *alive) {
+    uint64_t fp = 0x686f6c64ull;
+    *client = NO_CLIENT;
+    *alive = 0;
+    const uint32_t ppb = L->cfg.publishers_per_broker;
+    for (uint32_t i = 0; i < ppb; i++) {
+        cxl_pub_line_t *l = &L->publ[b * ppb + i];
+        cxl_invalidate(l, CXL_LINE);
+        if (cxl_consume64(&l->holding) != abs + 1) continue;
+        fp = mix64(fp ^ cxl_consume64(&l->beat) ^ ((uint64_t)i << 48));
+        *client = b * ppb + i;
+        uint64_t ident = check_os ? cxl_consume64(&l->ident) : 0;
+        if (check_os && cxl_consume64(&l->host) == L->host &&
+            os_thread_alive((uint32_t)ident, (uint32_t)(ident >> 32)))
+            *alive = 1;
+    }
+    return fp;
+}
+
+/* Declare slot S->next lost: tell it on the scanner's line, then look at the token once more
+ * (a publisher that committed meanwhile reads our line after its token: see
+ * pub_check_given_up). The scanner line is the scanner's own. */
+static int scan_declare_lost(cxl_log_t *L, scanner_t *S, cxl_batch_hdr_t *h, uint64_t want) {
+    cxl_scan_line_t *sl = &L->scanl[S->broker];
+    cxl_st64_shared(&sl->lost_ring[S->lost_count % CXL_LOST_RING], S->next + 1);
+    cxl_st64_shared(&sl->lost_count, ++S->lost_count);
+    cxl_flush(&sl->lost_count);
+    cxl_mfence();
+    cxl_invalidate(&h->log_offset, CXL_LINE);
+    return cxl_consume64(&h->token) == want;
 }
 
 /* Try to take the next slot. Returns 1 with *out filled, 0 if it is not there yet. */
@@ -786,26 +1132,57 @@ static int scan_take(cxl_log_t *L, scanner_t *S, entry_t *out) {
         int foreign = tok > want || (tok && ((tok - 1) & L->slots_mask) != (S->next & L->slots_mask));
         if (foreign && S->foreign_at != S->next && !FAULT(L, pub_ready_flag)) {
             S->foreign_at = S->next;
-            stat_add(&L->st.foreign_tokens, 1);
+            corrupt(L, CORRUPT_FOREIGN, &h->token, tok);
         }
         if (FAULT(L, scan_skip_empty)) { out->flags = ENTRY_LOST; return 2; }
         if (!L->cfg.slot_timeout_ns) return 0;
+        /* Each pending slot has its own clock, and it runs only while the slot is claimed and
+         * its holder shows no life: a slot not yet claimed waits for a publisher held back by
+         * the ring, a beating holder is slow, not crashed. */
         uint64_t now = cxl_now_ns();
-        if (!S->wait_since_ns) S->wait_since_ns = now;
-        if (now - S->wait_since_ns > L->cfg.slot_timeout_ns &&
-            cxl_consume64(&L->claim[b].claimed) > S->next) {
-            out->flags = ENTRY_LOST; /* claimed, never committed: resolve it explicitly */
-            return 1;
+        uint32_t client;
+        int alive;
+        if (S->wait_slot != S->next + 1) {
+            S->wait_slot = S->next + 1;
+            S->wait_since_ns = now;
+            S->wait_beat = holder_beats(L, b, S->next, &client, 0, &alive);
+            return 0;
         }
-        return 0;
+        cxl_invalidate(&L->claim[b], CXL_LINE);
+        uint64_t claimed = cxl_consume64(&L->claim[b].claimed);
+        if (claimed > L->per_broker) {
+            corrupt(L, CORRUPT_CTRL, &L->claim[b].claimed, claimed);
+            S->wait_since_ns = now;
+            return 0;
+        }
+        if (claimed <= S->next) { S->wait_since_ns = now; return 0; }
+        uint64_t fp = holder_beats(L, b, S->next, &client, 0, &alive);
+        if (fp != S->wait_beat) {
+            S->wait_beat = fp;
+            S->wait_since_ns = now;
+            return 0;
+        }
+        if (now - S->wait_since_ns <= L->cfg.slot_timeout_ns) return 0;
+        holder_beats(L, b, S->next, &client, 1, &alive);
+        if (alive) { S->wait_since_ns = now; return 0; }
+        /* claimed, never committed, its holder gone: resolve it explicitly */
+        out->flags = ENTRY_LOST;
+        out->client = client;
+        if (scan_declare_lost(L, S, h, want)) {
+            out->flags |= ENTRY_LATE;
+            stat_add(&L->st.lost_late_commits, 1);
+        }
+        S->wait_slot = 0; /* the next slot starts its own clock */
+        return 1;
     }
-    S->wait_since_ns = 0;
+    S->wait_slot = 0;
     cxl_batch_hdr_t v;
     if (!FAULT(L, scan_no_invalidate_body)) cxl_invalidate(h, CXL_LINE);
     cxl_copy_out(&v, h, sizeof v);
     if (!header_valid(L, &v, b, S->next)) {
-        stat_add(&L->st.corrupt_headers, 1);
+        corrupt(L, CORRUPT_HEADER, h, S->next);
         out->flags = ENTRY_CORRUPT;
+        out->client = NO_CLIENT;
         return 1;
     }
     out->log_offset = v.log_offset;
@@ -819,12 +1196,15 @@ static int scan_take(cxl_log_t *L, scanner_t *S, entry_t *out) {
 }
 
 static void record_loss(cxl_log_t *L, const entry_t *e) {
+    stat_add(&L->st.lost_by_broker[e->broker], 1);
     cxl_rec_loss_t *r = (cxl_rec_loss_t *)rec_slot(L, CXL_REC_LOSS);
     if (!r) return;
     r->ns = cxl_now_ns();
     r->pbr_index = e->pbr_index;
     r->broker = e->broker;
     r->reason = (e->flags & ENTRY_CORRUPT) ? 2 : 1;
+    r->client = e->client;
+    r->alive = (e->flags & ENTRY_LATE) ? 1 : 0;
 }
 
 /* Announce the epoch this scanner pushes into. The re-check closes the window in which the
@@ -1028,16 +1408,13 @@ static uint64_t goi_room(cxl_log_t *L, uint64_t next_pos) {
         cxl_invalidate(&L->subl[k], CXL_LINE);
         uint64_t p = cxl_consume64(&L->subl[k].goi_pos);
         if (p > next_pos) { /* a subscriber ahead of what exists: corrupt, not trusted */
-            stat_add(&L->st.corrupt_ctrl, 1);
+            corrupt(L, CORRUPT_CTRL, &L->subl[k].goi_pos, p);
             continue;
         }
         if (p < lo) lo = p;
     }
     if (lo == UINT64_MAX) lo = next_pos;
-    if (next_pos - lo > L->cfg.goi_slots) { /* corrupt reservation counter: write nothing */
-        stat_add(&L->st.corrupt_ctrl, 1);
-        return 0;
-    }
+    if (next_pos - lo > L->cfg.goi_slots) return 0; /* cannot happen: we never overran them */
     return L->cfg.goi_slots - (next_pos - lo);
 }
 
@@ -1106,12 +1483,26 @@ static void seq_fence(cxl_log_t *L) {
  * in steady state), or one per batch in the ablation. */
 /* Reserve global positions for the rest of the epoch with one fetch-add (as many as the GOI
  * has room for). Returns how many positions are in hand. */
+/* One atomic step on next_global. This sequencer is its only user (the lease), so the value
+ * found must be what it reserved so far: another is corrupt, counted and not followed. */
+static uint64_t seq_reserve(cxl_log_t *L, uint64_t n) {
+    uint64_t got = cxl_fetch_add64(&L->ctrl->reserve.next_global, n);
+    uint64_t skew = got - L->next_pos; /* one corruption shifts every later value: count once */
+    if (skew != L->resv_skew) {
+        if (skew) corrupt(L, CORRUPT_CTRL, &L->ctrl->reserve.next_global, got);
+        L->resv_skew = skew;
+    }
+    uint64_t base = L->next_pos;
+    L->next_pos += n;
+    return base;
+}
+
 static uint64_t seq_reserve_epoch(cxl_log_t *L) {
     if (L->resv_left) return L->resv_left;
-    uint64_t room = goi_room(L, cxl_consume64(&L->ctrl->reserve.next_global));
+    uint64_t room = goi_room(L, L->next_pos);
     uint64_t want = L->epoch_live < room ? L->epoch_live : room;
     if (want) {
-        L->resv_base = cxl_fetch_add64(&L->ctrl->reserve.next_global, want);
+        L->resv_base = seq_reserve(L, want);
         L->resv_left = want;
         stat_add(&L->st.reservations, 1);
     }
@@ -1124,7 +1515,7 @@ static uint64_t seq_assign(cxl_log_t *L, uint64_t n, uint64_t live, uint64_t of_
     const int per_batch = (L->cfg.flags & CXL_F_RESERVE_PER_BATCH) != 0;
     if (!per_batch && live > L->resv_left) { /* only the planted duplicate needs more */
         uint64_t extra = live - L->resv_left;
-        uint64_t b = cxl_fetch_add64(&L->ctrl->reserve.next_global, extra);
+        uint64_t b = seq_reserve(L, extra);
         if (L->resv_left == 0) L->resv_base = b;
         L->resv_left += extra;
     }
@@ -1133,7 +1524,7 @@ static uint64_t seq_assign(cxl_log_t *L, uint64_t n, uint64_t live, uint64_t of_
         if (L->cur[i].flags) continue;
         uint64_t s;
         if (per_batch) {
-            s = cxl_fetch_add64(&L->ctrl->reserve.next_global, 1);
+            s = seq_reserve(L, 1);
             stat_add(&L->st.reservations, 1);
         } else {
             s = L->resv_base++;
@@ -1182,11 +1573,14 @@ static void seq_flush_late_tokens(cxl_log_t *L, uint64_t n) {
 
 static void seq_commit(cxl_log_t *L, uint64_t hi, uint64_t now) {
     cxl_seq_ctrl_t *sc = &L->ctrl->seq;
-    uint64_t prev = cxl_ld64(&sc->committed_seq); /* our own line: no token to check */
+    uint64_t prev = L->committed; /* what we wrote: the line's copy is never trusted back */
     cxl_commit64(&sc->epoch, L->seal_epoch);
     cxl_commit64(&sc->heartbeat_ns, now);
     cxl_commit64(&sc->ordered_msgs, L->total_msgs_ordered);
-    if (hi > prev) cxl_commit64(&sc->committed_seq, hi);
+    if (hi > prev) {
+        cxl_commit64(&sc->committed_seq, hi);
+        L->committed = hi;
+    }
     if (!FAULT(L, seq_no_frontier_flush)) cxl_flush(sc);
     cxl_rec_frontier_t *cr = (cxl_rec_frontier_t *)rec_slot(L, CXL_REC_COMMIT);
     if (cr) {
@@ -1240,7 +1634,7 @@ static int seq_next_epoch(cxl_log_t *L) {
     if (seq_pending(L)) return STEP_PROGRESS;
     if (done >= L->cfg.brokers && seq_drained(L)) {
         /* done names the final committed_seq, so a stray value cannot end subscribers early */
-        cxl_commit64(&L->ctrl->seq.done, cxl_ld64(&L->ctrl->seq.committed_seq) + 1);
+        cxl_commit64(&L->ctrl->seq.done, L->committed + 1);
         cxl_flush(&L->ctrl->seq);
         cxl_sfence();
         return STEP_DONE;
@@ -1255,7 +1649,7 @@ static int seq_step(cxl_log_t *L) {
     }
     uint64_t room;
     if (L->cfg.flags & CXL_F_RESERVE_PER_BATCH) {
-        room = goi_room(L, cxl_consume64(&L->ctrl->reserve.next_global));
+        room = goi_room(L, L->next_pos);
     } else {
         seq_reserve_epoch(L);
         room = L->resv_left;
@@ -1379,6 +1773,7 @@ static int goi_valid(const cxl_log_t *L, const cxl_goi_entry_t *g) {
     if (g->msg_count == 0 || g->msg_count > L->cfg.msgs_per_batch) return 0;
     if (g->size < (uint64_t)g->msg_count * CXL_MSG_HDR || g->size > L->stride) return 0;
     if (g->log_offset % CXL_LINE || g->log_offset > L->log_bytes - g->size) return 0;
+    if (!identity_valid(L, g->broker, g->client, g->client_batch_seq, g->pbr_index)) return 0;
     return 1;
 }
 
@@ -1392,12 +1787,16 @@ static void sub_resume(cxl_log_t *L, subscriber_t *U) {
     uint64_t pos = cxl_consume64(&s->goi_pos);
     cxl_invalidate(&L->ctrl->seq, CXL_LINE);
     uint64_t committed = cxl_consume64(&L->ctrl->seq.committed_seq);
-    if (pos > committed) { stat_add(&L->st.corrupt_ctrl, 1); pos = committed; }
+    if (committed > L->per_broker * L->cfg.brokers) {
+        corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.committed_seq, committed);
+        committed = 0;
+    }
+    if (pos > committed) { corrupt(L, CORRUPT_CTRL, &s->goi_pos, pos); pos = committed; }
     U->pos = pos;
     U->last_committed = pos;
     for (uint32_t b = 0; b < L->cfg.brokers; b++) {
         uint64_t r = cxl_consume64(&s->released[b]);
-        if (r > L->per_broker) { stat_add(&L->st.corrupt_ctrl, 1); r = 0; }
+        if (r > L->per_broker) { corrupt(L, CORRUPT_CTRL, &s->released[b], r); r = 0; }
         U->last_pbr[b] = r;
         U->next_pbr[b] = r;
     }
@@ -1406,6 +1805,10 @@ static void sub_resume(cxl_log_t *L, subscriber_t *U) {
 static uint64_t sub_read_committed(cxl_log_t *L, subscriber_t *U) {
     if (!FAULT(L, sub_no_invalidate_commit)) cxl_invalidate(&L->ctrl->seq, CXL_LINE);
     uint64_t c = cxl_consume64(&L->ctrl->seq.committed_seq);
+    if (c > L->per_broker * L->cfg.brokers) { /* more than the run can ever order */
+        corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.committed_seq, c);
+        return U->last_committed;
+    }
     if (c < U->last_committed) {
         stat_add(&L->st.committed_regressions, 1);
         c = U->last_committed;
@@ -1418,12 +1821,38 @@ static uint64_t sub_read_committed(cxl_log_t *L, subscriber_t *U) {
     return c;
 }
 
+/* A caught-up subscriber releases the ring slots the sequencer resolved without a position
+ * (declared lost): they never come through the GOI, and must not block the ring. Each broker's
+ * consumed_through is read before committed_seq, and the sequencer writes them the other way
+ * round, so every live slot below it has a position below committed_seq -- delivered, since
+ * this subscriber is caught up. Returns 1 when it released something. */
+static int sub_release_lost(cxl_log_t *L, subscriber_t *U) {
+    uint64_t cons[CXL_MAX_BROKERS];
+    int any = 0;
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+        cxl_invalidate(&L->seql[b], CXL_LINE);
+        cons[b] = cxl_consume64(&L->seql[b].consumed_through);
+        if (cons[b] > L->per_broker) {
+            corrupt(L, CORRUPT_CTRL, &L->seql[b].consumed_through, cons[b]);
+            cons[b] = 0;
+        }
+        any |= cons[b] > U->last_pbr[b];
+    }
+    if (!any) return 0;
+    cxl_invalidate(&L->ctrl->seq, CXL_LINE);
+    if (cxl_consume64(&L->ctrl->seq.committed_seq) != U->pos) return 0;
+    for (uint32_t b = 0; b < L->cfg.brokers; b++)
+        if (cons[b] > U->last_pbr[b]) U->last_pbr[b] = cons[b];
+    sub_publish_position(L, U);
+    return 1;
+}
+
 static int sub2_step(cxl_log_t *L, subscriber_t *U) {
     if (!U->resumed) sub_resume(L, U);
     uint64_t c = sub_read_committed(L, U);
     if (c > U->pos + L->cfg.goi_slots) {
         /* committed_seq claims more than the ring can hold unread: corrupt control block */
-        stat_add(&L->st.corrupt_ctrl, 1);
+        corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.committed_seq, c);
         c = U->pos + L->cfg.goi_slots;
     }
     uint64_t n = 0;
@@ -1432,7 +1861,7 @@ static int sub2_step(cxl_log_t *L, subscriber_t *U) {
         if (!FAULT(L, sub_no_invalidate_goi)) cxl_invalidate(g, CXL_LINE);
         if (cxl_consume64(&g->token) != U->pos + 1) {
             /* committed but not readable: the prefix was not flushed before committed_seq */
-            if (U->bad_at != U->pos + 1) stat_add(&L->st.corrupt_goi, 1);
+            if (U->bad_at != U->pos + 1) corrupt(L, CORRUPT_GOI, &g->token, U->pos);
             U->bad_at = U->pos + 1;
             break;
         }
@@ -1442,7 +1871,7 @@ static int sub2_step(cxl_log_t *L, subscriber_t *U) {
             sub_deliver(L, U, U->pos, v.broker, v.pbr_index, v.log_offset, v.size, v.msg_count,
                         v.client, v.client_batch_seq, v.checksum);
         } else {
-            stat_add(&L->st.corrupt_goi, 1);
+            corrupt(L, CORRUPT_GOI, g, U->pos);
         }
         U->pos++;
         n++;
@@ -1453,13 +1882,15 @@ static int sub2_step(cxl_log_t *L, subscriber_t *U) {
         return STEP_PROGRESS;
     }
     if (U->pos == c) {
+        if (sub_release_lost(L, U)) return STEP_PROGRESS;
         cxl_invalidate(&L->ctrl->seq, CXL_LINE);
         uint64_t done = cxl_consume64(&L->ctrl->seq.done);
         uint64_t committed = cxl_consume64(&L->ctrl->seq.committed_seq);
+        if (committed > L->per_broker * L->cfg.brokers) return STEP_IDLE; /* counted above */
         if (done && done == committed + 1 && committed == U->pos) return STEP_DONE;
         if (done && done != committed + 1 && U->bad_done != done) {
             U->bad_done = done;
-            stat_add(&L->st.corrupt_ctrl, 1);
+            corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.done, done);
         }
     }
     return STEP_IDLE;
@@ -1475,7 +1906,10 @@ static int sub0_step(cxl_log_t *L, subscriber_t *U) {
         all_done = 0;
         cxl_invalidate(&L->seql[b], CXL_LINE);
         uint64_t acked = cxl_consume64(&L->seql[b].ordered_batches);
-        if (acked > L->per_broker) { stat_add(&L->st.corrupt_ctrl, 1); acked = L->per_broker; }
+        if (acked > L->per_broker) {
+            corrupt(L, CORRUPT_CTRL, &L->seql[b].ordered_batches, acked);
+            acked = U->next_pbr[b]; /* not followed */
+        }
         while (U->next_pbr[b] < acked && n < SUB_CHUNK) {
             uint64_t i = U->next_pbr[b];
             cxl_batch_hdr_t *h = slot_at(L, b, i);
@@ -1737,20 +2171,99 @@ static int run_deterministic(cxl_log_t *L, role_t *roles, uint32_t n) {
 
 int cxl_log_run(cxl_log_t *L, uint32_t mask) { return cxl_log_run_subset(L, mask, ~0u, ~0u); }
 
+/* A store to a line that is written with atomics (a lease): an atomic one too. */
+static void rmw_store(uint64_t *p, uint64_t v) {
+    uint64_t cur = cxl_consume64(p);
+    while (!cxl_cas64(p, &cur, v)) {
+    }
+}
+
+/* Take one ownership lease: free, ours already, or held by a process that is gone on this
+ * host. A live holder -- or one on another host, unless CXL_F_TAKE_OVER -- refuses the run. */
+static int lease_take(cxl_log_t *L, cxl_owner_t *o, const char *what) {
+    cxl_invalidate(o, sizeof *o);
+    uint64_t cur = cxl_consume64(&o->owner);
+    if (cur != 0 && cur != L->nonce) {
+        uint64_t host = cxl_consume64(&o->host);
+        uint32_t pid = (uint32_t)cxl_consume64(&o->pid);
+        int same_host = host == L->host;
+        int gone = same_host && !os_thread_alive(pid, 0);
+        if (same_host && pid == (uint32_t)getpid()) gone = 0; /* another instance in this process */
+        if (!gone && !(L->cfg.flags & CXL_F_TAKE_OVER)) {
+            snprintf(L->err, sizeof L->err,
+                     "the %s of this region is already running (%s pid %u): one %s per region; "
+                     "stop it, or format the region anew%s",
+                     what, same_host ? "this host," : "another host,", pid, what,
+                     same_host ? "" : " (a crashed owner on another host: take over explicitly)");
+            return -1;
+        }
+    }
+    if (cur != L->nonce && !cxl_cas64(&o->owner, &cur, L->nonce)) {
+        snprintf(L->err, sizeof L->err, "the %s lease changed hands while taking it over", what);
+        return -1;
+    }
+    rmw_store(&o->host, L->host);
+    rmw_store(&o->pid, (uint64_t)getpid());
+    rmw_store(&o->since_ns, cxl_now_ns());
+    return 0;
+}
+
+static void lease_drop(cxl_log_t *L, cxl_owner_t *o) {
+    uint64_t mine = L->nonce;
+    cxl_cas64(&o->owner, &mine, 0);
+}
+
+static void leases_drop(cxl_log_t *L) {
+    if (L->owns & 1) lease_drop(L, &L->ctrl->seq_owner.o);
+    for (uint32_t b = 0; b < L->cfg.brokers; b++)
+        if (L->owns & (2 << b)) lease_drop(L, &L->scanl[b].o);
+    L->owns = 0;
+}
+
+/* The scanners and the sequencer (or the ackers) of a region: one of each, ever at a time. */
+static int leases_take(cxl_log_t *L) {
+    if (L->cfg.order == 2) {
+        if (lease_take(L, &L->ctrl->seq_owner.o, "sequencer") != 0) return -1;
+        L->owns |= 1;
+    }
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+        char what[32];
+        snprintf(what, sizeof what, "scanner of broker %u", b);
+        if (lease_take(L, &L->scanl[b].o, what) != 0) {
+            leases_drop(L);
+            return -1;
+        }
+        L->owns |= 2 << b;
+    }
+    return 0;
+}
+
 int cxl_log_run_subset(cxl_log_t *L, uint32_t mask, uint32_t pub_brokers, uint32_t sub_mask) {
+    L->err[0] = 0;
+    if ((mask & CXL_ROLE_SCANNERS) && leases_take(L) != 0) return -2;
     role_t *roles = (role_t *)calloc(L->npubs + 2u * CXL_MAX_BROKERS + CXL_MAX_SUBS + 2u,
                                      sizeof(role_t));
-    if (!roles) return -1;
+    if (!roles) {
+        leases_drop(L);
+        return -1;
+    }
     uint32_t n = build_roles(L, mask, pub_brokers, sub_mask, roles);
+    /* a run after a watchdog stop (or a stop request) continues where the roles stood */
+    atomic_store(&L->stop, 0);
+    L->st.stalled = 0;
+    L->st.stall_role = 0;
     L->roles_finished = 0;
     note_progress(L);
     int rc = (L->cfg.flags & CXL_F_DETERMINISTIC) ? run_deterministic(L, roles, n)
              : L->workers && n > L->workers ? run_workers(L, roles, n)
                           : run_threads(L, roles, n);
     free(roles);
+    leases_drop(L);
     L->st.end_ns = cxl_now_ns();
     return rc;
 }
+
+const char *cxl_log_error(const cxl_log_t *L) { return L->err; }
 
 void cxl_log_request_stop(cxl_log_t *L) { atomic_store(&L->stop, 1); }
 
@@ -1784,18 +2297,31 @@ void cxl_log_stats(const cxl_log_t *L, cxl_log_stats_t *out) {
         out->messages_published += P->done * L->cfg.msgs_per_batch;
         out->bytes_published += P->done * L->cfg.msgs_per_batch * (uint64_t)L->cfg.msg_size;
         out->backpressure_waits += P->waits;
+        out->published_by_broker[P->broker] += P->done;
         if (P->first_ns && (!out->first_publish_ns || P->first_ns < out->first_publish_ns))
             out->first_publish_ns = P->first_ns;
         if (P->last_ns > out->last_publish_ns) out->last_publish_ns = P->last_ns;
     }
+    /* ACK covers the slots below the frontier that were not declared lost. The frontier is
+     * read before the loss count (written in the other order), so this never overstates. */
     uint64_t acked = 0, acked_b = 0;
     for (uint32_t b = 0; b < L->cfg.brokers; b++) {
         const cxl_seq_line_t *s = &L->seql[b];
         cxl_invalidate(s, CXL_LINE);
-        acked += L->cfg.ack_level >= 2 ? cxl_consume64(&s->durable_msgs)
-                                       : cxl_consume64(&s->ordered_msgs);
-        acked_b += L->cfg.ack_level >= 2 ? cxl_consume64(&s->durable_batches)
-                                         : cxl_consume64(&s->ordered_batches);
+        uint64_t f = L->cfg.ack_level >= 2 ? cxl_consume64(&s->durable_batches)
+                                           : cxl_consume64(&s->ordered_batches);
+        uint64_t m = L->cfg.ack_level >= 2 ? cxl_consume64(&s->durable_msgs)
+                                           : cxl_consume64(&s->ordered_msgs);
+        uint64_t lost = cxl_consume64(&s->lost_batches);
+        if (f > L->per_broker) continue; /* corrupt: acknowledges nothing */
+        acked += m;
+        acked_b += f > lost ? f - lost : 0;
+    }
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+        const scanner_t *S = &L->scan[b];
+        out->ordered_by_broker[b] = L->cfg.order == 2
+            ? (L->seq_consumed[b] > L->seq_lost[b] ? L->seq_consumed[b] - L->seq_lost[b] : 0)
+            : (S->next > S->lost ? S->next - S->lost : 0);
     }
     out->messages_acked = L->cfg.ack_level ? acked : 0;
     out->batches_acked = L->cfg.ack_level ? acked_b : 0;

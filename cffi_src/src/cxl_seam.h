@@ -168,6 +168,17 @@ static inline uint64_t cxl_consume64(const void *p) {
 static inline uint64_t cxl_fetch_add64(void *p, uint64_t v) {
     return __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_ACQ_REL);
 }
+/* A word another agent polls without a token (a lease beat, a loss ring): a relaxed atomic
+ * store, so the reader's atomic load is no data race. Flushed and fenced like any store. */
+static inline void cxl_st64_shared(void *p, uint64_t v) {
+    __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
+}
+/* Atomic compare-and-swap on a shared word (claims, ownership leases). On failure *expected
+ * holds the value found. Returns 1 when the swap happened. */
+static inline int cxl_cas64(void *p, uint64_t *expected, uint64_t desired) {
+    return __atomic_compare_exchange_n((uint64_t *)p, expected, desired, 0, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE);
+}
 
 static inline void cxl_copy_in(void *dst, const void *src, size_t n) {
     uint64_t t0 = cxl_copy_start();
@@ -236,6 +247,7 @@ void cxl_chk_publish64(const void *rec, void *p, uint64_t v, int commit, const c
                        int line);
 uint64_t cxl_chk_consume64(const void *p, const char *file, int line);
 uint64_t cxl_chk_fetch_add64(void *p, uint64_t v, const char *file, int line);
+int cxl_chk_cas64(void *p, uint64_t *expected, uint64_t desired, const char *file, int line);
 void cxl_chk_copy_in(void *dst, const void *src, size_t n, int nt, const char *file, int line);
 void cxl_chk_copy_out(void *dst, const void *src, size_t n, const char *file, int line);
 void cxl_chk_flush(const void *p, const char *file, int line);
@@ -246,12 +258,14 @@ void cxl_chk_take_lines(const void *p, size_t n, const char *file, int line);
 
 #define cxl_st64(p, v) cxl_chk_st((p), (uint64_t)(v), 8, __FILE__, __LINE__)
 #define cxl_st32(p, v) cxl_chk_st((p), (uint64_t)(v), 4, __FILE__, __LINE__)
+#define cxl_st64_shared(p, v) cxl_chk_st((p), (uint64_t)(v), 8, __FILE__, __LINE__)
 #define cxl_ld64(p) cxl_chk_ld((p), 8, __FILE__, __LINE__)
 #define cxl_ld32(p) ((uint32_t)cxl_chk_ld((p), 4, __FILE__, __LINE__))
 #define cxl_publish_token(rec, p, v) cxl_chk_publish64((rec), (p), (v), 0, __FILE__, __LINE__)
 #define cxl_commit64(p, v) cxl_chk_publish64((p), (p), (v), 1, __FILE__, __LINE__)
 #define cxl_consume64(p) cxl_chk_consume64((p), __FILE__, __LINE__)
 #define cxl_fetch_add64(p, v) cxl_chk_fetch_add64((p), (v), __FILE__, __LINE__)
+#define cxl_cas64(p, e, d) cxl_chk_cas64((p), (e), (d), __FILE__, __LINE__)
 #define cxl_copy_in(d, s, n) cxl_chk_copy_in((d), (s), (n), 0, __FILE__, __LINE__)
 #define cxl_copy_in_nt(d, s, n) cxl_chk_copy_in((d), (s), (n), 1, __FILE__, __LINE__)
 #define cxl_copy_out(d, s, n) cxl_chk_copy_out((d), (s), (n), __FILE__, __LINE__)

@@ -70,6 +70,9 @@ static cxl_log_cfg_t make_cfg(const scenario_t *s, uint64_t seed) {
     c.seed = seed;
     c.flags = (uint32_t)s->flags;
     c.watchdog_ns = 60ull * 1000000000ull; /* a hang becomes a reported failure */
+    /* every other seed with a slot timeout: publisher leases, beats and the loss handshake
+     * run concurrently too (live publishers are never declared lost, however slow) */
+    if (seed & 1) c.slot_timeout_ns = 50000000ull;
     return c;
 }
 
