@@ -158,6 +158,7 @@ class _Ctx:
         self.loss_ref_of_slot = np.full(lost.size, -1, dtype=_I64)
         self.loss_ref_of_slot[slot_l[::-1]] = np.arange(len(L), dtype=_I64)[::-1]
         self.slot_o, self.slot_d, self.slot_p = slot_o, slot_d, slot_p
+        self.steps: tuple[Array, Array, Array] | None = None
 
     # ---------------------------------------------------------------- formatting
     def stream_name(self, s: int) -> str:
@@ -379,8 +380,13 @@ def _commit_written(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     return count, examples
 
 
-def _first_deliveries(c: _Ctx) -> Array:
+def _first_deliveries(c: _Ctx) -> Array | None:
+    """Rows of each subscriber's first delivery of each position; None when that is every row
+    (positions strictly increase per subscriber and stream, the usual case)."""
     D = c.D
+    _, pos, prev = _delivery_steps(c)
+    if bool((pos > prev).all()):
+        return None
     return _first_rows(dense_ids([(D["subscriber"], c.d_stream, D["position"])])[0])
 
 
@@ -388,8 +394,13 @@ def _prefix_agreement(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     D = c.D
     if np.unique(D["subscriber"]).size < 2:
         raise _Skip("fewer than two subscribers")
-    fd = _first_deliveries(c)
-    sub, stream, pos, b4 = D["subscriber"][fd], c.d_stream[fd], D["position"][fd], c.del_b4[fd]
+    first = _first_deliveries(c)
+    fd = np.arange(len(D), dtype=_I64) if first is None else first
+    if first is None:
+        sub, stream, pos, b4 = D["subscriber"], c.d_stream, D["position"], c.del_b4
+    else:
+        sub, stream, pos, b4 = (D["subscriber"][fd], c.d_stream[fd], D["position"][fd],
+                                c.del_b4[fd])
     posid = dense_ids([(stream, pos)])[0]
     count = 0
     examples: list[dict[str, Any]] = []
@@ -422,7 +433,13 @@ def _prefix_agreement(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
 
 def _delivery_steps(c: _Ctx) -> tuple[Array, Array, Array]:
     """Rows in per-(subscriber, stream) delivery order, each row's position and the highest
-    position delivered before it in its group (-1 at the start)."""
+    position delivered before it in its group (-1 at the start). Computed once per run."""
+    if c.steps is None:
+        c.steps = _compute_delivery_steps(c)
+    return c.steps
+
+
+def _compute_delivery_steps(c: _Ctx) -> tuple[Array, Array, Array]:
     D = c.D
     rows = np.lexsort((np.arange(len(D)), c.d_stream, D["subscriber"]))
     sub, stream, pos = D["subscriber"][rows], c.d_stream[rows], D["position"][rows]
@@ -706,13 +723,13 @@ def _no_phantom(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
             code[(code == 0) & has & (ppbr >= 0) & (ppbr != tbl["pbr_index"])] = 3
         code[(code == 0) & lost] = 4
         codes.append(code)
+    if not any(bool((k > 0).any()) for k in codes):
+        return 0, []
     b4 = np.concatenate([c.ord_b4, c.del_b4])
     code = np.concatenate(codes)
     t = np.concatenate([c.O["t"], c.D["t"]])
     n_o = len(c.O)
     flagged = np.flatnonzero(code > 0)
-    if flagged.size == 0:
-        return 0, []
     first = flagged[np.lexsort((flagged, t[flagged]))]
     batches = b4[first]
     _, idx = np.unique(batches, return_index=True)

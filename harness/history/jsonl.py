@@ -53,7 +53,9 @@ except ImportError:  # pragma: no cover - exercised only where orjson is absent
         return json.dumps(obj, separators=(",", ":")).encode()
 
 
-CHUNK = 65536
+CHUNK = 65536  # rows per numpy conversion on the line-by-line path
+BLOCK = 8 << 20  # bytes per block of the vectorised reader
+SEGMENT = 1 << 22  # rows per column segment once a table is large (32 MiB of int64)
 
 # event type -> (table, required JSON fields in canonical order, optional fields)
 EVENT_FIELDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
@@ -82,6 +84,48 @@ TABLE_EVENT = {table: ev for ev, (table, _, _) in EVENT_FIELDS.items()}
 HEADER_OPTIONAL = {"brokers", "drained", "source", "description", "clock"}
 
 
+class _Growing:
+    """Columns that grow by segments; segments double up to SEGMENT rows, so the large ones
+    are separate memory mappings that go back to the system as soon as they are freed (a
+    history of 10^7 events is not held twice while its table is put together)."""
+
+    def __init__(self, dtypes: list[Any]) -> None:
+        self.dtypes = dtypes
+        self.segs: list[list[Array]] = []
+        self.fill = 0  # rows used in the last segment
+        self.total = 0
+
+    def append(self, cols: list[Array]) -> None:
+        n = int(cols[0].shape[0])
+        done = 0
+        while done < n:
+            if not self.segs or self.fill == self.segs[-1][0].shape[0]:
+                size = min(SEGMENT, max(CHUNK, self.total))
+                self.segs.append([np.empty(size, dtype=d) for d in self.dtypes])
+                self.fill = 0
+            seg = self.segs[-1]
+            take = min(n - done, seg[0].shape[0] - self.fill)
+            for dst, src in zip(seg, cols):
+                dst[self.fill:self.fill + take] = src[done:done + take]
+            self.fill += take
+            done += take
+            self.total += take
+
+    def build(self) -> list[Array]:
+        out: list[Array] = []
+        for k, d in enumerate(self.dtypes):  # column by column, freeing the segments
+            col = np.empty(self.total, dtype=d)
+            at = 0
+            for j, seg in enumerate(self.segs):
+                m = self.fill if j == len(self.segs) - 1 else seg[k].shape[0]
+                col[at:at + m] = seg[k][:m]
+                at += m
+                seg[k] = _EMPTY
+            out.append(col)
+        self.segs.clear()
+        return out
+
+
 @dataclass
 class _Sink:
     """Rows of one event type being collected, converted to numpy every CHUNK rows."""
@@ -95,8 +139,7 @@ class _Sink:
     getter: Callable[[dict[str, Any]], tuple[Any, ...]]
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
-    chunks: list[list[Array]] = field(default_factory=list)
-    line_chunks: list[Array] = field(default_factory=list)
+    store: _Growing | None = None
 
     def slow_row(self, d: dict[str, Any], lineno: int) -> tuple[Any, ...]:
         keys = set(d) - {"type"}
@@ -116,6 +159,12 @@ class _Sink:
             )
         return tuple(d.get(c, -1) for c in self.columns)
 
+    def add(self, cols: list[Array], lines: Array) -> None:
+        """Append converted columns (in ``columns`` order) and their line numbers."""
+        if self.store is None:
+            self.store = _Growing([c.dtype for c in cols] + [np.dtype(np.int64)])
+        self.store.append([*cols, lines])
+
     def flush(self) -> None:
         if not self.rows:
             return
@@ -124,19 +173,20 @@ class _Sink:
         arrays: list[Array] = []
         for name, col in zip(self.columns, cols):
             arrays.append(_column(self.event, name, col, lines))
-        self.chunks.append(arrays)
-        self.line_chunks.append(lines)
+        self.add(arrays, lines)
         self.rows.clear()
         self.lines.clear()
 
     def build(self) -> Table:
         self.flush()
-        if not self.chunks:
+        if self.store is None or self.store.total == 0:
             return Table.empty(self.table)
-        cols = {
-            c: np.concatenate([ch[k] for ch in self.chunks]) for k, c in enumerate(self.columns)
-        }
-        return Table(self.table, cols, np.concatenate(self.line_chunks))
+        *arrays, ref = self.store.build()
+        self.store = None
+        return Table(self.table, dict(zip(self.columns, arrays)), ref)
+
+
+_EMPTY = np.zeros(0, dtype=np.int64)
 
 
 def _column(event: str, name: str, col: tuple[Any, ...], lines: Array) -> Array:
@@ -248,69 +298,261 @@ def _parse_header(raw: bytes, lineno: int) -> dict[str, Any]:
 
 
 def parse_lines(lines: Iterable[bytes], source: str = "<memory>") -> History:
-    """Parse JSON Lines (bytes, with or without newlines) into a validated History."""
+    """Parse JSON Lines (bytes, with or without newlines) into a validated History.
+
+    Line by line (no fast path); :func:`read_history` and :func:`loads_history` take whole
+    blocks through the vectorised reader and give the same results and errors."""
     it: Iterator[bytes] = iter(lines)
+    header, lineno = _read_header(it)
+    reader = _Reader()
+    lineno = reader.slow(it, lineno)
+    return reader.finish(header, source)
+
+
+def _read_header(it: Iterator[bytes]) -> tuple[dict[str, Any], int]:
     lineno = 0
-    header: dict[str, Any] | None = None
     for raw in it:
         lineno += 1
         if raw.strip():
-            header = _parse_header(raw, lineno)
-            break
-    if header is None:
-        raise HistoryError(
-            f"line {lineno + 1}: empty file, missing header",
-            'a history starts with {"type":"header","format":"cxl-history","version":1,"order":2}',
-        )
-    tables, _ = _parse_events(it, lineno)
-    _check_time_monotonic(tables)
-    hist = History(
-        order=int(header["order"]),
-        drained=bool(header.get("drained", True)),
-        brokers=header.get("brokers"),
-        ref_kind="line",
-        source=source,
-        header=header,
-        **tables,
+            return _parse_header(raw, lineno), lineno
+    raise HistoryError(
+        f"line {lineno + 1}: empty file, missing header",
+        'a history starts with {"type":"header","format":"cxl-history","version":1,"order":2}',
     )
-    hist.validate()
-    return hist
 
 
-def _parse_events(it: Iterable[bytes], lineno: int) -> tuple[dict[str, Table], int]:
-    """Parse event lines; ``lineno`` is the number of the line before the first one.
-    Returns the tables (``ref`` = line numbers) and the last line number."""
-    sinks = _sinks()
-    loads = _loads
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # millions of small containers: the cyclic GC would dominate parse time
+def _parse_stream(fh: IO[bytes], source: str) -> History:
+    """Header line by line, then the events in blocks of about BLOCK bytes, each block read
+    by the vectorised reader (:func:`_fast_block`) or, when it declines, line by line."""
+    header, lineno = _read_header(iter(fh.readline, b""))
+    reader = _Reader()
+    rest = b""
+    while True:
+        data = fh.read(BLOCK)
+        if not data:
+            block, rest = rest, b""
+        else:
+            buf = rest + data
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                rest = buf
+                continue
+            block, rest = buf[: cut + 1], buf[cut + 1:]
+        if not block:
+            break
+        lineno = reader.block(block, lineno)
+    return reader.finish(header, source)
+
+
+class _Reader:
+    """Collects the event tables of one history, block by block or line by line."""
+
+    def __init__(self) -> None:
+        self.sinks = _sinks()
+        self.any_slow = False
+        self.last_t: int | None = None
+        self.last_line = 0
+        self.time_error: HistoryError | None = None
+
+    # -- line by line: every rule, exact messages
+    def slow(self, it: Iterable[bytes], lineno: int) -> int:
+        """Parse event lines; ``lineno`` is the number of the line before the first one.
+        Returns the last line number."""
+        self.any_slow = True
+        sinks = self.sinks
+        loads = _loads
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # millions of small containers: the cyclic GC would dominate parse time
+        try:
+            for raw in it:
+                lineno += 1
+                try:
+                    d = loads(raw)
+                    sink = sinks[d["type"]]
+                except _JSONError as exc:
+                    if not raw.strip():
+                        continue
+                    raise HistoryError(
+                        f"line {lineno}: not valid JSON ({exc}): {_describe_line(raw)!r}",
+                        "each line must be one complete JSON object; the file may be truncated",
+                    ) from None
+                except (KeyError, TypeError):
+                    _bad_event(d, lineno, raw)
+                    raise AssertionError("unreachable") from None
+                if list(d) == sink.fast_keys:
+                    sink.rows.append(sink.getter(d))
+                else:
+                    sink.rows.append(sink.slow_row(d, lineno))
+                sink.lines.append(lineno)
+                if len(sink.rows) >= CHUNK:
+                    sink.flush()
+            return lineno
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    # -- a block of whole lines: vectorised when it can be, else line by line
+    def block(self, block: bytes, lineno: int) -> int:
+        fast = _fast_block(block)
+        if fast is None:
+            lines = block.split(b"\n")
+            if block.endswith(b"\n"):
+                lines.pop()
+            return self.slow(lines, lineno)
+        n, t, per_type = fast
+        lines = np.arange(lineno + 1, lineno + 1 + n, dtype=np.int64)
+        if self.time_error is None and n:
+            back = np.flatnonzero(t[1:] < t[:-1])
+            if self.last_t is not None and int(t[0]) < self.last_t:
+                self.time_error = _time_error(lineno + 1, int(t[0]), self.last_t, self.last_line)
+            elif back.size:
+                i = int(back[0]) + 1
+                self.time_error = _time_error(int(lines[i]), int(t[i]), int(t[i - 1]),
+                                              int(lines[i - 1]))
+        if n:
+            self.last_t, self.last_line = int(t[-1]), int(lines[-1])
+        for ev, (rows, cols) in per_type.items():
+            sink = self.sinks[ev]
+            sink.flush()  # keep rows in line order
+            sink.add(cols, lines[rows])
+        return lineno + n
+
+    def finish(self, header: dict[str, Any], source: str) -> History:
+        tables = {s.table: s.build() for s in self.sinks.values()}
+        if self.any_slow:
+            _check_time_monotonic(tables)
+        elif self.time_error is not None:
+            raise self.time_error
+        hist = History(
+            order=int(header["order"]),
+            drained=bool(header.get("drained", True)),
+            brokers=header.get("brokers"),
+            ref_kind="line",
+            source=source,
+            header=header,
+            **tables,
+        )
+        hist.validate()
+        return hist
+
+
+def _time_error(line: int, t: int, prev_t: int, prev_line: int) -> HistoryError:
+    return HistoryError(
+        f"line {line}: t = {t} is before the previous event's t = {prev_t} (line {prev_line})",
+        "write events in time order; t must never decrease from one line to the next",
+    )
+
+
+# ---- the vectorised block reader -------------------------------------------------------
+# Every field of every event type, with its Arrow type; the reader parses a block of lines
+# into one table over this union and splits it by ``type``.
+_UNION: dict[str, str] = {"type": "string", "outcome": "string"}
+for _ev, (_tbl, _fields, _opt) in EVENT_FIELDS.items():
+    for _f in _fields:
+        if _f != "outcome":
+            _UNION[_f] = "uint64" if _f in UINT64_COLUMNS else "int64"
+_EVENT_NAMES = tuple(EVENT_FIELDS)
+_ARROW: Any = None  # (pyarrow, pyarrow.json, pyarrow.compute, schema) once imported
+
+
+def _arrow() -> Any:
+    global _ARROW
+    if _ARROW is None:
+        try:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+            import pyarrow.json as pj
+        except ImportError:  # pragma: no cover - pyarrow is a dependency
+            _ARROW = False
+            return _ARROW
+        schema = pa.schema([(k, getattr(pa, v)()) for k, v in _UNION.items()])
+        _ARROW = (pa, pj, pc, schema, pa.array(list(_EVENT_NAMES)),
+                  pa.array([OUTCOME_NAMES[k] for k in sorted(OUTCOME_NAMES)]))
+    return _ARROW
+
+
+def _fast_block(block: bytes) -> tuple[int, Array, dict[str, tuple[Array, list[Array]]]] | None:
+    """Parse a block of complete lines with Arrow's JSON reader and validate it with numpy.
+
+    Returns (lines, t of every line, {event: (row indices, columns)}), or None when the block
+    needs the line-by-line reader: anything unusual (blank or indented lines, a ``null``
+    anywhere, a value of the wrong type or range, an unknown field or type, a missing
+    required field) is left to it, so that every error message names its line exactly as
+    that reader does. Only blocks in which every line is one well-formed event come back."""
+    arrow = _arrow()
+    if not arrow or not block.startswith(b"{"):
+        return None
+    pa, pj, pc, schema, event_names, outcome_names = arrow
+    n = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    if block.count(b"\n{") != n - 1:
+        return None  # a blank, whitespace-only or indented line
     try:
-        for raw in it:
-            lineno += 1
-            try:
-                d = loads(raw)
-                sink = sinks[d["type"]]
-            except _JSONError as exc:
-                if not raw.strip():
-                    continue
-                raise HistoryError(
-                    f"line {lineno}: not valid JSON ({exc}): {_describe_line(raw)!r}",
-                    "each line must be one complete JSON object; the file may be truncated",
-                ) from None
-            except (KeyError, TypeError):
-                _bad_event(d, lineno, raw)
-                raise AssertionError("unreachable") from None
-            if list(d) == sink.fast_keys:
-                sink.rows.append(sink.getter(d))
-            else:
-                sink.rows.append(sink.slow_row(d, lineno))
-            sink.lines.append(lineno)
-            if len(sink.rows) >= CHUNK:
-                sink.flush()
-        return {s.table: s.build() for s in sinks.values()}, lineno
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+        tbl = pj.read_json(
+            pa.BufferReader(block),
+            read_options=pj.ReadOptions(block_size=1 << 20),
+            parse_options=pj.ParseOptions(explicit_schema=schema,
+                                          unexpected_field_behavior="infer"),
+            memory_pool=pa.system_memory_pool(),  # freed blocks go back to the system
+        )
+    except (pa.ArrowException, UnicodeDecodeError, ValueError):
+        return None
+    if tbl.num_rows != n:
+        return None  # a line holding two objects
+    for name in tbl.column_names:
+        if name not in _UNION and not name.startswith("x-"):
+            return None
+    types = pc.index_in(tbl.column("type"), value_set=event_names)
+    if types.null_count:
+        return None
+    code = types.to_numpy(zero_copy_only=False)
+    null: dict[str, Array] = {}
+    value: dict[str, Array] = {}
+    for name, kind in _UNION.items():
+        col = tbl.column(name)
+        null[name] = (col.is_null().to_numpy(zero_copy_only=False) if col.null_count
+                      else np.zeros(n, dtype=bool))
+    outcome = pc.index_in(tbl.column("outcome"), value_set=outcome_names)
+    if outcome.null_count != tbl.column("outcome").null_count:
+        return None  # an outcome string that is not ok/failed/unknown
+    out: dict[str, tuple[Array, list[Array]]] = {}
+    scanned = False
+    present = np.bincount(code, minlength=len(_EVENT_NAMES))
+    for k, ev in enumerate(_EVENT_NAMES):
+        if not present[k]:
+            continue
+        table, fields, optional = EVENT_FIELDS[ev]
+        rows = np.flatnonzero(code == k) if present[k] != n else np.arange(n)
+        for name in _UNION:
+            if name == "type":
+                continue
+            nm = null[name][rows]
+            if name not in fields:
+                if not nm.all():
+                    return None  # a field of another event type
+            elif name not in optional:
+                if nm.any():
+                    return None  # a required field missing
+            elif nm.any() and not scanned:
+                if b"null" in block:
+                    return None  # absent or written as null? the line reader tells
+                scanned = True
+        cols: list[Array] = []
+        for c in TABLE_COLUMNS[table]:
+            if c not in value:
+                if c == "outcome":
+                    value[c] = outcome.fill_null(0).to_numpy(zero_copy_only=False).astype(
+                        np.int64)
+                else:
+                    col = tbl.column(c)
+                    if col.null_count:
+                        col = col.fill_null(0 if c in UINT64_COLUMNS else -1)
+                    value[c] = col.to_numpy(zero_copy_only=False)
+            cols.append(value[c][rows] if rows.size != n else value[c])
+        out[ev] = (rows, cols)
+    t = tbl.column("t")
+    if t.null_count:
+        return None
+    return n, t.to_numpy(zero_copy_only=False), out
 
 
 def _bad_event(d: Any, lineno: int, raw: bytes) -> None:
@@ -359,13 +601,13 @@ def read_history(path: str | os.PathLike[str]) -> History:
         raise HistoryError(f"cannot open history {str(p)!r}: {exc.strerror}",
                            "check the path") from None
     with fh:
-        return parse_lines(fh, source=str(p))
+        return _parse_stream(fh, source=str(p))
 
 
 def loads_history(text: str | bytes, source: str = "<string>") -> History:
     """Parse a whole history held in memory."""
     data = text.encode() if isinstance(text, str) else text
-    return parse_lines(io.BytesIO(data), source=source)
+    return _parse_stream(io.BytesIO(data), source=source)
 
 
 # --------------------------------------------------------------------------- writing

@@ -446,25 +446,55 @@ def dense_ids(tables: list[tuple[Array, ...]]) -> list[Array]:
     """Give equal tuples equal small integers, consistently across several tables.
 
     ``tables`` is a list of column tuples (same arity everywhere, non-negative integers or
-    -1). Returns one int64 id array per table. Packs the columns into one int64 when the value
-    ranges fit, else falls back to a row-wise unique."""
+    -1). Returns one integer id array per table (int32 below 2^31 rows); ids follow the sorted order of the tuples.
+    Packs the columns into one int64 when the value ranges fit (one array of the joint size,
+    then one sort), else falls back to a row-wise unique."""
     sizes = [len(t[0]) if t else 0 for t in tables]
-    if not tables or sum(sizes) == 0:
+    total = sum(sizes)
+    if not tables or total == 0:
         return [np.zeros(s, dtype=np.int64) for s in sizes]
     arity = len(tables[0])
-    cols = [np.concatenate([t[k] for t in tables]).astype(np.int64) + 1 for k in range(arity)]
-    bits = [max(int(c.max()), 1).bit_length() for c in cols]
+    top = [max((int(t[k].max()) for t in tables if len(t[k])), default=0) + 1
+           for k in range(arity)]
+    bits = [max(m, 1).bit_length() for m in top]
     if sum(bits) <= 62:
-        packed = np.zeros(cols[0].shape[0], dtype=np.int64)
-        for c, b in zip(cols, bits):
-            packed = (packed << b) | c
-        _, inv = np.unique(packed, return_inverse=True)
+        packed = np.empty(total, dtype=np.int64)
+        at = 0
+        for t, n in zip(tables, sizes):
+            seg = packed[at:at + n]
+            at += n
+            if n == 0:
+                continue
+            np.add(t[0], 1, out=seg, casting="unsafe")
+            for c, b in zip(t[1:], bits[1:]):
+                seg <<= b
+                seg |= np.add(c, 1, dtype=np.int64)
+        inv = _inverse(packed)
+        del packed
     else:
+        cols = [np.concatenate([t[k] for t in tables]).astype(np.int64) + 1 for k in range(arity)]
         _, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
-    inv = inv.reshape(-1).astype(np.int64)
+        inv = inv.reshape(-1).astype(np.int64)
     out: list[Array] = []
     start = 0
     for s in sizes:
         out.append(inv[start:start + s])
         start += s
     return out
+
+
+def _inverse(keys: Array) -> Array:
+    """``np.unique(keys, return_inverse=True)[1]`` with fewer temporaries."""
+    order = np.argsort(keys)
+    srt = keys[order]
+    new = np.empty(srt.shape[0], dtype=bool)
+    new[:1] = True
+    np.not_equal(srt[1:], srt[:-1], out=new[1:])
+    del srt
+    dtype = np.int32 if keys.shape[0] < 2**31 - 1 else np.int64
+    ids = np.cumsum(new, dtype=dtype)
+    del new
+    ids -= 1
+    inv = np.empty(ids.shape[0], dtype=dtype)
+    inv[order] = ids
+    return inv
