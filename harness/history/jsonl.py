@@ -204,9 +204,19 @@ def _column(event: str, name: str, col: tuple[Any, ...], lines: Array) -> Array:
         return np.array(mapped, dtype=np.int64)
     if set(map(type, col)) - {int}:
         i = next(k for k, v in enumerate(col) if type(v) is not int)
+        v = col[i]
+        if type(v) is float and v.is_integer() and abs(v) >= 2**63:
+            # orjson reads an integer literal beyond 64 bits as a float: report the range
+            info = np.iinfo(np.uint64 if name in UINT64_COLUMNS else np.int64)
+            shown = str(int(v)) if abs(v) == 2**64 or v == -(2**63) - 1 else f"~{int(v)}"
+            raise HistoryError(
+                f"line {int(lines[i])}: {event} field {name!r} = {shown} is out of range "
+                f"[{info.min}, {info.max}]",
+                "checksums are unsigned 64-bit, other fields signed 64-bit",
+            )
         raise HistoryError(
-            f"line {int(lines[i])}: {event} field {name!r} = {col[i]!r} is not an integer "
-            f"(got {type(col[i]).__name__})",
+            f"line {int(lines[i])}: {event} field {name!r} = {v!r} is not an integer "
+            f"(got {type(v).__name__})",
             "write integers (no quotes, no fraction, no null; leave optional fields out)",
         )
     dtype = np.uint64 if name in UINT64_COLUMNS else np.int64
