@@ -56,7 +56,7 @@ def test_good_history_parses() -> None:
         (HEADER.replace('"order":2', '"order":5'), ["line 1", "unknown order level 5"]),
         (HEADER.replace('"order":2', '"order":"2"'), ["line 1", "unknown order level '2'"]),
         (HEADER.replace(',"order":2', ''), ["line 1", "lacks 'order'"]),
-        (HEADER.replace('"version":1', '"version":2'), ["line 1", "unsupported", "version = 2"]),
+        (HEADER.replace('"version":1', '"version":3'), ["line 1", "unsupported", "version = 3"]),
         (HEADER.replace('cxl-history', 'jepsen'), ["line 1", "format = 'jepsen'"]),
         (HEADER.replace('}', ',"speed":3}'), ["line 1", "unknown field 'speed'"]),
         (HEADER + HEADER, ["line 2", "second header"]),

@@ -26,6 +26,7 @@ from harness.errors import HistoryError
 from harness.history.model import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    FORMAT_VERSIONS,
     ORDER_LEVELS,
     OUTCOME_NAMES,
     OUTCOMES,
@@ -66,7 +67,8 @@ EVENT_FIELDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         ("pbr_index",),
     ),
     "loss": ("losses", ("t", "broker", "pbr_index"), ()),
-    "order": ("orders", ("t", "seq", "broker", "client", "client_batch_seq", "pbr_index"), ()),
+    "order": ("orders", ("t", "seq", "broker", "client", "client_batch_seq", "pbr_index",
+                         "total_order"), ("total_order",)),
     "commit": ("commits", ("t", "committed_seq", "broker"), ("broker",)),
     "ack": (
         "acks",
@@ -76,12 +78,14 @@ EVENT_FIELDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "deliver": (
         "deliveries",
         ("t", "subscriber", "position", "broker", "client", "client_batch_seq", "pbr_index",
-         "checksum", "size"),
-        (),
+         "checksum", "size", "committed_seq"),
+        ("committed_seq",),
     ),
+    "resume": ("resumes", ("t", "subscriber", "position", "broker"), ("broker",)),
+    "follow": ("follows", ("t", "subscriber", "broker"), ()),
 }
 TABLE_EVENT = {table: ev for ev, (table, _, _) in EVENT_FIELDS.items()}
-HEADER_OPTIONAL = {"brokers", "drained", "source", "description", "clock"}
+HEADER_OPTIONAL = {"brokers", "drained", "source", "description", "clock", "uncertainty"}
 
 
 class _Growing:
@@ -272,10 +276,10 @@ def _parse_header(raw: bytes, lineno: int) -> dict[str, Any]:
             f"line {lineno}: header format = {head.get('format')!r}, expected {FORMAT_NAME!r}",
             f'set "format":"{FORMAT_NAME}"',
         )
-    if head.get("version") != FORMAT_VERSION or type(head.get("version")) is not int:
+    if head.get("version") not in FORMAT_VERSIONS or type(head.get("version")) is not int:
         raise HistoryError(
             f"line {lineno}: unsupported header version = {head.get('version')!r}",
-            f"this reader understands version {FORMAT_VERSION}",
+            f"this reader understands versions {', '.join(map(str, FORMAT_VERSIONS))}",
         )
     if "order" not in head:
         raise HistoryError(f"line {lineno}: header lacks 'order'", 'add "order":0 or "order":2')
@@ -298,6 +302,13 @@ def _parse_header(raw: bytes, lineno: int) -> dict[str, Any]:
         raise HistoryError(
             f"line {lineno}: header drained = {head['drained']!r} is not true/false",
             'write "drained":true or "drained":false',
+        )
+    if "uncertainty" in head and (type(head["uncertainty"]) is not int or head["uncertainty"] < 0
+                                  or head["uncertainty"] >= 2**63):
+        raise HistoryError(
+            f"line {lineno}: header uncertainty = {head['uncertainty']!r} is not a non-negative "
+            "integer",
+            "give the clock uncertainty window in units of t (0: only equal t is concurrent)",
         )
     if "brokers" in head and (type(head["brokers"]) is not int or head["brokers"] < 1):
         raise HistoryError(
@@ -440,6 +451,7 @@ class _Reader:
             ref_kind="line",
             source=source,
             header=header,
+            uncertainty=int(header.get("uncertainty", 0)),
             **tables,
         )
         hist.validate()
@@ -630,11 +642,13 @@ def history_events(history: History) -> Iterator[dict[str, Any]]:
     """The events of ``history`` as dicts in canonical field order, header first, sorted by
     ``t`` (ties: publish, loss, order, commit, ack, deliver; then original order)."""
     head: dict[str, Any] = {
-        "type": "header", "format": FORMAT_NAME, "version": FORMAT_VERSION,
+        "type": "header", "format": FORMAT_NAME, "version": _version_needed(history),
         "order": history.order, "drained": history.drained,
     }
     if history.brokers is not None:
         head["brokers"] = history.brokers
+    if history.uncertainty:
+        head["uncertainty"] = history.uncertainty
     for k, v in history.header.items():
         if k not in head and k != "type":
             head[k] = v
@@ -649,6 +663,15 @@ def history_events(history: History) -> Iterator[dict[str, Any]]:
     for k in order:
         w = int(which[k])
         yield _event_dict(names[w], tables[w], int(row[k]))
+
+
+def _version_needed(history: History) -> int:
+    """1 unless the history uses something version 2 added (so version-1 readers still read
+    what they can)."""
+    v2 = (history.uncertainty > 0 or len(history.resumes) > 0 or len(history.follows) > 0
+          or bool((history.orders["total_order"] >= 0).any())
+          or bool((history.deliveries["committed_seq"] >= 0).any()))
+    return 2 if v2 else 1
 
 
 def _event_dict(table: str, tbl: Table, i: int) -> dict[str, Any]:

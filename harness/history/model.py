@@ -16,12 +16,15 @@ publishes         t, broker, client, client_batch_seq, pbr_index (-1: not known)
                   outcome (0 ok, 1 failed, 2 unknown; or the strings), msg_count, size,
                   checksum (uint64)
 losses            t, broker, pbr_index
-orders            t, seq, broker, client, client_batch_seq, pbr_index
+orders            t, seq, broker, client, client_batch_seq, pbr_index,
+                  total_order (v2; -1: not recorded)
 commits           t, committed_seq, broker (Order 0: required; Order 2: absent / -1)
 acks              t, level (1 or 2), broker, and either client, client_batch_seq
                   [, pbr_index] (one batch) or through_msgs (cumulative; the others -1)
 deliveries        per subscriber id: t, position, broker, client, client_batch_seq,
-                  pbr_index, checksum (uint64), size
+                  pbr_index, checksum (uint64), size, committed_seq (v2; -1: not recorded)
+resumes (v2)      t, subscriber, position, broker (Order 0: required; Order 2: -1)
+follows (v2)      t, subscriber, broker
 ================  =========================================================================
 """
 
@@ -37,7 +40,8 @@ import numpy.typing as npt
 from harness.errors import HistoryError
 
 FORMAT_NAME = "cxl-history"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version written; the reader takes 1 and 2
+FORMAT_VERSIONS = (1, 2)
 ORDER_LEVELS = (0, 2)
 ACK_LEVELS = (1, 2)
 
@@ -55,13 +59,15 @@ PUBLISH_COLUMNS = (
     "checksum",
 )
 LOSS_COLUMNS = ("t", "broker", "pbr_index")
-ORDER_COLUMNS = ("t", "seq", "broker", "client", "client_batch_seq", "pbr_index")
+ORDER_COLUMNS = ("t", "seq", "broker", "client", "client_batch_seq", "pbr_index", "total_order")
 COMMIT_COLUMNS = ("t", "committed_seq", "broker")
 ACK_COLUMNS = ("t", "level", "broker", "client", "client_batch_seq", "pbr_index", "through_msgs")
 DELIVERY_COLUMNS = (
     "t", "subscriber", "position", "broker", "client", "client_batch_seq", "pbr_index",
-    "checksum", "size",
+    "checksum", "size", "committed_seq",
 )
+RESUME_COLUMNS = ("t", "subscriber", "position", "broker")
+FOLLOW_COLUMNS = ("t", "subscriber", "broker")
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "publishes": PUBLISH_COLUMNS,
     "losses": LOSS_COLUMNS,
@@ -69,17 +75,25 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "commits": COMMIT_COLUMNS,
     "acks": ACK_COLUMNS,
     "deliveries": DELIVERY_COLUMNS,
+    "resumes": RESUME_COLUMNS,
+    "follows": FOLLOW_COLUMNS,
 }
+V2_TABLES = ("resumes", "follows")
 # Columns that may be left out of from_arrays (filled with -1).
 OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
     "publishes": frozenset({"pbr_index"}),
     "losses": frozenset(),
-    "orders": frozenset(),
+    "orders": frozenset({"total_order"}),
     "commits": frozenset({"broker"}),
     "acks": frozenset({"client", "client_batch_seq", "pbr_index", "through_msgs"}),
-    "deliveries": frozenset(),
+    "deliveries": frozenset({"committed_seq"}),
+    "resumes": frozenset({"broker"}),
+    "follows": frozenset(),
 }
 UINT64_COLUMNS = frozenset({"checksum"})
+# An optional field is absent when left out or written as -1; any other value must be >= 0.
+# A required field has no "absent": -1 there is an error like any negative value.
+_OPTIONAL_RANGE = "must be >= 0 (this field is optional: leave it out, or -1, when absent)"
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,9 @@ class History:
     ref_kind: str = "line"  # "line" (JSONL) or "row" (arrays)
     source: str = "<memory>"
     header: dict[str, Any] = field(default_factory=dict)
+    resumes: Table = field(default_factory=lambda: Table.empty("resumes"))
+    follows: Table = field(default_factory=lambda: Table.empty("follows"))
+    uncertainty: int = 0  # clock uncertainty window: "A before B" means A.t + u < B.t
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -137,6 +154,9 @@ class History:
         acks: Mapping[str, npt.ArrayLike] | None = None,
         deliveries: Mapping[int, Mapping[str, npt.ArrayLike]] | None = None,
         losses: Mapping[str, npt.ArrayLike] | None = None,
+        resumes: Mapping[str, npt.ArrayLike] | None = None,
+        follows: Mapping[str, npt.ArrayLike] | None = None,
+        uncertainty: int = 0,
         drained: bool = True,
         brokers: int | None = None,
         source: str = "arrays",
@@ -154,6 +174,8 @@ class History:
             ("orders", orders),
             ("commits", commits),
             ("acks", acks),
+            ("resumes", resumes),
+            ("follows", follows),
         ):
             tables[name] = (
                 Table.empty(name) if given is None else _table_from_columns(name, given, None)
@@ -175,6 +197,9 @@ class History:
             commits=tables["commits"],
             acks=tables["acks"],
             deliveries=tables["deliveries"],
+            resumes=tables["resumes"],
+            follows=tables["follows"],
+            uncertainty=uncertainty,
             drained=bool(drained),
             brokers=brokers,
             ref_kind="row",
@@ -211,6 +236,8 @@ class History:
             "commit": len(self.commits),
             "ack": len(self.acks),
             "deliver": len(self.deliveries),
+            "resume": len(self.resumes),
+            "follow": len(self.follows),
             "subscribers": int(np.unique(self.deliveries["subscriber"]).size),
         }
 
@@ -233,14 +260,26 @@ class History:
                 f"brokers = {self.brokers!r} is not a positive integer",
                 "give the number of brokers, or leave it out",
             )
+        if (isinstance(self.uncertainty, bool) or not isinstance(self.uncertainty, (int, np.integer))
+                or self.uncertainty < 0):
+            raise HistoryError(
+                f"uncertainty = {self.uncertainty!r} is not a non-negative integer",
+                "give the clock uncertainty window in units of t, or leave it out (0)",
+            )
         nonneg = {
             "publishes": ("t", "broker", "client", "client_batch_seq", "msg_count", "size"),
             "losses": ("t", "broker", "pbr_index"),
-            "orders": ORDER_COLUMNS,
+            "orders": ORDER_COLUMNS[:-1],
             "commits": ("t", "committed_seq"),
             "acks": ("t", "broker"),
-            "deliveries": DELIVERY_COLUMNS,
+            "deliveries": DELIVERY_COLUMNS[:-1],
+            "resumes": ("t", "subscriber", "position"),
+            "follows": FOLLOW_COLUMNS,
         }
+        # optional fields: absent is -1; anything else must be >= 0
+        for name, col in (("orders", "total_order"), ("deliveries", "committed_seq"),
+                          ("resumes", "broker")):
+            self._first_bad(name, col, getattr(self, name)[col] < -1, _OPTIONAL_RANGE)
         for name, cols in nonneg.items():
             table: Table = getattr(self, name)
             for col in cols:
@@ -248,14 +287,15 @@ class History:
                     continue
                 self._first_bad(name, col, table[col] < 0, "must be >= 0")
         if self.brokers is not None:
-            for name in ("publishes", "losses", "orders", "acks", "deliveries"):
+            for name in ("publishes", "losses", "orders", "acks", "deliveries", "resumes",
+                         "follows"):
                 t = getattr(self, name)
                 self._first_bad(
                     name, "broker", t["broker"] >= self.brokers,
                     f"must be below the header's brokers = {self.brokers}",
                 )
         pub = self.publishes
-        self._first_bad("publishes", "pbr_index", pub["pbr_index"] < -1, "must be >= 0")
+        self._first_bad("publishes", "pbr_index", pub["pbr_index"] < -1, _OPTIONAL_RANGE)
         self._first_bad(
             "publishes", "outcome", (pub["outcome"] < 0) | (pub["outcome"] > 2),
             "must be ok, failed or unknown (0, 1, 2)",
@@ -273,10 +313,16 @@ class History:
                 "commits", "broker", com["broker"] != -1,
                 "must be absent at Order 2 (committed_seq is global)",
             )
+        res = self.resumes
+        if self.order == 0:
+            self._first_bad("resumes", "broker", res["broker"] < 0, "is required at Order 0")
+        else:
+            self._first_bad("resumes", "broker", res["broker"] != -1,
+                            "must be absent at Order 2 (positions are global)")
         ack = self.acks
         self._first_bad("acks", "level", ~np.isin(ack["level"], ACK_LEVELS), "must be 1 or 2")
         cumulative = ack["through_msgs"] >= 0
-        self._first_bad("acks", "through_msgs", ack["through_msgs"] < -1, "must be >= 0")
+        self._first_bad("acks", "through_msgs", ack["through_msgs"] < -1, _OPTIONAL_RANGE)
         for col in ("client", "client_batch_seq"):
             self._first_bad(
                 "acks", col, cumulative & (ack[col] != -1),
@@ -290,7 +336,7 @@ class History:
             "acks", "pbr_index", cumulative & (ack["pbr_index"] != -1),
             "must be absent in a cumulative ack",
         )
-        self._first_bad("acks", "pbr_index", ack["pbr_index"] < -1, "must be >= 0")
+        self._first_bad("acks", "pbr_index", ack["pbr_index"] < -1, _OPTIONAL_RANGE)
         # uniqueness of publishes: (broker, client, client_batch_seq) and the slot
         self._unique_rows(
             "publishes", ("broker", "client", "client_batch_seq"), np.ones(len(pub), dtype=bool),
