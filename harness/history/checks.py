@@ -159,6 +159,32 @@ class _Ctx:
         self.loss_ref_of_slot[slot_l[::-1]] = np.arange(len(L), dtype=_I64)[::-1]
         self.slot_o, self.slot_d, self.slot_p = slot_o, slot_d, slot_p
         self.steps: tuple[Array, Array, Array] | None = None
+        self.resume_skips: list[tuple[int, int]] = []
+        self.u = int(h.uncertainty)
+
+    def partial_followers(self) -> dict[int, Array]:
+        """Subscribers that follow only some brokers (they have follow events): their
+        brokers."""
+        F = self.h.follows
+        return {int(s): np.unique(F["broker"][F["subscriber"] == s])
+                for s in np.unique(F["subscriber"])}
+
+    def follows_broker(self, sub: int, brokers: Array) -> Array:
+        """Mask over ``brokers``: does subscriber ``sub`` follow each?"""
+        part = self.partial_followers().get(sub)
+        return np.ones(brokers.size, dtype=bool) if part is None else np.isin(brokers, part)
+
+    def log_broker(self) -> Array | None:
+        """Order 2: the broker of the batch at each global position (earliest order record;
+        -1 where no order event), or None without order events."""
+        if not self.has_orders:
+            return None
+        O = self.O
+        n = int(O["seq"].max()) + 1
+        out = np.full(n, -1, dtype=_I64)
+        rows = np.lexsort((np.arange(len(O)), O["t"]))[::-1]
+        out[O["seq"][rows]] = O["broker"][rows]
+        return out
 
     # ---------------------------------------------------------------- formatting
     def stream_name(self, s: int) -> str:
@@ -326,23 +352,44 @@ def _dense_prefix(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
 
 
 def _commit_monotonic(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    # An observation j is flagged when one made definitely before it (t_i + u < t_j; equal
+    # t, or t within the uncertainty window, is concurrent) saw a larger committed_seq.
     C = c.C
     if len(C) < 2:
         return 0, []
     rows = np.lexsort((np.arange(len(C)), C["t"], c.c_stream))
-    s, v = c.c_stream[rows], C["committed_seq"][rows]
-    bad = np.flatnonzero((s[1:] == s[:-1]) & (v[1:] < v[:-1]))
-    examples = []
-    for b in bad[: c.k]:
-        i, j = int(rows[b]), int(rows[b + 1])
-        examples.append({
-            "stream": c.stream_name(int(s[b])),
-            "before": {"committed_seq": int(C["committed_seq"][i]), "t": int(C["t"][i]),
-                       **c.ref("commits", i)},
-            "after": {"committed_seq": int(C["committed_seq"][j]), "t": int(C["t"][j]),
-                      **c.ref("commits", j)},
-        })
-    return int(bad.size), examples
+    s, v, t = c.c_stream[rows], C["committed_seq"][rows], C["t"][rows]
+    count = 0
+    examples: list[dict[str, Any]] = []
+    for st in np.unique(s):
+        lo, hi = int(np.searchsorted(s, st, "left")), int(np.searchsorted(s, st, "right"))
+        vs, ts = v[lo:hi], t[lo:hi]
+        run = np.maximum.accumulate(vs)
+        arg = _running_argmax(vs)
+        k = np.searchsorted(ts, ts - c.u, "left")  # observations strictly before t - u
+        has = k > 0
+        best = np.where(has, run[np.maximum(k - 1, 0)], -1)
+        bad = np.flatnonzero(has & (best > vs))
+        count += int(bad.size)
+        for b in bad[: c.k - len(examples)]:
+            i, j = int(rows[lo + arg[k[b] - 1]]), int(rows[lo + b])
+            examples.append({
+                "stream": c.stream_name(int(st)),
+                "before": {"committed_seq": int(C["committed_seq"][i]), "t": int(C["t"][i]),
+                           **c.ref("commits", i)},
+                "after": {"committed_seq": int(C["committed_seq"][j]), "t": int(C["t"][j]),
+                          **c.ref("commits", j)},
+            })
+    return count, examples
+
+
+def _running_argmax(v: Array) -> Array:
+    """Index of the (first) maximum of v[:i+1] for every i."""
+    run = np.maximum.accumulate(v)
+    new = np.ones(v.size, dtype=bool)
+    new[1:] = run[1:] > run[:-1]
+    idx = np.where(new, np.arange(v.size), 0)
+    return np.maximum.accumulate(idx)
 
 
 def _commit_written(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
@@ -362,13 +409,13 @@ def _commit_written(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
         pos, tw = O["seq"][first], O["t"][first]
         pm = np.maximum.accumulate(tw)
         k = np.searchsorted(pos, C["committed_seq"][crow], "left")
-        viol = (k > 0) & (pm[np.maximum(k - 1, 0)] > C["t"][crow])
+        viol = (k > 0) & (pm[np.maximum(k - 1, 0)] > C["t"][crow] + c.u)
         vrows = crow[viol]
         count += int(vrows.size)
         for i in vrows[: c.k - len(examples)]:
             i = int(i)
             tc = int(C["t"][i])
-            late = int(np.argmax((tw > tc) & (pos < C["committed_seq"][i])))
+            late = int(np.argmax((tw > tc + c.u) & (pos < C["committed_seq"][i])))
             r = int(first[late])
             examples.append({
                 "stream": c.stream_name(int(s)),
@@ -435,29 +482,61 @@ def _delivery_steps(c: _Ctx) -> tuple[Array, Array, Array]:
     """Rows in per-(subscriber, stream) delivery order, each row's position and the highest
     position delivered before it in its group (-1 at the start). Computed once per run."""
     if c.steps is None:
-        c.steps = _compute_delivery_steps(c)
+        c.steps = _compute_delivery_steps(c, c.D["position"], c.h.resumes["position"])
     return c.steps
 
 
-def _compute_delivery_steps(c: _Ctx) -> tuple[Array, Array, Array]:
-    D = c.D
-    rows = np.lexsort((np.arange(len(D)), c.d_stream, D["subscriber"]))
-    sub, stream, pos = D["subscriber"][rows], c.d_stream[rows], D["position"][rows]
-    start = np.ones(rows.size, dtype=bool)
-    start[1:] = (sub[1:] != sub[:-1]) | (stream[1:] != stream[:-1])
-    prev = np.full(rows.size, -1, dtype=_I64)
+def _compute_delivery_steps(c: _Ctx, dval: Array, rval: Array) -> tuple[Array, Array, Array]:
+    """Per (subscriber, stream): delivery rows in delivery order and, for each, the highest
+    position delivered before it since the start or since the subscriber's last resume (a
+    resume at r counts as r - 1: the next delivery may be r again). Resumes that jump past
+    the next undelivered position are kept in ``c.resume_skips``."""
+    D, R = c.D, c.h.resumes
+    nd, nr = len(D), len(R)
+    r_stream = np.zeros(nr, dtype=_I64) if c.order == 2 else R["broker"]
+    sub = np.concatenate([D["subscriber"], R["subscriber"]])
+    stream = np.concatenate([c.d_stream, r_stream])
+    is_res = np.concatenate([np.zeros(nd, dtype=bool), np.ones(nr, dtype=bool)])
+    val = np.concatenate([dval, rval - 1])
+    if c.h.ref_kind == "line":  # line order within a subscriber
+        when = np.concatenate([D.ref, R.ref])
+        tie = np.zeros(nd + nr, dtype=_I64)
+    else:  # arrays: by t, a resume before a delivery at the same t, then row order
+        when = np.concatenate([D["t"], R["t"]])
+        tie = np.concatenate([np.ones(nd, dtype=_I64), np.zeros(nr, dtype=_I64)])
+    order = np.lexsort((np.arange(nd + nr), tie, when, stream, sub))
+    sub, stream, is_res, val = sub[order], stream[order], is_res[order], val[order]
+    group_start = np.ones(order.size, dtype=bool)
+    group_start[1:] = (sub[1:] != sub[:-1]) | (stream[1:] != stream[:-1])
+    # highest delivered before each element, ignoring resumes (for the resume check)
+    before = _segment_prev(np.where(is_res, -1, val), group_start)
+    # highest before each element since the last resume (a resume contributes r - 1)
+    prev = _segment_prev(val, group_start | is_res)
+    skips = np.flatnonzero(is_res & (val > before))
+    c.resume_skips = [(int(order[i]) - nd, int(before[i])) for i in skips]
+    keep = ~is_res
+    rows = order[keep]
+    return rows, dval[rows], prev[keep]
+
+
+def _segment_prev(val: Array, start: Array) -> Array:
+    """For each element, the maximum of the earlier elements of its segment (-1 if none);
+    segments begin where ``start`` is set. ``val`` >= -1."""
+    prev = np.full(val.size, -1, dtype=_I64)
+    if val.size == 0:
+        return prev
     group = np.cumsum(start) - 1
-    span = int(pos.max()) + 2 if pos.size else 1
-    if pos.size and (int(group[-1]) + 1) * span < 2**62:
-        shifted = pos + group * span
-        run = np.maximum.accumulate(shifted) - group * span
+    span = int(val.max()) + 3
+    if (int(group[-1]) + 1) * span < 2**62:
+        shifted = (val + 1) + group * span
+        run = np.maximum.accumulate(shifted) - group * span - 1
         prev[1:] = np.where(start[1:], -1, run[:-1])
     else:  # pragma: no cover - astronomically large positions
         for g in np.unique(group):
             idx = np.flatnonzero(group == g)
-            run = np.maximum.accumulate(pos[idx])
+            run = np.maximum.accumulate(val[idx])
             prev[idx[1:]] = run[:-1]
-    return rows, pos, prev
+    return prev
 
 
 def _delivery_example(c: _Ctx, i: int, prev: int) -> dict[str, Any]:
@@ -479,14 +558,60 @@ def _delivery_monotonic(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
 
 
 def _delivery_contiguous(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
-    rows, pos, prev = _delivery_steps(c)
-    bad = np.flatnonzero(pos > prev + 1)
-    out = []
+    """Contiguity in each subscriber's own log: all positions of the stream, or, for a
+    subscriber that follows only some brokers (Order 2), the positions the sequencer gave
+    to batches of those brokers (counted by rank among them)."""
+    D, R = c.D, c.h.resumes
+    partial = c.partial_followers()
+    dval, rval = D["position"].copy(), R["position"].copy()
+    maps: dict[int, Array] = {}
+    unfollowed = np.zeros(len(D), dtype=bool)
+    if partial and c.order == 0:
+        for s_, brokers in partial.items():
+            unfollowed |= (D["subscriber"] == s_) & ~np.isin(D["broker"], brokers)
+    elif partial:
+        log_b = c.log_broker()
+        for s_, brokers in partial.items():
+            dm, rm = D["subscriber"] == s_, R["subscriber"] == s_
+            if log_b is None:  # no order events: the subscriber's log cannot be known
+                dval[dm], rval[rm] = -2, 0
+                continue
+            fp = np.flatnonzero(np.isin(log_b, brokers) & (log_b >= 0))
+            maps[s_] = fp
+            unfollowed |= dm & ~np.isin(D["broker"], brokers)
+            dval[dm] = np.searchsorted(fp, D["position"][dm], "left")
+            rval[rm] = np.searchsorted(fp, R["position"][rm], "left")
+    if partial:  # resume skips are then counted in the same space
+        rows, val, prev = _compute_delivery_steps(c, dval, rval)
+    else:
+        rows, val, prev = _delivery_steps(c)
+    bad = np.flatnonzero((val > prev + 1) & (val >= 0) & ~unfollowed[rows])
+    out: list[dict[str, Any]] = []
+
+    def back(sub: int, rank: int) -> int:
+        fp = maps.get(sub)
+        return rank if fp is None or rank < 0 else int(fp[min(rank, fp.size - 1)])
+
     for b in bad[: c.k]:
-        ex = _delivery_example(c, int(rows[b]), int(prev[b]))
-        ex["skipped_positions"] = [int(prev[b]) + 1, int(pos[b]) - 1]
+        i = int(rows[b])
+        sub = int(D["subscriber"][i])
+        hb = back(sub, int(prev[b]))
+        ex = _delivery_example(c, i, hb)
+        ex["skipped_positions"] = [back(sub, int(prev[b]) + 1), back(sub, int(val[b]) - 1)]
         out.append(ex)
-    return int(bad.size), out
+    for i in np.flatnonzero(unfollowed)[: max(0, c.k - len(out))]:
+        ex = _delivery_example(c, int(i), -1)
+        ex.pop("highest_before")
+        ex["reason"] = "delivers a batch of a broker the subscriber does not follow"
+        out.append(ex)
+    for r, before in c.resume_skips[: max(0, c.k - len(out))]:
+        sub = int(R["subscriber"][r])
+        out.append({"subscriber": sub, "resume": {"position": int(R["position"][r]),
+                                                  "t": int(R["t"][r]), **c.ref("resumes", r)},
+                    "highest_before": None if before < 0 else back(sub, before),
+                    "reason": "resumes past the next undelivered position"})
+    count = int(bad.size) + int(unfollowed.sum()) + len(c.resume_skips)
+    return count, out
 
 
 # ---- cumulative ACKs: per-broker slot table ---------------------------------------------
@@ -567,9 +692,9 @@ def _ack_after_order(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
         orow = ord_row[c.ack_b3[pb]]
         ot = ord_t[c.ack_b3[pb]]
         never = orow < 0
-        early = ~never & (ot > A["t"][pb])
+        early = ~never & (ot > A["t"][pb] + c.u)
         stream = np.zeros(pb.size, dtype=_I64) if c.order == 2 else A["broker"][pb]
-        nc = c.next_commit(stream, A["t"][pb])
+        nc = c.next_commit(stream, A["t"][pb] + c.u + 1)  # definitely after the ACK
         posn = np.where(never, -1, O["seq"][np.maximum(orow, 0)] if len(O) else -1)
         uncommitted = ~never & ~early & (nc >= 0) & (
             C["committed_seq"][np.maximum(nc, 0)] <= posn if len(C) else False)
@@ -598,7 +723,7 @@ def _ack_after_order(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     if cu.size:
         slots = _slot_tables(c)
         stream = np.zeros(cu.size, dtype=_I64) if c.order == 2 else A["broker"][cu]
-        nc = c.next_commit(stream, A["t"][cu])
+        nc = c.next_commit(stream, A["t"][cu] + c.u + 1)
         for j, ii in enumerate(cu):
             i = int(ii)
             br, n_msgs, ta = int(A["broker"][i]), int(A["through_msgs"][i]), int(A["t"][i])
@@ -612,8 +737,8 @@ def _ack_after_order(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
                           f"pending slots hold {total}")
             elif st is not None and n_msgs > 0:
                 k = int(np.searchsorted(st.excl, n_msgs, "left"))
-                if int(st.pm_t[k - 1]) > ta:
-                    s = int(np.argmax(st.t_req[:k] > ta))
+                if int(st.pm_t[k - 1]) > ta + c.u:
+                    s = int(np.argmax(st.t_req[:k] > ta + c.u))
                     unordered = int(st.t_req[s]) == _INF
                     reason = (f"covers broker {br} pbr_index {s}, "
                               + ("never ordered" if unordered else "ordered after the ack"))
@@ -673,8 +798,13 @@ def _no_lost_ack(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     missing_order = ~np.isin(acked, c.ord_b3) if c.has_orders else np.zeros(acked.size, bool)
     subs = c.h.subscribers()
     missing_sub = np.zeros((len(subs), acked.size), dtype=bool)
+    broker_of = np.full(n3, -1, dtype=_I64)
+    broker_of[c.ack_b3] = A["broker"]
+    broker_of[c.pub_b3] = P["broker"]
     for k, s in enumerate(subs):
-        missing_sub[k] = ~np.isin(acked, c.del_b3[D["subscriber"] == s])
+        # a subscriber that follows only some brokers owes only their batches
+        missing_sub[k] = ~np.isin(acked, c.del_b3[D["subscriber"] == s]) & c.follows_broker(
+            s, broker_of[acked])
     lost_mask = missing_order | missing_sub.any(axis=0)
     lost_ids = acked[lost_mask]
     examples: list[dict[str, Any]] = []
