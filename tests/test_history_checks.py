@@ -42,6 +42,7 @@ def simulate(
     ack_rate: float = 0.5,
     cum_rate: float = 0.3,
     commit_rate: float = 0.35,
+    total_order: bool = True,
 ) -> list[Event]:
     """A valid history of the system: publishes, losses of claimed-but-unfilled slots, a
     sequencer merging brokers in arrival order, committed_seq observations, per-batch and
@@ -54,7 +55,8 @@ def simulate(
         clock[0] += 10
         return clock[0]
 
-    ev: list[Event] = [{"type": "header", "format": "cxl-history", "version": 1,
+    ev: list[Event] = [{"type": "header", "format": "cxl-history",
+                        "version": 2 if total_order else 1,
                         "order": order, "brokers": brokers, "drained": drained}]
     next_pbr = [0] * brokers
     cseq = [0] * clients
@@ -93,6 +95,7 @@ def simulate(
     streams = [0] if order == 2 else list(range(brokers))
     log: dict[int, list[dict[str, Any]]] = {s: [] for s in streams}
     committed = {s: 0 for s in streams}
+    msgs_in = {s: 0 for s in streams}
     queues = {b: [sl for sl in slots[b] if sl["filled"]] for b in range(brokers)}
     acked: set[tuple[int, int]] = set()
     out_ev: list[Event] = []
@@ -113,7 +116,11 @@ def simulate(
         s = 0 if order == 2 else b
         sl["stream"], sl["position"] = s, len(log[s])
         log[s].append(sl)
-        out_ev.append({"type": "order", "t": tick(), "seq": sl["position"], **ident(sl)})
+        o: Event = {"type": "order", "t": tick(), "seq": sl["position"], **ident(sl)}
+        if total_order:
+            o["total_order"] = msgs_in[s]
+        msgs_in[s] += sl["msg"]
+        out_ev.append(o)
         if rng.random() < commit_rate:
             commit(s)
         if rng.random() < ack_rate:
@@ -226,7 +233,9 @@ def plant_unique_positions(ev: list[Event]) -> list[Event]:
 def plant_no_duplicates(ev: list[Event]) -> list[Event]:
     last = max(_orders(ev), key=lambda o: o["seq"])
     at = of_type(ev, "commit")[-1] + 1
-    ev.insert(at, {**last, "t": ev[at - 1]["t"] + 1, "seq": last["seq"] + 1})
+    dup = {**last, "t": ev[at - 1]["t"] + 1, "seq": last["seq"] + 1}
+    dup.pop("total_order", None)  # the message numbering itself stays consistent
+    ev.insert(at, dup)
     return ev
 
 
@@ -303,6 +312,7 @@ def plant_no_phantom(ev: list[Event]) -> list[Event]:
     phantom = {"broker": b, "client": 99, "client_batch_seq": 0, "pbr_index": pbr}
     at = of_type(ev, "commit")[-1] + 1
     ev.insert(at, {"type": "order", "t": ev[at - 1]["t"] + 1, "seq": last["seq"] + 1, **phantom})
+    ev.insert(at + 1, {"type": "commit", "t": ev[at]["t"] + 1, "committed_seq": last["seq"] + 2})
     for k in (0, 1):
         ev.append({"type": "deliver", "t": last_t(ev) + 10, "subscriber": k,
                    "position": last["seq"] + 1, **phantom, "checksum": 7, "size": 64})
@@ -330,8 +340,23 @@ def plant_broker_order(ev: list[Event]) -> list[Event]:
             for a, b in zip(dx, dy):
                 for k in (*keys, "checksum", "size"):
                     a[k], b[k] = b[k], a[k]
-            return ev
+            return renumber_total_order(ev)
     raise AssertionError("no suitable pair")
+
+
+def renumber_total_order(ev: list[Event]) -> list[Event]:
+    """Give order events the message numbers their (possibly changed) batches imply."""
+    msgs = {(e["broker"], e["client"], e["client_batch_seq"]): e["msg_count"]
+            for e in ev if e["type"] == "publish"}
+    per_stream: dict[int, list[Event]] = {}
+    for o in _orders(ev):
+        per_stream.setdefault(0 if ev[0]["order"] == 2 else o["broker"], []).append(o)
+    for orders in per_stream.values():
+        n = 0
+        for o in sorted(orders, key=lambda o: o["seq"]):
+            o["total_order"] = n
+            n += msgs[(o["broker"], o["client"], o["client_batch_seq"])]
+    return ev
 
 
 def plant_ack_after_order(ev: list[Event]) -> list[Event]:
@@ -341,6 +366,45 @@ def plant_ack_after_order(ev: list[Event]) -> list[Event]:
     ev.insert(pi + 1, {"type": "ack", "t": p["t"] + 1, "level": 1, "broker": p["broker"],
                        "client": p["client"], "client_batch_seq": p["client_batch_seq"]})
     return ev
+
+
+def plant_read_committed(ev: list[Event]) -> list[Event]:
+    # subscriber 0 records the committed_seq it had read before delivering the last position:
+    # that value does not cover the position (a read of an uncommitted entry)
+    d = max((e for e in ev if e["type"] == "deliver" and e["subscriber"] == 0),
+            key=lambda e: e["position"])
+    d["committed_seq"] = d["position"]
+    return ev
+
+
+def plant_message_ranges(ev: list[Event]) -> list[Event]:
+    # the batch at the last position is numbered 3 messages past the end of the previous one
+    last = max(_orders(ev), key=lambda o: o["seq"])
+    last["total_order"] += 3
+    return ev
+
+
+def plant_ring_dense(ev: list[Event]) -> list[Event]:
+    # a broker's last ring slot is numbered one too high everywhere: the slot below it is
+    # named by no event and declared lost by none. The broker is one whose cumulative ACKs
+    # do not reach that slot (an ACK over a missing slot is a different defect).
+    for b in range(ev[0]["brokers"]):
+        slots = sorted({e["pbr_index"] for e in ev if e.get("pbr_index") is not None
+                        and e["type"] != "ack" and e["broker"] == b})
+        if not slots:
+            continue
+        top = slots[-1]
+        before = sum(e["msg_count"] for e in ev if e["type"] == "publish" and e["broker"] == b
+                     and e.get("pbr_index") is not None and e["pbr_index"] < top
+                     and e["outcome"] != "failed")
+        reach = max((e["through_msgs"] for e in ev if e["type"] == "ack"
+                     and "through_msgs" in e and e["broker"] == b), default=0)
+        if reach <= before:
+            for e in ev:
+                if e.get("broker") == b and e.get("pbr_index") == top:
+                    e["pbr_index"] = top + 1
+            return ev
+    raise AssertionError("no suitable broker")
 
 
 PLANTS: dict[str, Callable[[list[Event]], list[Event]]] = {
@@ -357,6 +421,9 @@ PLANTS: dict[str, Callable[[list[Event]], list[Event]]] = {
     "payload-integrity": plant_payload_integrity,
     "broker-order": plant_broker_order,
     "ack-after-order": plant_ack_after_order,
+    "read-committed": plant_read_committed,
+    "message-ranges": plant_message_ranges,
+    "ring-dense": plant_ring_dense,
 }
 
 
@@ -387,6 +454,7 @@ def fixture_files() -> dict[str, list[Event]]:
     files = {
         "valid.jsonl": base(),
         "valid-order0.jsonl": base(order=0),
+        "valid-v1.jsonl": base(total_order=False),
         "client-order-inverted.jsonl": client_order_inverted(),
     }
     for cid, plant in PLANTS.items():
@@ -570,7 +638,8 @@ def to_arrays(ev: list[Event]) -> History:
         "publish": ("t", "broker", "client", "client_batch_seq", "pbr_index", "outcome",
                     "msg_count", "size", "checksum"),
         "loss": ("t", "broker", "pbr_index"),
-        "order": ("t", "seq", "broker", "client", "client_batch_seq", "pbr_index"),
+        "order": ("t", "seq", "broker", "client", "client_batch_seq", "pbr_index",
+                  "total_order"),
         "commit": ("t", "committed_seq", "broker"),
         "ack": ("t", "level", "broker", "client", "client_batch_seq", "pbr_index",
                 "through_msgs"),
@@ -579,9 +648,9 @@ def to_arrays(ev: list[Event]) -> History:
     for e in ev[1:]:
         if e["type"] == "deliver":
             d = subs.setdefault(e["subscriber"], {})
-            for k, v in e.items():
-                if k not in ("type", "subscriber"):
-                    d.setdefault(k, []).append(v)
+            for k in ("t", "position", "broker", "client", "client_batch_seq", "pbr_index",
+                      "checksum", "size", "committed_seq"):
+                d.setdefault(k, []).append(e.get(k, -1))
             continue
         tbl = cols.setdefault(e["type"], {f: [] for f in fields[e["type"]]})
         for f in fields[e["type"]]:
@@ -834,6 +903,38 @@ def m_ack_after_order(ev: list[Event], r: random.Random) -> list[Event] | None:
     return ev
 
 
+def m_read_committed(ev: list[Event], r: random.Random) -> list[Event] | None:
+    dl = _deliveries(ev)
+    if not dl:
+        return None
+    e = ev[r.choice(dl)]
+    e["committed_seq"] = r.randint(0, e["position"])
+    return ev
+
+
+def m_message_ranges(ev: list[Event], r: random.Random) -> list[Event] | None:
+    orders = [o for o in _orders(ev) if "total_order" in o]
+    if not orders:
+        return None
+    o = r.choice(orders)
+    o["total_order"] += r.choice([d for d in (-2, -1, 1, 2, 5) if o["total_order"] + d >= 0])
+    return ev
+
+
+def m_ring_dense(ev: list[Event], r: random.Random) -> list[Event] | None:
+    if not ev[0].get("drained", True):
+        return None  # unresolved slots of unknown publishes may still be gaps
+    slots = sorted({(e["broker"], e["pbr_index"]) for e in ev if e.get("pbr_index") is not None
+                    and e["type"] in ("publish", "order", "deliver", "loss")})
+    if not slots:
+        return None
+    b, k = r.choice(slots)
+    for e in ev:  # every slot of broker b from k on moves up one: slot k is left unnamed
+        if e.get("broker") == b and e.get("pbr_index") is not None and e["pbr_index"] >= k:
+            e["pbr_index"] += 1
+    return ev
+
+
 MUTATIONS: dict[str, Callable[[list[Event], random.Random], list[Event] | None]] = {
     "unique-positions": m_unique_positions,
     "no-duplicates": m_no_duplicates,
@@ -848,6 +949,9 @@ MUTATIONS: dict[str, Callable[[list[Event], random.Random], list[Event] | None]]
     "payload-integrity": m_payload_integrity,
     "broker-order": m_broker_order,
     "ack-after-order": m_ack_after_order,
+    "read-committed": m_read_committed,
+    "message-ranges": m_message_ranges,
+    "ring-dense": m_ring_dense,
 }
 
 

@@ -22,7 +22,7 @@ def _register(monkeypatch: pytest.MonkeyPatch) -> None:
                             (*cli.COMMAND_MODULES, "harness.commands.check_history"))
 
 
-@pytest.mark.parametrize("name", ["valid.jsonl", "valid-order0.jsonl",
+@pytest.mark.parametrize("name", ["valid.jsonl", "valid-order0.jsonl", "valid-v1.jsonl",
                                   "client-order-inverted.jsonl"])
 def test_valid_fixtures_exit_0(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check-history", str(FIXTURES / name)]) == 0

@@ -935,6 +935,165 @@ def _broker_order(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     return count, examples
 
 
+def _read_committed(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    """A delivery is never of an uncommitted position, nor before its batch's order event.
+
+    Committed: the delivery's own ``committed_seq`` (what the subscriber had observed) when
+    recorded, else the highest ``committed_seq`` observation that may precede the delivery
+    (t_c <= t_d + u). Without any observation of a stream the committed test is skipped for
+    it; without order events the order test is."""
+    D = c.D
+    if len(D) == 0:
+        raise _Skip("no deliveries")
+    if not c.has_orders and len(c.C) == 0 and not bool((D["committed_seq"] >= 0).any()):
+        raise _Skip("needs order events or committed_seq observations")
+    pos, td = D["position"], D["t"]
+    # 1. delivered before the batch's order event (definitely: t_o > t_d + u)
+    before_order = np.zeros(len(D), dtype=bool)
+    orow = np.full(len(D), -1, dtype=_I64)
+    if c.has_orders:
+        row, t_o = c.first_order_of_b3()
+        orow = row[c.del_b3]
+        before_order = (orow >= 0) & (t_o[c.del_b3] > td + c.u)
+    # 2. above the committed prefix the subscriber can have seen
+    own = D["committed_seq"]
+    seen = np.full(len(D), -1, dtype=_I64)
+    seen_row = np.full(len(D), -1, dtype=_I64)
+    C = c.C
+    if len(C):
+        rows = np.lexsort((np.arange(len(C)), C["t"], c.c_stream))
+        cs, ct, cv = c.c_stream[rows], C["t"][rows], C["committed_seq"][rows]
+        for st in np.unique(c.d_stream):
+            lo, hi = int(np.searchsorted(cs, st, "left")), int(np.searchsorted(cs, st, "right"))
+            if lo == hi:
+                continue
+            q = np.flatnonzero(c.d_stream == st)
+            k = np.searchsorted(ct[lo:hi], td[q] + c.u, "right")
+            has = k > 0
+            arg = _running_argmax(cv[lo:hi])
+            best = arg[np.maximum(k - 1, 0)]
+            seen[q[has]] = cv[lo:hi][best[has]]
+            seen_row[q[has]] = rows[lo + best[has]]
+    limit = np.where(own >= 0, own, seen)
+    known = (own >= 0) | (seen_row >= 0) | (len(C) > 0)
+    uncommitted = known & (pos >= limit) & ~before_order
+    bad = np.flatnonzero(before_order | uncommitted)
+    examples: list[dict[str, Any]] = []
+    for i in bad[: c.k]:
+        i = int(i)
+        ex: dict[str, Any] = {"subscriber": int(D["subscriber"][i]),
+                              "stream": c.stream_name(int(c.d_stream[i])),
+                              "position": int(pos[i]), "batch": c.batch(D, i),
+                              "delivered": {"t": int(td[i]), **c.ref("deliveries", i)}}
+        if before_order[i]:
+            r = int(orow[i])
+            ex["reason"] = "delivered before the batch's order event"
+            ex["order"] = {"position": int(c.O["seq"][r]), "t": int(c.O["t"][r]),
+                           **c.ref("orders", r)}
+        elif own[i] >= 0:
+            ex["reason"] = "delivered at or above the committed_seq the subscriber observed"
+            ex["observed_committed_seq"] = int(own[i])
+        elif seen_row[i] >= 0:
+            r = int(seen_row[i])
+            ex["reason"] = "delivered at or above every committed_seq observed by then"
+            ex["commit"] = {"committed_seq": int(C["committed_seq"][r]), "t": int(C["t"][r]),
+                            **c.ref("commits", r)}
+        else:
+            ex["reason"] = "delivered before any committed_seq observation of its stream"
+        examples.append(ex)
+    return int(bad.size), examples
+
+
+def _message_ranges(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    """Per-message total order: the batch at position p holds messages [total_order,
+    total_order + msg_count); consecutive positions of a stream abut (position 0 starts at
+    0), so message ranges are contiguous and disjoint."""
+    O, P = c.O, c.P
+    have = np.flatnonzero(O["total_order"] >= 0) if len(O) else np.zeros(0, dtype=_I64)
+    if have.size == 0:
+        raise _Skip("no order event carries total_order")
+    # the log's record at each (stream, position): its earliest order event
+    rows = have[np.lexsort((have, O["t"][have], O["seq"][have], c.o_stream[have]))]
+    st, sq = c.o_stream[rows], O["seq"][rows]
+    first = np.ones(rows.size, dtype=bool)
+    first[1:] = (st[1:] != st[:-1]) | (sq[1:] != sq[:-1])
+    rows, st, sq = rows[first], st[first], sq[first]
+    pub = c.ord_pub[rows]
+    n = np.where(pub >= 0, P["msg_count"][np.maximum(pub, 0)] if len(P) else 0, -1)
+    to = O["total_order"][rows]
+    nxt = np.flatnonzero((st[1:] == st[:-1]) & (sq[1:] == sq[:-1] + 1) & (n[:-1] >= 0))
+    expect = to[nxt] + n[nxt]
+    got = to[nxt + 1]
+    pair_bad = nxt[got != expect]
+    start_bad = np.flatnonzero((sq == 0) & (to != 0))
+    examples: list[dict[str, Any]] = []
+    for j in start_bad[: c.k]:
+        r = int(rows[j])
+        examples.append({"stream": c.stream_name(int(st[j])), "position": 0,
+                         "reason": "position 0 does not start at message 0",
+                         "total_order": int(to[j]), "batch": c.batch(O, r),
+                         **c.ref("orders", r)})
+    for j in pair_bad[: max(0, c.k - len(examples))]:
+        a, b = int(rows[j]), int(rows[j + 1])
+        e, g = int(to[j] + n[j]), int(to[j + 1])
+        examples.append({
+            "stream": c.stream_name(int(st[j])),
+            "reason": (f"gap of {g - e} messages" if g > e else
+                       f"overlap of {e - g} messages"),
+            "earlier": {"position": int(sq[j]), "total_order": int(to[j]),
+                        "msg_count": int(n[j]), "messages": [int(to[j]), e - 1],
+                        **c.ref("orders", a)},
+            "later": {"position": int(sq[j + 1]), "total_order": g, **c.ref("orders", b)},
+        })
+    return int(start_bad.size + pair_bad.size), examples
+
+
+def _ring_dense(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    """Each broker's ring slots are used densely from pbr_index 0: every slot below the
+    highest one named (by a publish, an order, a delivery or a loss) is named by one of
+    them, or declared lost. When the history is not drained, or nothing observes the log
+    (no order events, no deliveries), a gap may be the slot of a publish of unknown outcome
+    whose slot is not known: one per such publish that is not ordered."""
+    P, O, D, L = c.P, c.O, c.D, c.L
+    b = np.concatenate([P["broker"][P["pbr_index"] >= 0], O["broker"], D["broker"], L["broker"]])
+    x = np.concatenate([P["pbr_index"][P["pbr_index"] >= 0], O["pbr_index"], D["pbr_index"],
+                        L["pbr_index"]])
+    if b.size == 0:
+        raise _Skip("no ring slot is named")
+    count = 0
+    examples: list[dict[str, Any]] = []
+    ordered_pub = np.zeros(len(P), dtype=bool)
+    ordered_pub[c.ord_pub[c.ord_pub >= 0]] = True
+    for br in np.unique(b):
+        used = np.unique(x[b == br])
+        top = int(used[-1])
+        gaps = top + 1 - int(used.size)
+        if gaps <= 0:
+            continue
+        slack = 0
+        if not c.h.drained or (not c.has_orders and len(D) == 0):
+            slack = int(((P["broker"] == br) & (P["pbr_index"] < 0) & (P["outcome"] != OUTCOME_OK)
+                         & (P["outcome"] != OUTCOME_FAILED) & ~ordered_pub).sum())
+        if gaps <= slack:
+            continue
+        count += gaps - slack
+        edges = np.concatenate([[-1], used])
+        holes = np.flatnonzero(np.diff(edges) > 1)
+        for h in holes[: c.k - len(examples)]:
+            lo, hi = int(edges[h]) + 1, int(edges[h + 1]) - 1
+            nxt = int(edges[h + 1])
+            where: dict[str, Any] = {}
+            for tname, what, tbl in (("publishes", "publish", P), ("orders", "order", O),
+                                     ("losses", "loss", L), ("deliveries", "deliver", D)):
+                m = np.flatnonzero((tbl["broker"] == br) & (tbl["pbr_index"] == nxt))
+                if m.size:
+                    where = {"next_named_slot": nxt, "named_by": what,
+                             **c.ref(tname, int(m[0]))}
+                    break
+            examples.append({"broker": int(br), "missing_pbr_index": [lo, hi], **where})
+    return count, examples
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     check_id: str
@@ -988,6 +1147,18 @@ CHECKS: tuple[CheckSpec, ...] = (
               "An ACK (per batch or cumulative) is never ahead of the batch's order event, nor "
               "of its entry into the committed prefix.",
               _ack_after_order),
+    CheckSpec("read-committed", "dirty-read",
+              "A subscriber never delivers a position at or above the committed_seq it can have "
+              "observed, nor a batch before its order event.",
+              _read_committed),
+    CheckSpec("message-ranges", "overlapping-offsets",
+              "Message ranges [total_order, total_order + msg_count) of consecutive positions "
+              "are contiguous and disjoint, from message 0.",
+              _message_ranges),
+    CheckSpec("ring-dense", "ring-gap",
+              "Each broker's ring slots are dense from pbr_index 0 unless a loss record "
+              "explains the gap.",
+              _ring_dense),
 )
 CHECK_IDS: tuple[str, ...] = tuple(s.check_id for s in CHECKS)
 
