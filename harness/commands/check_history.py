@@ -50,6 +50,23 @@ def _parse_order(text: str | None) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except HistoryError as exc:
+        if getattr(args, "json", False):
+            # machine readers get the error on stdout too; cli.main prints the line on stderr
+            print(json.dumps(error_object(exc, args.file), indent=2))
+        raise
+
+
+def error_object(exc: HistoryError, source: str) -> dict[str, Any]:
+    """The JSON object printed for bad input with --json (exit status 2)."""
+    return {"format": "cxl-history-check", "version": 1, "ok": False, "source": source,
+            "error": {"kind": "bad-input", "problem": exc.problem, "fix": exc.fix,
+                      "message": str(exc)}}
+
+
+def _run(args: argparse.Namespace) -> int:
     order = _parse_order(args.order)
     if args.examples < 1:
         raise HistoryError(f"--examples {args.examples}: must be at least 1", "use --examples 5")
