@@ -266,3 +266,13 @@ def test_v1_files_still_read_and_v2_written_only_when_needed() -> None:
     head = buf.getvalue().split(b"\n")[0]
     assert b'"version":2' in head and b'"uncertainty":4' in head
     assert loads_history(buf.getvalue()).uncertainty == 4
+
+
+def test_a_first_resume_is_a_starting_point() -> None:
+    d1 = full_delivery(three(), 1, 70)
+    ev = three() + full_delivery(three(), 0, 50)
+    ev.append({"type": "resume", "t": 69, "subscriber": 1, "position": 1})
+    ev += d1[1:]  # subscriber 1 subscribes from position 1 and owes nothing below it
+    assert run(ev).ok, run(ev).to_dict()
+    without = [e for e in ev if e["type"] != "resume"]
+    assert set(run(without).failed_ids()) == {"delivery-contiguous", "no-lost-ack"}

@@ -160,6 +160,7 @@ class _Ctx:
         self.slot_o, self.slot_d, self.slot_p = slot_o, slot_d, slot_p
         self.steps: tuple[Array, Array, Array] | None = None
         self.resume_skips: list[tuple[int, int]] = []
+        self.starts: dict[tuple[int, int], int] = {}  # (subscriber, stream) -> first position
         self.u = int(h.uncertainty)
 
     def partial_followers(self) -> dict[int, Array]:
@@ -482,11 +483,15 @@ def _delivery_steps(c: _Ctx) -> tuple[Array, Array, Array]:
     """Rows in per-(subscriber, stream) delivery order, each row's position and the highest
     position delivered before it in its group (-1 at the start). Computed once per run."""
     if c.steps is None:
-        c.steps = _compute_delivery_steps(c, c.D["position"], c.h.resumes["position"])
+        rows, pos, prev, c.resume_skips, c.starts = _compute_delivery_steps(
+            c, c.D["position"], c.h.resumes["position"])
+        c.steps = (rows, pos, prev)
     return c.steps
 
 
-def _compute_delivery_steps(c: _Ctx, dval: Array, rval: Array) -> tuple[Array, Array, Array]:
+def _compute_delivery_steps(
+    c: _Ctx, dval: Array, rval: Array
+) -> tuple[Array, Array, Array, list[tuple[int, int]], dict[tuple[int, int], int]]:
     """Per (subscriber, stream): delivery rows in delivery order and, for each, the highest
     position delivered before it since the start or since the subscriber's last resume (a
     resume at r counts as r - 1: the next delivery may be r again). Resumes that jump past
@@ -512,11 +517,15 @@ def _compute_delivery_steps(c: _Ctx, dval: Array, rval: Array) -> tuple[Array, A
     before = _segment_prev(np.where(is_res, -1, val), group_start)
     # highest before each element since the last resume (a resume contributes r - 1)
     prev = _segment_prev(val, group_start | is_res)
-    skips = np.flatnonzero(is_res & (val > before))
-    c.resume_skips = [(int(order[i]) - nd, int(before[i])) for i in skips]
+    # a resume before the subscriber's first delivery of the stream is its starting point
+    # (a subscription from an offset); a later one must not jump past the next position
+    skips = np.flatnonzero(is_res & (val > before) & (before >= 0))
+    resume_skips = [(int(order[i]) - nd, int(before[i])) for i in skips]
+    firsts = np.flatnonzero(group_start & is_res)
+    starts = {(int(sub[i]), int(stream[i])): int(val[i]) + 1 for i in firsts}
     keep = ~is_res
     rows = order[keep]
-    return rows, dval[rows], prev[keep]
+    return rows, dval[rows], prev[keep], resume_skips, starts
 
 
 def _segment_prev(val: Array, start: Array) -> Array:
@@ -582,9 +591,10 @@ def _delivery_contiguous(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
             dval[dm] = np.searchsorted(fp, D["position"][dm], "left")
             rval[rm] = np.searchsorted(fp, R["position"][rm], "left")
     if partial:  # resume skips are then counted in the same space
-        rows, val, prev = _compute_delivery_steps(c, dval, rval)
+        rows, val, prev, skips, _ = _compute_delivery_steps(c, dval, rval)
     else:
         rows, val, prev = _delivery_steps(c)
+        skips = c.resume_skips
     bad = np.flatnonzero((val > prev + 1) & (val >= 0) & ~unfollowed[rows])
     out: list[dict[str, Any]] = []
 
@@ -604,13 +614,13 @@ def _delivery_contiguous(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
         ex.pop("highest_before")
         ex["reason"] = "delivers a batch of a broker the subscriber does not follow"
         out.append(ex)
-    for r, before in c.resume_skips[: max(0, c.k - len(out))]:
+    for r, before in skips[: max(0, c.k - len(out))]:
         sub = int(R["subscriber"][r])
         out.append({"subscriber": sub, "resume": {"position": int(R["position"][r]),
                                                   "t": int(R["t"][r]), **c.ref("resumes", r)},
                     "highest_before": None if before < 0 else back(sub, before),
                     "reason": "resumes past the next undelivered position"})
-    count = int(bad.size) + int(unfollowed.sum()) + len(c.resume_skips)
+    count = int(bad.size) + int(unfollowed.sum()) + len(skips)
     return count, out
 
 
@@ -801,10 +811,19 @@ def _no_lost_ack(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     broker_of = np.full(n3, -1, dtype=_I64)
     broker_of[c.ack_b3] = A["broker"]
     broker_of[c.pub_b3] = P["broker"]
+    _delivery_steps(c)  # the subscribers' starting positions (a first resume)
+    ord_row, _ = c.first_order_of_b3()
+    arow = ord_row[acked]
+    apos = np.where(arow >= 0, c.O["seq"][np.maximum(arow, 0)] if len(c.O) else -1, -1)
+    astream = np.where(arow >= 0, c.o_stream[np.maximum(arow, 0)] if len(c.O) else -1, -1)
     for k, s in enumerate(subs):
-        # a subscriber that follows only some brokers owes only their batches
-        missing_sub[k] = ~np.isin(acked, c.del_b3[D["subscriber"] == s]) & c.follows_broker(
-            s, broker_of[acked])
+        # a subscriber that follows only some brokers owes only their batches, and one that
+        # started at position p (a resume before its first delivery) owes none below p
+        owed = c.follows_broker(s, broker_of[acked])
+        for (sub, st), p in c.starts.items():
+            if sub == s and p > 0:
+                owed &= ~((astream == st) & (apos >= 0) & (apos < p))
+        missing_sub[k] = ~np.isin(acked, c.del_b3[D["subscriber"] == s]) & owed
     lost_mask = missing_order | missing_sub.any(axis=0)
     lost_ids = acked[lost_mask]
     examples: list[dict[str, Any]] = []
