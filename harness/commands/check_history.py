@@ -30,6 +30,20 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
+        "--from", dest="source_format", choices=("cxl", "jepsen"), default="cxl",
+        help="format of FILE: cxl (default, docs/history-format.md) or jepsen (a Jepsen "
+        "kafka-style history, EDN or JSON; see the doc's 'Histories from other systems')",
+    )
+    p.add_argument(
+        "--drained", action="store_true",
+        help="with --from jepsen: the test ended with every consumer caught up (enables "
+        "lost-write)",
+    )
+    p.add_argument(
+        "--converted", metavar="OUT",
+        help="with --from jepsen: also write the converted cxl-history to OUT",
+    )
+    p.add_argument(
         "--examples", type=int, default=DEFAULT_EXAMPLES, metavar="K",
         help=f"counterexamples per anomaly (default {DEFAULT_EXAMPLES})",
     )
@@ -70,8 +84,29 @@ def _run(args: argparse.Namespace) -> int:
     order = _parse_order(args.order)
     if args.examples < 1:
         raise HistoryError(f"--examples {args.examples}: must be at least 1", "use --examples 5")
+    source_format = getattr(args, "source_format", "cxl")
+    if source_format != "jepsen" and (getattr(args, "drained", False)
+                                      or getattr(args, "converted", None)):
+        raise HistoryError("--drained and --converted apply to --from jepsen only",
+                           "add --from jepsen, or leave them out")
     t0 = time.perf_counter()
-    history = read_history(args.file)
+    if source_format == "jepsen":
+        from harness.history.jepsen import jepsen_events, read_ops
+        from harness.history.jsonl import dumps_events, loads_history
+
+        events = jepsen_events(read_ops(args.file), drained=args.drained,
+                               source=f"jepsen:{args.file}")
+        data = dumps_events(events)
+        if args.converted:
+            try:
+                with open(args.converted, "wb") as fh:
+                    fh.write(data)
+            except OSError as exc:
+                raise HistoryError(f"cannot write {args.converted!r}: {exc.strerror}",
+                                   "give a writable path for --converted") from None
+        history = loads_history(data, source=args.file)
+    else:
+        history = read_history(args.file)
     t1 = time.perf_counter()
     report = check_history(history, order, max_examples=args.examples)
     t2 = time.perf_counter()

@@ -820,9 +820,9 @@ def _no_lost_ack(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
         # a subscriber that follows only some brokers owes only their batches, and one that
         # started at position p (a resume before its first delivery) owes none below p
         owed = c.follows_broker(s, broker_of[acked])
-        for (sub, st), p in c.starts.items():
+        for (sub, stm), p in c.starts.items():
             if sub == s and p > 0:
-                owed &= ~((astream == st) & (apos >= 0) & (apos < p))
+                owed &= ~((astream == stm) & (apos >= 0) & (apos < p))
         missing_sub[k] = ~np.isin(acked, c.del_b3[D["subscriber"] == s]) & owed
     lost_mask = missing_order | missing_sub.any(axis=0)
     lost_ids = acked[lost_mask]

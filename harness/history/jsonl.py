@@ -416,10 +416,10 @@ class _Reader:
     def block(self, block: bytes, lineno: int) -> int:
         fast = _fast_block(block)
         if fast is None:
-            lines = block.split(b"\n")
+            raw = block.split(b"\n")
             if block.endswith(b"\n"):
-                lines.pop()
-            return self.slow(lines, lineno)
+                raw.pop()
+            return self.slow(raw, lineno)
         n, t, per_type = fast
         lines = np.arange(lineno + 1, lineno + 1 + n, dtype=np.int64)
         if self.time_error is None and n:

@@ -540,7 +540,7 @@ def _inverse(keys: Array) -> Array:
     dtype = np.int32 if keys.shape[0] < 2**31 - 1 else np.int64
     ids = np.cumsum(new, dtype=dtype)
     del new
-    ids -= 1
+    np.subtract(ids, 1, out=ids)
     inv = np.empty(ids.shape[0], dtype=dtype)
     inv[order] = ids
     return inv
