@@ -58,8 +58,10 @@ def test_order_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check-history", str(FIXTURES / "valid.jsonl"), "--order", "2"]) == 0
     assert cli.main(["check-history", str(FIXTURES / "valid-order0.jsonl"), "--order", "0"]) == 0
     capsys.readouterr()
-    assert cli.main(["check-history", str(FIXTURES / "valid.jsonl"), "--order", "5"]) == 2
+    assert cli.main(["check-history", str(FIXTURES / "valid.jsonl"), "--order", "3"]) == 2
     assert "unknown order level" in capsys.readouterr().err
+    assert cli.main(["check-history", str(FIXTURES / "valid.jsonl"), "--order", "5"]) == 2
+    assert "cannot be checked at order 5" in capsys.readouterr().err
     assert cli.main(["check-history", str(FIXTURES / "valid.jsonl"), "--order", "x"]) == 2
     assert cli.main(["check-history", str(FIXTURES / "valid.jsonl"), "--order", "0"]) == 2
     assert "cannot be checked at order 0" in capsys.readouterr().err

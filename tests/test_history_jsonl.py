@@ -53,7 +53,7 @@ def test_good_history_parses() -> None:
         (HEADER + PUB.replace('"size":64', '"size":64,"colour":"red"'),
          ["line 2", "unknown field 'colour'", "'red'"]),
         (HEADER + PUB.replace('"size":64,', ''), ["line 2", "lacks required field 'size'"]),
-        (HEADER.replace('"order":2', '"order":5'), ["line 1", "unknown order level 5"]),
+        (HEADER.replace('"order":2', '"order":3'), ["line 1", "unknown order level 3"]),
         (HEADER.replace('"order":2', '"order":"2"'), ["line 1", "unknown order level '2'"]),
         (HEADER.replace(',"order":2', ''), ["line 1", "lacks 'order'"]),
         (HEADER.replace('"version":1', '"version":3'), ["line 1", "unsupported", "version = 3"]),

@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("file", help="history file (.jsonl)")
     p.add_argument(
         "--order", type=str, default=None, metavar="N",
-        help="order level to check (0 or 2); default: the header's order",
+        help="order level to check (0, 2 or 5); default: the header's order",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
@@ -57,9 +57,10 @@ def _parse_order(text: str | None) -> int | None:
         level = int(text)
     except ValueError:
         level = -1
-    if str(level) != text.strip() or level not in (0, 2):
+    if str(level) != text.strip() or level not in (0, 2, 5):
         raise HistoryError(f"--order {text!r}: unknown order level",
-                           "use --order 0 (per-broker order) or --order 2 (total order)")
+                           "use --order 0 (per-broker order), --order 2 (total order) or "
+                           "--order 5 (total order with per-client FIFO)")
     return level
 
 

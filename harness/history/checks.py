@@ -126,7 +126,7 @@ class _Ctx:
         self.P, self.O, self.D, self.A, self.C, self.L = P, O, D, A, C, L
         self.has_orders = len(O) > 0
         # streams: Order 2 -> one global stream 0; Order 0 -> the broker
-        if order == 2:
+        if order != 0:  # Order 2 and 5: one total order
             self.o_stream = np.zeros(len(O), dtype=_I64)
             self.d_stream = np.zeros(len(D), dtype=_I64)
             self.c_stream = np.zeros(len(C), dtype=_I64)
@@ -189,7 +189,7 @@ class _Ctx:
 
     # ---------------------------------------------------------------- formatting
     def stream_name(self, s: int) -> str:
-        return "global" if self.order == 2 else f"broker {s}"
+        return "global" if self.order != 0 else f"broker {s}"
 
     def batch(self, t: Table, i: int) -> dict[str, int]:
         return {"broker": int(t["broker"][i]), "client": int(t["client"][i]),
@@ -498,7 +498,7 @@ def _compute_delivery_steps(
     the next undelivered position are kept in ``c.resume_skips``."""
     D, R = c.D, c.h.resumes
     nd, nr = len(D), len(R)
-    r_stream = np.zeros(nr, dtype=_I64) if c.order == 2 else R["broker"]
+    r_stream = np.zeros(nr, dtype=_I64) if c.order != 0 else R["broker"]
     sub = np.concatenate([D["subscriber"], R["subscriber"]])
     stream = np.concatenate([c.d_stream, r_stream])
     is_res = np.concatenate([np.zeros(nd, dtype=bool), np.ones(nr, dtype=bool)])
@@ -703,7 +703,7 @@ def _ack_after_order(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
         ot = ord_t[c.ack_b3[pb]]
         never = orow < 0
         early = ~never & (ot > A["t"][pb] + c.u)
-        stream = np.zeros(pb.size, dtype=_I64) if c.order == 2 else A["broker"][pb]
+        stream = np.zeros(pb.size, dtype=_I64) if c.order != 0 else A["broker"][pb]
         nc = c.next_commit(stream, A["t"][pb] + c.u + 1)  # definitely after the ACK
         posn = np.where(never, -1, O["seq"][np.maximum(orow, 0)] if len(O) else -1)
         uncommitted = ~never & ~early & (nc >= 0) & (
@@ -732,7 +732,7 @@ def _ack_after_order(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     cu = np.flatnonzero(A["through_msgs"] >= 0)
     if cu.size:
         slots = _slot_tables(c)
-        stream = np.zeros(cu.size, dtype=_I64) if c.order == 2 else A["broker"][cu]
+        stream = np.zeros(cu.size, dtype=_I64) if c.order != 0 else A["broker"][cu]
         nc = c.next_commit(stream, A["t"][cu] + c.u + 1)
         for j, ii in enumerate(cu):
             i = int(ii)
@@ -1189,7 +1189,7 @@ def check_history(
     level = history.order if order is None else order
     if isinstance(level, bool) or level not in ORDER_LEVELS:
         raise HistoryError(f"unknown order level {level!r}",
-                           "use 0 (per-broker order) or 2 (total order)")
+                           "use 0 (per-broker order), 2 (total order) or 5 (per-client FIFO)")
     if level != history.order:
         raise HistoryError(
             f"history recorded at order {history.order} cannot be checked at order {level}: "

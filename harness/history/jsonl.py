@@ -63,12 +63,12 @@ EVENT_FIELDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "publish": (
         "publishes",
         ("t", "broker", "client", "client_batch_seq", "pbr_index", "outcome", "msg_count",
-         "size", "checksum"),
-        ("pbr_index",),
+         "size", "checksum", "session"),
+        ("pbr_index", "session"),
     ),
     "loss": ("losses", ("t", "broker", "pbr_index"), ()),
     "order": ("orders", ("t", "seq", "broker", "client", "client_batch_seq", "pbr_index",
-                         "total_order"), ("total_order",)),
+                         "total_order", "session"), ("total_order", "session")),
     "commit": ("commits", ("t", "committed_seq", "broker"), ("broker",)),
     "ack": (
         "acks",
@@ -83,6 +83,9 @@ EVENT_FIELDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     ),
     "resume": ("resumes", ("t", "subscriber", "position", "broker"), ("broker",)),
     "follow": ("follows", ("t", "subscriber", "broker"), ()),
+    "lost_marker": ("markers", ("t", "seq", "client", "session", "client_batch_seq"),
+                    ("session",)),
+    "fence": ("fences", ("t", "client", "session", "committed_through"), ("session",)),
 }
 TABLE_EVENT = {table: ev for ev, (table, _, _) in EVENT_FIELDS.items()}
 HEADER_OPTIONAL = {"brokers", "drained", "source", "description", "clock", "uncertainty"}
@@ -287,7 +290,7 @@ def _parse_header(raw: bytes, lineno: int) -> dict[str, Any]:
     if type(order) is not int or order not in ORDER_LEVELS:
         raise HistoryError(
             f"line {lineno}: unknown order level {order!r}",
-            "use 0 (per-broker order) or 2 (total order)",
+            "use 0 (per-broker order), 2 (total order) or 5 (with per-client FIFO)",
         )
     for key in head:
         if key in ("type", "format", "version", "order") or key in HEADER_OPTIONAL:
@@ -671,6 +674,7 @@ def _version_needed(history: History) -> int:
     """1 unless the history uses something version 2 added (so version-1 readers still read
     what they can)."""
     v2 = (history.uncertainty > 0 or len(history.resumes) > 0 or len(history.follows) > 0
+          or history.order == 5 or bool((history.publishes["session"] >= 0).any())
           or bool((history.orders["total_order"] >= 0).any())
           or bool((history.deliveries["committed_seq"] >= 0).any()))
     return 2 if v2 else 1

@@ -42,7 +42,7 @@ from harness.errors import HistoryError
 FORMAT_NAME = "cxl-history"
 FORMAT_VERSION = 2  # the newest version written; the reader takes 1 and 2
 FORMAT_VERSIONS = (1, 2)
-ORDER_LEVELS = (0, 2)
+ORDER_LEVELS = (0, 2, 5)
 ACK_LEVELS = (1, 2)
 
 OUTCOME_OK = 0
@@ -56,10 +56,11 @@ Array = npt.NDArray[Any]
 # Column order of each table. The first column of every table is the event time ``t``.
 PUBLISH_COLUMNS = (
     "t", "broker", "client", "client_batch_seq", "pbr_index", "outcome", "msg_count", "size",
-    "checksum",
+    "checksum", "session",
 )
 LOSS_COLUMNS = ("t", "broker", "pbr_index")
-ORDER_COLUMNS = ("t", "seq", "broker", "client", "client_batch_seq", "pbr_index", "total_order")
+ORDER_COLUMNS = ("t", "seq", "broker", "client", "client_batch_seq", "pbr_index", "total_order",
+                 "session")
 COMMIT_COLUMNS = ("t", "committed_seq", "broker")
 ACK_COLUMNS = ("t", "level", "broker", "client", "client_batch_seq", "pbr_index", "through_msgs")
 DELIVERY_COLUMNS = (
@@ -68,6 +69,8 @@ DELIVERY_COLUMNS = (
 )
 RESUME_COLUMNS = ("t", "subscriber", "position", "broker")
 FOLLOW_COLUMNS = ("t", "subscriber", "broker")
+MARKER_COLUMNS = ("t", "seq", "client", "session", "client_batch_seq")
+FENCE_COLUMNS = ("t", "client", "session", "committed_through")
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "publishes": PUBLISH_COLUMNS,
     "losses": LOSS_COLUMNS,
@@ -77,18 +80,23 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "deliveries": DELIVERY_COLUMNS,
     "resumes": RESUME_COLUMNS,
     "follows": FOLLOW_COLUMNS,
+    "markers": MARKER_COLUMNS,
+    "fences": FENCE_COLUMNS,
 }
-V2_TABLES = ("resumes", "follows")
+V2_TABLES = ("resumes", "follows", "markers", "fences")
+ORDER5_TABLES = ("markers", "fences")
 # Columns that may be left out of from_arrays (filled with -1).
 OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
-    "publishes": frozenset({"pbr_index"}),
+    "publishes": frozenset({"pbr_index", "session"}),
     "losses": frozenset(),
-    "orders": frozenset({"total_order"}),
+    "orders": frozenset({"total_order", "session"}),
     "commits": frozenset({"broker"}),
     "acks": frozenset({"client", "client_batch_seq", "pbr_index", "through_msgs"}),
     "deliveries": frozenset({"committed_seq"}),
     "resumes": frozenset({"broker"}),
     "follows": frozenset(),
+    "markers": frozenset({"session"}),
+    "fences": frozenset({"session"}),
 }
 UINT64_COLUMNS = frozenset({"checksum"})
 # An optional field is absent when left out or written as -1; any other value must be >= 0.
@@ -140,6 +148,8 @@ class History:
     header: dict[str, Any] = field(default_factory=dict)
     resumes: Table = field(default_factory=lambda: Table.empty("resumes"))
     follows: Table = field(default_factory=lambda: Table.empty("follows"))
+    markers: Table = field(default_factory=lambda: Table.empty("markers"))
+    fences: Table = field(default_factory=lambda: Table.empty("fences"))
     uncertainty: int = 0  # clock uncertainty window: "A before B" means A.t + u < B.t
 
     # ----------------------------------------------------------------- construction
@@ -156,6 +166,8 @@ class History:
         losses: Mapping[str, npt.ArrayLike] | None = None,
         resumes: Mapping[str, npt.ArrayLike] | None = None,
         follows: Mapping[str, npt.ArrayLike] | None = None,
+        markers: Mapping[str, npt.ArrayLike] | None = None,
+        fences: Mapping[str, npt.ArrayLike] | None = None,
         uncertainty: int = 0,
         drained: bool = True,
         brokers: int | None = None,
@@ -176,6 +188,8 @@ class History:
             ("acks", acks),
             ("resumes", resumes),
             ("follows", follows),
+            ("markers", markers),
+            ("fences", fences),
         ):
             tables[name] = (
                 Table.empty(name) if given is None else _table_from_columns(name, given, None)
@@ -199,6 +213,8 @@ class History:
             deliveries=tables["deliveries"],
             resumes=tables["resumes"],
             follows=tables["follows"],
+            markers=tables["markers"],
+            fences=tables["fences"],
             uncertainty=uncertainty,
             drained=bool(drained),
             brokers=brokers,
@@ -238,6 +254,8 @@ class History:
             "deliver": len(self.deliveries),
             "resume": len(self.resumes),
             "follow": len(self.follows),
+            "lost_marker": len(self.markers),
+            "fence": len(self.fences),
             "subscribers": int(np.unique(self.deliveries["subscriber"]).size),
         }
 
@@ -269,16 +287,19 @@ class History:
         nonneg = {
             "publishes": ("t", "broker", "client", "client_batch_seq", "msg_count", "size"),
             "losses": ("t", "broker", "pbr_index"),
-            "orders": ORDER_COLUMNS[:-1],
+            "orders": ORDER_COLUMNS[:-2],
             "commits": ("t", "committed_seq"),
             "acks": ("t", "broker"),
             "deliveries": DELIVERY_COLUMNS[:-1],
             "resumes": ("t", "subscriber", "position"),
             "follows": FOLLOW_COLUMNS,
+            "markers": ("t", "seq", "client", "client_batch_seq"),
+            "fences": ("t", "client", "committed_through"),
         }
         # optional fields: absent is -1; anything else must be >= 0
         for name, col in (("orders", "total_order"), ("deliveries", "committed_seq"),
-                          ("resumes", "broker")):
+                          ("resumes", "broker"), ("publishes", "session"), ("orders", "session"),
+                          ("markers", "session"), ("fences", "session")):
             self._first_bad(name, col, getattr(self, name)[col] < -1, _OPTIONAL_RANGE)
         for name, cols in nonneg.items():
             table: Table = getattr(self, name)
@@ -313,6 +334,13 @@ class History:
                 "commits", "broker", com["broker"] != -1,
                 "must be absent at Order 2 (committed_seq is global)",
             )
+        if self.order != 5:
+            for name, kind in (("markers", "lost_marker"), ("fences", "fence")):
+                if len(getattr(self, name)):
+                    raise HistoryError(
+                        f"{self.where(name, 0)}: {kind} event in an Order {self.order} history",
+                        "declared-lost markers and session fences exist at Order 5 only",
+                    )
         res = self.resumes
         if self.order == 0:
             self._first_bad("resumes", "broker", res["broker"] < 0, "is required at Order 0")
@@ -411,7 +439,7 @@ def _check_order(order: object, what: str) -> None:
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order not in ORDER_LEVELS:
         raise HistoryError(
             f"{what}: unknown order level {order!r}",
-            "use 0 (per-broker order) or 2 (total order); other levels are not defined yet",
+            "use 0 (per-broker order), 2 (total order) or 5 (total order with per-client FIFO)",
         )
 
 
