@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from harness.history import CHECK_IDS, History, check_history, dumps_events, loads_history
-from harness.history.checks import CheckReport
+from harness.history.checks import ORDER5_CHECK_IDS, CheckReport
 
 pytestmark = pytest.mark.checker
 
@@ -450,6 +450,132 @@ def client_order_inverted() -> list[Event]:
     ]
 
 
+# ---- Order 5 -------------------------------------------------------------------------------
+def order5_base() -> list[Event]:
+    """A valid Order 5 history: client 0 spreads its batches over two brokers, its batch 2
+    never arrives and is declared lost (a marker at position 4, which subscribers pass
+    over); client 1's session 0 is fenced at committed_through 2 after its batch 2 is lost
+    with its publisher, and it goes on in session 1."""
+    ev: list[Event] = [{"type": "header", "format": "cxl-history", "version": 2, "order": 5,
+                        "brokers": 2, "drained": True}]
+    t = [0]
+
+    def tick() -> int:
+        t[0] += 10
+        return t[0]
+
+    def pub(c: int, s: int, q: int, b: int, pbr: int | None) -> None:
+        e: Event = {"type": "publish", "t": tick(), "broker": b, "client": c,
+                    "client_batch_seq": q}
+        if pbr is not None:
+            e["pbr_index"] = pbr
+        e.update(outcome="ok" if pbr is not None else "unknown", msg_count=1, size=64,
+                 checksum=1000 * c + 100 * s + q)
+        if s:
+            e["session"] = s
+        ev.append(e)
+
+    log: list[tuple[int, int, int, int, int]] = []  # (client, session, seq, broker, pbr)
+
+    def order(c: int, s: int, q: int, b: int, pbr: int) -> None:
+        e: Event = {"type": "order", "t": tick(), "seq": len(log), "broker": b, "client": c,
+                    "client_batch_seq": q, "pbr_index": pbr,
+                    "total_order": sum(1 for x in log if x[3] >= 0)}
+        if s:
+            e["session"] = s
+        ev.append(e)
+        log.append((c, 0 if s is None else s, q, b, pbr))
+
+    pub(0, 0, 0, 0, 0); pub(1, 0, 0, 1, 0); pub(0, 0, 1, 1, 1); pub(1, 0, 1, 0, 1)  # noqa: E702
+    pub(0, 0, 2, 0, None); pub(0, 0, 3, 1, 2); pub(1, 0, 2, 1, None); pub(0, 0, 4, 0, 2)  # noqa
+    order(0, 0, 0, 0, 0); order(1, 0, 0, 1, 0); order(0, 0, 1, 1, 1); order(1, 0, 1, 0, 1)
+    ev.append({"type": "commit", "t": tick(), "committed_seq": 4})
+    ev.append({"type": "ack", "t": tick(), "level": 1, "broker": 0, "client": 0,
+               "client_batch_seq": 0})
+    ev.append({"type": "lost_marker", "t": tick(), "seq": 4, "client": 0,
+               "client_batch_seq": 2})
+    log.append((0, 0, 2, -1, -1))
+    order(0, 0, 3, 1, 2); order(0, 0, 4, 0, 2)
+    ev.append({"type": "commit", "t": tick(), "committed_seq": 7})
+    ev.append({"type": "fence", "t": tick(), "client": 1, "committed_through": 2})
+    pub(1, 1, 0, 0, 3); pub(1, 1, 1, 1, 3)
+    order(1, 1, 0, 0, 3); order(1, 1, 1, 1, 3)
+    ev.append({"type": "commit", "t": tick(), "committed_seq": 9})
+    for sub in (0, 1):
+        for p, (c, s, q, b, pbr) in enumerate(log):
+            if b < 0:
+                continue  # the marker: passed over
+            ev.append({"type": "deliver", "t": tick(), "subscriber": sub, "position": p,
+                       "broker": b, "client": c, "client_batch_seq": q, "pbr_index": pbr,
+                       "checksum": 1000 * c + 100 * s + q, "size": 64})
+    return ev
+
+
+def _o5_order(ev: list[Event], client: int, seq: int, session: int = 0) -> Event:
+    return next(e for e in ev if e["type"] == "order" and e["client"] == client
+                and e["client_batch_seq"] == seq and e.get("session", 0) == session)
+
+
+def _o5_append_ordered(ev: list[Event], batch: dict[str, int], session: int = 0,
+                       deliver: bool = False) -> list[Event]:
+    """Order ``batch`` at the next position (9) after everything, commit it, and optionally
+    let both subscribers deliver it."""
+    t = last_t(ev)
+    o: Event = {"type": "order", "t": t + 10, "seq": 9, **batch, "total_order": 8}
+    if session:
+        o["session"] = session
+    ev.append(o)
+    ev.append({"type": "commit", "t": t + 20, "committed_seq": 10})
+    if deliver:
+        for sub in (0, 1):
+            ev.append({"type": "deliver", "t": t + 30 + sub, "subscriber": sub, "position": 9,
+                       **batch, "checksum": 1000 * batch["client"] + batch["client_batch_seq"],
+                       "size": 64})
+    return ev
+
+
+def plant_client_order(ev: list[Event]) -> list[Event]:
+    # client 0's batches 3 (broker 1) and 4 (broker 0) are ordered the other way round
+    a, b = _o5_order(ev, 0, 3), _o5_order(ev, 0, 4)
+    a["seq"], b["seq"] = b["seq"], a["seq"]
+    a["total_order"], b["total_order"] = b["total_order"], a["total_order"]
+    for sub in (0, 1):
+        da, db = (next(e for e in ev if e["type"] == "deliver" and e["subscriber"] == sub
+                       and e["client"] == 0 and e["client_batch_seq"] == q) for q in (3, 4))
+        for k in ("broker", "client_batch_seq", "pbr_index", "checksum"):
+            da[k], db[k] = db[k], da[k]
+    return ev
+
+
+def plant_lost_markers(ev: list[Event]) -> list[Event]:
+    # client 0's batch 2, declared lost at position 4, is ordered after all (position 9)
+    return _o5_append_ordered(ev, {"broker": 0, "client": 0, "client_batch_seq": 2,
+                                   "pbr_index": 4})
+
+
+def plant_fenced_session(ev: list[Event]) -> list[Event]:
+    # client 1's session 0 was fenced at committed_through 2; its batch 2 is ordered later
+    return _o5_append_ordered(ev, {"broker": 1, "client": 1, "client_batch_seq": 2,
+                                   "pbr_index": 4})
+
+
+def plant_commit_once(ev: list[Event]) -> list[Event]:
+    # client 0 retries its batch 4 on broker 1 as well, and both copies are ordered
+    ev.append({"type": "publish", "t": last_t(ev) + 10, "broker": 1, "client": 0,
+               "client_batch_seq": 4, "pbr_index": 4, "outcome": "ok", "msg_count": 1,
+               "size": 64, "checksum": 4})
+    return _o5_append_ordered(ev, {"broker": 1, "client": 0, "client_batch_seq": 4,
+                                   "pbr_index": 4}, deliver=True)
+
+
+PLANTS5: dict[str, Callable[[list[Event]], list[Event]]] = {
+    "client-order": plant_client_order,
+    "lost-markers": plant_lost_markers,
+    "fenced-session": plant_fenced_session,
+    "commit-once": plant_commit_once,
+}
+
+
 def fixture_files() -> dict[str, list[Event]]:
     files = {
         "valid.jsonl": base(),
@@ -459,6 +585,9 @@ def fixture_files() -> dict[str, list[Event]]:
     }
     for cid, plant in PLANTS.items():
         files[f"defect-{cid}.jsonl"] = plant(base())
+    files["valid-order5.jsonl"] = order5_base()
+    for cid, plant5 in PLANTS5.items():
+        files[f"defect-{cid}.jsonl"] = plant5(order5_base())
     return files
 
 
@@ -472,12 +601,14 @@ def test_base_history_is_valid_and_varied() -> None:
     assert of_type(ev, "loss") and of_type(ev, "commit")
     acks = [e for e in ev if e["type"] == "ack"]
     assert any("through_msgs" in a for a in acks) and any("client" in a for a in acks)
-    assert {r.status for r in rep.results} == {"passed"}
+    assert {r.status for r in rep.results if r.check_id not in ORDER5_CHECK_IDS} == {"passed"}
+    assert {r.note for r in rep.results if r.check_id in ORDER5_CHECK_IDS} == {"Order 5 only"}
 
 
 def test_order0_base_is_valid() -> None:
     rep = run_checks(base(order=0))
-    assert rep.ok and {r.status for r in rep.results} == {"passed"}, rep.to_dict()
+    assert rep.ok, rep.to_dict()
+    assert {r.status for r in rep.results if r.check_id not in ORDER5_CHECK_IDS} == {"passed"}
 
 
 def test_client_order_inverted_across_brokers_passes_at_order2() -> None:
@@ -499,7 +630,67 @@ def test_planted_defect_flagged_by_its_check_only(check_id: str) -> None:
 
 
 def test_every_check_has_a_planted_defect() -> None:
-    assert set(PLANTS) == set(CHECK_IDS)
+    assert set(PLANTS) | set(PLANTS5) == set(CHECK_IDS)
+    assert set(PLANTS5) == ORDER5_CHECK_IDS
+
+
+def test_order5_base_is_valid_and_uses_markers_and_fences() -> None:
+    ev = order5_base()
+    rep = run_checks(ev)
+    assert rep.ok, rep.to_dict()
+    assert {r.check_id for r in rep.results if r.status == "skipped"} == {"message-ranges"} or \
+        all(r.status == "passed" for r in rep.results), rep.to_dict()
+    # the same history without its marker: client 0's batch 2 is skipped without one, the
+    # committed prefix has a hole and the subscribers skip position 4
+    no_marker = [e for e in ev if e["type"] != "lost_marker"]
+    assert set(run_checks(no_marker).failed_ids()) == {"client-order", "dense-prefix",
+                                                       "delivery-contiguous"}
+    # client 1 going on in session 0 past its lost batch 2 without a marker is a hole
+    more = [e for e in ev if e["type"] != "fence"]
+    more.append({"type": "publish", "t": last_t(more) + 10, "broker": 1, "client": 1,
+                 "client_batch_seq": 3, "pbr_index": 4, "outcome": "ok", "msg_count": 1,
+                 "size": 64, "checksum": 1003})
+    more = _o5_append_ordered(more, {"broker": 1, "client": 1, "client_batch_seq": 3,
+                                     "pbr_index": 4}, deliver=True)
+    rep = run_checks(more)
+    assert rep.failed_ids() == ["client-order"], rep.to_dict()
+    ex = rep.result("client-order").anomaly.examples[0]  # type: ignore[union-attr]
+    assert ex["client"] == 1 and ex["missing_client_batch_seq"] == [2, 2]
+    assert ex["next"]["client_batch_seq"] == 3 and ex["next"]["position"] == 9
+
+
+@pytest.mark.parametrize("check_id", list(PLANTS5))
+def test_order5_planted_defect_flagged_by_its_check_only(check_id: str) -> None:
+    rep = run_checks(PLANTS5[check_id](order5_base()))
+    assert rep.failed_ids() == [check_id], rep.to_dict()
+    a = rep.result(check_id).anomaly
+    assert a is not None and a.count == 1 and a.examples and "line" in repr(a.examples[0])
+
+
+def test_order5_counterexamples() -> None:
+    ex = run_checks(plant_client_order(order5_base())).result(
+        "client-order").anomaly.examples[0]  # type: ignore[union-attr]
+    assert ex["earlier"]["client_batch_seq"] == 3 and ex["later"]["client_batch_seq"] == 4
+    assert ex["earlier"]["position"] == 6 and ex["later"]["position"] == 5
+    ex = run_checks(plant_lost_markers(order5_base())).result(
+        "lost-markers").anomaly.examples[0]  # type: ignore[union-attr]
+    assert ex["reason"] == "declared lost but ordered" and ex["order"]["position"] == 9
+    assert ex["marker"]["position"] == 4
+    ex = run_checks(plant_fenced_session(order5_base())).result(
+        "fenced-session").anomaly.examples[0]  # type: ignore[union-attr]
+    assert ex["reason"] == "ordered after the session's fence"
+    assert ex["fence"]["committed_through"] == 2 and ex["order"]["client_batch_seq"] == 2
+    ex = run_checks(plant_commit_once(order5_base())).result(
+        "commit-once").anomaly.examples[0]  # type: ignore[union-attr]
+    assert [o["position"] for o in ex["orders"]] == [6, 9]
+    assert [o["batch"]["broker"] for o in ex["orders"]] == [0, 1]
+    # the same reorder is allowed at Order 2 (no per-client FIFO there)
+    ev = plant_client_order(order5_base())
+    ev[0]["order"] = 2
+    ev = [e for e in ev if e["type"] not in ("lost_marker", "fence")]
+    rep = run_checks(ev)
+    assert "client-order" not in rep.failed_ids()
+    assert rep.result("client-order").status == "skipped"
 
 
 def test_counterexamples_are_specific() -> None:
@@ -958,7 +1149,7 @@ MUTATIONS: dict[str, Callable[[list[Event], random.Random], list[Event] | None]]
 
 
 def test_every_check_has_a_mutation_class() -> None:
-    assert set(MUTATIONS) == set(CHECK_IDS)
+    assert set(MUTATIONS) == set(CHECK_IDS) - ORDER5_CHECK_IDS  # Order 5: PLANTS5
 
 
 @settings(max_examples=60, deadline=None,

@@ -23,6 +23,7 @@ def _register(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("name", ["valid.jsonl", "valid-order0.jsonl", "valid-v1.jsonl",
+                                  "valid-order5.jsonl",
                                   "client-order-inverted.jsonl"])
 def test_valid_fixtures_exit_0(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check-history", str(FIXTURES / name)]) == 0

@@ -337,6 +337,8 @@ def _dense_prefix(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
         top = int(crows[np.argmax(c.C["committed_seq"][crows])])
         committed = int(c.C["committed_seq"][top])
         u = np.unique(c.O["seq"][c.o_stream == s])
+        if c.order == 5:  # a declared-lost marker occupies its position too
+            u = np.union1d(u, c.h.markers["seq"])
         u = u[u < committed]
         count += committed - int(u.size)
         if committed > u.size and len(examples) < c.k:
@@ -595,7 +597,16 @@ def _delivery_contiguous(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     else:
         rows, val, prev = _delivery_steps(c)
         skips = c.resume_skips
-    bad = np.flatnonzero((val > prev + 1) & (val >= 0) & ~unfollowed[rows])
+    skip = (val > prev + 1) & (val >= 0) & ~unfollowed[rows]
+    if c.order == 5 and len(c.h.markers) and skip.any():
+        # Order 5: a subscriber passes over declared-lost markers; skipping exactly marker
+        # positions is how it delivers them (in order)
+        mk = np.unique(c.h.markers["seq"])
+        n_mk = np.searchsorted(mk, val, "left") - np.searchsorted(mk, prev + 1, "left")
+        part = (np.isin(D["subscriber"][rows], list(partial)) if partial
+                else np.zeros(rows.size, dtype=bool))
+        skip &= ~((n_mk == val - prev - 1) & ~part)
+    bad = np.flatnonzero(skip)
     out: list[dict[str, Any]] = []
 
     def back(sub: int, rank: int) -> int:
@@ -1113,6 +1124,201 @@ def _ring_dense(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     return count, examples
 
 
+# ---- Order 5: per-client FIFO, declared-lost markers, fenced sessions ----------------------
+def _need_order5(c: _Ctx) -> None:
+    if c.order != 5:
+        raise _Skip("Order 5 only")
+
+
+def _session(t: Table) -> Array:
+    return np.where(t["session"] < 0, 0, t["session"])
+
+
+def _client_entries(c: _Ctx) -> tuple[Array, Array, Array, Array, Array, Array]:
+    """Per (client, session, client_batch_seq): its earliest order record or marker.
+    Returns client, session, cseq, position, kind (0 order, 1 marker) and row, sorted by
+    client, session, cseq."""
+    O, M = c.O, c.h.markers
+    cl = np.concatenate([O["client"], M["client"]])
+    se = np.concatenate([_session(O), _session(M)])
+    cs = np.concatenate([O["client_batch_seq"], M["client_batch_seq"]])
+    pos = np.concatenate([O["seq"], M["seq"]])
+    tt = np.concatenate([O["t"], M["t"]])
+    kind = np.concatenate([np.zeros(len(O), dtype=_I64), np.ones(len(M), dtype=_I64)])
+    row = np.concatenate([np.arange(len(O), dtype=_I64), np.arange(len(M), dtype=_I64)])
+    order = np.lexsort((kind, tt, cs, se, cl))
+    cl, se, cs, pos, kind, row = cl[order], se[order], cs[order], pos[order], kind[order], \
+        row[order]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = (cl[1:] != cl[:-1]) | (se[1:] != se[:-1]) | (cs[1:] != cs[:-1])
+    return cl[first], se[first], cs[first], pos[first], kind[first], row[first]
+
+
+def _entry_ref(c: _Ctx, kind: int, row: int) -> dict[str, Any]:
+    if kind == 0:
+        return {"kind": "order", "position": int(c.O["seq"][row]), "t": int(c.O["t"][row]),
+                **c.ref("orders", row)}
+    M = c.h.markers
+    return {"kind": "lost_marker", "position": int(M["seq"][row]), "t": int(M["t"][row]),
+            **c.ref("markers", row)}
+
+
+def _fence_limits(c: _Ctx) -> dict[tuple[int, int], tuple[int, int]]:
+    """(client, session) -> (committed_through, fence row) of its first fence."""
+    F = c.h.fences
+    out: dict[tuple[int, int], tuple[int, int]] = {}
+    for i in np.lexsort((np.arange(len(F)), F["t"])):
+        key = (int(F["client"][i]), int(_session(F)[i]))
+        out.setdefault(key, (int(F["committed_through"][i]), int(i)))
+    return out
+
+
+def _client_order(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    """Per-client FIFO: within a client session, positions increase with client_batch_seq,
+    and every client_batch_seq below one that is ordered is ordered or declared lost (unless
+    the session was fenced below it)."""
+    _need_order5(c)
+    cl, se, cs, pos, kind, row = _client_entries(c)
+    P = c.P
+    fences = _fence_limits(c)
+    count = 0
+    examples: list[dict[str, Any]] = []
+    grp = np.ones(cl.size, dtype=bool)
+    grp[1:] = (cl[1:] != cl[:-1]) | (se[1:] != se[:-1])
+    starts = np.flatnonzero(grp)
+    ends = np.append(starts[1:], cl.size)
+    psess = _session(P)
+    for a, b in zip(starts, ends):
+        client, session = int(cl[a]), int(se[a])
+        p, q = pos[a:b], cs[a:b]
+        run = np.maximum.accumulate(p)
+        arg = _running_argmax(p)
+        back = np.flatnonzero(p[1:] < run[:-1]) + 1
+        count += int(back.size)
+        for j in back[: max(0, c.k - len(examples))]:
+            e = int(arg[j - 1])
+            examples.append({
+                "client": client, "session": session,
+                "reason": "a later client batch is ordered before an earlier one",
+                "earlier": {"client_batch_seq": int(q[e]),
+                            **_entry_ref(c, int(kind[a + e]), int(row[a + e]))},
+                "later": {"client_batch_seq": int(q[j]),
+                          **_entry_ref(c, int(kind[a + j]), int(row[a + j]))},
+            })
+        # holes: client_batch_seqs below the highest ordered one, neither ordered nor marked
+        mine = (P["client"] == client) & (psess == session)
+        lo = min(int(q.min()), int(P["client_batch_seq"][mine].min()) if mine.any() else int(q.min()))
+        top = int(q.max())
+        limit = fences.get((client, session), (None, -1))[0]
+        if limit is not None:
+            top = min(top, int(limit) - 1)
+        have = np.unique(q)
+        want = np.arange(lo, top + 1)
+        missing = np.setdiff1d(want, have, assume_unique=True)
+        count += int(missing.size)
+        if missing.size and len(examples) < c.k:
+            edges = np.split(missing, np.flatnonzero(np.diff(missing) > 1) + 1)
+            for run_ in edges[: c.k - len(examples)]:
+                nxt = int(np.searchsorted(q, int(run_[-1]) + 1))
+                ex: dict[str, Any] = {
+                    "client": client, "session": session,
+                    "reason": "client batches skipped without a declared-lost marker",
+                    "missing_client_batch_seq": [int(run_[0]), int(run_[-1])]}
+                if nxt < q.size:
+                    ex["next"] = {"client_batch_seq": int(q[nxt]),
+                                  **_entry_ref(c, int(kind[a + nxt]), int(row[a + nxt]))}
+                examples.append(ex)
+    return count, examples
+
+
+def _lost_markers(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    """A declared-lost client batch is never ordered, and a marker's position holds no batch
+    (subscribers pass over marker positions in order; see delivery-contiguous)."""
+    _need_order5(c)
+    M, O = c.h.markers, c.O
+    if len(M) == 0:
+        raise _Skip("no lost_marker events")
+    mk = dense_ids([(M["client"], _session(M), M["client_batch_seq"]),
+                    (O["client"], _session(O), O["client_batch_seq"])])
+    both = np.isin(mk[0], mk[1])
+    at_batch = np.isin(M["seq"], O["seq"])
+    bad = np.flatnonzero(both | at_batch)
+    examples: list[dict[str, Any]] = []
+    for i in bad[: c.k]:
+        i = int(i)
+        ex: dict[str, Any] = {"client": int(M["client"][i]), "session": int(_session(M)[i]),
+                              "client_batch_seq": int(M["client_batch_seq"][i]),
+                              "marker": _entry_ref(c, 1, i)}
+        if both[i]:
+            r = int(np.flatnonzero(mk[1] == mk[0][i])[0])
+            ex["reason"] = "declared lost but ordered"
+            ex["order"] = _entry_ref(c, 0, r)
+        else:
+            r = int(np.flatnonzero(O["seq"] == M["seq"][i])[0])
+            ex["reason"] = "the marker's position holds a batch"
+            ex["order"] = {**_entry_ref(c, 0, r), "batch": c.batch(O, r)}
+        examples.append(ex)
+    return int(bad.size), examples
+
+
+def _fenced_session(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    """Nothing of a fenced session is ordered after its fence or at or beyond the
+    committed_through the client was told, and everything below it is ordered."""
+    _need_order5(c)
+    F, O = c.h.fences, c.O
+    if len(F) == 0:
+        raise _Skip("no fence events")
+    osess = _session(O)
+    count = 0
+    examples: list[dict[str, Any]] = []
+    for (client, session), (through, fr) in sorted(_fence_limits(c).items()):
+        tf = int(F["t"][fr])
+        mine = np.flatnonzero((O["client"] == client) & (osess == session))
+        late = mine[O["t"][mine] > tf + c.u]
+        beyond = mine[(O["client_batch_seq"][mine] >= through) & ~np.isin(mine, late)]
+        have = np.unique(O["client_batch_seq"][mine])
+        lo = int(have.min()) if have.size else 0
+        told = np.setdiff1d(np.arange(min(lo, through), through), have, assume_unique=True)
+        fence = {"committed_through": through, "t": tf, **c.ref("fences", fr)}
+        count += int(late.size + beyond.size + told.size)
+        for rows, why in ((late, "ordered after the session's fence"),
+                          (beyond, "ordered at or beyond the committed_through the client was "
+                                   "told")):
+            for r in rows[: max(0, c.k - len(examples))]:
+                examples.append({"client": client, "session": session, "reason": why,
+                                 "fence": fence,
+                                 "order": {"client_batch_seq": int(O["client_batch_seq"][r]),
+                                           **_entry_ref(c, 0, int(r))}})
+        if told.size and len(examples) < c.k:
+            examples.append({"client": client, "session": session, "fence": fence,
+                             "reason": "below committed_through but never ordered",
+                             "missing_client_batch_seq": [int(told[0]), int(told[-1])]})
+    return count, examples
+
+
+def _commit_once(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    """No (client, session, client_batch_seq) is ordered at two positions (e.g. a retry
+    sent to a second broker and ordered there too)."""
+    _need_order5(c)
+    O = c.O
+    if len(O) == 0:
+        raise _Skip("no order events")
+    ident = dense_ids([(O["client"], _session(O), O["client_batch_seq"])])[0]
+    pairs = _first_rows(dense_ids([(ident, O["seq"])])[0])
+    n = np.bincount(ident[pairs])
+    dup = np.flatnonzero(n > 1)
+    examples: list[dict[str, Any]] = []
+    for d in dup[: c.k]:
+        rows = pairs[ident[pairs] == d]
+        examples.append({
+            "client": int(O["client"][rows[0]]), "session": int(_session(O)[rows[0]]),
+            "client_batch_seq": int(O["client_batch_seq"][rows[0]]),
+            "orders": [{**_entry_ref(c, 0, int(r)), "batch": c.batch(O, int(r))}
+                       for r in rows[:4]],
+        })
+    return int(dup.size), examples
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     check_id: str
@@ -1178,7 +1384,25 @@ CHECKS: tuple[CheckSpec, ...] = (
               "Each broker's ring slots are dense from pbr_index 0 unless a loss record "
               "explains the gap.",
               _ring_dense),
+    CheckSpec("client-order", "client-reorder",
+              "Order 5: within a client session, positions increase with client_batch_seq and "
+              "no client_batch_seq below an ordered one is skipped without a declared-lost "
+              "marker (or a fence).",
+              _client_order),
+    CheckSpec("lost-markers", "lost-but-committed",
+              "Order 5: a declared-lost client batch is never ordered, and a marker's position "
+              "holds no batch.",
+              _lost_markers),
+    CheckSpec("fenced-session", "zombie-write",
+              "Order 5: nothing of a fenced session is ordered after its fence or at or beyond "
+              "the committed_through the client was told; everything below it is ordered.",
+              _fenced_session),
+    CheckSpec("commit-once", "duplicate-commit",
+              "Order 5: no (client, session, client_batch_seq) is ordered at two positions.",
+              _commit_once),
 )
+ORDER5_CHECK_IDS: frozenset[str] = frozenset(
+    {"client-order", "lost-markers", "fenced-session", "commit-once"})
 CHECK_IDS: tuple[str, ...] = tuple(s.check_id for s in CHECKS)
 
 

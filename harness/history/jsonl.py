@@ -421,10 +421,10 @@ class _Reader:
         if fast is None:
             raw = block.split(b"\n")
             last = raw.pop()  # b"" when the block ends with a newline
-            lines = [r + b"\n" for r in raw]  # as a file yields them (same JSON messages)
+            text = [r + b"\n" for r in raw]  # as a file yields them (same JSON messages)
             if last:
-                lines.append(last)
-            return self.slow(lines, lineno)
+                text.append(last)
+            return self.slow(text, lineno)
         n, t, per_type = fast
         lines = np.arange(lineno + 1, lineno + 1 + n, dtype=np.int64)
         if self.time_error is None and n:
