@@ -500,6 +500,14 @@ def _compute_delivery_steps(
     the next undelivered position are kept in ``c.resume_skips``."""
     D, R = c.D, c.h.resumes
     nd, nr = len(D), len(R)
+    if nr == 0:  # the usual case, without the merge (and its copies)
+        when = D.ref if c.h.ref_kind == "line" else np.arange(nd, dtype=_I64)
+        rows = np.lexsort((when, c.d_stream, D["subscriber"]))
+        sub, stream, val = D["subscriber"][rows], c.d_stream[rows], dval[rows]
+        group_start = np.ones(rows.size, dtype=bool)
+        group_start[1:] = (sub[1:] != sub[:-1]) | (stream[1:] != stream[:-1])
+        del sub, stream
+        return rows, val, _segment_prev(val, group_start), [], {}
     r_stream = np.zeros(nr, dtype=_I64) if c.order != 0 else R["broker"]
     sub = np.concatenate([D["subscriber"], R["subscriber"]])
     stream = np.concatenate([c.d_stream, r_stream])
@@ -823,10 +831,11 @@ def _no_lost_ack(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     broker_of[c.ack_b3] = A["broker"]
     broker_of[c.pub_b3] = P["broker"]
     _delivery_steps(c)  # the subscribers' starting positions (a first resume)
-    ord_row, _ = c.first_order_of_b3()
-    arow = ord_row[acked]
-    apos = np.where(arow >= 0, c.O["seq"][np.maximum(arow, 0)] if len(c.O) else -1, -1)
-    astream = np.where(arow >= 0, c.o_stream[np.maximum(arow, 0)] if len(c.O) else -1, -1)
+    apos = astream = np.zeros(0, dtype=_I64)
+    if any(p > 0 for p in c.starts.values()):
+        arow = c.first_order_of_b3()[0][acked]
+        apos = np.where(arow >= 0, c.O["seq"][np.maximum(arow, 0)] if len(c.O) else -1, -1)
+        astream = np.where(arow >= 0, c.o_stream[np.maximum(arow, 0)] if len(c.O) else -1, -1)
     for k, s in enumerate(subs):
         # a subscriber that follows only some brokers owes only their batches, and one that
         # started at position p (a resume before its first delivery) owes none below p
@@ -970,8 +979,8 @@ def _read_committed(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
 
     Committed: the delivery's own ``committed_seq`` (what the subscriber had observed) when
     recorded, else the highest ``committed_seq`` observation that may precede the delivery
-    (t_c <= t_d + u). Without any observation of a stream the committed test is skipped for
-    it; without order events the order test is."""
+    (t_c <= t_d + u; none by then: nothing was committed). A history without any commit
+    observation skips that half; without order events the order half is skipped."""
     D = c.D
     if len(D) == 0:
         raise _Skip("no deliveries")
@@ -980,33 +989,29 @@ def _read_committed(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     pos, td = D["position"], D["t"]
     # 1. delivered before the batch's order event (definitely: t_o > t_d + u)
     before_order = np.zeros(len(D), dtype=bool)
-    orow = np.full(len(D), -1, dtype=_I64)
     if c.has_orders:
-        row, t_o = c.first_order_of_b3()
-        orow = row[c.del_b3]
-        before_order = (orow >= 0) & (t_o[c.del_b3] > td + c.u)
-    # 2. above the committed prefix the subscriber can have seen
+        _, t_o = c.first_order_of_b3()
+        t_del = t_o[c.del_b3]
+        before_order = (t_del != _INF) & (t_del > td + c.u)  # never ordered: t_o = _INF
+        del t_del
+    # 2. at or above the committed prefix the subscriber can have seen: its own record, else
+    # the highest observation with t_c <= t_d + u (none by then: nothing was committed)
     own = D["committed_seq"]
-    seen = np.full(len(D), -1, dtype=_I64)
-    seen_row = np.full(len(D), -1, dtype=_I64)
+    uncommitted = (own >= 0) & (pos >= own)
     C = c.C
     if len(C):
         rows = np.lexsort((np.arange(len(C)), C["t"], c.c_stream))
         cs, ct, cv = c.c_stream[rows], C["t"][rows], C["committed_seq"][rows]
         for st in np.unique(c.d_stream):
+            q = np.flatnonzero((c.d_stream == st) & (own < 0))
             lo, hi = int(np.searchsorted(cs, st, "left")), int(np.searchsorted(cs, st, "right"))
             if lo == hi:
+                uncommitted[q] = True
                 continue
-            q = np.flatnonzero(c.d_stream == st)
             k = np.searchsorted(ct[lo:hi], td[q] + c.u, "right")
-            has = k > 0
-            arg = _running_argmax(cv[lo:hi])
-            best = arg[np.maximum(k - 1, 0)]
-            seen[q[has]] = cv[lo:hi][best[has]]
-            seen_row[q[has]] = rows[lo + best[has]]
-    limit = np.where(own >= 0, own, seen)
-    known = (own >= 0) | (seen_row >= 0) | (len(C) > 0)
-    uncommitted = known & (pos >= limit) & ~before_order
+            best = np.maximum.accumulate(cv[lo:hi])[np.maximum(k - 1, 0)]
+            uncommitted[q] = (k == 0) | (pos[q] >= best)
+    uncommitted &= ~before_order
     bad = np.flatnonzero(before_order | uncommitted)
     examples: list[dict[str, Any]] = []
     for i in bad[: c.k]:
@@ -1016,20 +1021,22 @@ def _read_committed(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
                               "position": int(pos[i]), "batch": c.batch(D, i),
                               "delivered": {"t": int(td[i]), **c.ref("deliveries", i)}}
         if before_order[i]:
-            r = int(orow[i])
+            r = int(c.first_order_of_b3()[0][c.del_b3[i]])
             ex["reason"] = "delivered before the batch's order event"
             ex["order"] = {"position": int(c.O["seq"][r]), "t": int(c.O["t"][r]),
                            **c.ref("orders", r)}
         elif own[i] >= 0:
             ex["reason"] = "delivered at or above the committed_seq the subscriber observed"
             ex["observed_committed_seq"] = int(own[i])
-        elif seen_row[i] >= 0:
-            r = int(seen_row[i])
-            ex["reason"] = "delivered at or above every committed_seq observed by then"
-            ex["commit"] = {"committed_seq": int(C["committed_seq"][r]), "t": int(C["t"][r]),
-                            **c.ref("commits", r)}
         else:
-            ex["reason"] = "delivered before any committed_seq observation of its stream"
+            seen = np.flatnonzero((c.c_stream == c.d_stream[i]) & (C["t"] <= td[i] + c.u))
+            if seen.size:
+                r = int(seen[np.argmax(C["committed_seq"][seen])])
+                ex["reason"] = "delivered at or above every committed_seq observed by then"
+                ex["commit"] = {"committed_seq": int(C["committed_seq"][r]),
+                                "t": int(C["t"][r]), **c.ref("commits", r)}
+            else:
+                ex["reason"] = "delivered before any committed_seq observation of its stream"
         examples.append(ex)
     return int(bad.size), examples
 
@@ -1085,18 +1092,26 @@ def _ring_dense(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     (no order events, no deliveries), a gap may be the slot of a publish of unknown outcome
     whose slot is not known: one per such publish that is not ordered."""
     P, O, D, L = c.P, c.O, c.D, c.L
-    b = np.concatenate([P["broker"][P["pbr_index"] >= 0], O["broker"], D["broker"], L["broker"]])
-    x = np.concatenate([P["pbr_index"][P["pbr_index"] >= 0], O["pbr_index"], D["pbr_index"],
-                        L["pbr_index"]])
-    if b.size == 0:
+    tables = ((P, P["pbr_index"] >= 0), (O, None), (D, None), (L, None))
+    brokers = np.unique(np.concatenate([np.unique(t["broker"]) for t, _ in tables]))
+    if brokers.size == 0:
         raise _Skip("no ring slot is named")
     count = 0
     examples: list[dict[str, Any]] = []
     ordered_pub = np.zeros(len(P), dtype=bool)
     ordered_pub[c.ord_pub[c.ord_pub >= 0]] = True
-    for br in np.unique(b):
-        used = np.unique(x[b == br])
-        top = int(used[-1])
+    for br in brokers:
+        # the slots this broker's events name, as a bitmap (no joint sort of all tables)
+        named = [t["pbr_index"][(t["broker"] == br) if m is None else (t["broker"] == br) & m]
+                 for t, m in tables]
+        top = max((int(x.max()) for x in named if x.size), default=-1)
+        if top < 0:
+            continue
+        present = np.zeros(top + 1, dtype=bool)
+        for x in named:
+            present[x] = True
+        del named
+        used = np.flatnonzero(present)
         gaps = top + 1 - int(used.size)
         if gaps <= 0:
             continue
