@@ -35,6 +35,7 @@ from harness.history.model import (
     Array,
     History,
     Table,
+    compact_absent,
 )
 
 try:  # orjson parses about 4x faster; the standard library is the fallback.
@@ -190,7 +191,9 @@ class _Sink:
             return Table.empty(self.table)
         *arrays, ref = self.store.build()
         self.store = None
-        return Table(self.table, dict(zip(self.columns, arrays)), ref)
+        cols = dict(zip(self.columns, arrays))
+        compact_absent(self.table, cols)
+        return Table(self.table, cols, ref)
 
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -445,6 +448,7 @@ class _Reader:
 
     def finish(self, header: dict[str, Any], source: str) -> History:
         tables = {s.table: s.build() for s in self.sinks.values()}
+        _release_freed_memory()
         if self.any_slow:
             _check_time_monotonic(tables)
         elif self.time_error is not None:
@@ -461,6 +465,17 @@ class _Reader:
         )
         hist.validate()
         return hist
+
+
+def _release_freed_memory() -> None:
+    """Give the heap's free pages back to the system (glibc keeps the holes that many
+    freed blocks leave); the checks then start from the history's own size."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
 
 
 def _time_error(line: int, t: int, prev_t: int, prev_line: int) -> HistoryError:

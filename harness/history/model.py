@@ -505,8 +505,24 @@ def _table_from_columns(name: str, given: Mapping[str, npt.ArrayLike], subscribe
     n = n or 0
     for c in TABLE_COLUMNS[name]:
         if c not in cols:
-            cols[c] = np.full(n, subscriber if c == "subscriber" else -1, dtype=np.int64)
+            cols[c] = constant_column(
+                subscriber if c == "subscriber" and subscriber is not None else -1, n)
     return Table(name, cols, np.arange(n, dtype=np.int64))
+
+
+def constant_column(value: int, n: int) -> Array:
+    """A read-only int64 column of ``n`` equal values that takes no memory (a broadcast
+    view): absent optional fields of large tables cost nothing."""
+    return np.broadcast_to(np.array(value, dtype=np.int64), (n,))
+
+
+def compact_absent(name: str, cols: dict[str, Array]) -> None:
+    """Replace each optional column that is absent (-1) on every row by a constant view."""
+    for c in OPTIONAL_COLUMNS[name]:
+        col = cols.get(c)
+        if col is not None and col.size and col.dtype == np.int64 and col.strides != (0,) \
+                and int(col.min()) == -1 and int(col.max()) == -1:
+            cols[c] = constant_column(-1, col.size)
 
 
 def _concat(name: str, parts: list[Table]) -> Table:
