@@ -26,6 +26,7 @@ from harness.history.model import (
     Array,
     History,
     Table,
+    constant_column,
     dense_ids,
 )
 
@@ -127,9 +128,9 @@ class _Ctx:
         self.has_orders = len(O) > 0
         # streams: Order 2 -> one global stream 0; Order 0 -> the broker
         if order != 0:  # Order 2 and 5: one total order
-            self.o_stream = np.zeros(len(O), dtype=_I64)
-            self.d_stream = np.zeros(len(D), dtype=_I64)
-            self.c_stream = np.zeros(len(C), dtype=_I64)
+            self.o_stream = constant_column(0, len(O))  # views: no memory
+            self.d_stream = constant_column(0, len(D))
+            self.c_stream = constant_column(0, len(C))
         else:
             self.o_stream = O["broker"]
             self.d_stream = D["broker"]
@@ -142,7 +143,7 @@ class _Ctx:
             [tuple(t[c] for c in (*k3, "pbr_index")) for t in (O, D)])
         n3 = 1 + max((int(a.max()) for a in (self.pub_b3, self.ord_b3, self.del_b3, self.ack_b3)
                       if a.size), default=-1)
-        self.pub_of_b3 = np.full(n3, -1, dtype=_I64)
+        self.pub_of_b3: Array = np.full(n3, -1, dtype=np.int32 if len(P) < 2**31 - 1 else _I64)
         self.pub_of_b3[self.pub_b3] = np.arange(len(P), dtype=_I64)
         self.ord_pub = self.pub_of_b3[self.ord_b3]
         self.del_pub = self.pub_of_b3[self.del_b3]

@@ -375,7 +375,9 @@ class History:
             "each ring slot (broker, pbr_index) holds one published batch",
         )
         dl = self.deliveries
-        if len(dl) > 1:
+        # JSONL: t never decreases from line to line (checked by the reader), so it never
+        # decreases within one subscriber's deliveries either
+        if len(dl) > 1 and self.ref_kind != "line":
             rows = np.lexsort((np.arange(len(dl)), dl["subscriber"]))
             sub, tt = dl["subscriber"][rows], dl["t"][rows]
             back = np.flatnonzero((sub[1:] == sub[:-1]) & (tt[1:] < tt[:-1]))
