@@ -525,8 +525,11 @@ def _fast_block(block: bytes) -> tuple[int, Array, dict[str, tuple[Array, list[A
     if not arrow or not block.startswith(b"{"):
         return None
     pa, pj, pc, schema, event_names, outcome_names = arrow
-    n = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-    if block.count(b"\n{") != n - 1:
+    raw = np.frombuffer(block, dtype=np.uint8)
+    nl = np.flatnonzero(raw == 10)
+    n = nl.size + (0 if block.endswith(b"\n") else 1)
+    starts = nl[:-1] + 1 if block.endswith(b"\n") else nl + 1
+    if starts.size and not bool((raw[starts] == 123).all()):
         return None  # a blank, whitespace-only or indented line
     try:
         tbl = pj.read_json(
