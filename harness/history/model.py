@@ -531,6 +531,7 @@ def _concat(name: str, parts: list[Table]) -> Table:
     if not parts:
         return Table.empty(name)
     cols = {c: np.concatenate([p[c] for p in parts]) for c in TABLE_COLUMNS[name]}
+    compact_absent(name, cols)
     return Table(name, cols, np.concatenate([p.ref for p in parts]))
 
 
