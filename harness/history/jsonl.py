@@ -1,11 +1,14 @@
 """Reader and writer of the ``cxl-history`` JSON Lines format (docs/history-format.md).
 
-The reader is built for large files: one ``loads`` per line (orjson when installed, else the
-standard library), a fast path that takes a line whose keys are exactly the canonical ones in
-canonical order straight into a row tuple, and conversion to numpy in chunks so memory stays
-near 8 bytes per field. Everything else (other key order, optional fields, ``x-`` fields) goes
-through a slower path with the same rules. Errors are :class:`HistoryError` with the line
-number and the offending value.
+The reader is built for large files. The events are read in blocks of about BLOCK bytes;
+each block goes to Arrow's JSON reader (one table over the union of all event fields, split
+by ``type`` and validated with numpy, :func:`_fast_block`). A block that holds anything
+unusual (blank or indented lines, ``null``, a value of the wrong type or range, an unknown
+field or event type, a missing field) is instead read line by line (one ``loads`` per line,
+orjson when installed, else the standard library), which applies every rule and names the
+line and the offending value; both give identical tables. Columns grow in segments that are
+separate memory mappings once large, so a history is not held twice while its tables are put
+together. Errors are :class:`HistoryError` with the line number and the offending value.
 """
 
 from __future__ import annotations
@@ -494,7 +497,7 @@ for _ev, (_tbl, _fields, _opt) in EVENT_FIELDS.items():
         if _f != "outcome":
             _UNION[_f] = "uint64" if _f in UINT64_COLUMNS else "int64"
 _EVENT_NAMES = tuple(EVENT_FIELDS)
-_ARROW: Any = None  # (pyarrow, pyarrow.json, pyarrow.compute, schema) once imported
+_ARROW: Any = None  # (pyarrow, json, compute, schema, event names, outcomes) once imported
 
 
 def _arrow() -> Any:
