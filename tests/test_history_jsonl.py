@@ -310,3 +310,15 @@ def test_blank_and_indented_lines_keep_line_numbers(monkeypatch: pytest.MonkeyPa
     bad = check_history(loads_history(text[0] + "5556" + text[1]))
     ex = bad.result("payload-integrity").anomaly.examples[0]  # type: ignore[union-attr]
     assert ex["delivered"]["line"] == len(lines)
+
+
+def test_without_pyarrow_every_block_is_read_line_by_line(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.history import jsonl
+
+    text = _doc_example()
+    fast = loads_history(text)
+    monkeypatch.setattr(jsonl, "_ARROW", False)  # as when pyarrow cannot be imported
+    assert jsonl._fast_block(text.split("\n", 1)[1].encode()) is None
+    _tables_equal(loads_history(text), fast)
