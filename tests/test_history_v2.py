@@ -315,3 +315,20 @@ def test_from_arrays_takes_the_v2_tables() -> None:
                             resumes=cols(t=[50], subscriber=[0], position=[1]))
     assert check_history(h).ok
     assert not h.deliveries["committed_seq"].flags.writeable  # absent: a constant view
+
+
+def test_writing_keeps_the_meaning_of_resumes() -> None:
+    import io
+
+    from harness.history import write_history
+
+    ev = three() + full_delivery(three(), 0, 50)[:2]
+    ev.append({"type": "resume", "t": 52, "subscriber": 0, "position": 1})  # same t as
+    ev += full_delivery(three(), 0, 51)[1:]  # the re-delivery after it (t=52)
+    h = loads_history(dumps_events(ev))
+    assert check_history(h).ok
+    buf = io.BytesIO()
+    write_history(h, buf)
+    body = buf.getvalue().split(b"\n", 1)[1]
+    assert body == dumps_events(ev).split(b"\n", 1)[1]  # line order kept
+    assert check_history(loads_history(buf.getvalue())).ok

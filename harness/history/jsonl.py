@@ -664,9 +664,17 @@ def dumps_events(events: Iterable[Mapping[str, Any]]) -> bytes:
     return b"".join(_dumps(dict(e)) + b"\n" for e in events)
 
 
+# Ties at equal t when writing a history built from arrays: what a later event may refer to
+# comes first (a resume precedes the deliveries it applies to).
+_WRITE_ORDER = ("publishes", "losses", "orders", "markers", "commits", "fences", "acks",
+                "follows", "resumes", "deliveries")
+
+
 def history_events(history: History) -> Iterator[dict[str, Any]]:
-    """The events of ``history`` as dicts in canonical field order, header first, sorted by
-    ``t`` (ties: publish, loss, order, commit, ack, deliver; then original order)."""
+    """The events of ``history`` as dicts in canonical field order, header first. A history
+    read from JSONL keeps its line order; one built from arrays is sorted by ``t`` (ties:
+    publish, loss, order, lost_marker, commit, fence, ack, follow, resume, deliver; then
+    row order)."""
     head: dict[str, Any] = {
         "type": "header", "format": FORMAT_NAME, "version": _version_needed(history),
         "order": history.order, "drained": history.drained,
@@ -679,8 +687,11 @@ def history_events(history: History) -> Iterator[dict[str, Any]]:
         if k not in head and k != "type":
             head[k] = v
     yield head
-    names = list(TABLE_EVENT)
+    names = list(_WRITE_ORDER)
+    assert set(names) == set(TABLE_EVENT), "every table has a place in _WRITE_ORDER"
     ts = [getattr(history, n)["t"] for n in names]
+    if history.ref_kind == "line":
+        ts = [getattr(history, n).ref for n in names]
     t_all = np.concatenate(ts)
     which = np.concatenate([np.full(len(t), k, dtype=np.int64) for k, t in enumerate(ts)])
     row = np.concatenate([np.arange(len(t), dtype=np.int64) for t in ts])
