@@ -28,7 +28,6 @@ import numpy as np
 from harness.errors import HistoryError
 from harness.history.model import (
     FORMAT_NAME,
-    FORMAT_VERSION,
     FORMAT_VERSIONS,
     ORDER_LEVELS,
     OUTCOME_NAMES,
