@@ -332,3 +332,17 @@ def test_writing_keeps_the_meaning_of_resumes() -> None:
     body = buf.getvalue().split(b"\n", 1)[1]
     assert body == dumps_events(ev).split(b"\n", 1)[1]  # line order kept
     assert check_history(loads_history(buf.getvalue())).ok
+
+
+def test_ack_with_no_later_commit_observation() -> None:
+    # documented: only the order half of ack-after-order applies to it
+    ack: Event = {"type": "ack", "t": 45, "level": 1, "broker": 0, "client": 0,
+                  "client_batch_seq": 2}
+    ev = three() + [ack] + full_delivery(three(), 0, 50)
+    assert run(ev).ok, run(ev).to_dict()  # ordered at t=30, no observation after t=45
+    ev = three()
+    ev.insert(6, dict(ack, t=25))  # before its order event at t=30: still flagged
+    rep = run(ev + full_delivery(three(), 0, 50))
+    assert rep.failed_ids() == ["ack-after-order"]
+    ex = rep.result("ack-after-order").anomaly.examples[0]  # type: ignore[union-attr]
+    assert ex["reason"] == "ack before the batch's order event"
