@@ -22,7 +22,8 @@ def _register(monkeypatch: pytest.MonkeyPatch) -> None:
                             (*cli.COMMAND_MODULES, "harness.commands.check_history"))
 
 
-@pytest.mark.parametrize("name", ["valid.jsonl", "valid-order0.jsonl",
+@pytest.mark.parametrize("name", ["valid.jsonl", "valid-order0.jsonl", "valid-v1.jsonl",
+                                  "valid-order5.jsonl",
                                   "client-order-inverted.jsonl"])
 def test_valid_fixtures_exit_0(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check-history", str(FIXTURES / name)]) == 0
@@ -58,8 +59,10 @@ def test_order_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check-history", str(FIXTURES / "valid.jsonl"), "--order", "2"]) == 0
     assert cli.main(["check-history", str(FIXTURES / "valid-order0.jsonl"), "--order", "0"]) == 0
     capsys.readouterr()
-    assert cli.main(["check-history", str(FIXTURES / "valid.jsonl"), "--order", "5"]) == 2
+    assert cli.main(["check-history", str(FIXTURES / "valid.jsonl"), "--order", "3"]) == 2
     assert "unknown order level" in capsys.readouterr().err
+    assert cli.main(["check-history", str(FIXTURES / "valid.jsonl"), "--order", "5"]) == 2
+    assert "cannot be checked at order 5" in capsys.readouterr().err
     assert cli.main(["check-history", str(FIXTURES / "valid.jsonl"), "--order", "x"]) == 2
     assert cli.main(["check-history", str(FIXTURES / "valid.jsonl"), "--order", "0"]) == 2
     assert "cannot be checked at order 0" in capsys.readouterr().err
@@ -89,3 +92,37 @@ def test_bad_input_exit_2(tmp_path: Path, content: str, piece: str,
 def test_missing_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check-history", str(tmp_path / "absent.jsonl")]) == 2
     assert "cannot open history" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "piece"),
+    [
+        ('{"type":"header","format":"cxl-history","version":1,"order":2}\n{"type":"pub',
+         "line 2: not valid JSON"),
+        ('{"type":"header","format":"cxl-history","version":1,"order":2}\n'
+         '{"type":"publish","t":1,"broker":0,"client":0,"client_batch_seq":0,"pbr_index":0,'
+         '"outcome":"ok","msg_count":1,"size":64,"checksum":18446744073709551616}\n',
+         "out of range"),
+    ],
+)
+def test_bad_input_with_json_prints_an_error_object(
+    tmp_path: Path, content: str, piece: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    assert cli.main(["check-history", str(path), "--json"]) == 2
+    cap = capsys.readouterr()
+    obj = json.loads(cap.out)
+    assert obj["ok"] is False and obj["error"]["kind"] == "bad-input"
+    assert piece in obj["error"]["problem"] and obj["error"]["fix"]
+    assert obj["source"] == str(path)
+    assert "check-history: error:" in cap.err and piece in cap.err
+
+
+def test_bad_order_flag_with_json_prints_an_error_object(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["check-history", str(FIXTURES / "valid.jsonl"), "--order", "7",
+                     "--json"]) == 2
+    obj = json.loads(capsys.readouterr().out)
+    assert "unknown order level" in obj["error"]["problem"]

@@ -53,10 +53,10 @@ def test_good_history_parses() -> None:
         (HEADER + PUB.replace('"size":64', '"size":64,"colour":"red"'),
          ["line 2", "unknown field 'colour'", "'red'"]),
         (HEADER + PUB.replace('"size":64,', ''), ["line 2", "lacks required field 'size'"]),
-        (HEADER.replace('"order":2', '"order":5'), ["line 1", "unknown order level 5"]),
+        (HEADER.replace('"order":2', '"order":3'), ["line 1", "unknown order level 3"]),
         (HEADER.replace('"order":2', '"order":"2"'), ["line 1", "unknown order level '2'"]),
         (HEADER.replace(',"order":2', ''), ["line 1", "lacks 'order'"]),
-        (HEADER.replace('"version":1', '"version":2'), ["line 1", "unsupported", "version = 2"]),
+        (HEADER.replace('"version":1', '"version":3'), ["line 1", "unsupported", "version = 3"]),
         (HEADER.replace('cxl-history', 'jepsen'), ["line 1", "format = 'jepsen'"]),
         (HEADER.replace('}', ',"speed":3}'), ["line 1", "unknown field 'speed'"]),
         (HEADER + HEADER, ["line 2", "second header"]),
@@ -211,3 +211,114 @@ def test_documented_example_is_valid() -> None:
     bad = block.rsplit("5555", 1)[0] + "5556" + block.rsplit("5555", 1)[1]
     assert check_history(loads_history(bad)).failed_ids() == ["payload-integrity"]
 
+
+
+# ---- the vectorised block reader agrees with the line-by-line reader ----------------------
+def _tables_equal(a: History, b: History) -> None:
+    for name in ("publishes", "losses", "orders", "commits", "acks", "deliveries"):
+        ta, tb = getattr(a, name), getattr(b, name)
+        assert np.array_equal(ta.ref, tb.ref), name
+        for col, arr in ta.cols.items():
+            assert arr.dtype == tb.cols[col].dtype, (name, col)
+            assert np.array_equal(arr, tb.cols[col]), (name, col)
+
+
+def _doc_example() -> str:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "history-format.md").read_text()
+    start = doc.index("## Complete example")
+    i = doc.index("```json\n", start) + len("```json\n")
+    return doc[i:doc.index("```", i)]
+
+
+@pytest.mark.parametrize("block", [64, 300, 1 << 20])
+def test_block_reader_matches_line_reader(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.history import jsonl, parse_lines
+
+    text = _doc_example()
+    fast_calls: list[bool] = []
+    real = jsonl._fast_block
+
+    def spy(b: bytes) -> object:
+        r = real(b)
+        fast_calls.append(r is not None)
+        return r
+
+    monkeypatch.setattr(jsonl, "BLOCK", block)
+    monkeypatch.setattr(jsonl, "_fast_block", spy)
+    fast = loads_history(text)
+    assert any(fast_calls), "the vectorised reader took no block"
+    slow = parse_lines(text.encode().splitlines(keepends=True), source="<string>")
+    _tables_equal(fast, slow)
+    assert check_history(fast).to_dict() == check_history(slow).to_dict()
+
+
+@pytest.mark.parametrize(
+    ("change", "pieces"),
+    [
+        # an explicit null in an optional field is an error, not "absent"
+        (lambda t: t.replace('"client_batch_seq":2,"pbr_index":2,"outcome"',
+                             '"client_batch_seq":2,"pbr_index":null,"outcome"'),
+         ["line 6", "'pbr_index'", "None", "not an integer"]),
+        (lambda t: t.replace('"committed_seq":2}', '"committed_seq":2,"broker":null}'),
+         ["line 10", "'broker'", "None"]),
+        # a field of another event type
+        (lambda t: t.replace('"committed_seq":2}', '"committed_seq":2,"seq":4}'),
+         ["line 10", "unknown field 'seq'"]),
+        (lambda t: t.replace('"checksum":2222,"size":64}', '"checksum":2222,"size":64,'
+                             '"outcome":"ok"}', 1),
+         ["line 15", "unknown field 'outcome'"]),
+        (lambda t: t.replace('"outcome":"failed"', '"outcome":"lost"'), ["line 4", "'lost'"]),
+        (lambda t: t.replace('"t":70', '"t":70.0'), ["line 8", "70.0", "not an integer"]),
+        (lambda t: t.replace('"t":70', '"t":"70"'), ["line 8", "'70'", "not an integer"]),
+        (lambda t: t.replace('"t":130', '"t":65'), ["line 14", "t = 65", "before", "line 13"]),
+        (lambda t: t.replace('"size":64,"checksum":2222}', '"checksum":2222}', 1),
+         ["line 3", "lacks required field 'size'"]),
+        (lambda t: t.replace('\n{"type":"loss"', '\n{"type":"loss"} {"type":"loss"'),
+         ["line 7"]),
+        (lambda t: t.replace('"checksum":5555}', '"checksum":18446744073709551616}', 1),
+         ["line 6", "checksum", "out of range"]),
+        (lambda t: t.replace('"msg_count":2', '"msg_count":9223372036854775808'),
+         ["line 2", "msg_count", "out of range"]),
+    ],
+)
+def test_block_reader_leaves_bad_lines_to_the_line_reader(
+    change: object, pieces: list[str]
+) -> None:
+    from harness.history import parse_lines
+
+    text = change(_doc_example())  # type: ignore[operator]
+    with pytest.raises(HistoryError) as fast:
+        loads_history(text)
+    with pytest.raises(HistoryError) as slow:
+        parse_lines(text.encode().splitlines(keepends=True))
+    assert str(fast.value) == str(slow.value)
+    for p in pieces:
+        assert p in str(fast.value), (p, str(fast.value))
+
+
+def test_blank_and_indented_lines_keep_line_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.history import jsonl
+
+    monkeypatch.setattr(jsonl, "BLOCK", 200)
+    lines = _doc_example().splitlines(keepends=True)
+    lines.insert(5, "\n")
+    lines.insert(9, "   \n")
+    lines[12] = "  " + lines[12]
+    h = loads_history("".join(lines))
+    assert check_history(h).ok
+    text = "".join(lines).rsplit("5555", 1)
+    bad = check_history(loads_history(text[0] + "5556" + text[1]))
+    ex = bad.result("payload-integrity").anomaly.examples[0]  # type: ignore[union-attr]
+    assert ex["delivered"]["line"] == len(lines)
+
+
+def test_without_pyarrow_every_block_is_read_line_by_line(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.history import jsonl
+
+    text = _doc_example()
+    fast = loads_history(text)
+    monkeypatch.setattr(jsonl, "_ARROW", False)  # as when pyarrow cannot be imported
+    assert jsonl._fast_block(text.split("\n", 1)[1].encode()) is None
+    _tables_equal(loads_history(text), fast)

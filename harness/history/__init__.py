@@ -9,17 +9,19 @@ Typical use::
             print(a.check_id, a.name, a.count, a.examples[:1])
 
 The file format is documented in docs/history-format.md; :meth:`History.from_arrays` takes
-the C core's arrays directly.
+the C core's arrays directly, and :func:`read_jepsen` reads a Jepsen kafka-style history.
 """
 
 from harness.history.checks import (
     CHECK_IDS,
     CHECKS,
+    ORDER5_CHECK_IDS,
     Anomaly,
     CheckReport,
     CheckResult,
     check_history,
 )
+from harness.history.jepsen import jepsen_events, read_jepsen
 from harness.history.jsonl import (
     dumps_events,
     history_events,
@@ -33,6 +35,7 @@ from harness.history.model import History, Table
 __all__ = [
     "CHECKS",
     "CHECK_IDS",
+    "ORDER5_CHECK_IDS",
     "Anomaly",
     "CheckReport",
     "CheckResult",
@@ -41,8 +44,10 @@ __all__ = [
     "check_history",
     "dumps_events",
     "history_events",
+    "jepsen_events",
     "loads_history",
     "parse_lines",
     "read_history",
+    "read_jepsen",
     "write_history",
 ]

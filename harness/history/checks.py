@@ -26,6 +26,7 @@ from harness.history.model import (
     Array,
     History,
     Table,
+    constant_column,
     dense_ids,
 )
 
@@ -126,10 +127,10 @@ class _Ctx:
         self.P, self.O, self.D, self.A, self.C, self.L = P, O, D, A, C, L
         self.has_orders = len(O) > 0
         # streams: Order 2 -> one global stream 0; Order 0 -> the broker
-        if order == 2:
-            self.o_stream = np.zeros(len(O), dtype=_I64)
-            self.d_stream = np.zeros(len(D), dtype=_I64)
-            self.c_stream = np.zeros(len(C), dtype=_I64)
+        if order != 0:  # Order 2 and 5: one total order
+            self.o_stream = constant_column(0, len(O))  # views: no memory
+            self.d_stream = constant_column(0, len(D))
+            self.c_stream = constant_column(0, len(C))
         else:
             self.o_stream = O["broker"]
             self.d_stream = D["broker"]
@@ -142,7 +143,7 @@ class _Ctx:
             [tuple(t[c] for c in (*k3, "pbr_index")) for t in (O, D)])
         n3 = 1 + max((int(a.max()) for a in (self.pub_b3, self.ord_b3, self.del_b3, self.ack_b3)
                       if a.size), default=-1)
-        self.pub_of_b3 = np.full(n3, -1, dtype=_I64)
+        self.pub_of_b3: Array = np.full(n3, -1, dtype=np.int32 if len(P) < 2**31 - 1 else _I64)
         self.pub_of_b3[self.pub_b3] = np.arange(len(P), dtype=_I64)
         self.ord_pub = self.pub_of_b3[self.ord_b3]
         self.del_pub = self.pub_of_b3[self.del_b3]
@@ -158,10 +159,38 @@ class _Ctx:
         self.loss_ref_of_slot = np.full(lost.size, -1, dtype=_I64)
         self.loss_ref_of_slot[slot_l[::-1]] = np.arange(len(L), dtype=_I64)[::-1]
         self.slot_o, self.slot_d, self.slot_p = slot_o, slot_d, slot_p
+        self.steps: tuple[Array, Array, Array] | None = None
+        self.resume_skips: list[tuple[int, int]] = []
+        self.starts: dict[tuple[int, int], int] = {}  # (subscriber, stream) -> first position
+        self.u = int(h.uncertainty)
+
+    def partial_followers(self) -> dict[int, Array]:
+        """Subscribers that follow only some brokers (they have follow events): their
+        brokers."""
+        F = self.h.follows
+        return {int(s): np.unique(F["broker"][F["subscriber"] == s])
+                for s in np.unique(F["subscriber"])}
+
+    def follows_broker(self, sub: int, brokers: Array) -> Array:
+        """Mask over ``brokers``: does subscriber ``sub`` follow each?"""
+        part = self.partial_followers().get(sub)
+        return np.ones(brokers.size, dtype=bool) if part is None else np.isin(brokers, part)
+
+    def log_broker(self) -> Array | None:
+        """Order 2: the broker of the batch at each global position (earliest order record;
+        -1 where no order event), or None without order events."""
+        if not self.has_orders:
+            return None
+        O = self.O
+        n = int(O["seq"].max()) + 1
+        out = np.full(n, -1, dtype=_I64)
+        rows = np.lexsort((np.arange(len(O)), O["t"]))[::-1]
+        out[O["seq"][rows]] = O["broker"][rows]
+        return out
 
     # ---------------------------------------------------------------- formatting
     def stream_name(self, s: int) -> str:
-        return "global" if self.order == 2 else f"broker {s}"
+        return "global" if self.order != 0 else f"broker {s}"
 
     def batch(self, t: Table, i: int) -> dict[str, int]:
         return {"broker": int(t["broker"][i]), "client": int(t["client"][i]),
@@ -309,6 +338,8 @@ def _dense_prefix(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
         top = int(crows[np.argmax(c.C["committed_seq"][crows])])
         committed = int(c.C["committed_seq"][top])
         u = np.unique(c.O["seq"][c.o_stream == s])
+        if c.order == 5:  # a declared-lost marker occupies its position too
+            u = np.union1d(u, c.h.markers["seq"])
         u = u[u < committed]
         count += committed - int(u.size)
         if committed > u.size and len(examples) < c.k:
@@ -325,23 +356,44 @@ def _dense_prefix(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
 
 
 def _commit_monotonic(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    # An observation j is flagged when one made definitely before it (t_i + u < t_j; equal
+    # t, or t within the uncertainty window, is concurrent) saw a larger committed_seq.
     C = c.C
     if len(C) < 2:
         return 0, []
     rows = np.lexsort((np.arange(len(C)), C["t"], c.c_stream))
-    s, v = c.c_stream[rows], C["committed_seq"][rows]
-    bad = np.flatnonzero((s[1:] == s[:-1]) & (v[1:] < v[:-1]))
-    examples = []
-    for b in bad[: c.k]:
-        i, j = int(rows[b]), int(rows[b + 1])
-        examples.append({
-            "stream": c.stream_name(int(s[b])),
-            "before": {"committed_seq": int(C["committed_seq"][i]), "t": int(C["t"][i]),
-                       **c.ref("commits", i)},
-            "after": {"committed_seq": int(C["committed_seq"][j]), "t": int(C["t"][j]),
-                      **c.ref("commits", j)},
-        })
-    return int(bad.size), examples
+    s, v, t = c.c_stream[rows], C["committed_seq"][rows], C["t"][rows]
+    count = 0
+    examples: list[dict[str, Any]] = []
+    for st in np.unique(s):
+        lo, hi = int(np.searchsorted(s, st, "left")), int(np.searchsorted(s, st, "right"))
+        vs, ts = v[lo:hi], t[lo:hi]
+        run = np.maximum.accumulate(vs)
+        arg = _running_argmax(vs)
+        k = np.searchsorted(ts, ts - c.u, "left")  # observations strictly before t - u
+        has = k > 0
+        best = np.where(has, run[np.maximum(k - 1, 0)], -1)
+        bad = np.flatnonzero(has & (best > vs))
+        count += int(bad.size)
+        for b in bad[: c.k - len(examples)]:
+            i, j = int(rows[lo + arg[k[b] - 1]]), int(rows[lo + b])
+            examples.append({
+                "stream": c.stream_name(int(st)),
+                "before": {"committed_seq": int(C["committed_seq"][i]), "t": int(C["t"][i]),
+                           **c.ref("commits", i)},
+                "after": {"committed_seq": int(C["committed_seq"][j]), "t": int(C["t"][j]),
+                          **c.ref("commits", j)},
+            })
+    return count, examples
+
+
+def _running_argmax(v: Array) -> Array:
+    """Index of the (first) maximum of v[:i+1] for every i."""
+    run = np.maximum.accumulate(v)
+    new = np.ones(v.size, dtype=bool)
+    new[1:] = run[1:] > run[:-1]
+    idx = np.where(new, np.arange(v.size), 0)
+    return np.maximum.accumulate(idx)
 
 
 def _commit_written(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
@@ -361,13 +413,13 @@ def _commit_written(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
         pos, tw = O["seq"][first], O["t"][first]
         pm = np.maximum.accumulate(tw)
         k = np.searchsorted(pos, C["committed_seq"][crow], "left")
-        viol = (k > 0) & (pm[np.maximum(k - 1, 0)] > C["t"][crow])
+        viol = (k > 0) & (pm[np.maximum(k - 1, 0)] > C["t"][crow] + c.u)
         vrows = crow[viol]
         count += int(vrows.size)
         for i in vrows[: c.k - len(examples)]:
             i = int(i)
             tc = int(C["t"][i])
-            late = int(np.argmax((tw > tc) & (pos < C["committed_seq"][i])))
+            late = int(np.argmax((tw > tc + c.u) & (pos < C["committed_seq"][i])))
             r = int(first[late])
             examples.append({
                 "stream": c.stream_name(int(s)),
@@ -379,8 +431,13 @@ def _commit_written(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     return count, examples
 
 
-def _first_deliveries(c: _Ctx) -> Array:
+def _first_deliveries(c: _Ctx) -> Array | None:
+    """Rows of each subscriber's first delivery of each position; None when that is every row
+    (positions strictly increase per subscriber and stream, the usual case)."""
     D = c.D
+    _, pos, prev = _delivery_steps(c)
+    if bool((pos > prev).all()):
+        return None
     return _first_rows(dense_ids([(D["subscriber"], c.d_stream, D["position"])])[0])
 
 
@@ -388,8 +445,13 @@ def _prefix_agreement(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     D = c.D
     if np.unique(D["subscriber"]).size < 2:
         raise _Skip("fewer than two subscribers")
-    fd = _first_deliveries(c)
-    sub, stream, pos, b4 = D["subscriber"][fd], c.d_stream[fd], D["position"][fd], c.del_b4[fd]
+    first = _first_deliveries(c)
+    fd = np.arange(len(D), dtype=_I64) if first is None else first
+    if first is None:
+        sub, stream, pos, b4 = D["subscriber"], c.d_stream, D["position"], c.del_b4
+    else:
+        sub, stream, pos, b4 = (D["subscriber"][fd], c.d_stream[fd], D["position"][fd],
+                                c.del_b4[fd])
     posid = dense_ids([(stream, pos)])[0]
     count = 0
     examples: list[dict[str, Any]] = []
@@ -422,25 +484,79 @@ def _prefix_agreement(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
 
 def _delivery_steps(c: _Ctx) -> tuple[Array, Array, Array]:
     """Rows in per-(subscriber, stream) delivery order, each row's position and the highest
-    position delivered before it in its group (-1 at the start)."""
-    D = c.D
-    rows = np.lexsort((np.arange(len(D)), c.d_stream, D["subscriber"]))
-    sub, stream, pos = D["subscriber"][rows], c.d_stream[rows], D["position"][rows]
-    start = np.ones(rows.size, dtype=bool)
-    start[1:] = (sub[1:] != sub[:-1]) | (stream[1:] != stream[:-1])
-    prev = np.full(rows.size, -1, dtype=_I64)
+    position delivered before it in its group (-1 at the start). Computed once per run."""
+    if c.steps is None:
+        rows, pos, prev, c.resume_skips, c.starts = _compute_delivery_steps(
+            c, c.D["position"], c.h.resumes["position"])
+        c.steps = (rows, pos, prev)
+    return c.steps
+
+
+def _compute_delivery_steps(
+    c: _Ctx, dval: Array, rval: Array
+) -> tuple[Array, Array, Array, list[tuple[int, int]], dict[tuple[int, int], int]]:
+    """Per (subscriber, stream): delivery rows in delivery order and, for each, the highest
+    position delivered before it since the start or since the subscriber's last resume (a
+    resume at r counts as r - 1: the next delivery may be r again). Resumes that jump past
+    the next undelivered position are kept in ``c.resume_skips``."""
+    D, R = c.D, c.h.resumes
+    nd, nr = len(D), len(R)
+    if nr == 0:  # the usual case, without the merge (and its copies)
+        when = D.ref if c.h.ref_kind == "line" else np.arange(nd, dtype=_I64)
+        rows = np.lexsort((when, c.d_stream, D["subscriber"]))
+        sub, stream, val = D["subscriber"][rows], c.d_stream[rows], dval[rows]
+        group_start = np.ones(rows.size, dtype=bool)
+        group_start[1:] = (sub[1:] != sub[:-1]) | (stream[1:] != stream[:-1])
+        del sub, stream
+        return rows, val, _segment_prev(val, group_start), [], {}
+    r_stream = np.zeros(nr, dtype=_I64) if c.order != 0 else R["broker"]
+    sub = np.concatenate([D["subscriber"], R["subscriber"]])
+    stream = np.concatenate([c.d_stream, r_stream])
+    is_res = np.concatenate([np.zeros(nd, dtype=bool), np.ones(nr, dtype=bool)])
+    val = np.concatenate([dval, rval - 1])
+    if c.h.ref_kind == "line":  # line order within a subscriber
+        when = np.concatenate([D.ref, R.ref])
+        tie = np.zeros(nd + nr, dtype=_I64)
+    else:  # arrays: by t, a resume before a delivery at the same t, then row order
+        when = np.concatenate([D["t"], R["t"]])
+        tie = np.concatenate([np.ones(nd, dtype=_I64), np.zeros(nr, dtype=_I64)])
+    order = np.lexsort((np.arange(nd + nr), tie, when, stream, sub))
+    sub, stream, is_res, val = sub[order], stream[order], is_res[order], val[order]
+    group_start = np.ones(order.size, dtype=bool)
+    group_start[1:] = (sub[1:] != sub[:-1]) | (stream[1:] != stream[:-1])
+    # highest delivered before each element, ignoring resumes (for the resume check)
+    before = _segment_prev(np.where(is_res, -1, val), group_start)
+    # highest before each element since the last resume (a resume contributes r - 1)
+    prev = _segment_prev(val, group_start | is_res)
+    # a resume before the subscriber's first delivery of the stream is its starting point
+    # (a subscription from an offset); a later one must not jump past the next position
+    skips = np.flatnonzero(is_res & (val > before) & (before >= 0))
+    resume_skips = [(int(order[i]) - nd, int(before[i])) for i in skips]
+    firsts = np.flatnonzero(group_start & is_res)
+    starts = {(int(sub[i]), int(stream[i])): int(val[i]) + 1 for i in firsts}
+    keep = ~is_res
+    rows = order[keep]
+    return rows, dval[rows], prev[keep], resume_skips, starts
+
+
+def _segment_prev(val: Array, start: Array) -> Array:
+    """For each element, the maximum of the earlier elements of its segment (-1 if none);
+    segments begin where ``start`` is set. ``val`` >= -1."""
+    prev = np.full(val.size, -1, dtype=_I64)
+    if val.size == 0:
+        return prev
     group = np.cumsum(start) - 1
-    span = int(pos.max()) + 2 if pos.size else 1
-    if pos.size and (int(group[-1]) + 1) * span < 2**62:
-        shifted = pos + group * span
-        run = np.maximum.accumulate(shifted) - group * span
+    span = int(val.max()) + 3
+    if (int(group[-1]) + 1) * span < 2**62:
+        shifted = (val + 1) + group * span
+        run = np.maximum.accumulate(shifted) - group * span - 1
         prev[1:] = np.where(start[1:], -1, run[:-1])
     else:  # pragma: no cover - astronomically large positions
         for g in np.unique(group):
             idx = np.flatnonzero(group == g)
-            run = np.maximum.accumulate(pos[idx])
+            run = np.maximum.accumulate(val[idx])
             prev[idx[1:]] = run[:-1]
-    return rows, pos, prev
+    return prev
 
 
 def _delivery_example(c: _Ctx, i: int, prev: int) -> dict[str, Any]:
@@ -462,14 +578,70 @@ def _delivery_monotonic(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
 
 
 def _delivery_contiguous(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
-    rows, pos, prev = _delivery_steps(c)
-    bad = np.flatnonzero(pos > prev + 1)
-    out = []
+    """Contiguity in each subscriber's own log: all positions of the stream, or, for a
+    subscriber that follows only some brokers (Order 2), the positions the sequencer gave
+    to batches of those brokers (counted by rank among them)."""
+    D, R = c.D, c.h.resumes
+    partial = c.partial_followers()
+    dval, rval = D["position"].copy(), R["position"].copy()
+    maps: dict[int, Array] = {}
+    unfollowed = np.zeros(len(D), dtype=bool)
+    if partial and c.order == 0:
+        for s_, brokers in partial.items():
+            unfollowed |= (D["subscriber"] == s_) & ~np.isin(D["broker"], brokers)
+    elif partial:
+        log_b = c.log_broker()
+        for s_, brokers in partial.items():
+            dm, rm = D["subscriber"] == s_, R["subscriber"] == s_
+            if log_b is None:  # no order events: the subscriber's log cannot be known
+                dval[dm], rval[rm] = -2, 0
+                continue
+            fp = np.flatnonzero(np.isin(log_b, brokers) & (log_b >= 0))
+            maps[s_] = fp
+            unfollowed |= dm & ~np.isin(D["broker"], brokers)
+            dval[dm] = np.searchsorted(fp, D["position"][dm], "left")
+            rval[rm] = np.searchsorted(fp, R["position"][rm], "left")
+    if partial:  # resume skips are then counted in the same space
+        rows, val, prev, skips, _ = _compute_delivery_steps(c, dval, rval)
+    else:
+        rows, val, prev = _delivery_steps(c)
+        skips = c.resume_skips
+    skip = (val > prev + 1) & (val >= 0) & ~unfollowed[rows]
+    if c.order == 5 and len(c.h.markers) and skip.any():
+        # Order 5: a subscriber passes over declared-lost markers; skipping exactly marker
+        # positions is how it delivers them (in order)
+        mk = np.unique(c.h.markers["seq"])
+        n_mk = np.searchsorted(mk, val, "left") - np.searchsorted(mk, prev + 1, "left")
+        part = (np.isin(D["subscriber"][rows], list(partial)) if partial
+                else np.zeros(rows.size, dtype=bool))
+        skip &= ~((n_mk == val - prev - 1) & ~part)
+    bad = np.flatnonzero(skip)
+    out: list[dict[str, Any]] = []
+
+    def back(sub: int, rank: int) -> int:
+        fp = maps.get(sub)
+        return rank if fp is None or rank < 0 else int(fp[min(rank, fp.size - 1)])
+
     for b in bad[: c.k]:
-        ex = _delivery_example(c, int(rows[b]), int(prev[b]))
-        ex["skipped_positions"] = [int(prev[b]) + 1, int(pos[b]) - 1]
+        i = int(rows[b])
+        sub = int(D["subscriber"][i])
+        hb = back(sub, int(prev[b]))
+        ex = _delivery_example(c, i, hb)
+        ex["skipped_positions"] = [back(sub, int(prev[b]) + 1), back(sub, int(val[b]) - 1)]
         out.append(ex)
-    return int(bad.size), out
+    for i in np.flatnonzero(unfollowed)[: max(0, c.k - len(out))]:
+        ex = _delivery_example(c, int(i), -1)
+        ex.pop("highest_before")
+        ex["reason"] = "delivers a batch of a broker the subscriber does not follow"
+        out.append(ex)
+    for r, before in skips[: max(0, c.k - len(out))]:
+        sub = int(R["subscriber"][r])
+        out.append({"subscriber": sub, "resume": {"position": int(R["position"][r]),
+                                                  "t": int(R["t"][r]), **c.ref("resumes", r)},
+                    "highest_before": None if before < 0 else back(sub, before),
+                    "reason": "resumes past the next undelivered position"})
+    count = int(bad.size) + int(unfollowed.sum()) + len(skips)
+    return count, out
 
 
 # ---- cumulative ACKs: per-broker slot table ---------------------------------------------
@@ -550,9 +722,9 @@ def _ack_after_order(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
         orow = ord_row[c.ack_b3[pb]]
         ot = ord_t[c.ack_b3[pb]]
         never = orow < 0
-        early = ~never & (ot > A["t"][pb])
-        stream = np.zeros(pb.size, dtype=_I64) if c.order == 2 else A["broker"][pb]
-        nc = c.next_commit(stream, A["t"][pb])
+        early = ~never & (ot > A["t"][pb] + c.u)
+        stream = np.zeros(pb.size, dtype=_I64) if c.order != 0 else A["broker"][pb]
+        nc = c.next_commit(stream, A["t"][pb] + c.u + 1)  # definitely after the ACK
         posn = np.where(never, -1, O["seq"][np.maximum(orow, 0)] if len(O) else -1)
         uncommitted = ~never & ~early & (nc >= 0) & (
             C["committed_seq"][np.maximum(nc, 0)] <= posn if len(C) else False)
@@ -580,8 +752,8 @@ def _ack_after_order(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     cu = np.flatnonzero(A["through_msgs"] >= 0)
     if cu.size:
         slots = _slot_tables(c)
-        stream = np.zeros(cu.size, dtype=_I64) if c.order == 2 else A["broker"][cu]
-        nc = c.next_commit(stream, A["t"][cu])
+        stream = np.zeros(cu.size, dtype=_I64) if c.order != 0 else A["broker"][cu]
+        nc = c.next_commit(stream, A["t"][cu] + c.u + 1)
         for j, ii in enumerate(cu):
             i = int(ii)
             br, n_msgs, ta = int(A["broker"][i]), int(A["through_msgs"][i]), int(A["t"][i])
@@ -595,8 +767,8 @@ def _ack_after_order(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
                           f"pending slots hold {total}")
             elif st is not None and n_msgs > 0:
                 k = int(np.searchsorted(st.excl, n_msgs, "left"))
-                if int(st.pm_t[k - 1]) > ta:
-                    s = int(np.argmax(st.t_req[:k] > ta))
+                if int(st.pm_t[k - 1]) > ta + c.u:
+                    s = int(np.argmax(st.t_req[:k] > ta + c.u))
                     unordered = int(st.t_req[s]) == _INF
                     reason = (f"covers broker {br} pbr_index {s}, "
                               + ("never ordered" if unordered else "ordered after the ack"))
@@ -630,12 +802,10 @@ def _no_lost_ack(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     how[c.pub_b3[ok]], how_row[c.pub_b3[ok]] = 0, ok
     pb = np.flatnonzero(A["through_msgs"] < 0)
     if pb.size:
-        pub = c.pub_of_b3[c.ack_b3[pb]]
-        lost = (pub >= 0) & c.pub_lost[np.maximum(pub, 0)]
-        ack_slot, loss_slot = dense_ids([(A["broker"][pb], A["pbr_index"][pb]),
-                                         (c.L["broker"], c.L["pbr_index"])])
-        lost |= (A["pbr_index"][pb] >= 0) & np.isin(ack_slot, loss_slot)
-        sel = pb[~lost]
+        # An ACK promised "ordered": a batch acknowledged and then declared lost is a lost
+        # write like any other acknowledged batch that never shows up (a loss record explains
+        # an unacknowledged slot only).
+        sel = pb
         fresh = sel[how[c.ack_b3[sel]] < 0]
         how[c.ack_b3[fresh]], how_row[c.ack_b3[fresh]] = 1, fresh
     cu = np.flatnonzero(A["through_msgs"] >= 0)
@@ -656,8 +826,23 @@ def _no_lost_ack(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     missing_order = ~np.isin(acked, c.ord_b3) if c.has_orders else np.zeros(acked.size, bool)
     subs = c.h.subscribers()
     missing_sub = np.zeros((len(subs), acked.size), dtype=bool)
+    broker_of = np.full(n3, -1, dtype=_I64)
+    broker_of[c.ack_b3] = A["broker"]
+    broker_of[c.pub_b3] = P["broker"]
+    _delivery_steps(c)  # the subscribers' starting positions (a first resume)
+    apos = astream = np.zeros(0, dtype=_I64)
+    if any(p > 0 for p in c.starts.values()):
+        arow = c.first_order_of_b3()[0][acked]
+        apos = np.where(arow >= 0, c.O["seq"][np.maximum(arow, 0)] if len(c.O) else -1, -1)
+        astream = np.where(arow >= 0, c.o_stream[np.maximum(arow, 0)] if len(c.O) else -1, -1)
     for k, s in enumerate(subs):
-        missing_sub[k] = ~np.isin(acked, c.del_b3[D["subscriber"] == s])
+        # a subscriber that follows only some brokers owes only their batches, and one that
+        # started at position p (a resume before its first delivery) owes none below p
+        owed = c.follows_broker(s, broker_of[acked])
+        for (sub, stm), p in c.starts.items():
+            if sub == s and p > 0:
+                owed &= ~((astream == stm) & (apos >= 0) & (apos < p))
+        missing_sub[k] = ~np.isin(acked, c.del_b3[D["subscriber"] == s]) & owed
     lost_mask = missing_order | missing_sub.any(axis=0)
     lost_ids = acked[lost_mask]
     examples: list[dict[str, Any]] = []
@@ -706,13 +891,13 @@ def _no_phantom(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
             code[(code == 0) & has & (ppbr >= 0) & (ppbr != tbl["pbr_index"])] = 3
         code[(code == 0) & lost] = 4
         codes.append(code)
+    if not any(bool((k > 0).any()) for k in codes):
+        return 0, []
     b4 = np.concatenate([c.ord_b4, c.del_b4])
     code = np.concatenate(codes)
     t = np.concatenate([c.O["t"], c.D["t"]])
     n_o = len(c.O)
     flagged = np.flatnonzero(code > 0)
-    if flagged.size == 0:
-        return 0, []
     first = flagged[np.lexsort((flagged, t[flagged]))]
     batches = b4[first]
     _, idx = np.unique(batches, return_index=True)
@@ -788,6 +973,366 @@ def _broker_order(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
     return count, examples
 
 
+def _read_committed(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    """A delivery is never of an uncommitted position, nor before its batch's order event.
+
+    Committed: the delivery's own ``committed_seq`` (what the subscriber had observed) when
+    recorded, else the highest ``committed_seq`` observation that may precede the delivery
+    (t_c <= t_d + u; none by then: nothing was committed). A history without any commit
+    observation skips that half; without order events the order half is skipped."""
+    D = c.D
+    if len(D) == 0:
+        raise _Skip("no deliveries")
+    if not c.has_orders and len(c.C) == 0 and not bool((D["committed_seq"] >= 0).any()):
+        raise _Skip("needs order events or committed_seq observations")
+    pos, td = D["position"], D["t"]
+    # 1. delivered before the batch's order event (definitely: t_o > t_d + u)
+    before_order = np.zeros(len(D), dtype=bool)
+    if c.has_orders:
+        _, t_o = c.first_order_of_b3()
+        t_del = t_o[c.del_b3]
+        before_order = (t_del != _INF) & (t_del > td + c.u)  # never ordered: t_o = _INF
+        del t_del
+    # 2. at or above the committed prefix the subscriber can have seen: its own record, else
+    # the highest observation with t_c <= t_d + u (none by then: nothing was committed)
+    own = D["committed_seq"]
+    uncommitted = (own >= 0) & (pos >= own)
+    C = c.C
+    if len(C):
+        rows = np.lexsort((np.arange(len(C)), C["t"], c.c_stream))
+        cs, ct, cv = c.c_stream[rows], C["t"][rows], C["committed_seq"][rows]
+        for st in np.unique(c.d_stream):
+            q = np.flatnonzero((c.d_stream == st) & (own < 0))
+            lo, hi = int(np.searchsorted(cs, st, "left")), int(np.searchsorted(cs, st, "right"))
+            if lo == hi:
+                uncommitted[q] = True
+                continue
+            k = np.searchsorted(ct[lo:hi], td[q] + c.u, "right")
+            best = np.maximum.accumulate(cv[lo:hi])[np.maximum(k - 1, 0)]
+            uncommitted[q] = (k == 0) | (pos[q] >= best)
+    uncommitted &= ~before_order
+    bad = np.flatnonzero(before_order | uncommitted)
+    examples: list[dict[str, Any]] = []
+    for i in bad[: c.k]:
+        i = int(i)
+        ex: dict[str, Any] = {"subscriber": int(D["subscriber"][i]),
+                              "stream": c.stream_name(int(c.d_stream[i])),
+                              "position": int(pos[i]), "batch": c.batch(D, i),
+                              "delivered": {"t": int(td[i]), **c.ref("deliveries", i)}}
+        if before_order[i]:
+            r = int(c.first_order_of_b3()[0][c.del_b3[i]])
+            ex["reason"] = "delivered before the batch's order event"
+            ex["order"] = {"position": int(c.O["seq"][r]), "t": int(c.O["t"][r]),
+                           **c.ref("orders", r)}
+        elif own[i] >= 0:
+            ex["reason"] = "delivered at or above the committed_seq the subscriber observed"
+            ex["observed_committed_seq"] = int(own[i])
+        else:
+            seen = np.flatnonzero((c.c_stream == c.d_stream[i]) & (C["t"] <= td[i] + c.u))
+            if seen.size:
+                r = int(seen[np.argmax(C["committed_seq"][seen])])
+                ex["reason"] = "delivered at or above every committed_seq observed by then"
+                ex["commit"] = {"committed_seq": int(C["committed_seq"][r]),
+                                "t": int(C["t"][r]), **c.ref("commits", r)}
+            else:
+                ex["reason"] = "delivered before any committed_seq observation of its stream"
+        examples.append(ex)
+    return int(bad.size), examples
+
+
+def _message_ranges(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    """Per-message total order: the batch at position p holds messages [total_order,
+    total_order + msg_count); consecutive positions of a stream abut (position 0 starts at
+    0), so message ranges are contiguous and disjoint."""
+    O, P = c.O, c.P
+    have = np.flatnonzero(O["total_order"] >= 0) if len(O) else np.zeros(0, dtype=_I64)
+    if have.size == 0:
+        raise _Skip("no order event carries total_order")
+    # the log's record at each (stream, position): its earliest order event
+    rows = have[np.lexsort((have, O["t"][have], O["seq"][have], c.o_stream[have]))]
+    st, sq = c.o_stream[rows], O["seq"][rows]
+    first = np.ones(rows.size, dtype=bool)
+    first[1:] = (st[1:] != st[:-1]) | (sq[1:] != sq[:-1])
+    rows, st, sq = rows[first], st[first], sq[first]
+    pub = c.ord_pub[rows]
+    n = np.where(pub >= 0, P["msg_count"][np.maximum(pub, 0)] if len(P) else 0, -1)
+    to = O["total_order"][rows]
+    nxt = np.flatnonzero((st[1:] == st[:-1]) & (sq[1:] == sq[:-1] + 1) & (n[:-1] >= 0))
+    expect = to[nxt] + n[nxt]
+    got = to[nxt + 1]
+    pair_bad = nxt[got != expect]
+    start_bad = np.flatnonzero((sq == 0) & (to != 0))
+    examples: list[dict[str, Any]] = []
+    for j in start_bad[: c.k]:
+        r = int(rows[j])
+        examples.append({"stream": c.stream_name(int(st[j])), "position": 0,
+                         "reason": "position 0 does not start at message 0",
+                         "total_order": int(to[j]), "batch": c.batch(O, r),
+                         **c.ref("orders", r)})
+    for j in pair_bad[: max(0, c.k - len(examples))]:
+        a, b = int(rows[j]), int(rows[j + 1])
+        e, g = int(to[j] + n[j]), int(to[j + 1])
+        examples.append({
+            "stream": c.stream_name(int(st[j])),
+            "reason": (f"gap of {g - e} messages" if g > e else
+                       f"overlap of {e - g} messages"),
+            "earlier": {"position": int(sq[j]), "total_order": int(to[j]),
+                        "msg_count": int(n[j]), "messages": [int(to[j]), e - 1],
+                        **c.ref("orders", a)},
+            "later": {"position": int(sq[j + 1]), "total_order": g, **c.ref("orders", b)},
+        })
+    return int(start_bad.size + pair_bad.size), examples
+
+
+def _ring_dense(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    """Each broker's ring slots are used densely from pbr_index 0: every slot below the
+    highest one named (by a publish, an order, a delivery or a loss) is named by one of
+    them, or declared lost. When the history is not drained, or nothing observes the log
+    (no order events, no deliveries), a gap may be the slot of a publish of unknown outcome
+    whose slot is not known: one per such publish that is not ordered."""
+    P, O, D, L = c.P, c.O, c.D, c.L
+    tables = ((P, P["pbr_index"] >= 0), (O, None), (D, None), (L, None))
+    brokers = np.unique(np.concatenate([np.unique(t["broker"]) for t, _ in tables]))
+    if brokers.size == 0:
+        raise _Skip("no ring slot is named")
+    count = 0
+    examples: list[dict[str, Any]] = []
+    ordered_pub = np.zeros(len(P), dtype=bool)
+    ordered_pub[c.ord_pub[c.ord_pub >= 0]] = True
+    for br in brokers:
+        # the slots this broker's events name, as a bitmap (no joint sort of all tables)
+        named = [t["pbr_index"][(t["broker"] == br) if m is None else (t["broker"] == br) & m]
+                 for t, m in tables]
+        top = max((int(x.max()) for x in named if x.size), default=-1)
+        if top < 0:
+            continue
+        present = np.zeros(top + 1, dtype=bool)
+        for x in named:
+            present[x] = True
+        del named
+        used = np.flatnonzero(present)
+        gaps = top + 1 - int(used.size)
+        if gaps <= 0:
+            continue
+        slack = 0
+        if not c.h.drained or (not c.has_orders and len(D) == 0):
+            slack = int(((P["broker"] == br) & (P["pbr_index"] < 0) & (P["outcome"] != OUTCOME_OK)
+                         & (P["outcome"] != OUTCOME_FAILED) & ~ordered_pub).sum())
+        if gaps <= slack:
+            continue
+        count += gaps - slack
+        edges = np.concatenate([[-1], used])
+        holes = np.flatnonzero(np.diff(edges) > 1)
+        for h in holes[: c.k - len(examples)]:
+            lo, hi = int(edges[h]) + 1, int(edges[h + 1]) - 1
+            nxt = int(edges[h + 1])
+            where: dict[str, Any] = {}
+            for tname, what, tbl in (("publishes", "publish", P), ("orders", "order", O),
+                                     ("losses", "loss", L), ("deliveries", "deliver", D)):
+                m = np.flatnonzero((tbl["broker"] == br) & (tbl["pbr_index"] == nxt))
+                if m.size:
+                    where = {"next_named_slot": nxt, "named_by": what,
+                             **c.ref(tname, int(m[0]))}
+                    break
+            examples.append({"broker": int(br), "missing_pbr_index": [lo, hi], **where})
+    return count, examples
+
+
+# ---- Order 5: per-client FIFO, declared-lost markers, fenced sessions ----------------------
+def _need_order5(c: _Ctx) -> None:
+    if c.order != 5:
+        raise _Skip("Order 5 only")
+
+
+def _session(t: Table) -> Array:
+    return np.where(t["session"] < 0, 0, t["session"])
+
+
+def _client_entries(c: _Ctx) -> tuple[Array, Array, Array, Array, Array, Array]:
+    """Per (client, session, client_batch_seq): its earliest order record or marker.
+    Returns client, session, cseq, position, kind (0 order, 1 marker) and row, sorted by
+    client, session, cseq."""
+    O, M = c.O, c.h.markers
+    cl = np.concatenate([O["client"], M["client"]])
+    se = np.concatenate([_session(O), _session(M)])
+    cs = np.concatenate([O["client_batch_seq"], M["client_batch_seq"]])
+    pos = np.concatenate([O["seq"], M["seq"]])
+    tt = np.concatenate([O["t"], M["t"]])
+    kind = np.concatenate([np.zeros(len(O), dtype=_I64), np.ones(len(M), dtype=_I64)])
+    row = np.concatenate([np.arange(len(O), dtype=_I64), np.arange(len(M), dtype=_I64)])
+    order = np.lexsort((kind, tt, cs, se, cl))
+    cl, se, cs, pos, kind, row = cl[order], se[order], cs[order], pos[order], kind[order], \
+        row[order]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = (cl[1:] != cl[:-1]) | (se[1:] != se[:-1]) | (cs[1:] != cs[:-1])
+    return cl[first], se[first], cs[first], pos[first], kind[first], row[first]
+
+
+def _entry_ref(c: _Ctx, kind: int, row: int) -> dict[str, Any]:
+    if kind == 0:
+        return {"kind": "order", "position": int(c.O["seq"][row]), "t": int(c.O["t"][row]),
+                **c.ref("orders", row)}
+    M = c.h.markers
+    return {"kind": "lost_marker", "position": int(M["seq"][row]), "t": int(M["t"][row]),
+            **c.ref("markers", row)}
+
+
+def _fence_limits(c: _Ctx) -> dict[tuple[int, int], tuple[int, int]]:
+    """(client, session) -> (committed_through, fence row) of its first fence."""
+    F = c.h.fences
+    out: dict[tuple[int, int], tuple[int, int]] = {}
+    for i in np.lexsort((np.arange(len(F)), F["t"])):
+        key = (int(F["client"][i]), int(_session(F)[i]))
+        out.setdefault(key, (int(F["committed_through"][i]), int(i)))
+    return out
+
+
+def _client_order(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    """Per-client FIFO: within a client session, positions increase with client_batch_seq,
+    and every client_batch_seq below one that is ordered is ordered or declared lost (unless
+    the session was fenced below it)."""
+    _need_order5(c)
+    cl, se, cs, pos, kind, row = _client_entries(c)
+    P = c.P
+    fences = _fence_limits(c)
+    count = 0
+    examples: list[dict[str, Any]] = []
+    grp = np.ones(cl.size, dtype=bool)
+    grp[1:] = (cl[1:] != cl[:-1]) | (se[1:] != se[:-1])
+    starts = np.flatnonzero(grp)
+    ends = np.append(starts[1:], cl.size)
+    psess = _session(P)
+    for a, b in zip(starts, ends):
+        client, session = int(cl[a]), int(se[a])
+        p, q = pos[a:b], cs[a:b]
+        run = np.maximum.accumulate(p)
+        arg = _running_argmax(p)
+        back = np.flatnonzero(p[1:] < run[:-1]) + 1
+        count += int(back.size)
+        for j in back[: max(0, c.k - len(examples))]:
+            e = int(arg[j - 1])
+            examples.append({
+                "client": client, "session": session,
+                "reason": "a later client batch is ordered before an earlier one",
+                "earlier": {"client_batch_seq": int(q[e]),
+                            **_entry_ref(c, int(kind[a + e]), int(row[a + e]))},
+                "later": {"client_batch_seq": int(q[j]),
+                          **_entry_ref(c, int(kind[a + j]), int(row[a + j]))},
+            })
+        # holes: client_batch_seqs below the highest ordered one, neither ordered nor marked
+        mine = (P["client"] == client) & (psess == session)
+        lo = min(int(q.min()), int(P["client_batch_seq"][mine].min()) if mine.any() else int(q.min()))
+        top = int(q.max())
+        limit = fences.get((client, session), (None, -1))[0]
+        if limit is not None:
+            top = min(top, int(limit) - 1)
+        have = np.unique(q)
+        want = np.arange(lo, top + 1)
+        missing = np.setdiff1d(want, have, assume_unique=True)
+        count += int(missing.size)
+        if missing.size and len(examples) < c.k:
+            edges = np.split(missing, np.flatnonzero(np.diff(missing) > 1) + 1)
+            for run_ in edges[: c.k - len(examples)]:
+                nxt = int(np.searchsorted(q, int(run_[-1]) + 1))
+                ex: dict[str, Any] = {
+                    "client": client, "session": session,
+                    "reason": "client batches skipped without a declared-lost marker",
+                    "missing_client_batch_seq": [int(run_[0]), int(run_[-1])]}
+                if nxt < q.size:
+                    ex["next"] = {"client_batch_seq": int(q[nxt]),
+                                  **_entry_ref(c, int(kind[a + nxt]), int(row[a + nxt]))}
+                examples.append(ex)
+    return count, examples
+
+
+def _lost_markers(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    """A declared-lost client batch is never ordered, and a marker's position holds no batch
+    (subscribers pass over marker positions in order; see delivery-contiguous)."""
+    _need_order5(c)
+    M, O = c.h.markers, c.O
+    if len(M) == 0:
+        raise _Skip("no lost_marker events")
+    mk = dense_ids([(M["client"], _session(M), M["client_batch_seq"]),
+                    (O["client"], _session(O), O["client_batch_seq"])])
+    both = np.isin(mk[0], mk[1])
+    at_batch = np.isin(M["seq"], O["seq"])
+    bad = np.flatnonzero(both | at_batch)
+    examples: list[dict[str, Any]] = []
+    for i in bad[: c.k]:
+        i = int(i)
+        ex: dict[str, Any] = {"client": int(M["client"][i]), "session": int(_session(M)[i]),
+                              "client_batch_seq": int(M["client_batch_seq"][i]),
+                              "marker": _entry_ref(c, 1, i)}
+        if both[i]:
+            r = int(np.flatnonzero(mk[1] == mk[0][i])[0])
+            ex["reason"] = "declared lost but ordered"
+            ex["order"] = _entry_ref(c, 0, r)
+        else:
+            r = int(np.flatnonzero(O["seq"] == M["seq"][i])[0])
+            ex["reason"] = "the marker's position holds a batch"
+            ex["order"] = {**_entry_ref(c, 0, r), "batch": c.batch(O, r)}
+        examples.append(ex)
+    return int(bad.size), examples
+
+
+def _fenced_session(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    """Nothing of a fenced session is ordered after its fence or at or beyond the
+    committed_through the client was told, and everything below it is ordered."""
+    _need_order5(c)
+    F, O = c.h.fences, c.O
+    if len(F) == 0:
+        raise _Skip("no fence events")
+    osess = _session(O)
+    count = 0
+    examples: list[dict[str, Any]] = []
+    for (client, session), (through, fr) in sorted(_fence_limits(c).items()):
+        tf = int(F["t"][fr])
+        mine = np.flatnonzero((O["client"] == client) & (osess == session))
+        late = mine[O["t"][mine] > tf + c.u]
+        beyond = mine[(O["client_batch_seq"][mine] >= through) & ~np.isin(mine, late)]
+        have = np.unique(O["client_batch_seq"][mine])
+        lo = int(have.min()) if have.size else 0
+        told = np.setdiff1d(np.arange(min(lo, through), through), have, assume_unique=True)
+        fence = {"committed_through": through, "t": tf, **c.ref("fences", fr)}
+        count += int(late.size + beyond.size + told.size)
+        for rows, why in ((late, "ordered after the session's fence"),
+                          (beyond, "ordered at or beyond the committed_through the client was "
+                                   "told")):
+            for r in rows[: max(0, c.k - len(examples))]:
+                examples.append({"client": client, "session": session, "reason": why,
+                                 "fence": fence,
+                                 "order": {"client_batch_seq": int(O["client_batch_seq"][r]),
+                                           **_entry_ref(c, 0, int(r))}})
+        if told.size and len(examples) < c.k:
+            examples.append({"client": client, "session": session, "fence": fence,
+                             "reason": "below committed_through but never ordered",
+                             "missing_client_batch_seq": [int(told[0]), int(told[-1])]})
+    return count, examples
+
+
+def _commit_once(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
+    """No (client, session, client_batch_seq) is ordered at two positions (e.g. a retry
+    sent to a second broker and ordered there too)."""
+    _need_order5(c)
+    O = c.O
+    if len(O) == 0:
+        raise _Skip("no order events")
+    ident = dense_ids([(O["client"], _session(O), O["client_batch_seq"])])[0]
+    pairs = _first_rows(dense_ids([(ident, O["seq"])])[0])
+    n = np.bincount(ident[pairs])
+    dup = np.flatnonzero(n > 1)
+    examples: list[dict[str, Any]] = []
+    for d in dup[: c.k]:
+        rows = pairs[ident[pairs] == d]
+        examples.append({
+            "client": int(O["client"][rows[0]]), "session": int(_session(O)[rows[0]]),
+            "client_batch_seq": int(O["client_batch_seq"][rows[0]]),
+            "orders": [{**_entry_ref(c, 0, int(r)), "batch": c.batch(O, int(r))}
+                       for r in rows[:4]],
+        })
+    return int(dup.size), examples
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     check_id: str
@@ -841,7 +1386,37 @@ CHECKS: tuple[CheckSpec, ...] = (
               "An ACK (per batch or cumulative) is never ahead of the batch's order event, nor "
               "of its entry into the committed prefix.",
               _ack_after_order),
+    CheckSpec("read-committed", "dirty-read",
+              "A subscriber never delivers a position at or above the committed_seq it can have "
+              "observed, nor a batch before its order event.",
+              _read_committed),
+    CheckSpec("message-ranges", "overlapping-offsets",
+              "Message ranges [total_order, total_order + msg_count) of consecutive positions "
+              "are contiguous and disjoint, from message 0.",
+              _message_ranges),
+    CheckSpec("ring-dense", "ring-gap",
+              "Each broker's ring slots are dense from pbr_index 0 unless a loss record "
+              "explains the gap.",
+              _ring_dense),
+    CheckSpec("client-order", "client-reorder",
+              "Order 5: within a client session, positions increase with client_batch_seq and "
+              "no client_batch_seq below an ordered one is skipped without a declared-lost "
+              "marker (or a fence).",
+              _client_order),
+    CheckSpec("lost-markers", "lost-but-committed",
+              "Order 5: a declared-lost client batch is never ordered, and a marker's position "
+              "holds no batch.",
+              _lost_markers),
+    CheckSpec("fenced-session", "zombie-write",
+              "Order 5: nothing of a fenced session is ordered after its fence or at or beyond "
+              "the committed_through the client was told; everything below it is ordered.",
+              _fenced_session),
+    CheckSpec("commit-once", "duplicate-commit",
+              "Order 5: no (client, session, client_batch_seq) is ordered at two positions.",
+              _commit_once),
 )
+ORDER5_CHECK_IDS: frozenset[str] = frozenset(
+    {"client-order", "lost-markers", "fenced-session", "commit-once"})
 CHECK_IDS: tuple[str, ...] = tuple(s.check_id for s in CHECKS)
 
 
@@ -852,7 +1427,7 @@ def check_history(
     level = history.order if order is None else order
     if isinstance(level, bool) or level not in ORDER_LEVELS:
         raise HistoryError(f"unknown order level {level!r}",
-                           "use 0 (per-broker order) or 2 (total order)")
+                           "use 0 (per-broker order), 2 (total order) or 5 (per-client FIFO)")
     if level != history.order:
         raise HistoryError(
             f"history recorded at order {history.order} cannot be checked at order {level}: "

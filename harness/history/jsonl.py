@@ -1,11 +1,14 @@
 """Reader and writer of the ``cxl-history`` JSON Lines format (docs/history-format.md).
 
-The reader is built for large files: one ``loads`` per line (orjson when installed, else the
-standard library), a fast path that takes a line whose keys are exactly the canonical ones in
-canonical order straight into a row tuple, and conversion to numpy in chunks so memory stays
-near 8 bytes per field. Everything else (other key order, optional fields, ``x-`` fields) goes
-through a slower path with the same rules. Errors are :class:`HistoryError` with the line
-number and the offending value.
+The reader is built for large files. The events are read in blocks of about BLOCK bytes;
+each block goes to Arrow's JSON reader (one table over the union of all event fields, split
+by ``type`` and validated with numpy, :func:`_fast_block`). A block that holds anything
+unusual (blank or indented lines, ``null``, a value of the wrong type or range, an unknown
+field or event type, a missing field) is instead read line by line (one ``loads`` per line,
+orjson when installed, else the standard library), which applies every rule and names the
+line and the offending value; both give identical tables. Columns grow in segments that are
+separate memory mappings once large, so a history is not held twice while its tables are put
+together. Errors are :class:`HistoryError` with the line number and the offending value.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 from harness.errors import HistoryError
 from harness.history.model import (
     FORMAT_NAME,
-    FORMAT_VERSION,
+    FORMAT_VERSIONS,
     ORDER_LEVELS,
     OUTCOME_NAMES,
     OUTCOMES,
@@ -34,6 +37,7 @@ from harness.history.model import (
     Array,
     History,
     Table,
+    compact_absent,
 )
 
 try:  # orjson parses about 4x faster; the standard library is the fallback.
@@ -53,18 +57,21 @@ except ImportError:  # pragma: no cover - exercised only where orjson is absent
         return json.dumps(obj, separators=(",", ":")).encode()
 
 
-CHUNK = 65536
+CHUNK = 65536  # rows per numpy conversion on the line-by-line path
+BLOCK = 8 << 20  # bytes per block of the vectorised reader
+SEGMENT = 1 << 22  # rows per column segment once a table is large (32 MiB of int64)
 
 # event type -> (table, required JSON fields in canonical order, optional fields)
 EVENT_FIELDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "publish": (
         "publishes",
         ("t", "broker", "client", "client_batch_seq", "pbr_index", "outcome", "msg_count",
-         "size", "checksum"),
-        ("pbr_index",),
+         "size", "checksum", "session"),
+        ("pbr_index", "session"),
     ),
     "loss": ("losses", ("t", "broker", "pbr_index"), ()),
-    "order": ("orders", ("t", "seq", "broker", "client", "client_batch_seq", "pbr_index"), ()),
+    "order": ("orders", ("t", "seq", "broker", "client", "client_batch_seq", "pbr_index",
+                         "total_order", "session"), ("total_order", "session")),
     "commit": ("commits", ("t", "committed_seq", "broker"), ("broker",)),
     "ack": (
         "acks",
@@ -74,12 +81,59 @@ EVENT_FIELDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "deliver": (
         "deliveries",
         ("t", "subscriber", "position", "broker", "client", "client_batch_seq", "pbr_index",
-         "checksum", "size"),
-        (),
+         "checksum", "size", "committed_seq"),
+        ("committed_seq",),
     ),
+    "resume": ("resumes", ("t", "subscriber", "position", "broker"), ("broker",)),
+    "follow": ("follows", ("t", "subscriber", "broker"), ()),
+    "lost_marker": ("markers", ("t", "seq", "client", "session", "client_batch_seq"),
+                    ("session",)),
+    "fence": ("fences", ("t", "client", "session", "committed_through"), ("session",)),
 }
 TABLE_EVENT = {table: ev for ev, (table, _, _) in EVENT_FIELDS.items()}
-HEADER_OPTIONAL = {"brokers", "drained", "source", "description", "clock"}
+HEADER_OPTIONAL = {"brokers", "drained", "source", "description", "clock", "uncertainty"}
+
+
+class _Growing:
+    """Columns that grow by segments; segments double up to SEGMENT rows, so the large ones
+    are separate memory mappings that go back to the system as soon as they are freed (a
+    history of 10^7 events is not held twice while its table is put together)."""
+
+    def __init__(self, dtypes: list[Any]) -> None:
+        self.dtypes = dtypes
+        self.segs: list[list[Array]] = []
+        self.fill = 0  # rows used in the last segment
+        self.total = 0
+
+    def append(self, cols: list[Array]) -> None:
+        n = int(cols[0].shape[0])
+        done = 0
+        while done < n:
+            if not self.segs or self.fill == self.segs[-1][0].shape[0]:
+                size = min(SEGMENT, max(CHUNK, self.total))
+                self.segs.append([np.empty(size, dtype=d) for d in self.dtypes])
+                self.fill = 0
+            seg = self.segs[-1]
+            take = min(n - done, seg[0].shape[0] - self.fill)
+            for dst, src in zip(seg, cols):
+                dst[self.fill:self.fill + take] = src[done:done + take]
+            self.fill += take
+            done += take
+            self.total += take
+
+    def build(self) -> list[Array]:
+        out: list[Array] = []
+        for k, d in enumerate(self.dtypes):  # column by column, freeing the segments
+            col = np.empty(self.total, dtype=d)
+            at = 0
+            for j, seg in enumerate(self.segs):
+                m = self.fill if j == len(self.segs) - 1 else seg[k].shape[0]
+                col[at:at + m] = seg[k][:m]
+                at += m
+                seg[k] = _EMPTY
+            out.append(col)
+        self.segs.clear()
+        return out
 
 
 @dataclass
@@ -95,8 +149,7 @@ class _Sink:
     getter: Callable[[dict[str, Any]], tuple[Any, ...]]
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
-    chunks: list[list[Array]] = field(default_factory=list)
-    line_chunks: list[Array] = field(default_factory=list)
+    store: _Growing | None = None
 
     def slow_row(self, d: dict[str, Any], lineno: int) -> tuple[Any, ...]:
         keys = set(d) - {"type"}
@@ -116,6 +169,12 @@ class _Sink:
             )
         return tuple(d.get(c, -1) for c in self.columns)
 
+    def add(self, cols: list[Array], lines: Array) -> None:
+        """Append converted columns (in ``columns`` order) and their line numbers."""
+        if self.store is None:
+            self.store = _Growing([c.dtype for c in cols] + [np.dtype(np.int64)])
+        self.store.append([*cols, lines])
+
     def flush(self) -> None:
         if not self.rows:
             return
@@ -124,19 +183,22 @@ class _Sink:
         arrays: list[Array] = []
         for name, col in zip(self.columns, cols):
             arrays.append(_column(self.event, name, col, lines))
-        self.chunks.append(arrays)
-        self.line_chunks.append(lines)
+        self.add(arrays, lines)
         self.rows.clear()
         self.lines.clear()
 
     def build(self) -> Table:
         self.flush()
-        if not self.chunks:
+        if self.store is None or self.store.total == 0:
             return Table.empty(self.table)
-        cols = {
-            c: np.concatenate([ch[k] for ch in self.chunks]) for k, c in enumerate(self.columns)
-        }
-        return Table(self.table, cols, np.concatenate(self.line_chunks))
+        *arrays, ref = self.store.build()
+        self.store = None
+        cols = dict(zip(self.columns, arrays))
+        compact_absent(self.table, cols)
+        return Table(self.table, cols, ref)
+
+
+_EMPTY = np.zeros(0, dtype=np.int64)
 
 
 def _column(event: str, name: str, col: tuple[Any, ...], lines: Array) -> Array:
@@ -154,9 +216,19 @@ def _column(event: str, name: str, col: tuple[Any, ...], lines: Array) -> Array:
         return np.array(mapped, dtype=np.int64)
     if set(map(type, col)) - {int}:
         i = next(k for k, v in enumerate(col) if type(v) is not int)
+        v = col[i]
+        if type(v) is float and v.is_integer() and abs(v) >= 2**63:
+            # orjson reads an integer literal beyond 64 bits as a float: report the range
+            info = np.iinfo(np.uint64 if name in UINT64_COLUMNS else np.int64)
+            shown = str(int(v)) if abs(v) == 2**64 or v == -(2**63) - 1 else f"~{int(v)}"
+            raise HistoryError(
+                f"line {int(lines[i])}: {event} field {name!r} = {shown} is out of range "
+                f"[{info.min}, {info.max}]",
+                "checksums are unsigned 64-bit, other fields signed 64-bit",
+            )
         raise HistoryError(
-            f"line {int(lines[i])}: {event} field {name!r} = {col[i]!r} is not an integer "
-            f"(got {type(col[i]).__name__})",
+            f"line {int(lines[i])}: {event} field {name!r} = {v!r} is not an integer "
+            f"(got {type(v).__name__})",
             "write integers (no quotes, no fraction, no null; leave optional fields out)",
         )
     dtype = np.uint64 if name in UINT64_COLUMNS else np.int64
@@ -212,10 +284,10 @@ def _parse_header(raw: bytes, lineno: int) -> dict[str, Any]:
             f"line {lineno}: header format = {head.get('format')!r}, expected {FORMAT_NAME!r}",
             f'set "format":"{FORMAT_NAME}"',
         )
-    if head.get("version") != FORMAT_VERSION or type(head.get("version")) is not int:
+    if head.get("version") not in FORMAT_VERSIONS or type(head.get("version")) is not int:
         raise HistoryError(
             f"line {lineno}: unsupported header version = {head.get('version')!r}",
-            f"this reader understands version {FORMAT_VERSION}",
+            f"this reader understands versions {', '.join(map(str, FORMAT_VERSIONS))}",
         )
     if "order" not in head:
         raise HistoryError(f"line {lineno}: header lacks 'order'", 'add "order":0 or "order":2')
@@ -223,7 +295,7 @@ def _parse_header(raw: bytes, lineno: int) -> dict[str, Any]:
     if type(order) is not int or order not in ORDER_LEVELS:
         raise HistoryError(
             f"line {lineno}: unknown order level {order!r}",
-            "use 0 (per-broker order) or 2 (total order)",
+            "use 0 (per-broker order), 2 (total order) or 5 (with per-client FIFO)",
         )
     for key in head:
         if key in ("type", "format", "version", "order") or key in HEADER_OPTIONAL:
@@ -239,6 +311,13 @@ def _parse_header(raw: bytes, lineno: int) -> dict[str, Any]:
             f"line {lineno}: header drained = {head['drained']!r} is not true/false",
             'write "drained":true or "drained":false',
         )
+    if "uncertainty" in head and (type(head["uncertainty"]) is not int or head["uncertainty"] < 0
+                                  or head["uncertainty"] >= 2**63):
+        raise HistoryError(
+            f"line {lineno}: header uncertainty = {head['uncertainty']!r} is not a non-negative "
+            "integer",
+            "give the clock uncertainty window in units of t (0: only equal t is concurrent)",
+        )
     if "brokers" in head and (type(head["brokers"]) is not int or head["brokers"] < 1):
         raise HistoryError(
             f"line {lineno}: header brokers = {head['brokers']!r} is not a positive integer",
@@ -248,69 +327,279 @@ def _parse_header(raw: bytes, lineno: int) -> dict[str, Any]:
 
 
 def parse_lines(lines: Iterable[bytes], source: str = "<memory>") -> History:
-    """Parse JSON Lines (bytes, with or without newlines) into a validated History."""
+    """Parse JSON Lines (bytes, with or without newlines) into a validated History.
+
+    Line by line (no fast path); :func:`read_history` and :func:`loads_history` take whole
+    blocks through the vectorised reader and give the same results and errors."""
     it: Iterator[bytes] = iter(lines)
+    header, lineno = _read_header(it)
+    reader = _Reader()
+    lineno = reader.slow(it, lineno)
+    return reader.finish(header, source)
+
+
+def _read_header(it: Iterator[bytes]) -> tuple[dict[str, Any], int]:
     lineno = 0
-    header: dict[str, Any] | None = None
     for raw in it:
         lineno += 1
         if raw.strip():
-            header = _parse_header(raw, lineno)
-            break
-    if header is None:
-        raise HistoryError(
-            f"line {lineno + 1}: empty file, missing header",
-            'a history starts with {"type":"header","format":"cxl-history","version":1,"order":2}',
-        )
-    tables, _ = _parse_events(it, lineno)
-    _check_time_monotonic(tables)
-    hist = History(
-        order=int(header["order"]),
-        drained=bool(header.get("drained", True)),
-        brokers=header.get("brokers"),
-        ref_kind="line",
-        source=source,
-        header=header,
-        **tables,
+            return _parse_header(raw, lineno), lineno
+    raise HistoryError(
+        f"line {lineno + 1}: empty file, missing header",
+        'a history starts with {"type":"header","format":"cxl-history","version":1,"order":2}',
     )
-    hist.validate()
-    return hist
 
 
-def _parse_events(it: Iterable[bytes], lineno: int) -> tuple[dict[str, Table], int]:
-    """Parse event lines; ``lineno`` is the number of the line before the first one.
-    Returns the tables (``ref`` = line numbers) and the last line number."""
-    sinks = _sinks()
-    loads = _loads
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # millions of small containers: the cyclic GC would dominate parse time
+def _parse_stream(fh: IO[bytes], source: str) -> History:
+    """Header line by line, then the events in blocks of about BLOCK bytes, each block read
+    by the vectorised reader (:func:`_fast_block`) or, when it declines, line by line."""
+    header, lineno = _read_header(iter(fh.readline, b""))
+    reader = _Reader()
+    rest = b""
+    while True:
+        data = fh.read(BLOCK)
+        if not data:
+            block, rest = rest, b""
+        else:
+            buf = rest + data
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                rest = buf
+                continue
+            block, rest = buf[: cut + 1], buf[cut + 1:]
+        if not block:
+            break
+        lineno = reader.block(block, lineno)
+    return reader.finish(header, source)
+
+
+class _Reader:
+    """Collects the event tables of one history, block by block or line by line."""
+
+    def __init__(self) -> None:
+        self.sinks = _sinks()
+        self.any_slow = False
+        self.last_t: int | None = None
+        self.last_line = 0
+        self.time_error: HistoryError | None = None
+
+    # -- line by line: every rule, exact messages
+    def slow(self, it: Iterable[bytes], lineno: int) -> int:
+        """Parse event lines; ``lineno`` is the number of the line before the first one.
+        Returns the last line number."""
+        self.any_slow = True
+        sinks = self.sinks
+        loads = _loads
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # millions of small containers: the cyclic GC would dominate parse time
+        try:
+            for raw in it:
+                lineno += 1
+                try:
+                    d = loads(raw)
+                    sink = sinks[d["type"]]
+                except _JSONError as exc:
+                    if not raw.strip():
+                        continue
+                    raise HistoryError(
+                        f"line {lineno}: not valid JSON ({exc}): {_describe_line(raw)!r}",
+                        "each line must be one complete JSON object; the file may be truncated",
+                    ) from None
+                except (KeyError, TypeError):
+                    _bad_event(d, lineno, raw)
+                    raise AssertionError("unreachable") from None
+                if list(d) == sink.fast_keys:
+                    sink.rows.append(sink.getter(d))
+                else:
+                    sink.rows.append(sink.slow_row(d, lineno))
+                sink.lines.append(lineno)
+                if len(sink.rows) >= CHUNK:
+                    sink.flush()
+            return lineno
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    # -- a block of whole lines: vectorised when it can be, else line by line
+    def block(self, block: bytes, lineno: int) -> int:
+        fast = _fast_block(block)
+        if fast is None:
+            raw = block.split(b"\n")
+            last = raw.pop()  # b"" when the block ends with a newline
+            text = [r + b"\n" for r in raw]  # as a file yields them (same JSON messages)
+            if last:
+                text.append(last)
+            return self.slow(text, lineno)
+        n, t, per_type = fast
+        lines = np.arange(lineno + 1, lineno + 1 + n, dtype=np.int64)
+        if self.time_error is None and n:
+            back = np.flatnonzero(t[1:] < t[:-1])
+            if self.last_t is not None and int(t[0]) < self.last_t:
+                self.time_error = _time_error(lineno + 1, int(t[0]), self.last_t, self.last_line)
+            elif back.size:
+                i = int(back[0]) + 1
+                self.time_error = _time_error(int(lines[i]), int(t[i]), int(t[i - 1]),
+                                              int(lines[i - 1]))
+        if n:
+            self.last_t, self.last_line = int(t[-1]), int(lines[-1])
+        for ev, (rows, cols) in per_type.items():
+            sink = self.sinks[ev]
+            sink.flush()  # keep rows in line order
+            sink.add(cols, lines[rows])
+        return lineno + n
+
+    def finish(self, header: dict[str, Any], source: str) -> History:
+        tables = {s.table: s.build() for s in self.sinks.values()}
+        _release_freed_memory()
+        if self.any_slow:
+            _check_time_monotonic(tables)
+        elif self.time_error is not None:
+            raise self.time_error
+        hist = History(
+            order=int(header["order"]),
+            drained=bool(header.get("drained", True)),
+            brokers=header.get("brokers"),
+            ref_kind="line",
+            source=source,
+            header=header,
+            uncertainty=int(header.get("uncertainty", 0)),
+            **tables,
+        )
+        hist.validate()
+        return hist
+
+
+def _release_freed_memory() -> None:
+    """Give the heap's free pages back to the system (glibc keeps the holes that many
+    freed blocks leave); the checks then start from the history's own size."""
     try:
-        for raw in it:
-            lineno += 1
-            try:
-                d = loads(raw)
-                sink = sinks[d["type"]]
-            except _JSONError as exc:
-                if not raw.strip():
-                    continue
-                raise HistoryError(
-                    f"line {lineno}: not valid JSON ({exc}): {_describe_line(raw)!r}",
-                    "each line must be one complete JSON object; the file may be truncated",
-                ) from None
-            except (KeyError, TypeError):
-                _bad_event(d, lineno, raw)
-                raise AssertionError("unreachable") from None
-            if list(d) == sink.fast_keys:
-                sink.rows.append(sink.getter(d))
-            else:
-                sink.rows.append(sink.slow_row(d, lineno))
-            sink.lines.append(lineno)
-            if len(sink.rows) >= CHUNK:
-                sink.flush()
-        return {s.table: s.build() for s in sinks.values()}, lineno
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
+def _time_error(line: int, t: int, prev_t: int, prev_line: int) -> HistoryError:
+    return HistoryError(
+        f"line {line}: t = {t} is before the previous event's t = {prev_t} (line {prev_line})",
+        "write events in time order; t must never decrease from one line to the next",
+    )
+
+
+# ---- the vectorised block reader -------------------------------------------------------
+# Every field of every event type, with its Arrow type; the reader parses a block of lines
+# into one table over this union and splits it by ``type``.
+_UNION: dict[str, str] = {"type": "string", "outcome": "string"}
+for _ev, (_tbl, _fields, _opt) in EVENT_FIELDS.items():
+    for _f in _fields:
+        if _f != "outcome":
+            _UNION[_f] = "uint64" if _f in UINT64_COLUMNS else "int64"
+_EVENT_NAMES = tuple(EVENT_FIELDS)
+_ARROW: Any = None  # (pyarrow, json, compute, schema, event names, outcomes) once imported
+
+
+def _arrow() -> Any:
+    global _ARROW
+    if _ARROW is None:
+        try:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+            import pyarrow.json as pj
+        except ImportError:  # pragma: no cover - pyarrow is a dependency
+            _ARROW = False
+            return _ARROW
+        schema = pa.schema([(k, getattr(pa, v)()) for k, v in _UNION.items()])
+        _ARROW = (pa, pj, pc, schema, pa.array(list(_EVENT_NAMES)),
+                  pa.array([OUTCOME_NAMES[k] for k in sorted(OUTCOME_NAMES)]))
+    return _ARROW
+
+
+def _fast_block(block: bytes) -> tuple[int, Array, dict[str, tuple[Array, list[Array]]]] | None:
+    """Parse a block of complete lines with Arrow's JSON reader and validate it with numpy.
+
+    Returns (lines, t of every line, {event: (row indices, columns)}), or None when the block
+    needs the line-by-line reader: anything unusual (blank or indented lines, a ``null``
+    anywhere, a value of the wrong type or range, an unknown field or type, a missing
+    required field) is left to it, so that every error message names its line exactly as
+    that reader does. Only blocks in which every line is one well-formed event come back."""
+    arrow = _arrow()
+    if not arrow or not block.startswith(b"{"):
+        return None
+    pa, pj, pc, schema, event_names, outcome_names = arrow
+    raw = np.frombuffer(block, dtype=np.uint8)
+    nl = np.flatnonzero(raw == 10)
+    n = nl.size + (0 if block.endswith(b"\n") else 1)
+    starts = nl[:-1] + 1 if block.endswith(b"\n") else nl + 1
+    if starts.size and not bool((raw[starts] == 123).all()):
+        return None  # a blank, whitespace-only or indented line
+    try:
+        tbl = pj.read_json(
+            pa.BufferReader(block),
+            read_options=pj.ReadOptions(block_size=1 << 20),
+            parse_options=pj.ParseOptions(explicit_schema=schema,
+                                          unexpected_field_behavior="infer"),
+            memory_pool=pa.system_memory_pool(),  # freed blocks go back to the system
+        )
+    except (pa.ArrowException, UnicodeDecodeError, ValueError):
+        return None
+    if tbl.num_rows != n:
+        return None  # a line holding two objects
+    for name in tbl.column_names:
+        if name not in _UNION and not name.startswith("x-"):
+            return None
+    types = pc.index_in(tbl.column("type"), value_set=event_names)
+    if types.null_count:
+        return None
+    code = types.to_numpy(zero_copy_only=False)
+    null: dict[str, Array] = {}
+    value: dict[str, Array] = {}
+    for name, kind in _UNION.items():
+        col = tbl.column(name)
+        null[name] = (col.is_null().to_numpy(zero_copy_only=False) if col.null_count
+                      else np.zeros(n, dtype=bool))
+    outcome = pc.index_in(tbl.column("outcome"), value_set=outcome_names)
+    if outcome.null_count != tbl.column("outcome").null_count:
+        return None  # an outcome string that is not ok/failed/unknown
+    out: dict[str, tuple[Array, list[Array]]] = {}
+    scanned = False
+    present = np.bincount(code, minlength=len(_EVENT_NAMES))
+    for k, ev in enumerate(_EVENT_NAMES):
+        if not present[k]:
+            continue
+        table, fields, optional = EVENT_FIELDS[ev]
+        rows = np.flatnonzero(code == k) if present[k] != n else np.arange(n)
+        for name in _UNION:
+            if name == "type":
+                continue
+            nm = null[name][rows]
+            if name not in fields:
+                if not nm.all():
+                    return None  # a field of another event type
+            elif name not in optional:
+                if nm.any():
+                    return None  # a required field missing
+            elif nm.any() and not scanned:
+                if b"null" in block:
+                    return None  # absent or written as null? the line reader tells
+                scanned = True
+        cols: list[Array] = []
+        for c in TABLE_COLUMNS[table]:
+            if c not in value:
+                if c == "outcome":
+                    value[c] = outcome.fill_null(0).to_numpy(zero_copy_only=False).astype(
+                        np.int64)
+                else:
+                    col = tbl.column(c)
+                    if col.null_count:
+                        col = col.fill_null(0 if c in UINT64_COLUMNS else -1)
+                    value[c] = col.to_numpy(zero_copy_only=False)
+            cols.append(value[c][rows] if rows.size != n else value[c])
+        out[ev] = (rows, cols)
+    t = tbl.column("t")
+    if t.null_count:
+        return None
+    return n, t.to_numpy(zero_copy_only=False), out
 
 
 def _bad_event(d: Any, lineno: int, raw: bytes) -> None:
@@ -359,13 +648,13 @@ def read_history(path: str | os.PathLike[str]) -> History:
         raise HistoryError(f"cannot open history {str(p)!r}: {exc.strerror}",
                            "check the path") from None
     with fh:
-        return parse_lines(fh, source=str(p))
+        return _parse_stream(fh, source=str(p))
 
 
 def loads_history(text: str | bytes, source: str = "<string>") -> History:
     """Parse a whole history held in memory."""
     data = text.encode() if isinstance(text, str) else text
-    return parse_lines(io.BytesIO(data), source=source)
+    return _parse_stream(io.BytesIO(data), source=source)
 
 
 # --------------------------------------------------------------------------- writing
@@ -374,21 +663,34 @@ def dumps_events(events: Iterable[Mapping[str, Any]]) -> bytes:
     return b"".join(_dumps(dict(e)) + b"\n" for e in events)
 
 
+# Ties at equal t when writing a history built from arrays: what a later event may refer to
+# comes first (a resume precedes the deliveries it applies to).
+_WRITE_ORDER = ("publishes", "losses", "orders", "markers", "commits", "fences", "acks",
+                "follows", "resumes", "deliveries")
+
+
 def history_events(history: History) -> Iterator[dict[str, Any]]:
-    """The events of ``history`` as dicts in canonical field order, header first, sorted by
-    ``t`` (ties: publish, loss, order, commit, ack, deliver; then original order)."""
+    """The events of ``history`` as dicts in canonical field order, header first. A history
+    read from JSONL keeps its line order; one built from arrays is sorted by ``t`` (ties:
+    publish, loss, order, lost_marker, commit, fence, ack, follow, resume, deliver; then
+    row order)."""
     head: dict[str, Any] = {
-        "type": "header", "format": FORMAT_NAME, "version": FORMAT_VERSION,
+        "type": "header", "format": FORMAT_NAME, "version": _version_needed(history),
         "order": history.order, "drained": history.drained,
     }
     if history.brokers is not None:
         head["brokers"] = history.brokers
+    if history.uncertainty:
+        head["uncertainty"] = history.uncertainty
     for k, v in history.header.items():
         if k not in head and k != "type":
             head[k] = v
     yield head
-    names = list(TABLE_EVENT)
+    names = list(_WRITE_ORDER)
+    assert set(names) == set(TABLE_EVENT), "every table has a place in _WRITE_ORDER"
     ts = [getattr(history, n)["t"] for n in names]
+    if history.ref_kind == "line":
+        ts = [getattr(history, n).ref for n in names]
     t_all = np.concatenate(ts)
     which = np.concatenate([np.full(len(t), k, dtype=np.int64) for k, t in enumerate(ts)])
     row = np.concatenate([np.arange(len(t), dtype=np.int64) for t in ts])
@@ -397,6 +699,16 @@ def history_events(history: History) -> Iterator[dict[str, Any]]:
     for k in order:
         w = int(which[k])
         yield _event_dict(names[w], tables[w], int(row[k]))
+
+
+def _version_needed(history: History) -> int:
+    """1 unless the history uses something version 2 added (so version-1 readers still read
+    what they can)."""
+    v2 = (history.uncertainty > 0 or len(history.resumes) > 0 or len(history.follows) > 0
+          or history.order == 5 or bool((history.publishes["session"] >= 0).any())
+          or bool((history.orders["total_order"] >= 0).any())
+          or bool((history.deliveries["committed_seq"] >= 0).any()))
+    return 2 if v2 else 1
 
 
 def _event_dict(table: str, tbl: Table, i: int) -> dict[str, Any]:

@@ -16,12 +16,15 @@ publishes         t, broker, client, client_batch_seq, pbr_index (-1: not known)
                   outcome (0 ok, 1 failed, 2 unknown; or the strings), msg_count, size,
                   checksum (uint64)
 losses            t, broker, pbr_index
-orders            t, seq, broker, client, client_batch_seq, pbr_index
+orders            t, seq, broker, client, client_batch_seq, pbr_index,
+                  total_order (v2; -1: not recorded)
 commits           t, committed_seq, broker (Order 0: required; Order 2: absent / -1)
 acks              t, level (1 or 2), broker, and either client, client_batch_seq
                   [, pbr_index] (one batch) or through_msgs (cumulative; the others -1)
 deliveries        per subscriber id: t, position, broker, client, client_batch_seq,
-                  pbr_index, checksum (uint64), size
+                  pbr_index, checksum (uint64), size, committed_seq (v2; -1: not recorded)
+resumes (v2)      t, subscriber, position, broker (Order 0: required; Order 2: -1)
+follows (v2)      t, subscriber, broker
 ================  =========================================================================
 """
 
@@ -37,8 +40,9 @@ import numpy.typing as npt
 from harness.errors import HistoryError
 
 FORMAT_NAME = "cxl-history"
-FORMAT_VERSION = 1
-ORDER_LEVELS = (0, 2)
+FORMAT_VERSION = 2  # the newest version written; the reader takes 1 and 2
+FORMAT_VERSIONS = (1, 2)
+ORDER_LEVELS = (0, 2, 5)
 ACK_LEVELS = (1, 2)
 
 OUTCOME_OK = 0
@@ -52,16 +56,21 @@ Array = npt.NDArray[Any]
 # Column order of each table. The first column of every table is the event time ``t``.
 PUBLISH_COLUMNS = (
     "t", "broker", "client", "client_batch_seq", "pbr_index", "outcome", "msg_count", "size",
-    "checksum",
+    "checksum", "session",
 )
 LOSS_COLUMNS = ("t", "broker", "pbr_index")
-ORDER_COLUMNS = ("t", "seq", "broker", "client", "client_batch_seq", "pbr_index")
+ORDER_COLUMNS = ("t", "seq", "broker", "client", "client_batch_seq", "pbr_index", "total_order",
+                 "session")
 COMMIT_COLUMNS = ("t", "committed_seq", "broker")
 ACK_COLUMNS = ("t", "level", "broker", "client", "client_batch_seq", "pbr_index", "through_msgs")
 DELIVERY_COLUMNS = (
     "t", "subscriber", "position", "broker", "client", "client_batch_seq", "pbr_index",
-    "checksum", "size",
+    "checksum", "size", "committed_seq",
 )
+RESUME_COLUMNS = ("t", "subscriber", "position", "broker")
+FOLLOW_COLUMNS = ("t", "subscriber", "broker")
+MARKER_COLUMNS = ("t", "seq", "client", "session", "client_batch_seq")
+FENCE_COLUMNS = ("t", "client", "session", "committed_through")
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "publishes": PUBLISH_COLUMNS,
     "losses": LOSS_COLUMNS,
@@ -69,17 +78,30 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "commits": COMMIT_COLUMNS,
     "acks": ACK_COLUMNS,
     "deliveries": DELIVERY_COLUMNS,
+    "resumes": RESUME_COLUMNS,
+    "follows": FOLLOW_COLUMNS,
+    "markers": MARKER_COLUMNS,
+    "fences": FENCE_COLUMNS,
 }
+V2_TABLES = ("resumes", "follows", "markers", "fences")
+ORDER5_TABLES = ("markers", "fences")
 # Columns that may be left out of from_arrays (filled with -1).
 OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
-    "publishes": frozenset({"pbr_index"}),
+    "publishes": frozenset({"pbr_index", "session"}),
     "losses": frozenset(),
-    "orders": frozenset(),
+    "orders": frozenset({"total_order", "session"}),
     "commits": frozenset({"broker"}),
     "acks": frozenset({"client", "client_batch_seq", "pbr_index", "through_msgs"}),
-    "deliveries": frozenset(),
+    "deliveries": frozenset({"committed_seq"}),
+    "resumes": frozenset({"broker"}),
+    "follows": frozenset(),
+    "markers": frozenset({"session"}),
+    "fences": frozenset({"session"}),
 }
 UINT64_COLUMNS = frozenset({"checksum"})
+# An optional field is absent when left out or written as -1; any other value must be >= 0.
+# A required field has no "absent": -1 there is an error like any negative value.
+_OPTIONAL_RANGE = "must be >= 0 (this field is optional: leave it out, or -1, when absent)"
 
 
 @dataclass(frozen=True)
@@ -124,6 +146,11 @@ class History:
     ref_kind: str = "line"  # "line" (JSONL) or "row" (arrays)
     source: str = "<memory>"
     header: dict[str, Any] = field(default_factory=dict)
+    resumes: Table = field(default_factory=lambda: Table.empty("resumes"))
+    follows: Table = field(default_factory=lambda: Table.empty("follows"))
+    markers: Table = field(default_factory=lambda: Table.empty("markers"))
+    fences: Table = field(default_factory=lambda: Table.empty("fences"))
+    uncertainty: int = 0  # clock uncertainty window: "A before B" means A.t + u < B.t
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -137,6 +164,11 @@ class History:
         acks: Mapping[str, npt.ArrayLike] | None = None,
         deliveries: Mapping[int, Mapping[str, npt.ArrayLike]] | None = None,
         losses: Mapping[str, npt.ArrayLike] | None = None,
+        resumes: Mapping[str, npt.ArrayLike] | None = None,
+        follows: Mapping[str, npt.ArrayLike] | None = None,
+        markers: Mapping[str, npt.ArrayLike] | None = None,
+        fences: Mapping[str, npt.ArrayLike] | None = None,
+        uncertainty: int = 0,
         drained: bool = True,
         brokers: int | None = None,
         source: str = "arrays",
@@ -154,6 +186,10 @@ class History:
             ("orders", orders),
             ("commits", commits),
             ("acks", acks),
+            ("resumes", resumes),
+            ("follows", follows),
+            ("markers", markers),
+            ("fences", fences),
         ):
             tables[name] = (
                 Table.empty(name) if given is None else _table_from_columns(name, given, None)
@@ -175,6 +211,11 @@ class History:
             commits=tables["commits"],
             acks=tables["acks"],
             deliveries=tables["deliveries"],
+            resumes=tables["resumes"],
+            follows=tables["follows"],
+            markers=tables["markers"],
+            fences=tables["fences"],
+            uncertainty=uncertainty,
             drained=bool(drained),
             brokers=brokers,
             ref_kind="row",
@@ -211,6 +252,10 @@ class History:
             "commit": len(self.commits),
             "ack": len(self.acks),
             "deliver": len(self.deliveries),
+            "resume": len(self.resumes),
+            "follow": len(self.follows),
+            "lost_marker": len(self.markers),
+            "fence": len(self.fences),
             "subscribers": int(np.unique(self.deliveries["subscriber"]).size),
         }
 
@@ -233,14 +278,29 @@ class History:
                 f"brokers = {self.brokers!r} is not a positive integer",
                 "give the number of brokers, or leave it out",
             )
+        if (isinstance(self.uncertainty, bool) or not isinstance(self.uncertainty, (int, np.integer))
+                or self.uncertainty < 0):
+            raise HistoryError(
+                f"uncertainty = {self.uncertainty!r} is not a non-negative integer",
+                "give the clock uncertainty window in units of t, or leave it out (0)",
+            )
         nonneg = {
             "publishes": ("t", "broker", "client", "client_batch_seq", "msg_count", "size"),
             "losses": ("t", "broker", "pbr_index"),
-            "orders": ORDER_COLUMNS,
+            "orders": ORDER_COLUMNS[:-2],
             "commits": ("t", "committed_seq"),
             "acks": ("t", "broker"),
-            "deliveries": DELIVERY_COLUMNS,
+            "deliveries": DELIVERY_COLUMNS[:-1],
+            "resumes": ("t", "subscriber", "position"),
+            "follows": FOLLOW_COLUMNS,
+            "markers": ("t", "seq", "client", "client_batch_seq"),
+            "fences": ("t", "client", "committed_through"),
         }
+        # optional fields: absent is -1; anything else must be >= 0
+        for name, col in (("orders", "total_order"), ("deliveries", "committed_seq"),
+                          ("resumes", "broker"), ("publishes", "session"), ("orders", "session"),
+                          ("markers", "session"), ("fences", "session")):
+            self._first_bad(name, col, getattr(self, name)[col] < -1, _OPTIONAL_RANGE)
         for name, cols in nonneg.items():
             table: Table = getattr(self, name)
             for col in cols:
@@ -248,14 +308,15 @@ class History:
                     continue
                 self._first_bad(name, col, table[col] < 0, "must be >= 0")
         if self.brokers is not None:
-            for name in ("publishes", "losses", "orders", "acks", "deliveries"):
+            for name in ("publishes", "losses", "orders", "acks", "deliveries", "resumes",
+                         "follows"):
                 t = getattr(self, name)
                 self._first_bad(
                     name, "broker", t["broker"] >= self.brokers,
                     f"must be below the header's brokers = {self.brokers}",
                 )
         pub = self.publishes
-        self._first_bad("publishes", "pbr_index", pub["pbr_index"] < -1, "must be >= 0")
+        self._first_bad("publishes", "pbr_index", pub["pbr_index"] < -1, _OPTIONAL_RANGE)
         self._first_bad(
             "publishes", "outcome", (pub["outcome"] < 0) | (pub["outcome"] > 2),
             "must be ok, failed or unknown (0, 1, 2)",
@@ -273,10 +334,23 @@ class History:
                 "commits", "broker", com["broker"] != -1,
                 "must be absent at Order 2 (committed_seq is global)",
             )
+        if self.order != 5:
+            for name, kind in (("markers", "lost_marker"), ("fences", "fence")):
+                if len(getattr(self, name)):
+                    raise HistoryError(
+                        f"{self.where(name, 0)}: {kind} event in an Order {self.order} history",
+                        "declared-lost markers and session fences exist at Order 5 only",
+                    )
+        res = self.resumes
+        if self.order == 0:
+            self._first_bad("resumes", "broker", res["broker"] < 0, "is required at Order 0")
+        else:
+            self._first_bad("resumes", "broker", res["broker"] != -1,
+                            "must be absent at Order 2 (positions are global)")
         ack = self.acks
         self._first_bad("acks", "level", ~np.isin(ack["level"], ACK_LEVELS), "must be 1 or 2")
         cumulative = ack["through_msgs"] >= 0
-        self._first_bad("acks", "through_msgs", ack["through_msgs"] < -1, "must be >= 0")
+        self._first_bad("acks", "through_msgs", ack["through_msgs"] < -1, _OPTIONAL_RANGE)
         for col in ("client", "client_batch_seq"):
             self._first_bad(
                 "acks", col, cumulative & (ack[col] != -1),
@@ -290,7 +364,7 @@ class History:
             "acks", "pbr_index", cumulative & (ack["pbr_index"] != -1),
             "must be absent in a cumulative ack",
         )
-        self._first_bad("acks", "pbr_index", ack["pbr_index"] < -1, "must be >= 0")
+        self._first_bad("acks", "pbr_index", ack["pbr_index"] < -1, _OPTIONAL_RANGE)
         # uniqueness of publishes: (broker, client, client_batch_seq) and the slot
         self._unique_rows(
             "publishes", ("broker", "client", "client_batch_seq"), np.ones(len(pub), dtype=bool),
@@ -301,7 +375,9 @@ class History:
             "each ring slot (broker, pbr_index) holds one published batch",
         )
         dl = self.deliveries
-        if len(dl) > 1:
+        # JSONL: t never decreases from line to line (checked by the reader), so it never
+        # decreases within one subscriber's deliveries either
+        if len(dl) > 1 and self.ref_kind != "line":
             rows = np.lexsort((np.arange(len(dl)), dl["subscriber"]))
             sub, tt = dl["subscriber"][rows], dl["t"][rows]
             back = np.flatnonzero((sub[1:] == sub[:-1]) & (tt[1:] < tt[:-1]))
@@ -365,7 +441,7 @@ def _check_order(order: object, what: str) -> None:
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order not in ORDER_LEVELS:
         raise HistoryError(
             f"{what}: unknown order level {order!r}",
-            "use 0 (per-broker order) or 2 (total order); other levels are not defined yet",
+            "use 0 (per-broker order), 2 (total order) or 5 (total order with per-client FIFO)",
         )
 
 
@@ -431,14 +507,31 @@ def _table_from_columns(name: str, given: Mapping[str, npt.ArrayLike], subscribe
     n = n or 0
     for c in TABLE_COLUMNS[name]:
         if c not in cols:
-            cols[c] = np.full(n, subscriber if c == "subscriber" else -1, dtype=np.int64)
+            cols[c] = constant_column(
+                subscriber if c == "subscriber" and subscriber is not None else -1, n)
     return Table(name, cols, np.arange(n, dtype=np.int64))
+
+
+def constant_column(value: int, n: int) -> Array:
+    """A read-only int64 column of ``n`` equal values that takes no memory (a broadcast
+    view): absent optional fields of large tables cost nothing."""
+    return np.broadcast_to(np.array(value, dtype=np.int64), (n,))
+
+
+def compact_absent(name: str, cols: dict[str, Array]) -> None:
+    """Replace each optional column that is absent (-1) on every row by a constant view."""
+    for c in OPTIONAL_COLUMNS[name]:
+        col = cols.get(c)
+        if col is not None and col.size and col.dtype == np.int64 and col.strides != (0,) \
+                and int(col.min()) == -1 and int(col.max()) == -1:
+            cols[c] = constant_column(-1, col.size)
 
 
 def _concat(name: str, parts: list[Table]) -> Table:
     if not parts:
         return Table.empty(name)
     cols = {c: np.concatenate([p[c] for p in parts]) for c in TABLE_COLUMNS[name]}
+    compact_absent(name, cols)
     return Table(name, cols, np.concatenate([p.ref for p in parts]))
 
 
@@ -446,25 +539,55 @@ def dense_ids(tables: list[tuple[Array, ...]]) -> list[Array]:
     """Give equal tuples equal small integers, consistently across several tables.
 
     ``tables`` is a list of column tuples (same arity everywhere, non-negative integers or
-    -1). Returns one int64 id array per table. Packs the columns into one int64 when the value
-    ranges fit, else falls back to a row-wise unique."""
+    -1). Returns one integer id array per table (int32 below 2^31 rows); ids follow the sorted order of the tuples.
+    Packs the columns into one int64 when the value ranges fit (one array of the joint size,
+    then one sort), else falls back to a row-wise unique."""
     sizes = [len(t[0]) if t else 0 for t in tables]
-    if not tables or sum(sizes) == 0:
+    total = sum(sizes)
+    if not tables or total == 0:
         return [np.zeros(s, dtype=np.int64) for s in sizes]
     arity = len(tables[0])
-    cols = [np.concatenate([t[k] for t in tables]).astype(np.int64) + 1 for k in range(arity)]
-    bits = [max(int(c.max()), 1).bit_length() for c in cols]
+    top = [max((int(t[k].max()) for t in tables if len(t[k])), default=0) + 1
+           for k in range(arity)]
+    bits = [max(m, 1).bit_length() for m in top]
     if sum(bits) <= 62:
-        packed = np.zeros(cols[0].shape[0], dtype=np.int64)
-        for c, b in zip(cols, bits):
-            packed = (packed << b) | c
-        _, inv = np.unique(packed, return_inverse=True)
+        packed = np.empty(total, dtype=np.int64)
+        at = 0
+        for t, n in zip(tables, sizes):
+            seg = packed[at:at + n]
+            at += n
+            if n == 0:
+                continue
+            np.add(t[0], 1, out=seg, casting="unsafe")
+            for c, b in zip(t[1:], bits[1:]):
+                seg <<= b
+                seg |= np.add(c, 1, dtype=np.int64)
+        inv = _inverse(packed)
+        del packed
     else:
+        cols = [np.concatenate([t[k] for t in tables]).astype(np.int64) + 1 for k in range(arity)]
         _, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
-    inv = inv.reshape(-1).astype(np.int64)
+        inv = inv.reshape(-1).astype(np.int64)
     out: list[Array] = []
     start = 0
     for s in sizes:
         out.append(inv[start:start + s])
         start += s
     return out
+
+
+def _inverse(keys: Array) -> Array:
+    """``np.unique(keys, return_inverse=True)[1]`` with fewer temporaries."""
+    order = np.argsort(keys)
+    srt = keys[order]
+    new = np.empty(srt.shape[0], dtype=bool)
+    new[:1] = True
+    np.not_equal(srt[1:], srt[:-1], out=new[1:])
+    del srt
+    dtype = np.int32 if keys.shape[0] < 2**31 - 1 else np.int64
+    ids = np.cumsum(new, dtype=dtype)
+    del new
+    np.subtract(ids, 1, out=ids)
+    inv = np.empty(ids.shape[0], dtype=dtype)
+    inv[order] = ids
+    return inv
