@@ -45,8 +45,8 @@ from harness.log import (
     run_log,
 )
 from harness.profiles import Profile
-from harness.region import Injection, Region, apply_injection
-from harness.runner import open_region, profile_injection
+from harness.region import Region
+from harness.runner import open_region
 from harness.stats import (
     Paired,
     Plan,
@@ -197,14 +197,10 @@ def small_batch_config(brokers: int, batches_per_publisher: int, **kw: Any) -> L
 @contextmanager
 def bench_region(profile: Profile, cfgs: Sequence[LogConfig], *, device: str | None = None,
                  allow_destructive: bool = False) -> Iterator[Region]:
-    """One region large enough for every configuration, with the profile's injection on."""
+    """One region large enough for every configuration, with the profile's device model."""
     biggest = max(cfgs, key=layout_size)
     with open_region(profile, biggest, device=device, allow_destructive=allow_destructive) as region:
-        profile_injection(profile)
-        try:
-            yield region
-        finally:
-            apply_injection(Injection())
+        yield region
 
 
 def _log_run(cfg: LogConfig, region: Region) -> LogResult:

@@ -11,7 +11,7 @@ from harness.history import write_history
 from harness.invariants import history_from_records
 from harness.log import LogConfig, LogResult, run_log
 from harness.profiles import DEFAULT_PROFILE, load_profile
-from harness.runner import open_region, profile_injection
+from harness.runner import open_region
 from harness.errors import ConfigError
 from harness.units import size_arg
 
@@ -53,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         with open_region(profile, cfg, device=args.device, allow_destructive=args.allow_destructive,
                          shareable=args.processes) as region:
-            profile_injection(profile)
             result = run_log(cfg, region=region, progress=True)
     print(summary_line(result))
     for c in result.failed():
