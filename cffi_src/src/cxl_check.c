@@ -542,6 +542,7 @@ void cxl_chk_copy_in(void *dst, const void *src, size_t n, int nt, const char *f
 void cxl_chk_copy_out(void *dst, const void *src, size_t n, const char *file, int line) {
     if (n == 0) return;
     load_common(src, dst, n, 0, file, line);
+    if (cxl_dm_active_g) cxl_dm_read_end();
 }
 
 void cxl_chk_flush(const void *p, const char *file, int line) {

@@ -362,11 +362,41 @@ static inline uint64_t scaled(uint64_t cycles, uint64_t mult_1024) {
     return mult_1024 == 1024 ? cycles : (cycles * mult_1024) >> 10;
 }
 
-/* Per thread: the flushes waiting for this thread's next fence. */
+/* Per thread: the flushes waiting for this thread's next fence; the copies not yet charged
+ * to the write channel (charged in batches of WR_BATCH bytes, so that small copies take no
+ * locked instruction each -- one would drain the non-temporal stores' write-combining buffers
+ * and cost the host far more than the copy); the remainder of a multi-line read. */
+#define WR_BATCH 4096u
 static __thread cxl_devmodel_t *pend_m;
 static __thread uint64_t pend_t0, pend_n;
-static __thread uint64_t copy_deadline;
-static __thread cxl_devmodel_t *copy_m;
+static __thread cxl_devmodel_t *copy_m, *wr_m;
+static __thread uint64_t wr_bytes, wr_t0;
+static __thread cxl_devmodel_t *rd_m;
+static __thread uint64_t rd_due, rd_t0;
+
+static void write_settle(void) {
+    cxl_devmodel_t *m = wr_m;
+    if (!m || wr_bytes == 0) return;
+    uint64_t cost = (wr_bytes * m->wr_cpb_1024) >> 10;
+    uint64_t now = cxl_rdtsc();
+    uint64_t start = channel_reserve(&m->wr_free, cost, wr_t0);
+    window_charge(m, cost, now);
+    uint64_t deadline = start + cost;
+    account(m, CXL_DM_WRITE, wr_t0, deadline, now);
+    wr_bytes = 0;
+    wr_m = NULL;
+    spin_until(deadline);
+}
+
+static void read_settle(void) {
+    if (!rd_m) return;
+    cxl_devmodel_t *m = rd_m;
+    rd_m = NULL;
+    account(m, CXL_DM_LOAD, rd_t0, rd_due, cxl_rdtsc());
+    spin_until(rd_due);
+}
+
+void cxl_dm_read_end(void) { read_settle(); }
 
 int cxl_dm_flush_begin(const void *p) {
     cxl_devmodel_t *m = cxl_dm_find(p, 1);
@@ -381,6 +411,8 @@ int cxl_dm_flush_begin(const void *p) {
 }
 
 void cxl_dm_fence_end(void) {
+    if (wr_m) write_settle();
+    if (rd_m) read_settle();
     if (pend_n == 0) return;
     cxl_devmodel_t *m = pend_m;
     uint64_t now = cxl_rdtsc();
@@ -396,6 +428,7 @@ void cxl_dm_fence_end(void) {
 }
 
 void cxl_dm_invalidate(const void *p, size_t n, int touch) {
+    if (rd_m) read_settle();
     cxl_devmodel_t *m = cxl_dm_find(p, n ? n : 1);
     if (!m) return;
     uintptr_t a = (uintptr_t)p & ~(uintptr_t)(CXL_LINE - 1);
@@ -406,10 +439,8 @@ void cxl_dm_invalidate(const void *p, size_t n, int touch) {
         for (uintptr_t x = a; x < end; x += CXL_LINE) cxl_raw_flush_line((const void *)x);
         cxl_raw_mfence();
     }
-    if (touch) {
-        uint64_t sum = 0;
-        for (uintptr_t x = a; x < end; x += CXL_LINE) sum += *(const volatile unsigned char *)x;
-        __asm__ volatile("" : : "r"(sum));
+    if (touch) { /* the first line is the device read; the rest streams into the copy out */
+        __asm__ volatile("" : : "r"(*(const volatile unsigned char *)a));
         cxl_raw_lfence();
     }
     if (m->load_cycles == 0 && m->rd_cpb_1024 == 0) return;
@@ -420,36 +451,39 @@ void cxl_dm_invalidate(const void *p, size_t n, int touch) {
         start = channel_reserve(&m->rd_free, stream, t0);
         window_charge(m, stream, t0);
     }
-    /* the first line at the device's latency, the rest streamed behind it */
+    /* the first line at the device's latency, the rest streamed behind it at the read
+     * bandwidth: paid when the data is consumed (copy out, read view) or at this thread's
+     * next fence or invalidate */
+    uint64_t want = scaled(m->load_cycles, mult);
+    uint64_t first = start + (want > m->self_load_cycles ? want - m->self_load_cycles : 0);
     uint64_t rest = lines > 1 ? ((lines - 1) * CXL_LINE * m->rd_cpb_1024) >> 10 : 0;
-    uint64_t want = scaled(m->load_cycles, mult) + rest;
-    uint64_t deadline = start + (want > m->self_load_cycles ? want - m->self_load_cycles : 0);
-    uint64_t now = cxl_rdtsc();
-    account(m, CXL_DM_LOAD, t0, deadline, now);
-    spin_until(deadline);
+    if (rest) {
+        rd_m = m;
+        rd_t0 = t0;
+        rd_due = first + rest;
+        spin_until(first);
+        return;
+    }
+    account(m, CXL_DM_LOAD, t0, first, cxl_rdtsc());
+    spin_until(first);
 }
 
 uint64_t cxl_dm_copy_begin(const void *dst, size_t n) {
     cxl_devmodel_t *m = cxl_dm_find(dst, n ? n : 1);
     copy_m = m;
     if (!m || m->wr_cpb_1024 == 0 || n == 0) return 0;
+    if (wr_m && wr_m != m) write_settle();
     uint64_t t0 = cxl_rdtsc();
-    uint64_t bytes = n < CXL_LINE ? CXL_LINE : n; /* a partial line still crosses as a line */
-    uint64_t cost = (bytes * m->wr_cpb_1024) >> 10;
-    uint64_t start = channel_reserve(&m->wr_free, cost, t0);
-    window_charge(m, cost, t0);
-    copy_deadline = start + cost;
+    if (!wr_m) { wr_m = m; wr_t0 = t0; }
     return t0 ? t0 : 1;
 }
 
 void cxl_dm_copy_end(const void *dst, size_t n, uint64_t t0) {
     (void)dst;
-    (void)n;
-    cxl_devmodel_t *m = copy_m;
-    if (!t0 || !m) return;
+    if (!t0 || !copy_m) return;
     copy_m = NULL;
-    account(m, CXL_DM_WRITE, t0, copy_deadline, cxl_rdtsc());
-    spin_until(copy_deadline);
+    wr_bytes += n < CXL_LINE ? CXL_LINE : n; /* a partial line still crosses as a line */
+    if (wr_bytes >= WR_BATCH) write_settle();
 }
 
 /* The seam's cost of having a device model at all, on a region without one: `iters` of one

@@ -101,6 +101,7 @@ void cxl_dm_fence_end(void);
 void cxl_dm_invalidate(const void *p, size_t n, int touch);
 uint64_t cxl_dm_copy_begin(const void *dst, size_t n);
 void cxl_dm_copy_end(const void *dst, size_t n, uint64_t t0);
+void cxl_dm_read_end(void);                 /* the rest of a multi-line read is due */
 
 #ifdef CXL_X86
 __attribute__((target("clwb"))) static inline void cxl__clwb(const void *p) {
@@ -223,11 +224,15 @@ static inline void cxl_copy_in_nt(void *dst, const void *src, size_t n) {
     }
     cxl_raw_copy_nt(dst, src, n);
 }
-static inline void cxl_copy_out(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
+static inline void cxl_copy_out(void *dst, const void *src, size_t n) {
+    memcpy(dst, src, n);
+    if (CXL_DM_ON()) cxl_dm_read_end();
+}
 
 /* A read-only view of [p, p+n): the memory itself in the normal build. */
 static inline const void *cxl_read_view(const void *p, size_t n, void *scratch) {
     (void)n; (void)scratch;
+    if (CXL_DM_ON()) cxl_dm_read_end();
     return p;
 }
 
