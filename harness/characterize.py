@@ -482,15 +482,18 @@ class _Model:
 def characterize(profile: Profile, *, quick: bool = False, runs: int | None = None,
                  device: str | None = None, allow_destructive: bool = False,
                  sysfs_root: str = "/", applied_model: DeviceModel | None = None,
-                 ) -> Characterization:
+                 scale: float = 1.0) -> Characterization:
     """Measure the memory a profile names and compare it with the profile's device-model
     targets (emulated) or expected figures (real device).
 
     ``applied_model`` replaces the device model the region really carries while the targets
     stay the profile's: tests plant a miscalibrated seam there to show the check catches it.
+    ``scale`` lengthens every figure's sampling budget (the retry of a noisy measurement).
     """
     llc = llc_bytes(sysfs_root)
     plan = Plan.for_profile(profile, quick, llc, runs)
+    if scale != 1.0:
+        plan = replace(plan, samples=plan.samples.scaled(scale))
     size = max(plan.chase_bytes, plan.copy_bytes, profile.memory.size_mib << 20)
     load()  # calibrate the TSC before any target is converted to cycles
     region_profile = profile if applied_model is None else replace(profile, device_model=applied_model)

@@ -87,9 +87,12 @@ class Region:
         self.path = path
         self._created = created
         self.device_model: DeviceModel | None = None
-        if device_model is not None and (device_model.any or device_model.invalidate_flushes):
+        m = device_model
+        if m is not None and (any(v != 0 for v in (m.load_ns, m.flush_fence_ns, m.write_bw_gbps,
+                                                   m.read_bw_gbps)) or m.latency_curve
+                              or m.invalidate_flushes):
             try:
-                self._attach(device_model)
+                self._attach(m)
             except RegionError:
                 self.close()
                 raise
