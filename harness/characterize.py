@@ -429,17 +429,21 @@ class Plan:
 
     @classmethod
     def for_profile(cls, profile: Profile, quick: bool, llc: int, runs: int | None = None) -> Plan:
+        """Samples of a few ms, many of them: on a shared machine a sample a time slice of
+        another process lands in reads long, and the median of many short samples stays clear
+        of them, where every long sample would carry a share (and the precision and pair
+        limits are the profile's ``measurement``)."""
         m = profile.measurement
         if quick:
-            sp = SamplePlan(min_sample_s=0.01, precision=m.precision_pct / 100, min_pairs=6,
-                            max_pairs=10, budget_s=1.5, warmup=1)
-            sizes = (64 << 20, 20_000, 20_000, 32 << 20)
+            sp = SamplePlan(min_sample_s=0.002, precision=m.precision_pct / 100, min_pairs=9,
+                            max_pairs=25, budget_s=1.5, warmup=1)
+            sizes = (64 << 20, 2_000, 2_000, 16 << 20)
         else:
-            sp = SamplePlan(min_sample_s=m.min_sample_ms / 1000, precision=m.precision_pct / 100,
-                            min_pairs=m.min_pairs, max_pairs=m.max_pairs,
-                            budget_s=min(m.budget_s, 10.0), warmup=1)
+            sp = SamplePlan(min_sample_s=0.005, precision=m.precision_pct / 200,
+                            min_pairs=max(m.min_pairs, 15), max_pairs=max(m.max_pairs, 60),
+                            budget_s=min(m.budget_s, 10.0), warmup=2)
             chase = round_up(2 * llc, HUGE_2M)
-            sizes = (chase, 200_000, 200_000, max(256 << 20, min(chase, 1 << 30)))
+            sizes = (chase, 5_000, 5_000, max(64 << 20, min(chase, 256 << 20)))
         if runs is not None:
             if runs < 1:
                 raise DeviceError(f"--runs {runs}: at least one sample is needed", "pass --runs 6 or more")

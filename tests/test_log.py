@@ -108,23 +108,23 @@ def test_per_epoch_reservation_is_one_step_per_epoch() -> None:
 
 
 def test_injected_latency_run_is_slower() -> None:
-    """Profile emulated-cxl (CXL costs injected) completes, clean, and slower than ci."""
+    """Profile emulated-cxl (a CXL device's costs, carried by the region) completes, clean,
+    and slower than ci."""
     from harness.profiles import load_profile
-    from harness.region import Injection, apply_injection
-    from harness.runner import profile_injection
+    from harness.runner import open_region
 
     cfg = LogConfig(order=2, brokers=2, subscribers=1, msg_size=1024, batch_bytes=2048,
                     total_bytes=4 << 20, pbr_slots=64)
-    profile_injection(load_profile("ci"))
-    fast = run_log(cfg)
-    injection = profile_injection(load_profile("emulated-cxl"))
-    try:
-        slow = run_log(cfg)
-    finally:
-        apply_injection(Injection())
-    assert injection.flush_ns > 0 and injection.invalidate_ns > 0
+    with open_region(load_profile("ci"), cfg) as region:
+        fast = run_log(cfg, region=region)
+    profile = load_profile("emulated-cxl")
+    with open_region(profile, cfg) as region:
+        slow = run_log(cfg, region=region)
     _assert_clean(slow, cfg)
-    assert slow.region["injected"]["flush_ns"] == injection.flush_ns
+    assert fast.region["device_model"] is None
+    model = slow.region["device_model"]
+    assert model["targets"]["flush_fence_ns"] == profile.device_model.flush_fence_ns
+    assert model["ops"]["flush_fence"]["ops"] > 0 and model["ops"]["load"]["ops"] > 0
     assert slow.elapsed_s > 1.5 * fast.elapsed_s, (fast.elapsed_s, slow.elapsed_s)
     assert slow.latency.p50_ns > fast.latency.p50_ns
 

@@ -537,6 +537,7 @@ void cxl_chk_copy_in(void *dst, const void *src, size_t n, int nt, const char *f
     store_common(dst, src, n, nt ? K_NT : K_PLAIN, nt ? CXL_OP_NT_STORE : CXL_OP_STORE, 0, file,
                  line);
     if (t0) cxl_dm_copy_end(dst, n, t0);
+    if (nt && cxl_dm_active_g) cxl_dm_nt_issued(dst, n);
 }
 
 void cxl_chk_copy_out(void *dst, const void *src, size_t n, const char *file, int line) {

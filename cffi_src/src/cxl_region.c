@@ -369,6 +369,8 @@ static inline uint64_t scaled(uint64_t cycles, uint64_t mult_1024) {
 #define WR_BATCH 4096u
 static __thread cxl_devmodel_t *pend_m;
 static __thread uint64_t pend_t0, pend_n;
+static __thread cxl_devmodel_t *nt_m;   /* non-temporal stores in flight to this device */
+static __thread uint64_t nt_end;        /* when the last of them was issued */
 static __thread cxl_devmodel_t *copy_m, *wr_m;
 static __thread uint64_t wr_bytes, wr_t0;
 static __thread cxl_devmodel_t *rd_m;
@@ -410,17 +412,36 @@ int cxl_dm_flush_begin(const void *p) {
     return m->host_flush;
 }
 
+static void nt_settle(void) {
+    cxl_devmodel_t *m = nt_m;
+    nt_m = NULL;
+    uint64_t now = cxl_rdtsc();
+    uint64_t want = scaled(m->flush_cycles, __atomic_load_n(&m->mult_1024, __ATOMIC_ACQUIRE));
+    uint64_t deadline = nt_end + (want > m->self_flush_cycles ? want - m->self_flush_cycles : 0);
+    account(m, CXL_DM_FLUSH, nt_end, deadline, now);
+    spin_until(deadline);
+}
+
 void cxl_dm_fence_end(void) {
     if (wr_m) write_settle();
     if (rd_m) read_settle();
+    /* a fence after non-temporal stores waits for the last of them to reach the device (their
+     * bandwidth is on the write channel already): one write latency after the last was issued */
+    if (nt_m && pend_n == 0) { nt_settle(); return; }
     if (pend_n == 0) return;
     cxl_devmodel_t *m = pend_m;
     uint64_t now = cxl_rdtsc();
     uint64_t mult = __atomic_load_n(&m->mult_1024, __ATOMIC_ACQUIRE);
     /* first line's latency, then each further line in flight behind it at the link rate */
     uint64_t extra = m->wr_cpb_1024 ? ((pend_n - 1) * CXL_LINE * m->wr_cpb_1024) >> 10 : 0;
-    uint64_t want = scaled(m->flush_cycles, mult) + extra;
+    uint64_t lat = scaled(m->flush_cycles, mult);
+    uint64_t want = lat + extra;
     uint64_t deadline = pend_t0 + (want > m->self_flush_cycles ? want - m->self_flush_cycles : 0);
+    if (nt_m == m) { /* and the non-temporal stores behind the same fence */
+        uint64_t d2 = nt_end + (lat > m->self_flush_cycles ? lat - m->self_flush_cycles : 0);
+        if ((int64_t)(d2 - deadline) > 0) deadline = d2;
+    }
+    nt_m = NULL;
     pend_n = 0;
     pend_m = NULL;
     account(m, CXL_DM_FLUSH, pend_t0, deadline, now);
@@ -476,6 +497,13 @@ uint64_t cxl_dm_copy_begin(const void *dst, size_t n) {
     uint64_t t0 = cxl_rdtsc();
     if (!wr_m) { wr_m = m; wr_t0 = t0; }
     return t0 ? t0 : 1;
+}
+
+void cxl_dm_nt_issued(const void *dst, size_t n) {
+    cxl_devmodel_t *m = cxl_dm_find(dst, n ? n : 1);
+    if (!m || m->flush_cycles == 0) return;
+    nt_m = m;
+    nt_end = cxl_rdtsc();
 }
 
 void cxl_dm_copy_end(const void *dst, size_t n, uint64_t t0) {

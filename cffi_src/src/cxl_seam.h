@@ -48,7 +48,8 @@ enum cxl_flush_kind {
  * one fence are in flight together, as clwb/clflushopt are weakly ordered and the device
  * queues them: the fence waits for the first line's latency plus, for each further line, the
  * time the link needs to carry it (64 B at the write bandwidth). So one fence closing k
- * flushes costs flush_fence + (k - 1) * 64 B / write bandwidth.
+ * flushes costs flush_fence + (k - 1) * 64 B / write bandwidth. A fence after non-temporal
+ * stores waits one write latency (flush_fence) after the last of them was issued.
  *
  * Bandwidth: copies into (and reads out of) the region are charged by bytes against a token
  * bucket shared by every agent (thread) on the region: a virtual time at which the device's
@@ -102,6 +103,7 @@ void cxl_dm_invalidate(const void *p, size_t n, int touch);
 uint64_t cxl_dm_copy_begin(const void *dst, size_t n);
 void cxl_dm_copy_end(const void *dst, size_t n, uint64_t t0);
 void cxl_dm_read_end(void);                 /* the rest of a multi-line read is due */
+void cxl_dm_nt_issued(const void *dst, size_t n); /* non-temporal stores for the next fence */
 
 #ifdef CXL_X86
 __attribute__((target("clwb"))) static inline void cxl__clwb(const void *p) {
@@ -220,6 +222,7 @@ static inline void cxl_copy_in_nt(void *dst, const void *src, size_t n) {
         uint64_t t0 = cxl_dm_copy_begin(dst, n);
         cxl_raw_copy_nt(dst, src, n);
         cxl_dm_copy_end(dst, n, t0);
+        cxl_dm_nt_issued(dst, n);
         return;
     }
     cxl_raw_copy_nt(dst, src, n);
