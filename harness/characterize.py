@@ -418,8 +418,6 @@ class Plan:
 
     samples: SamplePlan
     chase_bytes: int
-    chase_steps: int
-    line_iters: int
     copy_bytes: int
     copy_chunks: tuple[int, ...] = COPY_CHUNKS
 
@@ -429,21 +427,22 @@ class Plan:
 
     @classmethod
     def for_profile(cls, profile: Profile, quick: bool, llc: int, runs: int | None = None) -> Plan:
-        """Samples of a few ms, many of them: on a shared machine a sample a time slice of
-        another process lands in reads long, and the median of many short samples stays clear
-        of them, where every long sample would carry a share (and the precision and pair
-        limits are the profile's ``measurement``)."""
+        """Many short samples (0.5 ms quick, 1 ms otherwise; each a few hundred calls of the
+        C loop or more): on a shared machine another process's time slice (a few ms) lands in
+        a few samples, which read long, and the median of many short samples stays clear of
+        them, where every long sample would carry a share. Precision and pair limits follow
+        the profile's ``measurement``."""
         m = profile.measurement
         if quick:
-            sp = SamplePlan(min_sample_s=0.002, precision=m.precision_pct / 100, min_pairs=9,
-                            max_pairs=25, budget_s=1.5, warmup=1)
-            sizes = (64 << 20, 2_000, 2_000, 16 << 20)
+            sp = SamplePlan(min_sample_s=0.0005, precision=m.precision_pct / 100, min_pairs=15,
+                            max_pairs=41, budget_s=1.5, warmup=2)
+            sizes = (64 << 20, 4 << 20)
         else:
-            sp = SamplePlan(min_sample_s=0.005, precision=m.precision_pct / 200,
-                            min_pairs=max(m.min_pairs, 15), max_pairs=max(m.max_pairs, 60),
-                            budget_s=min(m.budget_s, 10.0), warmup=2)
+            sp = SamplePlan(min_sample_s=0.001, precision=m.precision_pct / 200,
+                            min_pairs=max(m.min_pairs, 21), max_pairs=max(m.max_pairs, 81),
+                            budget_s=min(m.budget_s, 10.0), warmup=3)
             chase = round_up(2 * llc, HUGE_2M)
-            sizes = (chase, 5_000, 5_000, max(64 << 20, min(chase, 256 << 20)))
+            sizes = (chase, 8 << 20)
         if runs is not None:
             if runs < 1:
                 raise DeviceError(f"--runs {runs}: at least one sample is needed", "pass --runs 6 or more")
@@ -451,8 +450,16 @@ class Plan:
         return cls(sp, *sizes)
 
 
-def _cost(once: Callable[[int], int], iters: int, plan: SamplePlan) -> list[float]:
-    """ns per operation, calibrated samples: ``once(iters)`` returns ns for iters ops."""
+def _iters(once: Callable[[int], int], plan: SamplePlan, floor: int = 16) -> int:
+    """Operations per C call so that a call lasts about a fifth of a sample."""
+    probe = 64
+    per = max(1, int(once(probe))) / probe
+    return max(floor, min(10_000_000, int(plan.min_sample_s * 1e9 / 5 / per)))
+
+
+def _cost(once: Callable[[int], int], plan: SamplePlan) -> list[float]:
+    """ns per operation, calibrated samples: ``once(n)`` returns ns for n ops."""
+    iters = _iters(once, plan)
     sampler = Sampler(lambda: Timed(float(iters), once(iters) / 1e9), "cost")
     return [v * 1e9 for v in measure_single(sampler, plan).a]
 
@@ -545,19 +552,18 @@ def _measure_all(region: Region, profile: Profile, plan: Plan, llc: int,
     params: dict[str, Any] = {"region_bytes": chase, "llc_bytes": llc, "exceeds_llc": chase > llc,
                               "cache_resident_by_design": emulated}
     with tracker.figure("load", params):
-        lat = _cost(lambda n: int(region.native.lib.cxl_bench_pointer_chase(region.base, chase, n, 1)),
-                    plan.chase_steps, sp)
+        lat = _cost(lambda n: int(region.native.lib.cxl_bench_pointer_chase(region.base, chase, n, 1)), sp)
     add(Figure("load_latency_ns", "load latency (pointer chase, invalidate before each load)", "ns",
                lat, params=params, **(target(model.load_ns) if model and model.load_ns > 0
                                       else _expect(exp.load_latency_ns))))
 
     # flush + fence, one fence per 1, 2 and 4 lines
-    it = plan.line_iters
+    it = _iters(_flush_fence_once(region, 1), sp)  # per call, for the interleaved pairs
     per: dict[int, list[float]] = {}
     for k in (1, 2, 4):
-        params = {"iters": it, "lines_per_fence": k}
+        params = {"lines_per_fence": k}
         with tracker.figure("flush_fence", params):
-            per[k] = _cost(_flush_fence_once(region, k), it, sp)
+            per[k] = _cost(_flush_fence_once(region, k), sp)
         name = "flush_fence_ns" if k == 1 else f"flush_fence_{k}lines_ns"
         label = ("store + flush + fence, one fence per line" if k == 1
                  else f"store + flush per line, one fence per {k} lines")
@@ -579,9 +585,9 @@ def _measure_all(region: Region, profile: Profile, plan: Plan, llc: int,
                params={"goal": profile.targets.ratios.fence_amortisation, "model_predicts": goal,
                        "stopped": pairs.stopped}))
 
-    params = {"iters": it}
+    params = {"lines": 4096}
     with tracker.figure("load", params):
-        inv = _cost(lambda n: int(region.native.lib.cxl_bench_inval_reload(region.base, 4096, n)), it, sp)
+        inv = _cost(lambda n: int(region.native.lib.cxl_bench_inval_reload(region.base, 4096, n)), sp)
     add(Figure("inval_reload_ns", "invalidate + reload of a line", "ns/line", inv, params=params))
 
     # bandwidth
