@@ -149,7 +149,7 @@ def profile_section(profile: Profile) -> dict[str, Any]:
     coherence = {"coherent": "coherent (hardware)", "noncoherent-model": "non-coherent (software model)",
                  "noncoherent-hw": "non-coherent hardware"}.get(profile.coherence, profile.coherence)
     return {"name": profile.name, "description": profile.description, "coherence": coherence,
-            "injected": profile.device_model.to_dict()}
+            "injected": profile.device_model.to_dict() if profile.device_model.any else {}}
 
 
 def _jsonable(value: Any) -> Any:
