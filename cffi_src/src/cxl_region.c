@@ -166,6 +166,7 @@ typedef struct dm_slot {
 } dm_slot_t;
 
 int cxl_dm_active_g;                    /* regions with a model (the seam's fast check) */
+static uint64_t dm_epoch_g;             /* bumped whenever a model is freed */
 static dm_slot_t dm_slots_g[DM_SLOTS];
 static pthread_mutex_t dm_mu_g = PTHREAD_MUTEX_INITIALIZER;
 
@@ -176,7 +177,9 @@ cxl_devmodel_t *cxl_dm_find(const void *p, size_t n) {
     uintptr_t x = (uintptr_t)p;
     for (int i = 0; i < DM_SLOTS; i++) {
         uintptr_t hi = __atomic_load_n(&dm_slots_g[i].hi, __ATOMIC_ACQUIRE);
-        if (hi && x >= dm_slots_g[i].lo && x < hi && n <= hi - x) return dm_slots_g[i].m;
+        if (!hi) continue;
+        uintptr_t lo = __atomic_load_n(&dm_slots_g[i].lo, __ATOMIC_RELAXED);
+        if (x >= lo && x < hi && n <= hi - x) return __atomic_load_n(&dm_slots_g[i].m, __ATOMIC_RELAXED);
     }
     return NULL;
 }
@@ -202,6 +205,9 @@ int cxl_region_set_model(cxl_region_t *r, const cxl_devmodel_cfg_t *cfg) {
                            cfg->window_us};
     for (unsigned i = 0; i < sizeof figs / sizeof figs[0]; i++)
         if (!(figs[i] >= 0.0) || figs[i] > 1e9) return -EINVAL;
+    if ((cfg->write_gbps > 0.0 && cfg->write_gbps < 1e-3) ||
+        (cfg->read_gbps > 0.0 && cfg->read_gbps < 1e-3))
+        return -EINVAL; /* below 1 MB/s: a typo, and per-byte costs would saturate */
     if (cfg->curve_n > CXL_DM_CURVE_MAX) return -EINVAL;
     for (uint32_t i = 0; i < cfg->curve_n; i++) {
         if (!(cfg->curve_util[i] >= 0.0 && cfg->curve_util[i] <= 4.0)) return -EINVAL;
@@ -234,8 +240,8 @@ int cxl_region_set_model(cxl_region_t *r, const cxl_devmodel_cfg_t *cfg) {
         free(m);
         return -ENOSPC;
     }
-    dm_slots_g[slot].lo = (uintptr_t)r->base;
-    dm_slots_g[slot].m = m;
+    __atomic_store_n(&dm_slots_g[slot].lo, (uintptr_t)r->base, __ATOMIC_RELAXED);
+    __atomic_store_n(&dm_slots_g[slot].m, m, __ATOMIC_RELAXED);
     __atomic_store_n(&dm_slots_g[slot].hi, (uintptr_t)r->base + r->size, __ATOMIC_RELEASE);
     __atomic_fetch_add(&cxl_dm_active_g, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&dm_mu_g);
@@ -250,10 +256,12 @@ static void model_detach(cxl_region_t *r) {
     for (int i = 0; i < DM_SLOTS; i++) {
         if (dm_slots_g[i].m == r->model) {
             __atomic_store_n(&dm_slots_g[i].hi, 0, __ATOMIC_RELEASE);
-            dm_slots_g[i].m = NULL;
+            __atomic_store_n(&dm_slots_g[i].m, NULL, __ATOMIC_RELAXED);
             __atomic_fetch_sub(&cxl_dm_active_g, 1, __ATOMIC_RELEASE);
         }
     }
+    /* threads still holding this model in their pending state drop it at their next call */
+    __atomic_fetch_add(&dm_epoch_g, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&dm_mu_g);
     free(r->model);
     r->model = NULL;
@@ -358,6 +366,12 @@ static void account(cxl_devmodel_t *m, int kind, uint64_t t0, uint64_t deadline,
     }
 }
 
+/* Cycles to carry n bytes at cpb_1024 (cycles per byte * 1024), saturating, never wrapping. */
+static inline uint64_t per_bytes(uint64_t n, uint64_t cpb_1024) {
+    if (cpb_1024 && n > (UINT64_MAX >> 12) / cpb_1024) return UINT64_MAX >> 12;
+    return (n * cpb_1024) >> 10;
+}
+
 static inline uint64_t scaled(uint64_t cycles, uint64_t mult_1024) {
     return mult_1024 == 1024 ? cycles : (cycles * mult_1024) >> 10;
 }
@@ -375,11 +389,25 @@ static __thread cxl_devmodel_t *copy_m, *wr_m;
 static __thread uint64_t wr_bytes, wr_t0;
 static __thread cxl_devmodel_t *rd_m;
 static __thread uint64_t rd_due, rd_t0;
+static __thread uint64_t tls_epoch;
+
+/* A model was freed since this thread last looked: forget every pending reference (its debts
+ * go unpaid once, rather than read a freed model). */
+static inline void tls_sync(void) {
+    uint64_t e = __atomic_load_n(&dm_epoch_g, __ATOMIC_ACQUIRE);
+    if (__builtin_expect(e != tls_epoch, 0)) {
+        pend_m = NULL;
+        pend_n = 0;
+        nt_m = copy_m = wr_m = rd_m = NULL;
+        wr_bytes = 0;
+        tls_epoch = e;
+    }
+}
 
 static void write_settle(void) {
     cxl_devmodel_t *m = wr_m;
     if (!m || wr_bytes == 0) return;
-    uint64_t cost = (wr_bytes * m->wr_cpb_1024) >> 10;
+    uint64_t cost = per_bytes(wr_bytes, m->wr_cpb_1024);
     uint64_t now = cxl_rdtsc();
     uint64_t start = channel_reserve(&m->wr_free, cost, wr_t0);
     window_charge(m, cost, now);
@@ -398,9 +426,13 @@ static void read_settle(void) {
     spin_until(rd_due);
 }
 
-void cxl_dm_read_end(void) { read_settle(); }
+void cxl_dm_read_end(void) {
+    tls_sync();
+    read_settle();
+}
 
 int cxl_dm_flush_begin(const void *p) {
+    tls_sync();
     cxl_devmodel_t *m = cxl_dm_find(p, 1);
     if (!m) return 1;
     if (pend_n == 0 || pend_m != m) {
@@ -423,6 +455,7 @@ static void nt_settle(void) {
 }
 
 void cxl_dm_fence_end(void) {
+    tls_sync();
     if (wr_m) write_settle();
     if (rd_m) read_settle();
     /* a fence after non-temporal stores waits for the last of them to reach the device (their
@@ -433,7 +466,7 @@ void cxl_dm_fence_end(void) {
     uint64_t now = cxl_rdtsc();
     uint64_t mult = __atomic_load_n(&m->mult_1024, __ATOMIC_ACQUIRE);
     /* first line's latency, then each further line in flight behind it at the link rate */
-    uint64_t extra = m->wr_cpb_1024 ? ((pend_n - 1) * CXL_LINE * m->wr_cpb_1024) >> 10 : 0;
+    uint64_t extra = per_bytes((pend_n - 1) * CXL_LINE, m->wr_cpb_1024);
     uint64_t lat = scaled(m->flush_cycles, mult);
     uint64_t want = lat + extra;
     uint64_t deadline = pend_t0 + (want > m->self_flush_cycles ? want - m->self_flush_cycles : 0);
@@ -449,6 +482,7 @@ void cxl_dm_fence_end(void) {
 }
 
 void cxl_dm_invalidate(const void *p, size_t n, int touch) {
+    tls_sync();
     if (rd_m) read_settle();
     cxl_devmodel_t *m = cxl_dm_find(p, n ? n : 1);
     if (!m) return;
@@ -466,7 +500,7 @@ void cxl_dm_invalidate(const void *p, size_t n, int touch) {
     }
     if (m->load_cycles == 0 && m->rd_cpb_1024 == 0) return;
     uint64_t mult = __atomic_load_n(&m->mult_1024, __ATOMIC_ACQUIRE);
-    uint64_t stream = (lines * CXL_LINE * m->rd_cpb_1024) >> 10;
+    uint64_t stream = per_bytes(lines * CXL_LINE, m->rd_cpb_1024);
     uint64_t start = t0;
     if (stream) {
         start = channel_reserve(&m->rd_free, stream, t0);
@@ -477,7 +511,7 @@ void cxl_dm_invalidate(const void *p, size_t n, int touch) {
      * next fence or invalidate */
     uint64_t want = scaled(m->load_cycles, mult);
     uint64_t first = start + (want > m->self_load_cycles ? want - m->self_load_cycles : 0);
-    uint64_t rest = lines > 1 ? ((lines - 1) * CXL_LINE * m->rd_cpb_1024) >> 10 : 0;
+    uint64_t rest = lines > 1 ? per_bytes((lines - 1) * CXL_LINE, m->rd_cpb_1024) : 0;
     if (rest) {
         rd_m = m;
         rd_t0 = t0;
@@ -490,6 +524,7 @@ void cxl_dm_invalidate(const void *p, size_t n, int touch) {
 }
 
 uint64_t cxl_dm_copy_begin(const void *dst, size_t n) {
+    tls_sync();
     cxl_devmodel_t *m = cxl_dm_find(dst, n ? n : 1);
     copy_m = m;
     if (!m || m->wr_cpb_1024 == 0 || n == 0) return 0;
@@ -500,6 +535,7 @@ uint64_t cxl_dm_copy_begin(const void *dst, size_t n) {
 }
 
 void cxl_dm_nt_issued(const void *dst, size_t n) {
+    tls_sync();
     cxl_devmodel_t *m = cxl_dm_find(dst, n ? n : 1);
     if (!m || m->flush_cycles == 0) return;
     nt_m = m;
@@ -508,6 +544,7 @@ void cxl_dm_nt_issued(const void *dst, size_t n) {
 
 void cxl_dm_copy_end(const void *dst, size_t n, uint64_t t0) {
     (void)dst;
+    tls_sync();
     if (!t0 || !copy_m) return;
     copy_m = NULL;
     wr_bytes += n < CXL_LINE ? CXL_LINE : n; /* a partial line still crosses as a line */
