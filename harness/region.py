@@ -29,13 +29,15 @@ KINDS = ("load", "flush_fence", "write")  # the device model's operation kinds, 
 @dataclass(frozen=True)
 class ModelOps:
     """What the device model did for one kind of operation since the region was opened (or
-    the model reset): how many, the target cost paid, and how often (and by how much in
-    total) the host alone was already slower than the target."""
+    the model reset): how many, the target cost paid, how often (and by how much in total)
+    the host alone was already slower than the target, and how often an operation waited for
+    a channel that another agent's transfer kept busy."""
 
     ops: int
     target_ns: float
     short_ops: int
     short_ns: float
+    queued_ops: int = 0  # waited for a channel another agent kept busy
 
     @property
     def short_fraction(self) -> float:
@@ -124,7 +126,7 @@ class Region:
         if self._native.lib.cxl_region_model_stats(self._h, st) != 0:
             return None
         ops = {k: ModelOps(int(st.ops[i]), float(st.target_ns[i]), int(st.ops_short[i]),
-                           float(st.short_ns[i])) for i, k in enumerate(KINDS)}
+                           float(st.short_ns[i]), int(st.ops_queued[i])) for i, k in enumerate(KINDS)}
         return ModelStats(ops, float(st.utilisation), float(st.multiplier))
 
     def reset_model(self) -> None:

@@ -34,6 +34,7 @@ typedef struct cxl_devmodel_cfg {
 typedef struct cxl_devmodel_stats {
     uint64_t ops[3];
     uint64_t ops_short[3];   /* the host alone took longer than the target */
+    uint64_t ops_queued[3];  /* waited for the channel, busy with another agent's transfer */
     double short_ns[3];      /* total by which it did */
     double target_ns[3];     /* total target cost paid */
     double utilisation;      /* of the last closed window */

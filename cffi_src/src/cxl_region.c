@@ -275,6 +275,7 @@ int cxl_region_model_stats(const cxl_region_t *r, cxl_devmodel_stats_t *out) {
     for (int i = 0; i < CXL_DM_KINDS; i++) {
         out->ops[i] = __atomic_load_n(&m->ops[i], __ATOMIC_RELAXED);
         out->ops_short[i] = __atomic_load_n(&m->ops_short[i], __ATOMIC_RELAXED);
+        out->ops_queued[i] = __atomic_load_n(&m->ops_queued[i], __ATOMIC_RELAXED);
         out->short_ns[i] = (double)__atomic_load_n(&m->short_cycles[i], __ATOMIC_RELAXED) / k;
         out->target_ns[i] = (double)__atomic_load_n(&m->target_cycles[i], __ATOMIC_RELAXED) / k;
     }
@@ -289,6 +290,7 @@ void cxl_region_model_reset(cxl_region_t *r) {
     for (int i = 0; i < CXL_DM_KINDS; i++) {
         __atomic_store_n(&m->ops[i], 0, __ATOMIC_RELAXED);
         __atomic_store_n(&m->ops_short[i], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&m->ops_queued[i], 0, __ATOMIC_RELAXED);
         __atomic_store_n(&m->short_cycles[i], 0, __ATOMIC_RELAXED);
         __atomic_store_n(&m->target_cycles[i], 0, __ATOMIC_RELAXED);
     }
@@ -410,6 +412,7 @@ static void write_settle(void) {
     uint64_t cost = per_bytes(wr_bytes, m->wr_cpb_1024);
     uint64_t now = cxl_rdtsc();
     uint64_t start = channel_reserve(&m->wr_free, cost, wr_t0);
+    if (start != wr_t0) __atomic_fetch_add(&m->ops_queued[CXL_DM_WRITE], 1, __ATOMIC_RELAXED);
     window_charge(m, cost, now);
     uint64_t deadline = start + cost;
     account(m, CXL_DM_WRITE, wr_t0, deadline, now);
@@ -504,6 +507,7 @@ void cxl_dm_invalidate(const void *p, size_t n, int touch) {
     uint64_t start = t0;
     if (stream) {
         start = channel_reserve(&m->rd_free, stream, t0);
+        if (start != t0) __atomic_fetch_add(&m->ops_queued[CXL_DM_LOAD], 1, __ATOMIC_RELAXED);
         window_charge(m, stream, t0);
     }
     /* the first line at the device's latency, the rest streamed behind it at the read
@@ -622,5 +626,6 @@ static void calibrate_self(cxl_devmodel_t *m, const void *line) {
     m->flush_cycles = flush;
     m->load_cycles = load;
     m->rd_cpb_1024 = rd;
-    for (int i = 0; i < CXL_DM_KINDS; i++) m->ops[i] = m->ops_short[i] = m->short_cycles[i] = m->target_cycles[i] = 0;
+    for (int i = 0; i < CXL_DM_KINDS; i++)
+        m->ops[i] = m->ops_short[i] = m->ops_queued[i] = m->short_cycles[i] = m->target_cycles[i] = 0;
 }

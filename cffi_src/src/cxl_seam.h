@@ -86,6 +86,7 @@ typedef struct cxl_devmodel {
     /* statistics, per operation kind */
     uint64_t ops[CXL_DM_KINDS];
     uint64_t ops_short[CXL_DM_KINDS];     /* the host alone took longer than the target */
+    uint64_t ops_queued[CXL_DM_KINDS];    /* waited for a channel another agent kept busy */
     uint64_t short_cycles[CXL_DM_KINDS];  /* by how much, in total */
     uint64_t target_cycles[CXL_DM_KINDS]; /* sum of the targets paid */
 } cxl_devmodel_t;
