@@ -54,7 +54,9 @@ enum cxl_flush_kind {
  * Bandwidth: copies into (and reads out of) the region are charged by bytes against a token
  * bucket shared by every agent (thread) on the region: a virtual time at which the device's
  * write (read) channel is next free, advanced with a lock-free compare-and-swap. A copy ends
- * no earlier than its slot in that schedule, so four writers together cannot exceed the cap.
+ * no earlier than its slot in that schedule, so four writers together cannot exceed the cap
+ * (a thread charges copies under 4 KiB in batches of 4 KiB: see cxl_region.c). A region is
+ * modelled per process: another process mapping the same file has no model of its own.
  *
  * Load-dependent latency: the channels' busy time over a short window gives the utilisation;
  * an optional curve (utilisation -> latency multiplier, piecewise linear) scales the latency
