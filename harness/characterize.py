@@ -1,29 +1,36 @@
 """Device characterisation, in the spirit of Intel MLC: what the memory behind a profile costs.
 
-Every figure is measured through the C seam (so injected latency counts exactly as the log
-sees it), several times, and reported as median, min, max and relative spread, then compared
-with the profile's expectation (pass / fail / no-expectation):
+Every figure is measured through the C seam (so the region's device model counts exactly as
+the log sees it) in calibrated samples that each last at least the profile's
+``measurement.min_sample_ms`` (:class:`harness.stats.Sampler`), and reported as the median
+with its distribution-free 95% interval:
 
-- idle load latency: a dependent pointer chase (invalidate before each load) over a region
-  larger than the last-level cache;
-- store + flush + fence per line, with one fence per line and with one fence per two lines
-  (the seed's amortisation), and the speed-up between the two;
+- load latency: a dependent pointer chase, invalidate before each load;
+- store + flush + fence per line, with one fence per 1, 2 and 4 lines, and the speed-up of
+  two lines per fence over one (interleaved pairs, :func:`harness.stats.measure_pairs`);
 - invalidate + reload per line;
-- copy bandwidth into the region, regular and non-temporal, for several chunk sizes.
+- copy bandwidth into the region, regular and non-temporal, several chunk sizes, one writer,
+  and non-temporal with two writers together; read bandwidth out of the region.
 
-On an emulated back-end with injected latency the latency figures are also measured with
-the injection off, interleaved with the injected runs, and the *added* cost is what the
-profile's expectation is compared with (the emulated profiles state the device's cost, not
-DRAM's). On a NUMA-node device the firmware's HMAT figures are shown next to the measured.
+On an emulated profile each figure the device model states is compared with its *target*
+(what the device costs): target, measured median [interval], error, and the mean absolute
+error over them, ``emulation_error_pct``. Where the host alone is slower than a target, the
+model's own counters say so (``host_limited``) and by how much. On a real device the figures
+are compared with the profile's ``expected`` figures and, on a NUMA node, the firmware's HMAT.
+The load chase on an emulated region covers a cache-resident set: the host's DRAM is not the
+device being emulated, and a chase beyond the LLC would measure the host instead.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,29 +39,39 @@ import numpy as np
 from harness.discovery import NumaNode, discover
 from harness.errors import DeviceError
 from harness.native import load
-from harness.profiles import Expectation, Profile
-from harness.region import HUGE_2M, Injection, Region, apply_injection, round_up
-from harness.runner import map_memory, profile_injection
+from harness.profiles import DeviceModel, Expectation, Profile
+from harness.region import HUGE_2M, ModelStats, Region, round_up
+from harness.runner import device_model_for, map_memory
+from harness.stats import Plan as SamplePlan
+from harness.stats import Samples, Sampler, Timed, Verdict, judge, measure_pairs, measure_single
 
 PASS, FAIL, NO_EXPECTATION = "pass", "fail", "no-expectation"
 COPY_CHUNKS = (256, 1024, 4096, 65536)
-EXPECTATION_CHUNK = 65536  # copy_bw_gbps / nt_copy_bw_gbps are compared at this chunk size
+EXPECTATION_CHUNK = 65536  # copy_bw_gbps / nt_copy_bw_gbps / write bandwidth at this chunk
+EMULATED_CHASE_BYTES = 1 << 20  # cache-resident: the device model, not the host's DRAM
+READ_CHUNK = 1 << 20  # seam reads for the read bandwidth: long enough to hide the latency
+HOST_LIMITED_FRACTION = 0.5  # a figure is host-limited when most of its ops overran the target
 
 
 # ------------------------------------------------------------------------------------------
 # One measured figure
 
 
-def summarize(values: list[float]) -> dict[str, float]:
-    """median, min, max and spread ((max - min) / median) of a list of samples."""
-    med = float(statistics.median(values))
-    lo, hi = float(min(values)), float(max(values))
-    return {"median": med, "min": lo, "max": hi, "spread": (hi - lo) / med if med else 0.0}
+def summarize(values: list[float]) -> dict[str, Any]:
+    """median, 95% interval of the median, min, max and spread ((max - min) / median)."""
+    sm = Samples.of(values)
+    lo, hi = sm.interval
+    return {"median": sm.median, "interval": [lo, hi], "coverage": sm.coverage,
+            "min": sm.sorted[0], "max": sm.sorted[-1],
+            "spread": sm.spread if math.isfinite(sm.spread) else 0.0}
 
 
 @dataclass
 class Figure:
-    """A measured quantity: its samples, what it should be, and the verdict."""
+    """A measured quantity: its samples, what it should be, and the verdict.
+
+    ``expected`` is the device model's target on an emulated profile (``target=True``) or the
+    profile's expected figure on a real device."""
 
     name: str
     label: str
@@ -62,12 +79,20 @@ class Figure:
     samples: list[float]
     expected: float | None = None
     tolerance_pct: float | None = None
-    # Samples of the same measurement with the injection off (emulated back-ends only):
-    # the expectation is then compared with median(samples) - median(baseline).
-    baseline: list[float] | None = None
+    target: bool = False  # expected is a device-model target (emulated profile)
+    host_limited: bool = False  # the host alone was slower than the target in most ops
     firmware: float | None = None  # HMAT figure of a NUMA-node device, same unit
     firmware_label: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def baseline(self) -> None:
+        """No baseline: an emulated figure is the device's cost itself, not an added one."""
+        return None
+
+    @property
+    def stats(self) -> Samples:
+        return Samples.of(self.samples, self.unit)
 
     @property
     def runs(self) -> int:
@@ -75,7 +100,11 @@ class Figure:
 
     @property
     def median(self) -> float:
-        return summarize(self.samples)["median"]
+        return self.stats.median
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.stats.interval
 
     @property
     def min(self) -> float:
@@ -87,34 +116,67 @@ class Figure:
 
     @property
     def spread(self) -> float:
-        return summarize(self.samples)["spread"]
+        return float(summarize(self.samples)["spread"])
 
     @property
     def compared(self) -> float:
-        """The value the expectation is compared with."""
-        if self.baseline:
-            return self.median - float(statistics.median(self.baseline))
+        """The value the expectation is compared with: the median."""
         return self.median
 
     @property
+    def error_pct(self) -> float | None:
+        """(median - expected) / expected, in percent."""
+        if self.expected is None or not self.expected:
+            return None
+        return (self.median - self.expected) / self.expected * 100.0
+
+    @property
     def status(self) -> str:
+        """pass / fail on the median (the summary's calibration status)."""
         if self.expected is None or self.tolerance_pct is None:
             return NO_EXPECTATION
         ok = Expectation(self.expected, self.tolerance_pct).within(self.compared)
         return PASS if ok else FAIL
+
+    @property
+    def verdict(self) -> tuple[Verdict, str] | None:
+        """MET when the whole 95% interval is within the tolerance of the expectation, MISSED
+        when it is wholly outside, INCONCLUSIVE otherwise (with the reason)."""
+        if self.expected is None or self.tolerance_pct is None:
+            return None
+        return band_verdict(self.stats, self.expected, self.tolerance_pct / 100.0)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "name": self.name, "label": self.label, "unit": self.unit, "runs": self.runs,
             **summarize(self.samples), "samples": list(self.samples),
             "expected": self.expected, "tolerance_pct": self.tolerance_pct,
-            "compared": self.compared, "status": self.status, "params": dict(self.params),
+            "expected_kind": None if self.expected is None else ("target" if self.target else "expected"),
+            "compared": self.compared, "error_pct": self.error_pct, "status": self.status,
+            "host_limited": self.host_limited, "params": dict(self.params),
         }
-        if self.baseline:
-            d["baseline"] = {**summarize(self.baseline), "samples": list(self.baseline)}
+        v = self.verdict
+        if v is not None:
+            d["verdict"], d["verdict_reason"] = str(v[0]), v[1]
         if self.firmware is not None:
-            d["firmware"] = {"value": self.firmware, "source": self.firmware_label}
+            d["firmware"] = {"value": self.firmware, "source": self.firmware_label,
+                             "error_pct": (self.median - self.firmware) / self.firmware * 100.0
+                             if self.firmware else None}
         return d
+
+
+def band_verdict(samples: Samples, value: float, tolerance: float) -> tuple[Verdict, str]:
+    """Is the median within ``value`` +- ``tolerance`` (relative)? MET when the whole interval
+    is inside the band, MISSED when it is wholly outside, INCONCLUSIVE otherwise."""
+    precision = tolerance / 2
+    lo = judge(samples, value * (1 - tolerance), "min", precision=precision)
+    hi = judge(samples, value * (1 + tolerance), "max", precision=precision)
+    if lo.verdict == Verdict.MET and hi.verdict == Verdict.MET:
+        return Verdict.MET, f"{samples.text()} within {value:g} +-{tolerance:.0%}"
+    for j in (lo, hi):
+        if j.verdict == Verdict.MISSED:
+            return Verdict.MISSED, j.reason
+    return Verdict.INCONCLUSIVE, lo.reason if lo.verdict != Verdict.MET else hi.reason
 
 
 def _expect(e: Expectation | None) -> dict[str, Any]:
@@ -126,7 +188,7 @@ class Characterization:
     profile: str
     backend: str
     region: dict[str, Any]
-    injected: dict[str, Any]
+    injected: dict[str, Any]  # the device model's targets the region carries ({} = none)
     llc_bytes: int
     quick: bool
     figures: list[Figure]
@@ -145,11 +207,55 @@ class Characterization:
     def failed(self) -> list[Figure]:
         return [f for f in self.figures if f.status == FAIL]
 
+    @property
+    def emulated(self) -> bool:
+        return any(f.target for f in self.figures)
+
+    @property
+    def emulation_error_pct(self) -> float | None:
+        """Mean absolute % error of the figures the device model states (None: no model)."""
+        errs = [abs(f.error_pct) for f in self.figures if f.target and f.error_pct is not None]
+        return float(statistics.fmean(errs)) if errs else None
+
+    @property
+    def emulation_error_reachable_pct(self) -> float | None:
+        """The same over the figures this host can reach (not host-limited)."""
+        errs = [abs(f.error_pct) for f in self.figures
+                if f.target and f.error_pct is not None and not f.host_limited]
+        return float(statistics.fmean(errs)) if errs else None
+
+    def comparison(self) -> dict[str, Any]:
+        """The device/calibration section: every figure with a target, expectation or
+        firmware figure, its measured median [interval] and error, and the overall error."""
+        rows = []
+        for f in self.figures:
+            if f.expected is None and f.firmware is None:
+                continue
+            lo, hi = f.interval
+            rows.append({"name": f.name, "unit": f.unit, "target" if f.target else "expected": f.expected,
+                         "tolerance_pct": f.tolerance_pct, "measured": f.median,
+                         "interval": [lo, hi], "n": f.runs, "error_pct": f.error_pct,
+                         "status": f.status, "host_limited": f.host_limited,
+                         **({"firmware": f.firmware, "firmware_source": f.firmware_label}
+                            if f.firmware is not None else {}),
+                         **({"model": f.params["model"]} if "model" in f.params else {})})
+        if self.emulated:
+            return {"kind": "emulation", "figures": rows,
+                    "emulation_error_pct": self.emulation_error_pct,
+                    "emulation_error_reachable_pct": self.emulation_error_reachable_pct,
+                    "host_limited": [f.name for f in self.figures if f.host_limited]}
+        errs = [abs(f.error_pct) for f in self.figures if f.error_pct is not None]
+        return {"kind": "device", "figures": rows,
+                "profile_error_pct": float(statistics.fmean(errs)) if errs else None}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "profile": self.profile, "backend": self.backend, "region": self.region,
             "injected": self.injected, "llc_bytes": self.llc_bytes, "quick": self.quick,
             "numa_node": self.numa_node, "ok": self.ok,
+            "emulation_error_pct": self.emulation_error_pct,
+            "emulation_error_reachable_pct": self.emulation_error_reachable_pct,
+            "calibration": self.comparison(),
             "figures": [f.to_dict() for f in self.figures],
         }
 
@@ -230,6 +336,55 @@ def copy_gbps(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool
     return nbytes / max(1, int(ns))
 
 
+def read_gbps(region: Region, dst: Any, nbytes: int, chunk: int = READ_CHUNK) -> float:
+    """GB/s reading nbytes out of the region through the seam (invalidate + copy out)."""
+    lib, ffi = region.native.lib, region.native.ffi
+    base = ffi.cast("char *", region.base)
+    nbytes = max(chunk, nbytes // chunk * chunk)
+    t0 = lib.cxl_now_ns()
+    for off in range(0, nbytes, chunk):
+        lib.cxl_seam_read(dst, base + off, chunk)
+    return nbytes / max(1, int(lib.cxl_now_ns() - t0))
+
+
+def copy_writers_gbps(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool,
+                      writers: int) -> float:
+    """GB/s of ``writers`` threads writing nbytes together into disjoint parts of the region
+    (the C call releases the GIL), from a common start to the last finish."""
+    lib, ffi = region.native.lib, region.native.ffi
+    per = (nbytes // writers) // chunk * chunk
+    if per <= 0:
+        raise DeviceError(f"{nbytes} bytes is too little for {writers} writers of {chunk} B chunks",
+                          "use a larger region")
+    base = ffi.cast("char *", region.base)
+    barrier = threading.Barrier(writers + 1)
+    errors: list[BaseException] = []
+
+    spans: list[tuple[int, int]] = []
+
+    def work(i: int) -> None:
+        barrier.wait()
+        try:
+            t0 = int(lib.cxl_now_ns())
+            lib.cxl_bench_write(base + i * per, per, src.ptr, src.nbytes, chunk, int(nt), 1)
+            spans.append((t0, int(lib.cxl_now_ns())))
+        except BaseException as exc:  # a writer's failure fails the sample
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    # from the first writer's start to the last one's finish (each thread times itself: the
+    # main thread may be descheduled while they run)
+    dt = max(e for _, e in spans) - min(b for b, _ in spans)
+    return per * writers / max(1, dt)
+
+
 # ------------------------------------------------------------------------------------------
 # The region to characterise
 
@@ -259,63 +414,113 @@ def _numa_info(node: int | None, sysfs_root: str) -> NumaNode | None:
 
 @dataclass(frozen=True)
 class Plan:
-    """How much to measure. ``quick`` keeps CI fast (the chase then may fit in the LLC)."""
+    """How much to measure: buffer sizes and how samples are taken (``samples``)."""
 
-    runs: int
+    samples: SamplePlan
     chase_bytes: int
-    chase_steps: int
-    line_iters: int
     copy_bytes: int
     copy_chunks: tuple[int, ...] = COPY_CHUNKS
 
+    @property
+    def runs(self) -> int:
+        return self.samples.min_pairs
+
     @classmethod
-    def for_machine(cls, quick: bool, llc: int, runs: int | None = None) -> Plan:
+    def for_profile(cls, profile: Profile, quick: bool, llc: int, runs: int | None = None) -> Plan:
+        """Many short samples (0.5 ms quick, 1 ms otherwise; each a few hundred calls of the
+        C loop or more): on a shared machine another process's time slice (a few ms) lands in
+        a few samples, which read long, and the median of many short samples stays clear of
+        them, where every long sample would carry a share. Precision and pair limits follow
+        the profile's ``measurement``."""
+        m = profile.measurement
         if quick:
-            return cls(runs or 3, 64 << 20, 40_000, 50_000, 32 << 20)
-        chase = round_up(2 * llc, HUGE_2M)
-        return cls(runs or 5, chase, 200_000, 200_000, max(256 << 20, min(chase, 1 << 30)))
+            sp = SamplePlan(min_sample_s=0.0005, precision=m.precision_pct / 100, min_pairs=15,
+                            max_pairs=41, budget_s=1.5, warmup=2)
+            sizes = (64 << 20, 4 << 20)
+        else:
+            sp = SamplePlan(min_sample_s=0.001, precision=m.precision_pct / 200,
+                            min_pairs=max(m.min_pairs, 21), max_pairs=max(m.max_pairs, 81),
+                            budget_s=min(m.budget_s, 10.0), warmup=3)
+            chase = round_up(2 * llc, HUGE_2M)
+            sizes = (chase, 8 << 20)
+        if runs is not None:
+            if runs < 1:
+                raise DeviceError(f"--runs {runs}: at least one sample is needed", "pass --runs 6 or more")
+            sp = replace(sp, min_pairs=runs, max_pairs=runs)
+        return cls(sp, *sizes)
 
 
-def _interleaved(measure: Callable[[], float], runs: int, injection: Injection | None,
-                 ) -> tuple[list[float], list[float] | None]:
-    """Samples with the profile's injection and, when there is one, without it (A B A B)."""
-    with_inj: list[float] = []
-    without: list[float] | None = [] if injection is not None else None
-    for _ in range(runs):
-        with_inj.append(measure())
-        if injection is not None and without is not None:
-            apply_injection(Injection())
-            try:
-                without.append(measure())
-            finally:
-                apply_injection(injection)
-    return with_inj, without
+def _iters(once: Callable[[int], int], plan: SamplePlan, floor: int = 16) -> int:
+    """Operations per C call so that a call lasts about a fifth of a sample."""
+    probe = 64
+    per = max(1, int(once(probe))) / probe
+    return max(floor, min(10_000_000, int(plan.min_sample_s * 1e9 / 5 / per)))
+
+
+def _cost(once: Callable[[int], int], plan: SamplePlan) -> list[float]:
+    """ns per operation, calibrated samples: ``once(n)`` returns ns for n ops."""
+    iters = _iters(once, plan)
+    sampler = Sampler(lambda: Timed(float(iters), once(iters) / 1e9), "cost")
+    return [v * 1e9 for v in measure_single(sampler, plan).a]
+
+
+def _rate(once: Callable[[], float], nbytes: int, plan: SamplePlan) -> list[float]:
+    """GB/s, calibrated samples: ``once()`` returns GB/s for one pass of nbytes."""
+    def timed() -> Timed:
+        gbps = once()
+        return Timed(float(nbytes), nbytes / gbps / 1e9)
+    return [v / 1e9 for v in measure_single(Sampler(timed, "rate"), plan).a]
+
+
+class _Model:
+    """The region's device model around one figure: reset before, what it did after."""
+
+    def __init__(self, region: Region) -> None:
+        self.region = region
+
+    @contextmanager
+    def figure(self, kind: str, out: dict[str, Any]) -> Iterator[None]:
+        self.region.reset_model()
+        yield
+        st: ModelStats | None = self.region.model_stats()
+        if st is not None:
+            ops = st.ops[kind]
+            out["model"] = {"kind": kind, "ops": ops.ops, "short_fraction": ops.short_fraction,
+                            "mean_short_ns": ops.mean_short_ns, "utilisation": st.utilisation,
+                            "multiplier": st.multiplier}
 
 
 def characterize(profile: Profile, *, quick: bool = False, runs: int | None = None,
                  device: str | None = None, allow_destructive: bool = False,
-                 sysfs_root: str = "/") -> Characterization:
-    """Measure the memory a profile names and compare it with the profile's expectations."""
+                 sysfs_root: str = "/", applied_model: DeviceModel | None = None,
+                 scale: float = 1.0) -> Characterization:
+    """Measure the memory a profile names and compare it with the profile's device-model
+    targets (emulated) or expected figures (real device).
+
+    ``applied_model`` replaces the device model the region really carries while the targets
+    stay the profile's: tests plant a miscalibrated seam there to show the check catches it.
+    ``scale`` lengthens every figure's sampling budget (the retry of a noisy measurement).
+    """
     llc = llc_bytes(sysfs_root)
-    plan = Plan.for_machine(quick, llc, runs)
+    plan = Plan.for_profile(profile, quick, llc, runs)
+    if scale != 1.0:
+        plan = replace(plan, samples=plan.samples.scaled(scale))
     size = max(plan.chase_bytes, plan.copy_bytes, profile.memory.size_mib << 20)
-    load()  # calibrate the TSC before any injection is converted to cycles
-    with characterization_region(profile, size, device=device, allow_destructive=allow_destructive,
+    load()  # calibrate the TSC before any target is converted to cycles
+    region_profile = profile if applied_model is None else replace(profile, device_model=applied_model)
+    with characterization_region(region_profile, size, device=device,
+                                 allow_destructive=allow_destructive,
                                  sysfs_root=sysfs_root) as (region, node):
-        injection = profile_injection(profile)
-        emulated_inj = injection if region.backend in ("emulated", "file") and _any(injection) else None
-        try:
-            figures = _measure_all(region, profile, plan, llc, emulated_inj)
-        finally:
-            apply_injection(Injection())
+        targets = device_model_for(profile, region.backend)
+        figures = _measure_all(region, profile, plan, llc, targets)
         info = region.info()
-        info.injected = {k: v for k, v in vars(injection).items()}
         numa = _numa_info(node, sysfs_root)
         if numa is not None:
             _attach_hmat(figures, numa)
         return Characterization(
             profile=profile.name, backend=region.backend, region=info.to_dict(),
-            injected=dict(info.injected), llc_bytes=llc, quick=quick, figures=figures,
+            injected=targets.to_dict() if targets is not None else {}, llc_bytes=llc,
+            quick=quick, figures=figures,
             numa_node=None if numa is None else {
                 "id": numa.id, "read_latency_ns": numa.read_latency_ns,
                 "write_latency_ns": numa.write_latency_ns,
@@ -324,54 +529,118 @@ def characterize(profile: Profile, *, quick: bool = False, runs: int | None = No
         )
 
 
-def _any(inj: Injection) -> bool:
-    return any(v > 0 for v in (inj.flush_ns, inj.fence_ns, inj.invalidate_ns, inj.write_bw_gbps))
-
-
 def _measure_all(region: Region, profile: Profile, plan: Plan, llc: int,
-                 inj: Injection | None) -> list[Figure]:
+                 model: DeviceModel | None) -> list[Figure]:
     exp = profile.expected
+    sp = plan.samples
+    tracker = _Model(region)
     figures: list[Figure] = []
-    chase = min(plan.chase_bytes, region.size)
-    lat, lat0 = _interleaved(lambda: load_latency_ns(region, chase, plan.chase_steps), plan.runs, inj)
-    figures.append(Figure(
-        "load_latency_ns", "idle load latency (pointer chase, invalidate before each load)", "ns",
-        lat, baseline=lat0, **_expect(exp.load_latency_ns),
-        params={"region_bytes": chase, "llc_bytes": llc, "exceeds_llc": chase > llc,
-                "steps": plan.chase_steps}))
 
-    it = plan.line_iters
-    per1, per1_0 = _interleaved(lambda: store_flush_fence_ns(region, 1, it), plan.runs, inj)
-    figures.append(Figure(
-        "flush_fence_ns", "store + flush + fence, one fence per line", "ns/line", per1,
-        baseline=per1_0, **_expect(exp.flush_fence_ns), params={"iters": it, "lines_per_fence": 1}))
-    per2, per2_0 = _interleaved(lambda: store_flush_fence_ns(region, 2, it), plan.runs, inj)
-    figures.append(Figure(
-        "flush_fence_2lines_ns", "store + flush per line, one fence per two lines", "ns/line",
-        per2, baseline=per2_0, params={"iters": it, "lines_per_fence": 2}))
-    figures.append(Figure(
-        "fence_amortisation", "speed-up of one fence per two lines over one fence per line "
-        "(same run, pairwise)", "x", [a / b for a, b in zip(per1, per2)],
-        params={"goal": profile.targets.ratios.fence_amortisation}))
-    inv, inv0 = _interleaved(lambda: inval_reload_ns(region, it), plan.runs, inj)
-    figures.append(Figure("inval_reload_ns", "invalidate + reload of a line", "ns/line", inv,
-                          baseline=inv0, params={"iters": it}))
+    def target(value: float) -> dict[str, Any]:
+        assert model is not None
+        return {"expected": value, "tolerance_pct": model.tolerance_pct, "target": True}
 
-    src = CopySource(region, plan.copy_bytes)
+    def add(fig: Figure) -> None:
+        m = fig.params.get("model")
+        if fig.target and m and m["ops"]:
+            fig.host_limited = m["short_fraction"] > HOST_LIMITED_FRACTION
+        figures.append(fig)
+
+    # load latency
+    emulated = model is not None and (model.load_ns > 0 or model.read_bw_gbps > 0)
+    chase = min(EMULATED_CHASE_BYTES if emulated else plan.chase_bytes, region.size)
+    params: dict[str, Any] = {"region_bytes": chase, "llc_bytes": llc, "exceeds_llc": chase > llc,
+                              "cache_resident_by_design": emulated}
+    with tracker.figure("load", params):
+        lat = _cost(lambda n: int(region.native.lib.cxl_bench_pointer_chase(region.base, chase, n, 1)), sp)
+    add(Figure("load_latency_ns", "load latency (pointer chase, invalidate before each load)", "ns",
+               lat, params=params, **(target(model.load_ns) if model and model.load_ns > 0
+                                      else _expect(exp.load_latency_ns))))
+
+    # flush + fence, one fence per 1, 2 and 4 lines
+    it = _iters(_flush_fence_once(region, 1), sp)  # per call, for the interleaved pairs
+    per: dict[int, list[float]] = {}
+    for k in (1, 2, 4):
+        params = {"lines_per_fence": k}
+        with tracker.figure("flush_fence", params):
+            per[k] = _cost(_flush_fence_once(region, k), sp)
+        name = "flush_fence_ns" if k == 1 else f"flush_fence_{k}lines_ns"
+        label = ("store + flush + fence, one fence per line" if k == 1
+                 else f"store + flush per line, one fence per {k} lines")
+        want: dict[str, Any] = {}
+        if model is not None and model.flush_fence_ns > 0:
+            want = target(model.fence_ns(k) / k)
+        elif k == 1:
+            want = _expect(exp.flush_fence_ns)
+        add(Figure(name, label, "ns/line", per[k], params=params, **want))
+
+    # the amortisation, as a same-run ratio of interleaved pairs
+    def line_sampler(k: int) -> Sampler:
+        return Sampler(lambda: Timed(float(it), region.native.lib.cxl_bench_store_flush_fence(
+            region.base, 4096, k, it) / 1e9), "cost")
+    pairs = measure_pairs(line_sampler(1), line_sampler(2), sp)
+    goal = model.fence_ns(1) / (model.fence_ns(2) / 2) if model and model.flush_fence_ns > 0 else None
+    add(Figure("fence_amortisation", "speed-up of one fence per two lines over one fence per line "
+               "(same run, interleaved pairs)", "x", pairs.ratios,
+               params={"goal": profile.targets.ratios.fence_amortisation, "model_predicts": goal,
+                       "stopped": pairs.stopped}))
+
+    params = {"lines": 4096}
+    with tracker.figure("load", params):
+        inv = _cost(lambda n: int(region.native.lib.cxl_bench_inval_reload(region.base, 4096, n)), sp)
+    add(Figure("inval_reload_ns", "invalidate + reload of a line", "ns/line", inv, params=params))
+
+    # bandwidth
+    src = CopySource(region, min(plan.copy_bytes, 4 << 20))
     copy_bytes = min(plan.copy_bytes, region.size)
     for nt in (False, True):
-        copy_gbps(region, src, copy_bytes, 65536, nt)  # first touch and warm-up, not timed
+        _write_once(region, src, copy_bytes, 65536, nt)  # first touch and warm-up, not timed
     for nt in (False, True):
         key = exp.nt_copy_bw_gbps if nt else exp.copy_bw_gbps
         for chunk in plan.copy_chunks:
-            samples = [copy_gbps(region, src, copy_bytes, chunk, nt) for _ in range(plan.runs)]
-            e = key if chunk == EXPECTATION_CHUNK else None
+            params = {"bytes": copy_bytes, "chunk": chunk, "nt": nt, "writers": 1}
+            with tracker.figure("write", params):
+                samples = _rate(partial(_write_once, region, src, copy_bytes, chunk, nt),
+                                copy_bytes, sp)
+            want = {}
+            if chunk == EXPECTATION_CHUNK:
+                if model is not None and model.write_bw_gbps > 0:
+                    want = target(model.write_bw_gbps) if nt else {}
+                else:
+                    want = _expect(key)
             kind = "non-temporal" if nt else "regular"
-            figures.append(Figure(
-                f"{'nt_' if nt else ''}copy_gbps_{chunk}", f"{kind} copy into the region, "
-                f"{chunk} B chunks", "GB/s", samples, **_expect(e),
-                params={"bytes": copy_bytes, "chunk": chunk, "nt": nt}))
+            add(Figure(f"{'nt_' if nt else ''}copy_gbps_{chunk}", f"{kind} copy into the region, "
+                       f"{chunk} B chunks", "GB/s", samples, params=params, **want))
+    params = {"bytes": copy_bytes, "chunk": EXPECTATION_CHUNK, "nt": True, "writers": 2}
+    with tracker.figure("write", params):
+        two = _rate(lambda: copy_writers_gbps(region, src, copy_bytes, EXPECTATION_CHUNK, True, 2),
+                    copy_bytes, sp)
+    add(Figure("nt_copy_2writers_gbps", "non-temporal copy into the region, two writers together, "
+               f"{EXPECTATION_CHUNK} B chunks", "GB/s", two, params=params,
+               **(target(model.write_bw_gbps) if model and model.write_bw_gbps > 0 else {})))
+    if model is not None and model.read_bw_gbps > 0:
+        read_bytes = min(copy_bytes, 16 << 20)
+        dst = region.native.ffi.new("char[]", READ_CHUNK)
+        params = {"bytes": read_bytes, "chunk": READ_CHUNK}
+        with tracker.figure("load", params):
+            rd = _rate(lambda: read_gbps(region, dst, read_bytes), read_bytes, sp)
+        add(Figure("read_gbps", f"read out of the region (invalidate + copy out), {READ_CHUNK >> 20} MiB "
+                   "chunks", "GB/s", rd, params=params, **target(model.read_bw_gbps)))
     return figures
+
+
+def _flush_fence_once(region: Region, lines_per_fence: int) -> Callable[[int], int]:
+    def once(n: int) -> int:
+        return int(region.native.lib.cxl_bench_store_flush_fence(region.base, 4096, lines_per_fence, n))
+    return once
+
+
+def _write_once(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool) -> float:
+    """GB/s of one pass writing nbytes from a cache-resident source (as the publishers do)."""
+    lib = region.native.lib
+    nbytes = nbytes // chunk * chunk
+    ns = lib.cxl_bench_write(region.base, nbytes, src.ptr, src.nbytes, chunk, int(nt), 1)
+    return nbytes / max(1, int(ns))
 
 
 def _attach_hmat(figures: list[Figure], node: NumaNode) -> None:
@@ -384,74 +653,64 @@ def _attach_hmat(figures: list[Figure], node: NumaNode) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# Injection accuracy (emulated profiles mean what they say)
+# Emulation accuracy (an emulated device costs what its model says)
 
 
 @dataclass
-class InjectionAccuracy:
-    """Added cost per flush with a requested injected flush delay, as a ratio to the request."""
+class Accuracy:
+    """Measured flush+fence cost per line on a region whose model targets ``target_ns``, as
+    ratios to the target, and the verdict: MET when the whole 95% interval is within
+    +-tolerance of 1, MISSED when wholly outside, INCONCLUSIVE (noisy machine) otherwise."""
 
-    requested_ns: float
-    added_ns: list[float]  # per run: (time with injection - time without) per flush
-    iters: int
-
-    @property
-    def median_added_ns(self) -> float:
-        return float(statistics.median(self.added_ns))
-
-    @property
-    def ratio(self) -> float:
-        return self.median_added_ns / self.requested_ns if self.requested_ns else 0.0
+    target_ns: float
+    applied_ns: float
+    ratios: Samples
+    verdict: Verdict
+    reason: str
+    seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"requested_ns": self.requested_ns, "median_added_ns": self.median_added_ns,
-                "ratio": self.ratio, **{f"added_{k}": v for k, v in summarize(self.added_ns).items()},
-                "runs": len(self.added_ns), "iters": self.iters}
+        return {"target_ns": self.target_ns, "applied_ns": self.applied_ns,
+                "ratio": self.ratios.to_dict(), "verdict": str(self.verdict), "reason": self.reason,
+                "seconds": self.seconds}
 
 
-def injection_accuracy(region: Region, requested_ns: float, *, runs: int = 5,
-                       iters: int | None = None, applied_ns: float | None = None) -> InjectionAccuracy:
-    """Measure what an injected flush delay really adds, interleaving runs without it.
+def emulation_accuracy(target_ns: float, plan: SamplePlan, *, applied_ns: float | None = None,
+                       tolerance: float = 0.05, iters: int | None = None) -> Accuracy:
+    """Measure what a flush+fence costs on a region whose device model targets ``target_ns``.
 
-    ``applied_ns`` (default: the request) is what is really injected: tests plant a wrong
-    value there to show that the accuracy check catches a mis-calibrated seam.
-    """
-    applied = requested_ns if applied_ns is None else applied_ns
-    iters = iters or max(2000, int(4e6 / max(requested_ns, 50.0)))  # about 4 ms per sample
-    region.native.lib.cxl_calibrate_delay()  # fit the busy-wait to the clock measured here
-    added = []
-    try:
-        for _ in range(runs):
-            apply_injection(Injection())
-            base = flush_ns(region, iters)
-            apply_injection(Injection(flush_ns=applied))
-            added.append(flush_ns(region, iters) - base)
-    finally:
-        apply_injection(Injection())
-    return InjectionAccuracy(requested_ns, added, iters)
+    ``applied_ns`` (default: the target) is what the region's model really carries: tests
+    plant a wrong value there to show that the check catches a miscalibrated seam."""
+    applied = target_ns if applied_ns is None else applied_ns
+    n = iters or max(1000, int(2e6 / max(target_ns, 50.0)))
+    model = DeviceModel(flush_fence_ns=applied, host_flush=False)
+    with Region.emulated(8 << 20, hugepages=True, device_model=model) as region:
+        sampler = Sampler(lambda: Timed(float(n), region.native.lib.cxl_bench_store_flush_fence(
+            region.base, 4096, 1, n) / 1e9), "cost")
+        res = measure_single(sampler, plan)
+    ratios = Samples.of([v * 1e9 / target_ns for v in res.a])
+    verdict, reason = band_verdict(ratios, 1.0, tolerance)
+    return Accuracy(target_ns, applied, ratios, verdict, reason, res.seconds)
 
 
-def zero_injection_overhead_ns(region: Region, *, runs: int = 5, iters: int = 200_000) -> dict[str, float]:
-    """Per-op cost of the seam's injection check when an op's own injection is zero while
-    injection is on for another op (so the seam's enabled path is taken): flush, fence and
-    invalidate, each as median(time with that state - time with injection off)."""
-    ops: dict[str, tuple[Callable[[], float], Injection]] = {
-        "flush": (lambda: flush_ns(region, iters), Injection(invalidate_ns=250.0)),
-        "fence": (lambda: fence_ns(region, iters), Injection(invalidate_ns=250.0)),
-        "invalidate": (lambda: invalidate_ns(region, iters), Injection(flush_ns=250.0)),
-    }
-    out = {}
-    try:
-        for name, (measure, on) in ops.items():
-            diffs = []
-            for _ in range(runs):
-                apply_injection(Injection())
-                off = measure()
-                apply_injection(on)
-                diffs.append(measure() - off)
-            out[name] = float(statistics.median(diffs))
-    finally:
-        apply_injection(Injection())
+GUARD_OPS = ("fence", "invalidate+load", "copy 64 B", "flush+fence")
+
+
+def ci_overhead_ns(plan: SamplePlan, *, iters: int = 100_000) -> dict[str, Samples]:
+    """What the device-model hooks cost per operation on a region without a model (``ci``):
+    the seam's operation against the raw primitive it wraps, interleaved pairs, as ns per op
+    (A - B). Only meaningful while no region with a model is open in this process (one that
+    is open makes every seam call look its region up: a planted overhead the tests use)."""
+    out: dict[str, Samples] = {}
+    with Region.emulated(2 << 20, hugepages=True) as region:
+        lib = region.native.lib
+
+        def side(op: int, seam: int) -> Sampler:
+            return Sampler(lambda: Timed(float(iters), lib.cxl_dm_bench_guard(
+                region.base, 64, iters, op, seam) / 1e9), "cost")
+        for op, name in enumerate(GUARD_OPS):
+            pairs = measure_pairs(side(op, 1), side(op, 0), plan, ratio=lambda a, b: (a - b) * 1e9)
+            out[name] = Samples.of(pairs.ratios, "ns/op")
     return out
 
 

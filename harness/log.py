@@ -22,7 +22,7 @@ import numpy as np
 
 from harness.errors import ConfigError, RegionError, RoleProcessError
 from harness.native import Native, as_array, load
-from harness.region import Region, RegionInfo
+from harness.region import DeviceModel, Region, RegionInfo
 
 VARIANTS = {"per-scanner": 0, "shared-mutex": 1}
 ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, ROLE_ALL = 1, 2, 4, 7
@@ -493,7 +493,7 @@ def _region_size(cfg: LogConfig) -> int:
 
 
 @contextmanager
-def shm_region(size: int) -> Iterator[Region]:
+def shm_region(size: int, device_model: DeviceModel | None = None) -> Iterator[Region]:
     """A shareable region file made for one run, in a private directory (mkdtemp, 0700) on
     /dev/shm, and unlinked at once: the mapping (and the file descriptor that role processes
     inherit) keep the memory, so nothing is left under /dev/shm however the run ends, even
@@ -501,7 +501,7 @@ def shm_region(size: int) -> Iterator[Region]:
     tmpdir = tempfile.mkdtemp(prefix="cxl-harness-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     path = Path(tmpdir) / "region"
     try:
-        region = Region.file(path, size, create=True, lock=True)
+        region = Region.file(path, size, create=True, lock=True, device_model=device_model)
     finally:
         with suppress(FileNotFoundError):
             os.unlink(path)

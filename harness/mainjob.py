@@ -52,10 +52,9 @@ from harness.machine import _now, meta_section
 from harness.stats import Samples
 from harness.native import flush_instruction
 from harness.profiles import Profile, load_profile
-from harness.region import Injection, apply_injection
 from harness.report.render import REPORT_FILENAME, render_report
 from harness.report.summary import SCHEMA_ID, SUMMARY_FILENAME, Summary, load_summary, write_summary
-from harness.runner import choose_backend, open_region, profile_injection
+from harness.runner import choose_backend, open_region
 
 ORDERS: tuple[int, ...] = (0, 2)
 VARIANTS: tuple[str, ...] = ("per-scanner", "shared-mutex")
@@ -150,7 +149,7 @@ def profile_section(profile: Profile) -> dict[str, Any]:
     coherence = {"coherent": "coherent (hardware)", "noncoherent-model": "non-coherent (software model)",
                  "noncoherent-hw": "non-coherent hardware"}.get(profile.coherence, profile.coherence)
     return {"name": profile.name, "description": profile.description, "coherence": coherence,
-            "injected": {k: v for k, v in vars(profile.injected).items()}}
+            "injected": profile.device_model.to_dict() if profile.device_model.any else {}}
 
 
 def _jsonable(value: Any) -> Any:
@@ -269,7 +268,6 @@ def run_log_rounds(profile: Profile, *, quick: bool, rounds: int, device: str | 
     out: dict[str, list[LogResult]] = {label: [] for label in configs}
     with open_region(profile, biggest, device=device, allow_destructive=allow_destructive,
                      sysfs_root=sysfs_root) as region:
-        profile_injection(profile)
         try:
             for r in range(rounds):
                 for label, cfg in configs.items():
@@ -278,8 +276,7 @@ def run_log_rounds(profile: Profile, *, quick: bool, rounds: int, device: str | 
                     if on_run is not None:
                         on_run(label, r + 1, result)
         finally:
-            apply_injection(Injection())
-        info = region.info().to_dict()
+            info = region.info().to_dict()
     return out, _jsonable(info)
 
 

@@ -247,13 +247,12 @@ def cxl_discovery(request: pytest.FixtureRequest) -> Discovery:
 @pytest.fixture
 def cxl_region(request: pytest.FixtureRequest, hw_profile: Profile) -> Iterator[Region]:
     """A mapped region of the profile's memory, sized for its workload with up to 8 brokers;
-    the profile's injected latency is on while the test runs. Skips (naming the probe) when
+    the region carries the profile's device model. Skips (naming the probe) when
     the profile needs a device this machine does not have."""
     from harness.errors import DeviceError
     from harness.log import MAX_BROKERS
     from harness.mainjob import log_config
-    from harness.region import Injection, apply_injection
-    from harness.runner import open_region, profile_injection
+    from harness.runner import open_region
 
     state = _state(request)
     sizing = replace(log_config(hw_profile, order=2, variant="per-scanner", quick=False), brokers=MAX_BROKERS)
@@ -267,12 +266,8 @@ def cxl_region(request: pytest.FixtureRequest, hw_profile: Profile) -> Iterator[
         found, why = state.probe()
         pytest.skip(f"profile {hw_profile.name}: {exc.problem}" + ("" if found else f" ({why})"))
     with stack:
-        profile_injection(hw_profile)
         state.region_info = region.info().to_dict()
-        try:
-            yield region
-        finally:
-            apply_injection(Injection())
+        yield region
 
 
 class LogRunner:

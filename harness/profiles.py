@@ -1,7 +1,8 @@
 """Hardware profiles: YAML files in ``hw_profiles/`` validated against ``schema.json``.
 
-A profile says which memory back-end to use, whether memory is coherent, what latency to
-inject when emulating, what the device should measure like, and the throughput targets.
+A profile says which memory back-end to use, whether memory is coherent, what the emulated
+device costs (its ``device_model``: target costs the seam pads every operation up to), what a
+real device should measure like, and the throughput targets.
 Every problem is reported as ``profile FILE: KEY.PATH: what is wrong (what is allowed)``.
 """
 
@@ -39,16 +40,40 @@ class MemoryConfig:
 
 
 @dataclass(frozen=True)
-class Injected:
-    load_ns: float = 0.0
-    flush_ns: float = 0.0
-    fence_ns: float = 0.0
-    invalidate_ns: float = 0.0
-    write_bw_gbps: float = 0.0  # 0 = no cap
+class DeviceModel:
+    """What an operation costs on the emulated device (target costs, not added costs).
+
+    The seam measures each real operation and spins for the rest of its target, so the device
+    costs the same on any host that is faster than it; where the host alone is slower, the
+    shortfall is counted (see ``cxl_seam.h``). All zero = nothing modelled (``ci``).
+    """
+
+    load_ns: float = 0.0  # first line read after an invalidate
+    flush_fence_ns: float = 0.0  # flush + fence of one line
+    write_bw_gbps: float = 0.0  # write channel (copies into the region), shared by all agents
+    read_bw_gbps: float = 0.0  # read channel (lines read after an invalidate)
+    # (utilisation, latency multiplier) points, piecewise linear; () = no load dependence
+    latency_curve: tuple[tuple[float, float], ...] = ()
+    window_us: float = 10.0  # utilisation is measured over this window
+    tolerance_pct: float = 10.0  # characterisation: each figure within this of its target
+    host_flush: bool = True  # also issue the host's flush (False: anonymous emulated memory)
+    invalidate_flushes: bool = False  # non-coherent hardware: invalidate = flush the line
 
     @property
     def any(self) -> bool:
-        return any(v > 0 for v in asdict(self).values())
+        return any(v > 0 for v in (self.load_ns, self.flush_fence_ns, self.write_bw_gbps,
+                                   self.read_bw_gbps))
+
+    def fence_ns(self, lines: int) -> float:
+        """Target of one fence closing ``lines`` flushes: the first line's latency, then each
+        further line in flight behind it at the link rate (64 B at the write bandwidth)."""
+        per_line = 64.0 / self.write_bw_gbps if self.write_bw_gbps > 0 else 0.0
+        return self.flush_fence_ns + (lines - 1) * per_line
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["latency_curve"] = [list(p) for p in self.latency_curve]
+        return d
 
 
 @dataclass(frozen=True)
@@ -118,7 +143,7 @@ class Profile:
     description: str
     memory: MemoryConfig
     coherence: Coherence
-    injected: Injected
+    device_model: DeviceModel
     expected: Expected
     targets: Targets
     workload: Workload
@@ -256,6 +281,15 @@ def _semantic(doc: Mapping[str, Any]) -> list[str]:
     if backend == "file" and memory.get("path") is None:
         problems.append("memory.path: required when memory.backend is 'file'")
     workload = doc["workload"]
+    model = doc.get("device_model", {})
+    if backend in ("devdax", "numa") and any(v for k, v in model.items() if k != "tolerance_pct"):
+        problems.append(f"device_model: a {backend!r} device costs what it costs; a device model "
+                        "is only used with backend 'emulated' or 'file' (state 'expected' figures)")
+    curve = model.get("latency_curve", [])
+    utils = [point[0] for point in curve]
+    if any(b <= a for a, b in zip(utils, utils[1:])):
+        problems.append(f"device_model.latency_curve: utilisations {utils} are not strictly "
+                        "ascending (give points in order of utilisation)")
     if workload["batch_bytes"] < workload["msg_size"]:
         problems.append(
             f"workload.batch_bytes: {workload['batch_bytes']} is smaller than "
@@ -327,7 +361,8 @@ def _build(doc: Mapping[str, Any], source: Path) -> Profile:
     mem = doc["memory"]
     node = mem.get("node")
     device = mem.get("device")
-    injected = doc.get("injected", {})
+    dm = dict(doc.get("device_model", {}))
+    dm["latency_curve"] = tuple((float(u), float(m)) for u, m in dm.get("latency_curve", []))
     expected = doc.get("expected", {})
     targets = doc.get("targets", {})
     ratios, absolute = targets.get("ratios"), targets.get("absolute")
@@ -344,7 +379,9 @@ def _build(doc: Mapping[str, Any], source: Path) -> Profile:
             allow_destructive=mem.get("allow_destructive", False),
         ),
         coherence=doc["coherence"],
-        injected=Injected(**{k: float(v) for k, v in injected.items()}),
+        device_model=DeviceModel(
+            **dm, invalidate_flushes=doc["coherence"] == "noncoherent-hw",
+            host_flush=mem["backend"] != "emulated"),
         expected=Expected(**{k: _expectation(expected, k) for k in expected}),
         targets=Targets(
             ratios=RatioTargets(**{k: _opt(ratios, k) for k in (ratios or {})}),

@@ -10,33 +10,54 @@ import errno
 import os
 import re
 import stat
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import DeviceError, RegionError
 from harness.native import Native, flush_instruction, load
+from harness.profiles import DeviceModel as DeviceModel
 
 BACKENDS = ("emulated", "file", "devdax", "numa")
 _BACKEND_IDS = {1: "emulated", 2: "file", 3: "devdax", 4: "numa"}
 HUGE_2M = 2 << 20
 
 
+KINDS = ("load", "flush_fence", "write")  # the device model's operation kinds, C order
+
+
 @dataclass(frozen=True)
-class Injection:
-    """Latency injected into the seam (emulated profiles). All zero = none."""
+class ModelOps:
+    """What the device model did for one kind of operation since the region was opened (or
+    the model reset): how many, the target cost paid, how often (and by how much in total)
+    the host alone was already slower than the target, and how often an operation waited for
+    a channel that another agent's transfer kept busy."""
 
-    flush_ns: float = 0.0
-    fence_ns: float = 0.0
-    invalidate_ns: float = 0.0
-    write_bw_gbps: float = 0.0
-    invalidate_flushes: bool = False
+    ops: int
+    target_ns: float
+    short_ops: int
+    short_ns: float
+    queued_ops: int = 0  # waited for a channel another agent kept busy
 
-    def __post_init__(self) -> None:
-        for name in ("flush_ns", "fence_ns", "invalidate_ns", "write_bw_gbps"):
-            value = getattr(self, name)
-            if not value >= 0:
-                raise RegionError(f"injected {name}={value!r} is negative or not a number", "use a value >= 0")
+    @property
+    def short_fraction(self) -> float:
+        return self.short_ops / self.ops if self.ops else 0.0
+
+    @property
+    def mean_short_ns(self) -> float:
+        return self.short_ns / self.short_ops if self.short_ops else 0.0
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    ops: dict[str, ModelOps]
+    utilisation: float  # of the last closed window
+    multiplier: float  # latency multiplier in force
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ops": {k: {**asdict(v), "short_fraction": v.short_fraction,
+                            "mean_short_ns": v.mean_short_ns} for k, v in self.ops.items()},
+                "utilisation": self.utilisation, "multiplier": self.multiplier}
 
 
 @dataclass
@@ -51,43 +72,84 @@ class RegionInfo:
     hugepages: bool
     locked: bool
     flush_instruction: str
-    injected: dict[str, float | bool] = field(default_factory=dict)
+    # the device model the region carries (target costs) and what it did; None = none
+    device_model: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def apply_injection(inj: Injection) -> None:
-    """Set the injected latency of both builds (process-wide, as the seam reads a global)."""
-    for checked in (False, True):
-        load(checked).lib.cxl_set_inject(
-            inj.flush_ns, inj.fence_ns, inj.invalidate_ns, inj.write_bw_gbps, int(inj.invalidate_flushes)
-        )
-
-
 class Region:
     """A mapped shared-memory region. Use as a context manager, or call close()."""
 
-    def __init__(self, native: Native, handle: Any, path: str | None, created: bool) -> None:
+    def __init__(self, native: Native, handle: Any, path: str | None, created: bool,
+                 device_model: DeviceModel | None = None) -> None:
         self._native = native
         self._h = handle
         self.path = path
         self._created = created
+        self.device_model: DeviceModel | None = None
+        m = device_model
+        if m is not None and (any(v != 0 for v in (m.load_ns, m.flush_fence_ns, m.write_bw_gbps,
+                                                   m.read_bw_gbps)) or m.latency_curve
+                              or m.invalidate_flushes):
+            try:
+                self._attach(m)
+            except RegionError:
+                self.close()
+                raise
+
+    def _attach(self, m: DeviceModel) -> None:
+        """Give the region its device model (once, when it is opened)."""
+        cfg = self._native.ffi.new("cxl_devmodel_cfg_t *")
+        cfg.load_ns, cfg.flush_fence_ns = m.load_ns, m.flush_fence_ns
+        cfg.write_gbps, cfg.read_gbps, cfg.window_us = m.write_bw_gbps, m.read_bw_gbps, m.window_us
+        if len(m.latency_curve) > 8:
+            raise RegionError(f"latency curve of {len(m.latency_curve)} points", "give at most 8")
+        cfg.curve_n = len(m.latency_curve)
+        for i, (u, mult) in enumerate(m.latency_curve):
+            cfg.curve_util[i], cfg.curve_mult[i] = u, mult
+        cfg.host_flush, cfg.invalidate_flushes = int(m.host_flush), int(m.invalidate_flushes)
+        rc = self._native.lib.cxl_region_set_model(self._h, cfg)
+        if rc != 0:
+            why = {errno.EINVAL: f"figures out of range in {m}",
+                   errno.ENOSPC: "too many regions with a device model are open (16 at most)"}
+            raise RegionError(f"cannot attach the device model: {why.get(-rc, os.strerror(-rc))}",
+                              "use non-negative figures and an ascending curve, or close regions")
+        self.device_model = m
+
+    def model_stats(self) -> ModelStats | None:
+        """What the device model did since the region was opened or reset; None without one."""
+        if self._h is None or self.device_model is None:
+            return None
+        st = self._native.ffi.new("cxl_devmodel_stats_t *")
+        if self._native.lib.cxl_region_model_stats(self._h, st) != 0:
+            return None
+        ops = {k: ModelOps(int(st.ops[i]), float(st.target_ns[i]), int(st.ops_short[i]),
+                           float(st.short_ns[i]), int(st.ops_queued[i])) for i, k in enumerate(KINDS)}
+        return ModelStats(ops, float(st.utilisation), float(st.multiplier))
+
+    def reset_model(self) -> None:
+        """Zero the model's statistics and channel state (between characterisation figures)."""
+        if self._h is not None and self.device_model is not None:
+            self._native.lib.cxl_region_model_reset(self._h)
 
     # -- construction --------------------------------------------------------------------
     @classmethod
-    def emulated(cls, size: int, hugepages: bool = False, checked: bool = False) -> Region:
+    def emulated(cls, size: int, hugepages: bool = False, checked: bool = False,
+                 device_model: DeviceModel | None = None) -> Region:
         _check_size(size)
         native = load(checked)
         h = native.ffi.new("cxl_region_t *")
         rc = native.lib.cxl_region_map_anon(h, size, int(hugepages))
         if rc != 0:
             raise RegionError(f"cannot map {size} bytes of memory: {os.strerror(-rc)}", "ask for a smaller size")
-        return cls(native, h, None, False)
+        return cls(native, h, None, False, device_model)
 
     @classmethod
     def file(cls, path: str | os.PathLike[str], size: int, create: bool = True,
-             lock: bool = True, checked: bool = False) -> Region:
+             lock: bool = True, checked: bool = False,
+             device_model: DeviceModel | None = None) -> Region:
         """Map a file. ``create=True`` makes a new file (owner-only) and refuses an existing
         one; ``create=False`` maps an existing file that must be at least ``size`` bytes."""
         _check_size(size)
@@ -109,7 +171,7 @@ class Region:
         rc = native.lib.cxl_region_map_file(h, os.fsencode(p), size, int(create), int(lock))
         if rc != 0:
             raise RegionError(_file_error(p, -rc), _file_fix(-rc))
-        return cls(native, h, str(p), create)
+        return cls(native, h, str(p), create, device_model)
 
     @classmethod
     def devdax(cls, path: str, size: int, align: int, *, allow_destructive: bool,
@@ -176,17 +238,16 @@ class Region:
         return _BACKEND_IDS[int(self._h.backend)]
 
     def info(self) -> RegionInfo:
-        inj = self._native.ffi.new("cxl_inject_info_t *")
-        self._native.lib.cxl_get_inject(inj)
         h = self._h
+        stats = self.model_stats()
+        model = None if self.device_model is None else {
+            "targets": self.device_model.to_dict(), **(stats.to_dict() if stats else {})}
         return RegionInfo(
             backend=self.backend, size=int(h.size), align=int(h.align), path=self.path,
             numa_node=int(h.numa_node) if h.numa_node >= 0 else None,
             hugepages=bool(h.hugepages), locked=bool(h.locked),
             flush_instruction=flush_instruction(),
-            injected={"flush_ns": round(inj.flush_ns, 1), "fence_ns": round(inj.fence_ns, 1),
-                      "invalidate_ns": round(inj.inval_ns, 1), "write_bw_gbps": round(inj.write_gbps, 2),
-                      "invalidate_flushes": bool(inj.invalidate_flushes)},
+            device_model=model,
         )
 
     def write(self, offset: int, data: bytes, nt: bool = False) -> None:

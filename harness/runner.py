@@ -1,31 +1,30 @@
-"""From a hardware profile to a mapped region: discovery, consent and injected latency."""
+"""From a hardware profile to a mapped region: discovery, consent and the device model the
+region carries (set once here, when it is opened; nobody switches it on or off later)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from harness.discovery import Choice, discover
 from harness.errors import DeviceError
 from harness.log import LogConfig, layout_size, shm_region
 from harness.profiles import Profile
-from harness.region import HUGE_2M, Injection, Region, apply_injection, round_up
+from harness.region import HUGE_2M, DeviceModel, Region, round_up
 
 
-def profile_injection(profile: Profile) -> Injection:
-    """Apply (and return) the latency a profile injects; non-emulated profiles inject none."""
-    inj = profile.injected
-    emulated = profile.memory.backend in ("emulated", "file")
-    injection = Injection(
-        flush_ns=inj.flush_ns if emulated else 0.0,
-        fence_ns=inj.fence_ns if emulated else 0.0,
-        invalidate_ns=max(inj.invalidate_ns, inj.load_ns) if emulated else 0.0,
-        write_bw_gbps=inj.write_bw_gbps if emulated else 0.0,
-        invalidate_flushes=profile.coherence == "noncoherent-hw",
-    )
-    apply_injection(injection)
-    return injection
+def device_model_for(profile: Profile, backend: str) -> DeviceModel | None:
+    """The device model a region of ``profile`` on ``backend`` carries: the profile's, on
+    emulated and file memory; none on a real device (it costs what it costs)."""
+    if backend not in ("emulated", "file"):
+        return None
+    m = profile.device_model
+    if not (m.any or m.invalidate_flushes):
+        return None
+    # anonymous emulated memory is not the device: the model's write-back replaces the host's
+    return replace(m, host_flush=backend == "file")
 
 
 def choose_backend(profile: Profile, device: str | None, sysfs_root: str = "/") -> Choice:
@@ -73,11 +72,14 @@ def map_memory(profile: Profile, size: int, *, device: str | None = None,
         if path.exists() and not consent:
             raise DeviceError(f"{path} exists; {what} would overwrite it",
                               "pass --allow-destructive, or name a path that does not exist yet")
-        region = Region.file(path, round_up(size, HUGE_2M), create=not path.exists())
+        region = Region.file(path, round_up(size, HUGE_2M), create=not path.exists(),
+                             device_model=device_model_for(profile, "file"))
     elif shareable:  # already unlinked: nothing is left on /dev/shm however the run ends
-        region = stack.enter_context(shm_region(round_up(size, HUGE_2M)))
+        region = stack.enter_context(shm_region(round_up(size, HUGE_2M),
+                                                device_model=device_model_for(profile, "emulated")))
     else:
-        region = Region.emulated(round_up(size, HUGE_2M), hugepages=True)
+        region = Region.emulated(round_up(size, HUGE_2M), hugepages=True,
+                                 device_model=device_model_for(profile, "emulated"))
     try:
         yield region, choice
     finally:

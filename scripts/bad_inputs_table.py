@@ -208,8 +208,8 @@ CASES: list[Case] = [
          lambda t: ["publish", "--profile", _profile(t, "key.yaml", "memory:", "memroy:")]),
     Case("profile-binary", "profile file that is not text (invalid UTF-8)",
          lambda t: ["publish", "--profile", str(_w(t, "binary.yaml", b"\xff\xfe\x00name: \x80\x81"))]),
-    Case("profiles-check", "`profiles --check` on a profile with a negative injected latency",
-         lambda t: ["profiles", "--check", _profile(t, "neg.yaml", "flush_ns: 0", "flush_ns: -5")]),
+    Case("profiles-check", "`profiles --check` on a profile with a negative device-model cost",
+         lambda t: ["profiles", "--check", _profile(t, "neg.yaml", "load_ns: 0", "load_ns: -5")]),
     # ---- history and trace files
     Case("history-missing", "`check-history <tmp>/missing.jsonl`",
          lambda t: ["check-history", str(t / "missing.jsonl")]),

@@ -80,7 +80,8 @@ def test_profiles_lists_all_valid(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["profiles"]) == 0
     lines = capsys.readouterr().out.splitlines()
     names = [line.split()[0] for line in lines if line and not line.startswith("*")]
-    assert names == ["ci", "cxl-devdax", "cxl-numa", "emulated-cxl", "emulated-noncoherent"]
+    assert names == ["ci", "cxl-devdax", "cxl-numa", "emulated-cxl", "emulated-cxl-pooled",
+                     "emulated-cxl-switch", "emulated-noncoherent"]
     ci = next(line for line in lines if line.startswith("ci "))
     assert "ci *" in ci and "emulated" in ci and "coherent" in ci and " ok " in ci
     assert any("noncoherent-model" in line for line in lines)

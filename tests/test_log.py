@@ -109,25 +109,29 @@ def test_per_epoch_reservation_is_one_step_per_epoch() -> None:
 
 
 def test_injected_latency_run_is_slower() -> None:
-    """Profile emulated-cxl (CXL costs injected) completes, clean, and slower than ci."""
+    """Profile emulated-cxl (a CXL device's costs, carried by the region) completes, clean,
+    and slower than ci."""
     from harness.profiles import load_profile
-    from harness.region import Injection, apply_injection
-    from harness.runner import profile_injection
+    from harness.runner import open_region
 
     cfg = LogConfig(order=2, brokers=2, subscribers=1, msg_size=1024, batch_bytes=2048,
                     total_bytes=4 << 20, pbr_slots=64)
-    profile_injection(load_profile("ci"))
-    fast = run_log(cfg)
-    injection = profile_injection(load_profile("emulated-cxl"))
-    try:
-        slow = run_log(cfg)
-    finally:
-        apply_injection(Injection())
-    assert injection.flush_ns > 0 and injection.invalidate_ns > 0
+    with open_region(load_profile("ci"), cfg) as region:
+        fast = run_log(cfg, region=region)
+    profile = load_profile("emulated-cxl")
+    with open_region(profile, cfg) as region:
+        slow = run_log(cfg, region=region)
     _assert_clean(slow, cfg)
-    assert slow.region["injected"]["flush_ns"] == injection.flush_ns
-    assert slow.elapsed_s > 1.5 * fast.elapsed_s, (fast.elapsed_s, slow.elapsed_s)
-    assert slow.latency.p50_ns > fast.latency.p50_ns
+    assert fast.region["device_model"] is None
+    model = slow.region["device_model"]
+    assert model["targets"]["flush_fence_ns"] == profile.device_model.flush_fence_ns
+    fences, loads = model["ops"]["flush_fence"], model["ops"]["load"]
+    assert fences["ops"] > 0 and loads["ops"] > 0
+    # every fence and line read paid its target, less the calibrated self-cost (the model's
+    # own accounting)
+    assert fences["target_ns"] >= 0.8 * fences["ops"] * profile.device_model.flush_fence_ns
+    assert loads["target_ns"] >= 0.8 * loads["ops"] * profile.device_model.load_ns
+    assert slow.latency.p50_ns > fast.latency.p50_ns  # a median over every batch
 
 
 def test_attach_refuses_other_geometry_and_garbage() -> None:

@@ -21,7 +21,8 @@ from harness.profiles import (
     validate_file,
 )
 
-SHIPPED = ["ci", "cxl-devdax", "cxl-numa", "emulated-cxl", "emulated-noncoherent"]
+SHIPPED = ["ci", "cxl-devdax", "cxl-numa", "emulated-cxl", "emulated-cxl-pooled", "emulated-cxl-switch",
+           "emulated-noncoherent"]
 
 
 def base() -> dict[str, Any]:
@@ -56,7 +57,7 @@ def test_ci_profile_contents() -> None:
     p = load_profile()
     assert p.name == "ci"
     assert (p.memory.backend, p.coherence, p.memory.allow_destructive) == ("emulated", "coherent", False)
-    assert not p.injected.any
+    assert not p.device_model.any and p.device_model.latency_curve == ()
     assert p.targets.ratios.order2_vs_order0 == 0.97
     assert p.targets.ratios.fence_amortisation == 1.8
     assert p.targets.absolute.order2_mib_s is None
@@ -64,10 +65,38 @@ def test_ci_profile_contents() -> None:
 
 
 def test_emulated_cxl_costs() -> None:
-    inj = load_profile("emulated-cxl").injected
-    assert inj.load_ns == inj.invalidate_ns == 250
-    assert inj.flush_ns + inj.fence_ns == 300
-    assert inj.write_bw_gbps == 21 and inj.any
+    m = load_profile("emulated-cxl").device_model
+    assert (m.load_ns, m.flush_fence_ns, m.write_bw_gbps, m.read_bw_gbps) == (250, 300, 21, 26)
+    assert m.any and not m.host_flush and not m.invalidate_flushes and m.tolerance_pct == 10
+    # one fence closing k flushes: the first line's latency, then 64 B per further line at
+    # the write bandwidth
+    assert m.fence_ns(1) == 300 and m.fence_ns(4) == pytest.approx(300 + 3 * 64 / 21)
+    assert m.latency_curve[0] == (0.0, 1.0) and m.latency_curve[-1][1] > 1
+
+
+def test_emulated_profiles_state_device_costs() -> None:
+    direct, switch, pooled = (load_profile(n).device_model for n in
+                              ("emulated-cxl", "emulated-cxl-switch", "emulated-cxl-pooled"))
+    assert direct.load_ns < switch.load_ns < pooled.load_ns  # each hop and the pool cost more
+    assert direct.flush_fence_ns < switch.flush_fence_ns < pooled.flush_fence_ns
+    assert pooled.write_bw_gbps == pooled.read_bw_gbps == 9.5
+    assert load_profile("emulated-cxl-pooled").coherence == "noncoherent-model"
+    for name in ("emulated-cxl", "emulated-cxl-switch", "emulated-cxl-pooled"):
+        text = (profile_dir() / f"{name}.yaml").read_text()
+        assert "Sources" in text  # every figure says where it comes from
+
+
+def test_device_model_on_a_real_device_is_refused(tmp_path: Path) -> None:
+    doc = base()
+    doc["memory"] = {"backend": "numa", "node": 1, "size_mib": 64}
+    doc["device_model"] = {"load_ns": 250}
+    problems = validate_file(write(tmp_path, doc, "real.yaml"))
+    assert any("device_model: a 'numa' device costs what it costs" in p for p in problems), problems
+    doc["device_model"] = {"load_ns": 250, "latency_curve": [[0.5, 1.0], [0.2, 2.0]]}
+    doc["memory"] = base()["memory"]
+    problems = validate_file(write(tmp_path, doc, "curve.yaml"))
+    assert any("latency_curve: utilisations [0.5, 0.2] are not strictly ascending" in p
+               for p in problems), problems
 
 
 def test_device_profiles() -> None:
@@ -141,8 +170,10 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("missing-top-key", deleter("coherence"), "coherence: required key is missing"),
     ("wrong-type", setter("memory.size_mib", "big"), "memory.size_mib: expected integer, got string 'big'"),
     ("bool-not-int", setter("workload.brokers", True), "workload.brokers: expected integer, got boolean True"),
-    ("section-not-mapping", setter("injected", "none"), "injected: expected mapping, got string 'none'"),
-    ("negative-latency", setter("injected.flush_ns", -5), "injected.flush_ns: -5 is below the minimum 0"),
+    ("section-not-mapping", setter("device_model", "none"), "device_model: expected mapping, got string 'none'"),
+    ("negative-latency", setter("device_model.load_ns", -5), "device_model.load_ns: -5 is below the minimum 0"),
+    ("bad-curve-point", setter("device_model.latency_curve", [[0.5, 0.2]]),
+     "device_model.latency_curve.0.1: 0.2 is below the minimum 1"),
     (
         "unknown-backend",
         setter("memory.backend", "dram"),

@@ -52,8 +52,8 @@ def profile():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def slow_profile(profile):  # type: ignore[no-untyped-def]
-    return dataclasses.replace(profile, injected=dataclasses.replace(profile.injected,
-                                                                     fence_ns=SLOW_FENCE_NS))
+    return dataclasses.replace(profile, device_model=dataclasses.replace(profile.device_model,
+                                                                         flush_fence_ns=SLOW_FENCE_NS))
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,34 @@ int cxl_select_flush(int requested);
 int cxl_flush_kind(void);
 double cxl_calibrate_tsc(unsigned ms);
 double cxl_tsc_per_ns(void);
-void cxl_calibrate_delay(void);
 
-typedef struct cxl_inject_info {
-    double flush_ns;
-    double fence_ns;
-    double inval_ns;
-    double write_gbps;
-    int invalidate_flushes;
-} cxl_inject_info_t;
 
-void cxl_set_inject(double flush_ns, double fence_ns, double inval_ns, double write_gbps,
-                    int invalidate_flushes);
-void cxl_get_inject(cxl_inject_info_t *out);
+/* ---------------------------------------------------------------- device model */
+/* Target costs of an emulated device (see cxl_seam.h). 0 = that cost is not modelled. */
+typedef struct cxl_devmodel_cfg {
+    double load_ns;          /* first line read after an invalidate */
+    double flush_fence_ns;   /* flush + fence of one line */
+    double write_gbps;       /* write channel bandwidth (copies into the region) */
+    double read_gbps;        /* read channel bandwidth (lines read after an invalidate) */
+    double window_us;        /* utilisation window of the load curve */
+    uint32_t curve_n;        /* points in the curve, 0..8 */
+    double curve_util[8];    /* utilisation (0..4), ascending */
+    double curve_mult[8];    /* latency multiplier (>= 1) at that utilisation */
+    int host_flush;          /* also issue the host's flush instruction */
+    int invalidate_flushes;  /* non-coherent hardware: invalidate flushes the line */
+} cxl_devmodel_cfg_t;
+
+/* What the model did, per operation kind: 0 load after invalidate (lines read), 1 fence
+ * closing flushes, 2 copy into the region. */
+typedef struct cxl_devmodel_stats {
+    uint64_t ops[3];
+    uint64_t ops_short[3];   /* the host alone took longer than the target */
+    uint64_t ops_queued[3];  /* waited for the channel, busy with another agent's transfer */
+    double short_ns[3];      /* total by which it did */
+    double target_ns[3];     /* total target cost paid */
+    double utilisation;      /* of the last closed window */
+    double multiplier;       /* latency multiplier now in force */
+} cxl_devmodel_stats_t;
 
 /* ---------------------------------------------------------------- regions */
 typedef struct cxl_region {
@@ -37,6 +52,7 @@ typedef struct cxl_region {
     int hugepages;    /* 1 if backed by huge pages (or THP advised) */
     int locked;       /* 1 if an advisory lock is held on fd */
     int created;      /* 1 if this call created the file */
+    void *model;      /* the device model attached to the region, or NULL */
 } cxl_region_t;
 
 int cxl_region_map_anon(cxl_region_t *r, uint64_t size, int hugepages);
@@ -45,6 +61,14 @@ int cxl_region_map_devdax(cxl_region_t *r, const char *path, uint64_t size, uint
                           int lock);
 int cxl_region_map_numa(cxl_region_t *r, uint64_t size, int node);
 void cxl_region_unmap(cxl_region_t *r);
+/* Attach a device model to a mapped region (once; -EINVAL bad figures, -EBUSY already has
+ * one, -ENOSPC too many modelled regions, -ENOMEM). The model is freed with the region. */
+int cxl_region_set_model(cxl_region_t *r, const cxl_devmodel_cfg_t *cfg);
+int cxl_region_model_stats(const cxl_region_t *r, cxl_devmodel_stats_t *out); /* -ENOENT: none */
+void cxl_region_model_reset(cxl_region_t *r);  /* statistics and channel state to zero */
+/* The seam's own cost on a region without a model (op 0 fence, 1 invalidate + load, 2 64-byte
+ * copy in, 3 flush + fence), through the seam (seam = 1) or the raw primitive; ns for iters. */
+uint64_t cxl_dm_bench_guard(void *buf, uint64_t lines, uint64_t iters, int op, int seam);
 
 /* Seam-level helpers used by tests and characterisation (they go through the seam). */
 void cxl_seam_write(void *dst, const void *src, uint64_t n, int nt);

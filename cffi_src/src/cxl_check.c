@@ -550,16 +550,21 @@ int cxl_chk_cas64(void *p, uint64_t *expected, uint64_t desired, const char *fil
 
 void cxl_chk_copy_in(void *dst, const void *src, size_t n, int nt, const char *file, int line) {
     if (n == 0) return;
+    uint64_t t0 = cxl_dm_active_g ? cxl_dm_copy_begin(dst, n) : 0; /* the region's device model */
     store_common(dst, src, n, nt ? K_NT : K_PLAIN, nt ? CXL_OP_NT_STORE : CXL_OP_STORE, 0, file,
                  line);
+    if (t0) cxl_dm_copy_end(dst, n, t0);
+    if (nt && cxl_dm_active_g) cxl_dm_nt_issued(dst, n);
 }
 
 void cxl_chk_copy_out(void *dst, const void *src, size_t n, const char *file, int line) {
     if (n == 0) return;
     load_common(src, dst, n, 0, file, line);
+    if (cxl_dm_active_g) cxl_dm_read_end();
 }
 
 void cxl_chk_flush(const void *p, const char *file, int line) {
+    if (cxl_dm_active_g) (void)cxl_dm_flush_begin(p); /* its cost is paid at the next fence */
     if (!in_region(p, 1)) return;
     lock();
     int a = cur_agent;
@@ -576,6 +581,7 @@ void cxl_chk_flush(const void *p, const char *file, int line) {
 }
 
 void cxl_chk_fence(int kind, const char *file, int line) {
+    if (cxl_dm_active_g && kind != 3) cxl_dm_fence_end();
     if (!G.active || kind == 3) return; /* a load fence orders no write-back */
     lock();
     int a = cur_agent;
@@ -593,6 +599,7 @@ void cxl_chk_fence(int kind, const char *file, int line) {
 }
 
 void cxl_chk_invalidate(const void *p, size_t n, const char *file, int line) {
+    if (cxl_dm_active_g) cxl_dm_invalidate(p, n, 0); /* the device's read cost, timed only */
     if (!in_region(p, n ? n : 1)) return;
     lock();
     int a = cur_agent;

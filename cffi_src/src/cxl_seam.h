@@ -35,23 +35,78 @@ enum cxl_flush_kind {
     CXL_FLUSH_CLWB = 3,
 };
 
-/* Injected latency (emulated profiles), in TSC cycles; all zero = off. */
-typedef struct cxl_inject {
-    uint64_t flush_cycles;      /* per line flushed (paid at the next fence) */
-    uint64_t fence_cycles;      /* per store/full fence */
-    uint64_t inval_cycles;      /* per line invalidated before a read */
-    uint64_t copy_cycles_per_kib; /* bandwidth cap on copies into the region */
-    uint64_t delay_overhead;    /* cycles one delay call costs beyond what it spins */
-    int enabled;
-    int invalidate_flushes;     /* non-coherent hardware: invalidate = clflushopt the line */
-} cxl_inject_t;
+/* ---------------------------------------------------------------- the device model
+ *
+ * An emulated region may carry a device model: what each operation costs *on the device*
+ * (target costs, not added costs). The seam measures the real operation on the TSC and spins
+ * for the remainder of the target; when the host alone is already slower, the shortfall is
+ * counted (ops_short / short_cycles), never hidden. The model lives with the region it
+ * describes (cxl_region_set_model), so two regions can model two devices and a region without
+ * one (the `ci` profile) costs one load and one untaken branch per seam call.
+ *
+ * Overlap: a flush's cost is paid at the fence that waits for it. Write-backs issued before
+ * one fence are in flight together, as clwb/clflushopt are weakly ordered and the device
+ * queues them: the fence waits for the first line's latency plus, for each further line, the
+ * time the link needs to carry it (64 B at the write bandwidth). So one fence closing k
+ * flushes costs flush_fence + (k - 1) * 64 B / write bandwidth. A fence after non-temporal
+ * stores waits one write latency (flush_fence) after the last of them was issued.
+ *
+ * Bandwidth: copies into (and reads out of) the region are charged by bytes against a token
+ * bucket shared by every agent (thread) on the region: a virtual time at which the device's
+ * write (read) channel is next free, advanced with a lock-free compare-and-swap. A copy ends
+ * no earlier than its slot in that schedule, so four writers together cannot exceed the cap
+ * (a thread charges copies under 4 KiB in batches of 4 KiB: see cxl_region.c). A region is
+ * modelled per process: another process mapping the same file has no model of its own.
+ *
+ * Load-dependent latency: the channels' busy time over a short window gives the utilisation;
+ * an optional curve (utilisation -> latency multiplier, piecewise linear) scales the latency
+ * targets of later operations. */
+#define CXL_DM_CURVE_MAX 8
+enum { CXL_DM_LOAD = 0, CXL_DM_FLUSH = 1, CXL_DM_WRITE = 2, CXL_DM_KINDS = 3 };
+
+typedef struct cxl_devmodel {
+    /* targets in TSC cycles (x 1024 for the per-byte costs) */
+    uint64_t load_cycles;          /* first line read after an invalidate */
+    uint64_t flush_cycles;         /* flush + fence of one line */
+    uint64_t wr_cpb_1024;          /* write channel: cycles per byte * 1024; 0 = no cap */
+    uint64_t rd_cpb_1024;          /* read channel: cycles per byte * 1024; 0 = no cap */
+    uint64_t window_cycles;        /* utilisation window */
+    uint32_t curve_n;
+    uint32_t curve_util[CXL_DM_CURVE_MAX]; /* utilisation * 1024, ascending */
+    uint32_t curve_mult[CXL_DM_CURVE_MAX]; /* latency multiplier * 1024 */
+    uint64_t self_flush_cycles;    /* the model's own cost outside the timed window, per fence */
+    uint64_t self_load_cycles;     /* ... and per invalidate (calibrated when attached) */
+    int host_flush;                /* also issue the host's own flush instruction */
+    int invalidate_flushes;        /* non-coherent hardware: invalidate = flush the line */
+    /* shared state, atomics only */
+    uint64_t wr_free;              /* TSC at which the write channel is next free */
+    uint64_t rd_free;
+    uint64_t win_start;
+    uint64_t win_busy;             /* channel-busy cycles charged in this window */
+    uint64_t mult_1024;            /* the latency multiplier now in force */
+    uint64_t util_1024;            /* the utilisation of the last closed window */
+    /* statistics, per operation kind */
+    uint64_t ops[CXL_DM_KINDS];
+    uint64_t ops_short[CXL_DM_KINDS];     /* the host alone took longer than the target */
+    uint64_t ops_queued[CXL_DM_KINDS];    /* waited for a channel another agent kept busy */
+    uint64_t short_cycles[CXL_DM_KINDS];  /* by how much, in total */
+    uint64_t target_cycles[CXL_DM_KINDS]; /* sum of the targets paid */
+} cxl_devmodel_t;
 
 extern int cxl_flush_kind_g;
-extern cxl_inject_t cxl_inject_g;
-extern __thread uint64_t cxl_flush_debt_g;
+extern int cxl_dm_active_g; /* number of regions with a device model, in this module */
 
 uint64_t cxl_rdtsc(void);
 void cxl_delay_cycles(uint64_t cycles);
+cxl_devmodel_t *cxl_dm_find(const void *p, size_t n);
+/* Out-of-line halves of the seam's model calls (only when a model is active). */
+int cxl_dm_flush_begin(const void *p);      /* 1: issue the host flush too */
+void cxl_dm_fence_end(void);
+void cxl_dm_invalidate(const void *p, size_t n, int touch);
+uint64_t cxl_dm_copy_begin(const void *dst, size_t n);
+void cxl_dm_copy_end(const void *dst, size_t n, uint64_t t0);
+void cxl_dm_read_end(void);                 /* the rest of a multi-line read is due */
+void cxl_dm_nt_issued(const void *dst, size_t n); /* non-temporal stores for the next fence */
 
 #ifdef CXL_X86
 __attribute__((target("clwb"))) static inline void cxl__clwb(const void *p) {
@@ -127,21 +182,8 @@ static inline void cxl_raw_copy_nt(void *dst, const void *src, size_t n) {
 #ifndef CXL_CHECKED
 /* ------------------------------------------------------------------ normal build */
 
-static inline void cxl_inject_delay(uint64_t cycles) {
-    if (__builtin_expect(cxl_inject_g.enabled, 0) && cycles) cxl_delay_cycles(cycles);
-}
-
-/* Bandwidth cap: a copy of n bytes takes at least n / cap, counted from its start. */
-static inline uint64_t cxl_copy_start(void) {
-    return __builtin_expect(cxl_inject_g.copy_cycles_per_kib != 0, 0) ? cxl_rdtsc() : 0;
-}
-static inline void cxl_copy_delay(uint64_t start, size_t n) {
-    if (__builtin_expect(start != 0, 0)) {
-        uint64_t want = (cxl_inject_g.copy_cycles_per_kib * (uint64_t)n) >> 10;
-        uint64_t spent = cxl_rdtsc() - start;
-        if (spent < want) cxl_delay_cycles(want - spent);
-    }
-}
+/* The model's hooks cost one load and an untaken branch when no region has a model. */
+#define CXL_DM_ON() __builtin_expect(cxl_dm_active_g != 0, 0)
 
 static inline void cxl_st64(void *p, uint64_t v) { *(volatile uint64_t *)p = v; }
 static inline void cxl_st32(void *p, uint32_t v) { *(volatile uint32_t *)p = v; }
@@ -181,55 +223,56 @@ static inline int cxl_cas64(void *p, uint64_t *expected, uint64_t desired) {
 }
 
 static inline void cxl_copy_in(void *dst, const void *src, size_t n) {
-    uint64_t t0 = cxl_copy_start();
+    if (CXL_DM_ON()) {
+        uint64_t t0 = cxl_dm_copy_begin(dst, n);
+        memcpy(dst, src, n);
+        cxl_dm_copy_end(dst, n, t0);
+        return;
+    }
     memcpy(dst, src, n);
-    cxl_copy_delay(t0, n);
 }
 static inline void cxl_copy_in_nt(void *dst, const void *src, size_t n) {
-    uint64_t t0 = cxl_copy_start();
+    if (CXL_DM_ON()) {
+        uint64_t t0 = cxl_dm_copy_begin(dst, n);
+        cxl_raw_copy_nt(dst, src, n);
+        cxl_dm_copy_end(dst, n, t0);
+        cxl_dm_nt_issued(dst, n);
+        return;
+    }
     cxl_raw_copy_nt(dst, src, n);
-    cxl_copy_delay(t0, n);
 }
-static inline void cxl_copy_out(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
+static inline void cxl_copy_out(void *dst, const void *src, size_t n) {
+    memcpy(dst, src, n);
+    if (CXL_DM_ON()) cxl_dm_read_end();
+}
 
 /* A read-only view of [p, p+n): the memory itself in the normal build. */
 static inline const void *cxl_read_view(const void *p, size_t n, void *scratch) {
     (void)n; (void)scratch;
+    if (CXL_DM_ON()) cxl_dm_read_end();
     return p;
 }
 
-/* An injected flush cost is paid at the next fence, after the real write-backs drained: a
- * flush's latency shows when something waits for it, and never hides under it. */
+/* A flush's device cost is paid at the fence that waits for it (see the device model). */
 static inline void cxl_flush(const void *p) {
+    if (CXL_DM_ON() && !cxl_dm_flush_begin(p)) return;
     cxl_raw_flush_line(p);
-    if (__builtin_expect(cxl_inject_g.enabled, 0)) cxl_flush_debt_g += cxl_inject_g.flush_cycles;
 }
 static inline void cxl_flush_range(const void *p, size_t n) {
     uintptr_t a = (uintptr_t)p & ~(uintptr_t)(CXL_LINE - 1);
     uintptr_t end = (uintptr_t)p + n;
     for (; a < end; a += CXL_LINE) cxl_flush((const void *)a);
 }
-static inline void cxl_fence_delay(void) {
-    if (__builtin_expect(cxl_inject_g.enabled, 0)) {
-        uint64_t c = cxl_inject_g.fence_cycles + cxl_flush_debt_g;
-        cxl_flush_debt_g = 0;
-        if (c) cxl_delay_cycles(c > cxl_inject_g.delay_overhead ? c - cxl_inject_g.delay_overhead : 1);
-    }
-}
-static inline void cxl_sfence(void) { cxl_raw_sfence(); cxl_fence_delay(); }
-static inline void cxl_mfence(void) { cxl_raw_mfence(); cxl_fence_delay(); }
+static inline void cxl_sfence(void) { cxl_raw_sfence(); if (CXL_DM_ON()) cxl_dm_fence_end(); }
+static inline void cxl_mfence(void) { cxl_raw_mfence(); if (CXL_DM_ON()) cxl_dm_fence_end(); }
 static inline void cxl_lfence(void) { cxl_raw_lfence(); }
 
 /* Invalidate lines another agent wrote, before reading them. On coherent memory the hardware
- * does it; on non-coherent hardware the line is flushed out of this cache (clflushopt). */
+ * does it; on non-coherent hardware the model flushes the line out of this cache. With a
+ * device model the lines are fetched here, timed, and padded to the device's read cost, so
+ * the read that follows finds them cached (the fetch *is* the device read). */
 static inline void cxl_invalidate(const void *p, size_t n) {
-    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(CXL_LINE - 1);
-    uintptr_t end = (uintptr_t)p + (n ? n : 1);
-    for (; a < end; a += CXL_LINE) {
-        if (cxl_inject_g.invalidate_flushes) cxl_raw_flush_line((const void *)a);
-        cxl_inject_delay(cxl_inject_g.inval_cycles);
-    }
-    if (cxl_inject_g.invalidate_flushes) cxl_raw_mfence();
+    if (CXL_DM_ON()) cxl_dm_invalidate(p, n, 1);
 }
 
 /* Ownership hand-off: lines another agent wrote on an earlier lap, released to us by the

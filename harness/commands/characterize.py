@@ -1,5 +1,6 @@
 """``cxl-harness characterize``: measure the memory a profile names (MLC-style) and compare it
-with the profile's expected figures (pass / fail / no-expectation)."""
+with the profile's device-model targets (emulated) or expected figures (real device): target,
+measured median [95% interval], error, and the emulation error over the stated figures."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ def register(subparsers: Any) -> None:
         "characterize", parents=[profile_options(), device_options(), json_flag()],
         help="measure load latency, flush+fence cost and copy bandwidth of the memory",
         description="Idle load latency (pointer chase over more than the LLC), store+flush+fence "
-        "per line and per two lines, invalidate+reload, regular and non-temporal copy bandwidth; "
-        "median and spread of several runs, compared with the profile's expectations.")
+        "per line and per two and four lines, invalidate+reload, regular and non-temporal copy "
+        "bandwidth with one and two writers, read bandwidth; median and 95%% interval of calibrated "
+        "samples, compared with the profile's device-model targets or expected figures.")
     p.add_argument("--quick", action="store_true",
                    help="fewer, shorter runs (the pointer chase may then fit in the LLC)")
-    p.add_argument("--runs", type=int_range(1, 1000, 5), default=None, help="runs per figure (default 5, quick 3)")
+    p.add_argument("--runs", type=int_range(1, 1000, 5), default=None,
+                   help="samples per figure (default: until the interval is precise, 6 to the "
+                        "profile's max_pairs; fewer than 6 give no 95%% interval)")
     p.set_defaults(func=run)
 
 
@@ -37,24 +41,35 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(c: Characterization) -> str:
-    inj = {k: v for k, v in c.injected.items() if v}
+    inj = {k: v for k, v in c.injected.items() if v and k not in ("tolerance_pct", "window_us")}
     lines = [f"profile {c.profile}: {c.backend} memory, flush {c.region.get('flush_instruction')}, "
-             f"LLC {c.llc_bytes >> 20} MiB, injected {inj or 'nothing'}"
+             f"LLC {c.llc_bytes >> 20} MiB, device model {inj or 'none'}"
              + (" [quick]" if c.quick else "")]
-    head = f"  {'figure':<26} {'median':>10} {'min':>10} {'max':>10} {'spread':>7}  {'unit':<8} verdict"
-    lines.append(head)
+    lines.append(f"  {'figure':<26} {'median':>10} {'95% interval':>23}  {'unit':<8} verdict")
     for f in c.figures:
+        lo, hi = f.interval
         verdict = f.status.upper() if f.status != "no-expectation" else "no expectation"
         if f.expected is not None:
-            what = "added by injection " if f.baseline else ""
-            verdict += f" ({what}{f.compared:,.1f} vs {f.expected:g} ±{f.tolerance_pct:g}%)"
+            what = "target" if f.target else "expected"
+            verdict += f" ({what} {f.expected:g} ±{f.tolerance_pct:g}%, error {f.error_pct:+.1f}%)"
+        if f.host_limited:
+            m = f.params.get("model", {})
+            verdict += (f"; host-limited: the host alone overran the target in "
+                        f"{m.get('short_fraction', 0):.0%} of ops, by {m.get('mean_short_ns', 0):,.0f} ns")
         if f.firmware is not None:
             verdict += f"; firmware {f.firmware:g} ({f.firmware_label})"
-        lines.append(f"  {f.name:<26} {f.median:>10,.2f} {f.min:>10,.2f} {f.max:>10,.2f} "
-                     f"{f.spread:>6.1%}  {f.unit:<8} {verdict}")
+        lines.append(f"  {f.name:<26} {f.median:>10,.2f} [{lo:>10,.2f}, {hi:>10,.2f}]  {f.unit:<8} {verdict}")
     lat = c.figure("load_latency_ns")
-    if not lat.params.get("exceeds_llc"):
+    if lat.params.get("cache_resident_by_design"):
+        lines.append(f"  note: the load chase covered {lat.params['region_bytes'] >> 20} MiB on purpose: the "
+                     "device model's cost is measured, not the host's DRAM")
+    elif not lat.params.get("exceeds_llc"):
         lines.append(f"  note: the pointer chase covered {lat.params['region_bytes'] >> 20} MiB, not more "
                      f"than the {c.llc_bytes >> 20} MiB LLC: it measured cache, not memory, latency")
+    if c.emulation_error_pct is not None:
+        reach = c.emulation_error_reachable_pct
+        lines.append(f"  emulation error {c.emulation_error_pct:.1f}% (mean absolute, every stated figure)"
+                     + (f"; {reach:.1f}% over the figures this host can reach" if reach is not None
+                        and reach != c.emulation_error_pct else ""))
     lines.append("PASS" if c.ok else "FAIL: " + ", ".join(f.name for f in c.failed()))
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from harness.history import write_history
 from harness.invariants import history_from_records
 from harness.log import MAX_BROKERS, MAX_SUBSCRIBERS, LogConfig, LogResult, run_log
 from harness.profiles import load_profile
-from harness.runner import open_region, profile_injection
+from harness.runner import open_region
 from harness.units import size_arg
 
 MAX_TOTAL_BYTES = 1 << 50  # 1 PiB: weeks at any rate seen; more is a typo
@@ -86,7 +86,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         with open_region(profile, cfg, device=args.device, allow_destructive=args.allow_destructive,
                          shareable=args.processes) as region:
-            profile_injection(profile)
             result = run_log(cfg, region=region, progress=True)
     print(summary_line(result))
     for c in result.failed():
