@@ -18,6 +18,7 @@ ended on the way out, on errors and on Ctrl-C too.
 
 from __future__ import annotations
 
+import os
 import queue
 import time
 from collections import deque
@@ -26,12 +27,13 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import execnet
+import numpy as np
 
 import harness
 from harness.errors import HarnessError
 from harness.hosts.config import HostsFile, HostSpec
 from harness.hosts.worker import unpack
-from harness.log import (LogConfig, LogResult, build_result, latency_from_hist, layout_size, merge_records,
+from harness.log import (LogConfig, LogResult, build_result, layout_size, merge_records,
                          merge_stats)
 from harness.region import RegionInfo
 
@@ -272,6 +274,17 @@ class Coordinator:
                 except (OSError, EOFError, ValueError):
                     pass
         self.group.terminate(timeout=5.0)
+        self._remove_orphaned_region()
+
+    def _remove_orphaned_region(self) -> None:
+        """A region file created by a worker that died before it could remove it: when that
+        host is this machine (popen), the coordinator removes it."""
+        fmt = self.hosts.format_host
+        if fmt.create and fmt.gateway == "popen" and fmt.name in self.figures:
+            try:
+                os.unlink(fmt.device)
+            except FileNotFoundError:
+                pass
 
     # -- results ----------------------------------------------------------------------------
     def merge(self, done: dict[str, dict[str, Any]]) -> LogResult:
@@ -291,10 +304,24 @@ class Coordinator:
         if self.failures:
             stats["stalled"] = 1
         recs = merge_records(parts_recs) if self.cfg.recording else None
+        for h in self.hosts.hosts:
+            if recs is not None and h.name in done and h.publishers:
+                self.figures[h.name].latency_ns = host_commit_latency(recs, h.publishers)
         rc = max((int(m["rc"]) for m in done.values()), default=1)
         fmt = self.figures[self.hosts.format_host.name].region
         result = build_result(self.cfg, stats, recs, RegionInfo(**fmt), rc, True, processes=len(done))
+        self._attribute(result)
         return _elapsed_per_host(result, list(self.figures.values()))
+
+    def _attribute(self, result: LogResult) -> None:
+        """Name the host behind each counterexample: the publishers' host of its broker,
+        the host of its subscriber."""
+        pubs = {b: h.name for h in self.hosts.hosts for b in h.publishers}
+        subs = {k: h.name for h in self.hosts.hosts for k in h.subscribers}
+        seq = next(h.name for h in self.hosts.hosts if h.sequencer)
+        for check in result.failed():
+            for ex in check.counterexamples:
+                _attribute_example(ex, pubs, subs, seq)
 
     def _figures(self, h: HostSpec, rc: int, stats: dict[str, Any]) -> None:
         f = self.figures[h.name]
@@ -305,9 +332,6 @@ class Coordinator:
         end = int(stats["last_ack_ns"] if self.cfg.ack else stats["last_publish_ns"]) or int(stats["last_publish_ns"])
         f.elapsed_s = (end - start) / 1e9 if start and end > start else 0.0
         f.throughput_mib_s = f.payload_bytes / f.elapsed_s / 2**20 if f.elapsed_s else 0.0
-        if h.publishers:
-            lat = latency_from_hist(stats["lat_hist"])
-            f.latency_ns = {"p50": lat.p50_ns, "p99": lat.p99_ns, "p999": lat.p999_ns, "samples": lat.samples}
         f.messages_delivered = sum(int(stats["sub_messages"][k]) for k in h.subscribers)
         f.batches_ordered = int(stats["batches_ordered"])
         f.batches_lost = int(stats["batches_lost"])
@@ -342,6 +366,30 @@ def run_hosts(hosts: HostsFile, cfg: LogConfig, *, profile: str | None = None, a
                     run_s=t_run - t_open, teardown_s=time.monotonic() - t_close)
 
 
+def host_commit_latency(recs: dict[str, Any], brokers: tuple[int, ...]) -> dict[str, float]:
+    """Commit latency of the batches of ``brokers`` (ordering time minus publish time, per
+    batch, from the records), as the one-host histogram measures it for every batch."""
+    pub, order = recs["publish"], recs["order"]
+
+    def key(a: Any) -> Any:
+        return ((a["broker"].astype(np.uint64) << np.uint64(48)) | (a["client"].astype(np.uint64) << np.uint64(32))
+                | a["client_batch_seq"].astype(np.uint64))
+
+    pub = pub[np.isin(pub["broker"], brokers)]
+    order = order[np.isin(order["broker"], brokers)]
+    pk, ok = key(pub), key(order)
+    idx = np.argsort(pk)
+    pos = np.searchsorted(pk[idx], ok)
+    pos = np.minimum(pos, max(0, len(pk) - 1))
+    hit = (pk[idx][pos] == ok) if len(pk) else np.zeros(len(ok), dtype=bool)
+    lat = order["commit_ns"][hit].astype(np.int64) - pub["publish_ns"][idx][pos][hit].astype(np.int64)
+    lat = lat[lat > 0]
+    if not len(lat):
+        return {"p50": 0.0, "p99": 0.0, "p999": 0.0, "samples": 0}
+    p50, p99, p999 = np.percentile(lat, [50, 99, 99.9])
+    return {"p50": float(p50), "p99": float(p99), "p999": float(p999), "samples": int(len(lat))}
+
+
 def _region_size(cfg: LogConfig) -> int:
     need = layout_size(cfg)
     return (need + (2 << 20) - 1) // (2 << 20) * (2 << 20)
@@ -356,6 +404,30 @@ def _elapsed_per_host(result: LogResult, figures: list[HostFigures]) -> LogResul
     elapsed = max(spans)
     return replace(result, elapsed_s=elapsed, throughput_mib_s=result.payload_bytes / elapsed / 2**20,
                    messages_per_s=result.messages_published / elapsed, batches_per_s=result.batches / elapsed)
+
+
+def _attribute_example(ex: Any, pubs: dict[int, str], subs: dict[int, str], seq: str) -> None:
+    """Add ``host`` to each observation (sequencer, subscriber K) and ``publisher_host`` to
+    each batch (by its broker), at any depth of a counterexample."""
+    if isinstance(ex, list):
+        for v in ex:
+            _attribute_example(v, pubs, subs, seq)
+        return
+    if not isinstance(ex, dict):
+        return
+    broker, sub, observer = ex.get("broker"), ex.get("subscriber"), ex.get("observer")
+    if isinstance(broker, int) and broker in pubs:
+        ex.setdefault("publisher_host", pubs[broker])
+    if isinstance(sub, int) and sub in subs:
+        ex.setdefault("subscriber_host", subs[sub])
+    if observer == "sequencer":
+        ex.setdefault("host", seq)
+    elif isinstance(observer, str) and observer.startswith("subscriber "):
+        k = observer.removeprefix("subscriber ")
+        if k.isdigit() and int(k) in subs:
+            ex.setdefault("host", subs[int(k)])
+    for v in list(ex.values()):
+        _attribute_example(v, pubs, subs, seq)
 
 
 def _one_line(exc: BaseException) -> str:
