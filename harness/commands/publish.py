@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.history import write_history
+from harness.hosts.cli import add_hosts_option, publish_on_hosts
 from harness.invariants import history_from_records
 from harness.log import LogConfig, LogResult, run_log
 from harness.profiles import DEFAULT_PROFILE, load_profile
@@ -38,6 +39,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", metavar="FILE", help="write the full result as JSON")
     p.add_argument("--history", metavar="FILE",
                    help="write the run's history (docs/history-format.md) as JSON Lines")
+    add_hosts_option(p)
     p.set_defaults(func=run)
 
 
@@ -48,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
                     total_bytes=args.total_bytes, ack=args.ack, epoch_us=args.epoch_us,
                     pbr_slots=args.ring_slots, processes=args.processes, seed=args.seed,
                     record=True if args.history else None)
+    if getattr(args, "hosts", None):
+        return publish_on_hosts(args, cfg)
     if profile.coherence == "noncoherent-model":
         result = _run_on_model(cfg)
     else:

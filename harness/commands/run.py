@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.hosts.cli import add_hosts_option, run_job_on_hosts
 from harness.mainjob import MainJobOptions, run_main_job
 from harness.profiles import DEFAULT_PROFILE
 
@@ -54,6 +55,7 @@ def register(subparsers: Any) -> None:
                              "how a failure reads in the report (the run then fails)")
     parser.add_argument("--strict", action="store_true",
                         help="an INCONCLUSIVE target (interval straddles the bound, or too noisy) fails the run")
+    add_hosts_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -62,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         parser_error = "--rounds must be at least 1"
         print(f"cxl-harness run: error: {parser_error}", file=sys.stderr)
         return 2
+    if getattr(args, "hosts", None):
+        return run_job_on_hosts(args)
     command = "cxl-harness " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "cxl-harness run"
     options = MainJobOptions(
         profile=args.profile, out=args.out, quick=args.quick, device=args.device,
