@@ -24,6 +24,8 @@ from harness.hosts import HostError, HostFigures, HostsFile, load_hosts, parse_h
 from harness.hosts import coordinator as coordinator_mod
 from harness.log import LogConfig
 
+pytest_plugins = ["pytester"]
+
 SMALL = LogConfig(msg_size=256, batch_bytes=4096, total_bytes=2 << 20, record=True, watchdog_s=10.0)
 
 
@@ -298,6 +300,50 @@ def test_cli_publish_with_hosts(shm: Path, tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert [h["name"] for h in data["hosts"]] == ["a", "b"] and data["ok"]
     assert main(["publish", "--hosts", str(tmp_path / "missing.yaml")]) == 2
+    assert_clean(shm)
+
+
+def _hosts_yaml(path: Path, region: Path) -> Path:
+    path.write_text("hosts:\n"
+                    f"  - {{name: a, gateway: popen, device: {region}, create: true, roles: {{sequencer: true, publishers: [0]}}}}\n"
+                    f"  - {{name: b, gateway: popen, device: {region}, roles: {{publishers: [1], subscribers: 1}}}}\n")
+    return path
+
+
+def test_cli_run_with_hosts_writes_the_hosts_section(shm: Path, tmp_path: Path) -> None:
+    from harness.cli import main
+    from harness.report.summary import load_summary
+
+    f = _hosts_yaml(tmp_path / "hosts.yaml", shm / "region")
+    assert main(["run", "--hosts", str(f), "--quick", "--rounds", "1", "--out", str(tmp_path / "out")]) == 0
+    run_dir = (tmp_path / "out" / "latest").resolve()
+    summary = load_summary(run_dir / "summary.json")
+    assert [h["name"] for h in summary["hosts"]["hosts"]] == ["a", "b"]
+    assert summary["verdict"]["ok"] and any(c["id"] == "hosts.dense-sequence" for c in summary["checks"])
+    page = (run_dir / "index.html").read_text(encoding="utf-8")
+    assert 'id="hosts"' in page and 'id="host-b"' in page and "subscribers 0; publishers of brokers 1" in page
+    assert_clean(shm)
+
+
+def test_plugin_option_and_fixture(pytester: pytest.Pytester, shm: Path) -> None:
+    from harness.report.summary import load_summary
+
+    f = _hosts_yaml(pytester.path / "hosts.yaml", shm / "region")
+    pytester.makepyfile(test_lab="""
+        from harness.log import LogConfig
+
+        def test_on_hosts(cxl_hosts):
+            run = cxl_hosts(LogConfig(msg_size=256, batch_bytes=4096, total_bytes=1 << 20, record=True))
+            assert run.ok and [h.name for h in run.hosts] == ["a", "b"]
+    """)
+    result = pytester.runpytest_subprocess("--cxl-hosts", str(f), "--cxl-report", "out", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    summary = load_summary((pytester.path / "out" / "latest").resolve() / "summary.json")
+    assert [h["name"] for h in summary["hosts"]["hosts"]] == ["a", "b"]
+    assert summary["runs"][0]["label"].startswith("hosts/order2")
+    skipped = pytester.runpytest_subprocess("-rs", "-p", "no:cacheprovider")
+    skipped.assert_outcomes(skipped=1)
+    skipped.stdout.fnmatch_lines(["*no --cxl-hosts FILE given*"])
     assert_clean(shm)
 
 

@@ -178,7 +178,7 @@ def _semantic(hosts: list[HostSpec]) -> list[str]:
     nxt = 0
     for i, h in enumerate(hosts):
         if h.subscribers and h.subscribers[0] < 0:
-            want, got = -h.subscribers[0], []
+            want, got = -h.subscribers[0], list[int]()
             while len(got) < want:
                 if nxt not in taken:
                     got.append(nxt)

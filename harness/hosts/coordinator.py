@@ -288,16 +288,15 @@ class Coordinator:
 
     # -- results ----------------------------------------------------------------------------
     def merge(self, done: dict[str, dict[str, Any]]) -> LogResult:
-        parts_stats, parts_recs = [], []
+        parts_stats: list[dict[str, Any]] = []
+        parts_recs: list[dict[str, Any] | None] = []
         for h in self.hosts.hosts:
             msg = done.get(h.name)
             if msg is None:
                 continue
-            stats = msg["stats"]
-            recs = {k: unpack(v) for k, v in msg["records"].items()}
-            parts_stats.append(stats)
-            parts_recs.append(recs)
-            self._figures(h, int(msg["rc"]), stats)
+            parts_stats.append(msg["stats"])
+            parts_recs.append({k: unpack(v) for k, v in msg["records"].items()})
+            self._figures(h, int(msg["rc"]), msg["stats"])
         stats = merge_stats(parts_stats)
         stats["placement"] = {**stats.get("placement", {}), "scheduling": "hosts",
                               "hosts": {n: f.roles for n, f in self.figures.items()}}
