@@ -175,7 +175,12 @@ class Coordinator:
             except Exception as exc:  # noqa: BLE001 - execnet raises many kinds; named by host
                 raise HostError(h.name, f"cannot start a worker through {h.gateway}: {_one_line(exc)}",
                                 "check the gateway (ssh keys, host name) and the python: path") from None
-            self._attach(h.name, gw.remote_exec(here))
+            try:
+                self._attach(h.name, gw.remote_exec(here))
+            except (OSError, EOFError) as exc:
+                raise HostError(h.name, f"its worker did not start through {h.gateway} ({h.execnet_spec()}): "
+                                f"{_one_line(exc)}",
+                                "check that the python: path exists on that host and the login works") from None
             self._send(h.name, {"version": self.version, "host": h.name}, "connect")
             hello = self._reply(h.name, self.hosts.connect_s, "connect")
             self.figures[h.name] = HostFigures(h.name, h.gateway, h.device, h.describe_roles(),
