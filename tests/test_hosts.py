@@ -143,6 +143,33 @@ def test_merged_history_catches_a_defect_in_one_hosts_records(shm: Path, monkeyp
     assert_clean(shm)
 
 
+SKEW_NS = -5_000_000_000
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_hosts_on_separate_clocks_are_aligned_before_the_checks(shm: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                aligned: bool) -> None:
+    """Host b's clock runs 5 s behind (simulated: the worker shifts its clock replies and its
+    timestamps). As another machine (other boot id) its records are put onto the
+    coordinator's clock by the measured offset and every check passes; planted: treated as
+    the coordinator's own clock (no alignment), the merged history must fail."""
+    monkeypatch.setenv("CXL_HARNESS_SIMULATED_CLOCK_SKEW", f"b={SKEW_NS}")
+    if aligned:
+        monkeypatch.setattr(coordinator_mod, "_boot_id", lambda: "another machine")
+    hf = hosts(shm, *PLACEMENTS["publishers-split"])
+    run = run_hosts(hf, SMALL)
+    b = next(h for h in run.hosts if h.name == "b")
+    assert abs(b.clock_offset_ns - SKEW_NS) <= b.clock_uncertainty_ns + 1_000_000
+    assert b.clock_aligned is aligned and run.result is not None
+    if aligned:
+        assert run.ok, [(c.id, c.detail) for c in run.result.failed()]
+        assert 0 < run.result.latency.p99_ns < 1e9 and run.result.elapsed_s < 5
+    else:
+        assert not run.ok and run.result.failed(), "a 5 s clock skew between hosts must not go unnoticed"
+        assert run.result.elapsed_s > 4  # and the run's span would be wrong
+    assert_clean(shm)
+
+
 def test_version_mismatch_is_refused_by_host(shm: Path) -> None:
     hf = hosts(shm, *PLACEMENTS["subscribers-remote"])
     with pytest.raises(HostError) as e:

@@ -32,8 +32,8 @@ import numpy as np
 import harness
 from harness.errors import HarnessError
 from harness.hosts.config import HostsFile, HostSpec
-from harness.hosts.worker import unpack
-from harness.log import (LogConfig, LogResult, build_result, layout_size, merge_records,
+from harness.hosts.worker import shift_times, unpack
+from harness.log import (Latency, LogConfig, LogResult, build_result, layout_size, merge_records,
                          merge_stats)
 from harness.region import RegionInfo
 
@@ -76,6 +76,11 @@ class HostFigures:
     batches_ordered: int = 0
     batches_lost: int = 0
     start_s: float = 0.0  # worker start and version check
+    # this host's CLOCK_MONOTONIC minus the coordinator's, +/- half the best round trip;
+    # applied to its records only when it is another machine (other boot id)
+    clock_offset_ns: int = 0
+    clock_uncertainty_ns: int = 0
+    clock_aligned: bool = False
     failed: str | None = None
 
 
@@ -185,8 +190,24 @@ class Coordinator:
             hello = self._reply(h.name, self.hosts.connect_s, "connect")
             self.figures[h.name] = HostFigures(h.name, h.gateway, h.device, h.describe_roles(),
                                                hello["identity"], start_s=time.monotonic() - t0)
+            self._clock(h.name)
             self.say(f"host {h.name}: {hello['identity']['hostname']} pid {hello['identity']['pid']}, "
                      f"cxl-harness {hello['identity']['package_version']}, {h.describe_roles()}")
+
+    def _clock(self, name: str, pings: int = 7) -> None:
+        """Estimate the host's clock offset from the round trip with the smallest delay."""
+        best: tuple[int, int] | None = None
+        for _ in range(pings):
+            t0 = time.monotonic_ns()
+            self._send(name, {"op": "clock"}, "clock")
+            remote = int(self._reply(name, self.hosts.connect_s, "clock")["ns"])
+            t1 = time.monotonic_ns()
+            if best is None or t1 - t0 < best[1]:
+                best = (remote - (t0 + t1) // 2, t1 - t0)
+        assert best is not None
+        f = self.figures[name]
+        f.clock_offset_ns, f.clock_uncertainty_ns = best[0], best[1] // 2
+        f.clock_aligned = f.identity.get("boot_id") != _boot_id()
 
     def open(self) -> None:
         size = _region_size(self.cfg)
@@ -299,9 +320,14 @@ class Coordinator:
             msg = done.get(h.name)
             if msg is None:
                 continue
-            parts_stats.append(msg["stats"])
-            parts_recs.append({k: unpack(v) for k, v in msg["records"].items()})
-            self._figures(h, int(msg["rc"]), msg["stats"])
+            host_stats: dict[str, Any] = msg["stats"]
+            host_recs = {k: unpack(v) for k, v in msg["records"].items()}
+            f = self.figures[h.name]
+            if f.clock_aligned:  # another machine: its timestamps onto the coordinator's clock
+                shift_times(host_recs, host_stats, -f.clock_offset_ns)
+            parts_stats.append(host_stats)
+            parts_recs.append(host_recs)
+            self._figures(h, int(msg["rc"]), host_stats)
         stats = merge_stats(parts_stats)
         stats["placement"] = {**stats.get("placement", {}), "scheduling": "hosts",
                               "hosts": {n: f.roles for n, f in self.figures.items()}}
@@ -315,7 +341,12 @@ class Coordinator:
         fmt = self.figures[self.hosts.format_host.name].region
         result = build_result(self.cfg, stats, recs, RegionInfo(**fmt), rc, True, processes=len(done))
         self._attribute(result)
-        return _elapsed_per_host(result, list(self.figures.values()))
+        if recs is not None and any(f.clock_aligned for f in self.figures.values()):
+            # the core's histogram subtracts a publisher's clock from the sequencer's: on
+            # separate machines, the latency comes from the aligned records instead
+            lat = host_commit_latency(recs, tuple(range(self.cfg.brokers)))
+            result = replace(result, latency=Latency(lat["p50"], lat["p99"], lat["p999"], int(lat["samples"])))
+        return result
 
     def _attribute(self, result: LogResult) -> None:
         """Name the host behind each counterexample: the publishers' host of its broker,
@@ -399,15 +430,12 @@ def _region_size(cfg: LogConfig) -> int:
     return (need + (2 << 20) - 1) // (2 << 20) * (2 << 20)
 
 
-def _elapsed_per_host(result: LogResult, figures: list[HostFigures]) -> LogResult:
-    """Across hosts the monotonic clocks are not one clock: the combined rate is the payload
-    over the longest publishing span any host measured on its own clock."""
-    spans = [f.elapsed_s for f in figures if f.elapsed_s > 0]
-    if len({f.identity.get("boot_id") for f in figures}) <= 1 or not spans:
-        return result  # one clock (one machine): the merged first/last timestamps are exact
-    elapsed = max(spans)
-    return replace(result, elapsed_s=elapsed, throughput_mib_s=result.payload_bytes / elapsed / 2**20,
-                   messages_per_s=result.messages_published / elapsed, batches_per_s=result.batches / elapsed)
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return "unknown"
 
 
 def _attribute_example(ex: Any, pubs: dict[int, str], subs: dict[int, str], seq: str) -> None:

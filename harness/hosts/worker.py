@@ -27,6 +27,34 @@ import harness
 from harness.errors import HarnessError
 
 ABORT_EXIT = 3
+# Tests only: "NAME=NS,..." shifts host NAME's clock by NS, as if it were another machine.
+SKEW_ENV = "CXL_HARNESS_SIMULATED_CLOCK_SKEW"
+TIME_FIELDS = {"publish": ("publish_ns",), "order": ("commit_ns",), "commit": ("ns",), "ack": ("ns",),
+               "loss": ("ns",)}  # and "ns" of every deliver{k}
+STATS_TIME_FIELDS = ("first_publish_ns", "last_publish_ns", "last_ack_ns", "end_ns")
+
+
+def simulated_skew(name: str) -> int:
+    for item in os.environ.get(SKEW_ENV, "").split(","):
+        host, _, ns = item.partition("=")
+        if host == name and ns.lstrip("-").isdigit():
+            return int(ns)
+    return 0
+
+
+def shift_times(recs: dict[str, Any], stats: dict[str, Any], delta: int) -> None:
+    """Add ``delta`` ns to every timestamp of a host's records and statistics (in place)."""
+    if not delta:
+        return
+    for kind, arr in recs.items():
+        fields = TIME_FIELDS.get(kind, ("ns",) if kind.startswith("deliver") else ())
+        for f in fields:
+            if len(arr) and arr.dtype.names and f in arr.dtype.names:
+                col = arr[f].astype(np.int64) + np.int64(delta)
+                arr[f] = np.maximum(col, 0).astype(arr[f].dtype)
+    for f in STATS_TIME_FIELDS:
+        if stats.get(f):
+            stats[f] = max(0, int(stats[f]) + delta)
 
 
 class _State:
@@ -63,6 +91,7 @@ def identity(name: str) -> dict[str, Any]:
 
 def serve(channel: Any, hello: dict[str, Any]) -> None:
     state = _State()
+    skew = simulated_skew(str(hello.get("host", "")))
     channel.send({"ok": True, "identity": identity(str(hello.get("host", "?")))})
     try:
         while True:
@@ -75,9 +104,9 @@ def serve(channel: Any, hello: dict[str, Any]) -> None:
                 if op == "open":
                     channel.send({"ok": True, **_open(state, msg)})
                 elif op == "run":
-                    _run(state, channel, msg)
+                    _run(state, channel, msg, skew)
                 elif op == "clock":
-                    channel.send({"ok": True, "ns": time.monotonic_ns()})
+                    channel.send({"ok": True, "ns": time.monotonic_ns() + skew})
                 elif op == "close":
                     state.cleanup()
                     channel.send({"ok": True})
@@ -128,7 +157,7 @@ def _open(state: _State, msg: dict[str, Any]) -> dict[str, Any]:
     return {"region": state.region.info().to_dict()}
 
 
-def _run(state: _State, channel: Any, msg: dict[str, Any]) -> None:
+def _run(state: _State, channel: Any, msg: dict[str, Any], skew: int = 0) -> None:
     from harness.log import LogHandle
 
     if state.region is None:
@@ -170,6 +199,7 @@ def _run(state: _State, channel: Any, msg: dict[str, Any]) -> None:
         recs = h.records() if cfg.recording else {}
     finally:
         h.close()
+    shift_times(recs, stats, skew)
     channel.send({"event": "done", "rc": rc[0], "stats": stats,
                   "records": {k: _pack(v) for k, v in recs.items()}})
 
