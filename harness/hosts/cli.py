@@ -81,11 +81,11 @@ def print_hosts_run(run: HostsRun, out: TextIO) -> None:
 
 def hosts_section(run: HostsRun) -> dict[str, Any]:
     """The summary's optional ``hosts`` key (rendered as the report's Hosts section)."""
-    boot_ids = {h.identity.get("boot_id") for h in run.hosts}
-    note = ("" if len(boot_ids) <= 1 else
-            "The hosts have separate clocks: each host's throughput is measured on its own clock, the "
-            "combined rate over the longest publishing span; commit latencies compare a publisher's "
-            "clock with the sequencer host's clock.")
+    other = [h for h in run.hosts if h.clock_aligned]
+    note = ("" if not other else
+            "Put onto the coordinator's clock before the checks (another machine's CLOCK_MONOTONIC): "
+            + ", ".join(f"{h.name} offset {h.clock_offset_ns / 1e6:+,.3f} ms +/- {h.clock_uncertainty_ns / 1e3:,.0f} us"
+                        for h in other) + ".")
     return {"hosts": [asdict(h) for h in run.hosts], "failures": [asdict(f) for f in run.failures],
             "timings_s": {"start": run.start_s, "open": run.open_s, "run": run.run_s, "teardown": run.teardown_s},
             "clock_note": note}
