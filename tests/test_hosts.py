@@ -375,6 +375,53 @@ def test_plugin_option_and_fixture(pytester: pytest.Pytester, shm: Path) -> None
 
 
 # ------------------------------------------------------------------------------------------
+# The non-coherent model with a hosts placement
+
+MODEL_HOSTS = {"hosts": [
+    {"name": "a", "gateway": "popen", "device": "/unused", "roles": {"sequencer": True, "publishers": [0]}},
+    {"name": "b", "gateway": "popen", "device": "/unused", "roles": {"publishers": [1], "subscribers": [1]}},
+    {"name": "c", "gateway": "popen", "device": "/unused", "roles": {"subscribers": [0]}}]}
+
+
+@pytest.mark.parametrize("fault, rule, hosts_of_agent", [
+    (None, None, None),
+    ("pub_no_payload_flush", "unflushed_before_publish", {"a", "b"}),
+    ("sub_no_invalidate_payload", "read_without_invalidate", {"b", "c"}),
+    ("seq_commit_unflushed", "unflushed_before_publish", {"a"}),
+])
+def test_model_findings_are_attributed_to_hosts(fault: str | None, rule: str | None,
+                                                hosts_of_agent: set[str] | None) -> None:
+    from harness.checked import small_config
+    from harness.hosts.model import run_model_on_hosts
+
+    run = run_model_on_hosts(parse_hosts(MODEL_HOSTS), small_config(), fault)
+    if fault is None:
+        assert run.ok and run.events > 1000 and run.result.brokers == 2
+        return
+    assert not run.ok
+    hit = [f for f in run.findings if f.rule == rule]
+    assert hit, [(f.rule, f.location) for f in run.findings]
+    assert hosts_of_agent is not None and {f.host for f in hit} <= hosts_of_agent and hit[0].host
+    assert hit[0].location.startswith("cffi_src/src/cxl_log.c:")
+    if fault == "sub_no_invalidate_payload":  # the line was written on a publisher's host
+        assert hit[0].other_host in {"a", "b"} and hit[0].other_agent.startswith("publisher")
+
+
+def test_cli_model_with_hosts_and_run_refuses_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from harness.cli import main
+
+    f = tmp_path / "hosts.yaml"
+    f.write_text(yaml.safe_dump(MODEL_HOSTS))
+    assert main(["publish", "--hosts", str(f), "--profile", "emulated-noncoherent", "--total-bytes", "60000",
+                 "--msg-size", "100", "--batch-bytes", "300", "--ring-slots", "8"]) == 0
+    assert "non-coherent model, roles placed on 3 hosts" in capsys.readouterr().out
+    assert main(["run", "--hosts", str(f), "--profile", "emulated-noncoherent"]) == 2
+    assert "publish --hosts FILE --profile emulated-noncoherent" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------
 # One host through a real sshd on 127.0.0.1
 
 

@@ -27,15 +27,18 @@ def add_hosts_option(parser: argparse.ArgumentParser) -> None:
                              "(YAML, see docs/multi-host.md); brokers and subscribers come from the file")
 
 
-def _check_profile(hosts: HostsFile, profile_name: str) -> str:
+def _check_profile(hosts: HostsFile, profile_name: str, model_ok: bool = False) -> tuple[str, bool]:
+    """The profile name, and whether it is the non-coherent model."""
     from harness.profiles import load_profile
 
     name = hosts.profile or profile_name
     profile = load_profile(name)
-    if profile.coherence == "noncoherent-model":
-        raise ConfigError(f"profile {profile.name} runs the non-coherent model in one process; it does not "
-                          "span hosts", "use a coherent profile (ci, emulated-cxl, cxl-devdax) with --hosts")
-    return name
+    model = profile.coherence == "noncoherent-model"
+    if model and not model_ok:
+        raise ConfigError(f"profile {profile.name} is the non-coherent model, which runs in one process",
+                          "use 'cxl-harness publish --hosts FILE --profile emulated-noncoherent' for the model "
+                          "with findings by host, or a coherent profile with 'run --hosts'")
+    return name, model
 
 
 def publish_on_hosts(args: argparse.Namespace, cfg: LogConfig, stream: TextIO | None = None) -> int:
@@ -45,8 +48,10 @@ def publish_on_hosts(args: argparse.Namespace, cfg: LogConfig, stream: TextIO | 
 
     out = stream if stream is not None else sys.stdout
     hosts = load_hosts(args.hosts)
-    profile = _check_profile(hosts, args.profile)
+    profile, model = _check_profile(hosts, args.profile, model_ok=True)
     cfg = replace(cfg, record=True if args.history else cfg.record)
+    if model:
+        return _publish_on_model(hosts, cfg, args, out)
     run = run_hosts(hosts, cfg, profile=profile, allow_destructive=args.allow_destructive,
                     progress=lambda text: print(text, file=out, flush=True))
     print_hosts_run(run, out)
@@ -56,6 +61,25 @@ def publish_on_hosts(args: argparse.Namespace, cfg: LogConfig, stream: TextIO | 
     if args.history and run.result is not None and run.result.records is not None:
         write_history(history_from_records(hosts.apply(cfg), run.result.records), args.history)
         print(f"history written to {args.history}", file=out)
+    return 0 if run.ok else 1
+
+
+def _publish_on_model(hosts: HostsFile, cfg: LogConfig, args: argparse.Namespace, out: TextIO) -> int:
+    from harness.commands.publish import summary_line
+    from harness.hosts.model import run_model_on_hosts
+
+    run = run_model_on_hosts(hosts, cfg)
+    print(f"non-coherent model, roles placed on {len(hosts.hosts)} hosts: {run.events:,} accesses, "
+          f"{len(run.findings)} rule error(s)", file=out)
+    print(summary_line(run.result), file=out)
+    for f in run.findings:
+        other = f" (line last written by {f.other_agent} on host {f.other_host})" if f.other_agent else ""
+        print(f"  FAIL rule:{f.rule} at {f.location}: {f.agent} on host {f.host}{other}", file=out)
+    for c in run.result.failed():
+        print(f"  FAIL {c.id}: {c.detail}", file=out)
+    if args.json:
+        Path(args.json).write_text(json.dumps(run.to_dict(), indent=2, default=str) + "\n")
+        print(f"result written to {args.json}", file=out)
     return 0 if run.ok else 1
 
 
@@ -106,7 +130,7 @@ def run_job_on_hosts(args: argparse.Namespace, stream: TextIO | None = None) -> 
         print(f"[{time.monotonic() - t0:5.1f}s] {text}", file=out, flush=True)
 
     hosts = load_hosts(args.hosts)
-    name = _check_profile(hosts, args.profile)
+    name, _ = _check_profile(hosts, args.profile)
     profile = load_profile(name)
     started = _now()
     previous = mainjob.load_previous(args.compare)
