@@ -179,6 +179,15 @@ def test_version_mismatch_is_refused_by_host(shm: Path) -> None:
     assert_clean(shm)
 
 
+def test_existing_region_file_is_refused_and_kept(shm: Path) -> None:
+    hf = hosts(shm, *PLACEMENTS["subscribers-remote"])
+    (shm / "region").write_bytes(b"someone's data")
+    with pytest.raises(HostError) as e:
+        run_hosts(hf, SMALL)
+    assert e.value.host == "a" and "already exists" in str(e.value)
+    assert (shm / "region").read_bytes() == b"someone's data"
+
+
 def test_unreachable_python_is_reported_by_host(shm: Path) -> None:
     entries = [dict(e) for e in PLACEMENTS["subscribers-remote"]]
     entries[1]["python"] = "/nonexistent/python3"

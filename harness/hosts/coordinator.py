@@ -127,6 +127,7 @@ class Coordinator:
         self.figures: dict[str, HostFigures] = {}
         self.failures: list[HostFailure] = []
         self.on_started: Callable[[HostFigures], None] | None = None  # tests: a hook after start
+        self.created_region = False  # the formatting host created the region file
 
     # -- messages ---------------------------------------------------------------------------
     def _attach(self, name: str, channel: Any) -> None:
@@ -219,6 +220,8 @@ class Coordinator:
                                 "allow_destructive": self.allow_destructive}, "open")
             reply = self._reply(h.name, self.hosts.connect_s, "open")
             self.figures[h.name].region = reply["region"]
+            if h is fmt and h.create:
+                self.created_region = True
 
     def run(self) -> dict[str, dict[str, Any]]:
         started = sorted(self.hosts.hosts, key=lambda h: h.start_rank)
@@ -272,7 +275,8 @@ class Coordinator:
         spec = self.hosts.host(name)
         survivable = (self.cfg.slot_timeout_ms > 0 and not spec.sequencer and not spec.subscribers)
         if not survivable:
-            raise HostError(name, f"failed during {phase}: {failure.message}",
+            raise HostError(name, failure.message if phase in failure.message else
+                            f"failed during {phase}: {failure.message}",
                             "see that host; every other host's roles were ended")
         self.say(f"host {name} ran only publishers: its claimed slots resolve as lost after "
                  f"{self.cfg.slot_timeout_ms:g} ms, the other hosts keep ordering")
@@ -306,7 +310,7 @@ class Coordinator:
         """A region file created by a worker that died before it could remove it: when that
         host is this machine (popen), the coordinator removes it."""
         fmt = self.hosts.format_host
-        if fmt.create and fmt.gateway == "popen" and fmt.name in self.figures:
+        if self.created_region and fmt.gateway == "popen":
             try:
                 os.unlink(fmt.device)
             except FileNotFoundError:
@@ -396,7 +400,11 @@ def run_hosts(hosts: HostsFile, cfg: LogConfig, *, profile: str | None = None, a
         co.abort()  # Ctrl-C and every error: no remote role outlives the coordinator
         raise
     t_close = time.monotonic()
-    co.close()
+    try:
+        co.close()
+    except BaseException:
+        co.abort()
+        raise
     return HostsRun(result, list(co.figures.values()), co.failures, start_s=t_start - t0, open_s=t_open - t_start,
                     run_s=t_run - t_open, teardown_s=time.monotonic() - t_close)
 
