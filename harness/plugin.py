@@ -9,7 +9,8 @@ Options
     write the harness's HTML report of the session to ``DIR/<timestamp>/`` (and
     ``DIR/latest``); ``--cxl-allow-destructive``: consent to overwrite a real device;
     ``--run-slow`` (or ``CXL_SLOW=1``): run tests marked ``slow``; ``--cxl-sysfs-root``:
-    where discovery reads sysfs (a fake tree, for testing).
+    where discovery reads sysfs (a fake tree, for testing); ``--cxl-hosts FILE``: the hosts
+    the ``cxl_hosts`` fixture places the roles on (docs/multi-host.md).
 Markers
     ``needs_device`` (skipped, naming what discovery probed, when there is no devdax device
     or CPU-less NUMA node), ``throughput``, ``checker``, ``slow`` (skipped unless asked).
@@ -35,6 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
+
+from harness.hosts.pytest_support import add_pytest_option as add_hosts_pytest_option
+from harness.hosts.pytest_support import cxl_hosts  # noqa: F401 - the fixture, registered with the plugin
 
 if TYPE_CHECKING:
     from harness.discovery import Discovery
@@ -73,6 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="root under which discovery reads sysfs (default: /; a fake tree for tests)")
     group.addoption("--run-slow", action="store_true", default=False,
                     help="run tests marked slow (also: CXL_SLOW=1)")
+    add_hosts_pytest_option(group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -445,6 +450,7 @@ def session_summary(state: CxlSession, config: pytest.Config) -> tuple[dict[str,
         run_entry,
         verdict_section,
     )
+    from harness.hosts.pytest_support import add_hosts_section
     from harness.profiles import load_profile
     from harness.report.summary import SCHEMA_ID
 
@@ -492,6 +498,7 @@ def session_summary(state: CxlSession, config: pytest.Config) -> tuple[dict[str,
         "runs": [run_entry(r.label, r.result) for r in state.runs],
         "targets": list(state.targets),
     }
+    add_hosts_section(summary, config)
     raw = {
         "tests": [vars(o) for o in state.outcomes.values()],
         "log_runs": [{"test": r.nodeid, "label": r.label, "profile": r.profile, **r.result.to_dict()}

@@ -20,6 +20,7 @@ from harness.commands._args import (
 )
 from harness.errors import ConfigError
 from harness.history import write_history
+from harness.hosts.cli import add_hosts_option, publish_on_hosts
 from harness.invariants import history_from_records
 from harness.log import MAX_BROKERS, MAX_SUBSCRIBERS, LogConfig, LogResult, run_log
 from harness.profiles import load_profile
@@ -49,6 +50,7 @@ def register(sub: Any) -> None:
     p.add_argument("--history", metavar="FILE",
                    help="write the run's history (docs/history-format.md) as JSON Lines")
     p.add_argument("--yes", action="store_true", help="run even when the size implies hours")
+    add_hosts_option(p)
     p.set_defaults(func=run)
 
 
@@ -81,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
     confirm_long_run("publish", estimated_seconds(cfg.total_bytes, cfg.total_batches), args.yes,
                      f"publishing {cfg.total_bytes:,} bytes in {cfg.total_batches:,} batches")
+    if getattr(args, "hosts", None):
+        return publish_on_hosts(args, cfg)
     if profile.coherence == "noncoherent-model":
         result = _run_on_model(cfg)
     else:

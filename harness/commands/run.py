@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.commands._args import check_names, check_output_dir, device_name, int_range
 from harness.commands.faults import LIST_FAULTS
+from harness.hosts.cli import add_hosts_option, run_job_on_hosts
 from harness.mainjob import MainJobOptions, run_main_job
 from harness.profiles import DEFAULT_PROFILE
 
@@ -56,6 +57,7 @@ def register(subparsers: Any) -> None:
                              "how a failure reads in the report (the run then fails)")
     parser.add_argument("--strict", action="store_true",
                         help="an INCONCLUSIVE target (interval straddles the bound, or too noisy) fails the run")
+    add_hosts_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -65,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
         check_names("--plant-fault", [args.plant_fault], fault_names(), "fault", LIST_FAULTS)
     check_output_dir(args.out, "--out")
+    if getattr(args, "hosts", None):
+        return run_job_on_hosts(args)
     command = "cxl-harness " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "cxl-harness run"
     options = MainJobOptions(
         profile=args.profile, out=args.out, quick=args.quick, device=args.device,

@@ -42,6 +42,9 @@ format is ``cxl-harness-summary/2``:
     the interval was computed from; ``--compare`` tests a change on them).
 ``faults``
     The fault catalogue: ``name``, ``caught``, ``by`` (check/rule id), ``diagnostic``.
+``hosts`` (optional)
+    A multi-host run (``--hosts``): ``hosts`` (per host: ``name``, ``gateway``, ``device``,
+    ``roles``, ``identity``, figures), ``failures``, ``timings_s``; see harness/hosts/report.py.
 ``files``
     Raw files written next to the summary, by role (``summary``, ``pyperf``, ``benchmark``),
     as paths relative to the summary's directory.
@@ -437,6 +440,8 @@ SUMMARY_SCHEMA: dict[str, Any] = {
             },
         },
         "files": {"type": "object", "additionalProperties": _STR},
+        "hosts": {"type": "object", "required": ["hosts"],  # multi-host runs: harness/hosts/report.py
+                  "properties": {"hosts": {"type": "array", "items": {"type": "object", "required": ["name"]}}}},
     },
 }
 
