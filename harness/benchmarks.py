@@ -527,9 +527,7 @@ class SuitePlan:
         return cls(sampling, 1 << 30, 256 << 20, 1 << 16, 25_000)
 
 
-COMPARISONS = ("fence_amortisation", "order2_vs_order0", "order2_vs_nt_copy",
-               "per_scanner_vs_mutex", "header_fence_ablation", "drain_batches_per_s",
-               "reservation_per_epoch_vs_per_batch", "sustained_vs_ceiling")
+from harness.comparisons import COMPARISONS  # noqa: E402  (re-exported)
 
 
 def run_suite(profile: Profile, *, quick: bool = False, plan: SuitePlan | None = None,

@@ -34,8 +34,8 @@ F_NT_COPY, F_FENCE_PER_LINE, F_RESERVE_PER_BATCH, F_EXTRA_FENCE, F_DETERMINISTIC
 F_RESUME = 64
 F_TAKE_OVER = 128
 REC_PUBLISH, REC_ORDER, REC_COMMIT, REC_ACK, REC_LOSS, REC_DELIVER = range(6)
-MAX_BROKERS = 8
-MAX_SUBSCRIBERS = 8
+from harness.limits import MAX_BROKERS as MAX_BROKERS
+from harness.limits import MAX_SUBSCRIBERS as MAX_SUBSCRIBERS
 RECORD_LIMIT = 2_000_000  # batches: above this, records are off unless asked for
 # guards the registries of running logs and role processes (re-entrant: a signal handler in
 # the main thread may take it while that thread holds it)

@@ -52,8 +52,15 @@ from harness.machine import _now, meta_section
 from harness.stats import Samples
 from harness.native import flush_instruction
 from harness.profiles import Profile, load_profile
-from harness.report.render import REPORT_FILENAME, render_report
-from harness.report.summary import SCHEMA_ID, SUMMARY_FILENAME, Summary, load_summary, write_summary
+from harness.report.render import render_report
+from harness.report.summary import (
+    REPORT_FILENAME,
+    SCHEMA_ID,
+    SUMMARY_FILENAME,
+    Summary,
+    load_summary,
+    write_summary,
+)
 from harness.runner import choose_backend, open_region
 
 ORDERS: tuple[int, ...] = (0, 2)

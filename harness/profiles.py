@@ -14,12 +14,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, cast
-
-import jsonschema
-import yaml
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from harness.errors import ProfileError
+
+if TYPE_CHECKING:
+    import jsonschema
 
 DEFAULT_PROFILE = "ci"
 SCHEMA_FILE = "schema.json"
@@ -304,6 +304,8 @@ def _read(path: Path) -> tuple[Any, list[str]]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return None, [f"cannot read the file: {exc}"]
+    import yaml  # imported when a profile is read: the CLI starts without it
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -319,6 +321,8 @@ def _read(path: Path) -> tuple[Any, list[str]]:
 
 
 def _problems(doc: Mapping[str, Any]) -> list[str]:
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
     problems: list[str] = []

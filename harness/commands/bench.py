@@ -9,24 +9,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.benchmarks import (
-    COMPARISONS,
-    Measure,
-    Ratio,
-    Result,
-    SuitePlan,
-    TargetCheck,
-    noise_warnings,
-    run_suite,
-    target_checks,
-    write_outputs,
-)
+from harness.comparisons import COMPARISONS
 from harness.commands._args import check_names, check_output_dir, device_options, profile_options
 from harness.errors import ConfigError
-from harness.noise import machine_state
-from harness.profiles import load_profile
+
+if TYPE_CHECKING:
+    from harness.benchmarks import Result, SuitePlan, TargetCheck
 
 
 def register(subparsers: Any) -> None:
@@ -55,6 +45,8 @@ def register(subparsers: Any) -> None:
 
 
 def _plan(args: argparse.Namespace, profile: Any) -> SuitePlan:
+    from harness.benchmarks import SuitePlan
+
     plan = SuitePlan.make(profile, args.quick)
     sampling = plan.sampling
     if args.precision is not None:
@@ -71,6 +63,10 @@ def _plan(args: argparse.Namespace, profile: Any) -> SuitePlan:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.benchmarks import noise_warnings, run_suite, target_checks, write_outputs
+    from harness.noise import machine_state
+    from harness.profiles import load_profile
+
     check_names("--only", args.only or (), COMPARISONS, "comparison")
     check_output_dir(args.out, "--out")
     profile = load_profile(args.profile)
@@ -99,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def result_line(r: Result) -> str:
+    from harness.benchmarks import Ratio
+
     m = r.measurement
     how = (f"{m.get('stopped', '?')} after {m.get('seconds', 0):.1f} s, samples of "
            f"{(m.get('sample_seconds') or 0) * 1e3:.0f} ms")
@@ -116,4 +114,4 @@ def target_line(c: TargetCheck) -> str:
     return f"  {c.verdict.value:<12} {c.id}: {c.reason} [{c.source}]"
 
 
-__all__ = ["register", "run", "Measure"]
+__all__ = ["COMPARISONS", "register", "run"]

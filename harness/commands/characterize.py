@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.characterize import Characterization, characterize
 from harness.commands._args import device_options, int_range, json_flag, profile_options
-from harness.profiles import load_profile
+
+if TYPE_CHECKING:
+    from harness.characterize import Characterization
 
 
 def register(subparsers: Any) -> None:
@@ -30,6 +31,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.characterize import characterize
+    from harness.profiles import load_profile
+
     profile = load_profile(args.profile)
     c = characterize(profile, quick=args.quick, runs=args.runs, device=args.device,
                      allow_destructive=args.allow_destructive)

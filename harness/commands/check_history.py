@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.commands._args import json_flag
 from harness.errors import HistoryError
-from harness.history.checks import DEFAULT_EXAMPLES, CheckReport, check_history
-from harness.history.jsonl import read_history
+
+if TYPE_CHECKING:  # numpy-heavy: imported when a history is checked, not to build --help
+    from harness.history.checks import CheckReport
 
 
 EVENT_KINDS = ("publish", "loss", "order", "commit", "ack", "deliver")
@@ -47,8 +48,9 @@ def register(subparsers: Any) -> None:
         help="with --from jepsen: also write the converted cxl-history to OUT",
     )
     p.add_argument(
-        "--examples", type=int, default=DEFAULT_EXAMPLES, metavar="K",
-        help=f"counterexamples per anomaly (default {DEFAULT_EXAMPLES})",
+        "--examples", type=int, default=None, metavar="K",
+        help="counterexamples per anomaly (default: the checker's, harness.history.checks."
+             "DEFAULT_EXAMPLES)",
     )
     p.set_defaults(func=run)
 
@@ -85,6 +87,11 @@ def error_object(exc: HistoryError, source: str) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from harness.history.checks import DEFAULT_EXAMPLES, check_history
+    from harness.history.jsonl import read_history
+
+    if args.examples is None:
+        args.examples = DEFAULT_EXAMPLES
     order = _parse_order(args.order)
     if args.examples < 1:
         raise HistoryError(f"--examples {args.examples}: must be at least 1", "use --examples 5")

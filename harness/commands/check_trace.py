@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from harness.commands._args import json_flag
-from harness.tracecheck import check_trace_file
 
 
 def register(sub: Any) -> None:
@@ -20,6 +19,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.tracecheck import check_trace_file
+
     report = check_trace_file(args.file, args.format)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.commands._args import (
     UINT64_MAX,
@@ -19,12 +19,12 @@ from harness.commands._args import (
     ring_slots,
 )
 from harness.errors import ConfigError
-from harness.history import write_history
 from harness.hosts.cli import add_hosts_option, publish_on_hosts
-from harness.invariants import history_from_records
-from harness.log import MAX_BROKERS, MAX_SUBSCRIBERS, LogConfig, LogResult, run_log
+from harness.limits import MAX_BROKERS, MAX_SUBSCRIBERS
 from harness.profiles import load_profile
-from harness.runner import open_region
+
+if TYPE_CHECKING:
+    from harness.log import LogConfig, LogResult
 from harness.units import size_arg
 
 MAX_TOTAL_BYTES = 1 << 50  # 1 PiB: weeks at any rate seen; more is a typo
@@ -55,6 +55,8 @@ def register(sub: Any) -> None:
 
 
 def make_config(args: argparse.Namespace) -> LogConfig:
+    from harness.log import LogConfig
+
     """The run's configuration from the arguments; nothing is changed silently."""
     if args.total_bytes > MAX_TOTAL_BYTES:
         raise ConfigError(f"--total-bytes {args.total_bytes} is more than {MAX_TOTAL_BYTES} bytes (1 PiB)",
@@ -76,6 +78,11 @@ def make_config(args: argparse.Namespace) -> LogConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.history import write_history
+    from harness.invariants import history_from_records
+    from harness.log import run_log
+    from harness.runner import open_region
+
     cfg = make_config(args)
     for option in ("json", "history"):
         if getattr(args, option):

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.report.render import REPORT_FILENAME, render_report
-from harness.report.summary import SUMMARY_FILENAME, Summary, load_summary
+from harness.report.summary import REPORT_FILENAME, SUMMARY_FILENAME, Summary, load_summary
 
 
 def register(subparsers: Any) -> None:
@@ -68,6 +67,8 @@ def _load(location: Path, role: str) -> tuple[Path, Summary]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.report.render import render_report
+
     """Render the report; returns 0 and prints the written path."""
     summary_path, summary = _load(args.directory, "run directory")
     previous = None

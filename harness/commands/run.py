@@ -17,7 +17,6 @@ from typing import Any
 from harness.commands._args import check_names, check_output_dir, device_name, int_range
 from harness.commands.faults import LIST_FAULTS
 from harness.hosts.cli import add_hosts_option, run_job_on_hosts
-from harness.mainjob import MainJobOptions, run_main_job
 from harness.profiles import DEFAULT_PROFILE
 
 
@@ -62,6 +61,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.mainjob import MainJobOptions, run_main_job
+
     if args.plant_fault is not None:
         from harness.checked import fault_names
 

@@ -13,12 +13,14 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from harness.errors import ConfigError
-from harness.hosts.config import HostsFile, load_hosts
-from harness.hosts.coordinator import HostsRun, run_hosts
-from harness.log import LogConfig
+
+if TYPE_CHECKING:  # the command line registers its options without the heavy modules
+    from harness.hosts.config import HostsFile
+    from harness.hosts.coordinator import HostsRun
+    from harness.log import LogConfig
 
 
 def add_hosts_option(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +45,10 @@ def _check_profile(hosts: HostsFile, profile_name: str, model_ok: bool = False) 
 
 def publish_on_hosts(args: argparse.Namespace, cfg: LogConfig, stream: TextIO | None = None) -> int:
     """``cxl-harness publish --hosts FILE``: one run across the hosts; exit 0 when it passed."""
+    from harness.hosts.config import load_hosts  # noqa: F401
+    from harness.hosts.coordinator import run_hosts  # noqa: F401
+    from harness.log import LogConfig  # noqa: F401
+
     from harness.history import write_history
     from harness.invariants import history_from_records
 
@@ -65,6 +71,10 @@ def publish_on_hosts(args: argparse.Namespace, cfg: LogConfig, stream: TextIO | 
 
 
 def _publish_on_model(hosts: HostsFile, cfg: LogConfig, args: argparse.Namespace, out: TextIO) -> int:
+    from harness.hosts.config import load_hosts  # noqa: F401
+    from harness.hosts.coordinator import run_hosts  # noqa: F401
+    from harness.log import LogConfig  # noqa: F401
+
     from harness.commands.publish import summary_line
     from harness.hosts.model import run_model_on_hosts
 
@@ -118,6 +128,10 @@ def hosts_section(run: HostsRun) -> dict[str, Any]:
 def run_job_on_hosts(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     """``cxl-harness run --hosts FILE``: the log runs across the hosts (Order 2, the profile's
     workload, ``--rounds`` runs), every check, and the report with its Hosts section."""
+    from harness.hosts.config import load_hosts  # noqa: F401
+    from harness.hosts.coordinator import run_hosts  # noqa: F401
+    from harness.log import LogConfig  # noqa: F401
+
     from harness import mainjob
     from harness.machine import _now, meta_section
     from harness.report.summary import SCHEMA_ID

@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from harness.report.render import render_html, render_report
+from typing import Any
+
 from harness.report.summary import (
     SCHEMA_ID,
     SUMMARY_FILENAME,
@@ -32,3 +33,12 @@ __all__ = [
     "validate_summary",
     "write_summary",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The renderer (matplotlib, jinja2) is imported on first use, not with the package."""
+    if name in ("render_html", "render_report"):
+        from harness.report import render
+
+        return getattr(render, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -57,15 +57,15 @@ fills it with an empty value so the renderer can rely on every key. Unknown keys
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
-import jsonschema
-
 from harness.errors import HarnessError
 
+REPORT_FILENAME = "index.html"
 SCHEMA_ID = "cxl-harness-summary/2"
 PREVIOUS_SCHEMA_ID = "cxl-harness-summary/1"  # read, upgraded on load (for --compare)
 SUMMARY_FILENAME = "summary.json"
@@ -445,7 +445,13 @@ SUMMARY_SCHEMA: dict[str, Any] = {
     },
 }
 
-_VALIDATOR = jsonschema.Draft202012Validator(SUMMARY_SCHEMA)
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema  # on first validation: the command line starts without it
+
+    return jsonschema.Draft202012Validator(SUMMARY_SCHEMA)
 
 _DEFAULT_SECTIONS: dict[str, Any] = {
     "meta": {},
@@ -475,7 +481,7 @@ def _where(path: Any) -> str:
 def schema_errors(data: Any) -> list[str]:
     """Every way ``data`` breaks ``cxl-harness-summary/2``, one readable line each
     (``runs[0].throughput_mib_s: 'fast' is not of type 'number'``); empty when valid."""
-    errors = sorted(_VALIDATOR.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    errors = sorted(_validator().iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     lines = [f"{_where(err.absolute_path)}: {err.message}" for err in errors]
     lines.extend(_semantic_errors(data) if not lines else [])
     return lines
