@@ -1321,11 +1321,13 @@ static int ack0_step(cxl_log_t *L, scanner_t *S) {
         n++;
     }
     if (!n) return STEP_IDLE;
-    /* The broker's own frontier is the ACK in Order 0: flushed and fenced before it counts. */
+    /* The broker's own frontier is the ACK in Order 0: flushed and fenced before it counts.
+     * Its record time is taken before the store that makes it visible (see seq_commit). */
+    const uint64_t t_commit = L->rec[CXL_REC_COMMIT].data ? cxl_now_ns() : 0;
     publish_frontier(L, S->broker, S->next, S->next, S->acked_msgs, S->lost);
     cxl_sfence();
     cxl_rec_frontier_t *cr = (cxl_rec_frontier_t *)rec_slot(L, CXL_REC_COMMIT);
-    if (cr) { cr->ns = cxl_now_ns(); cr->value = S->next; cr->who = S->broker; cr->kind = 0; }
+    if (cr) { cr->ns = t_commit; cr->value = S->next; cr->who = S->broker; cr->kind = 0; }
     if (L->cfg.ack_level >= 2) {
         publish_durable(L, S->broker, S->next, S->acked_msgs);
         cxl_sfence();
@@ -1584,7 +1586,9 @@ static void seq_commit(cxl_log_t *L, uint64_t hi, uint64_t now) {
     if (!FAULT(L, seq_no_frontier_flush)) cxl_flush(sc);
     cxl_rec_frontier_t *cr = (cxl_rec_frontier_t *)rec_slot(L, CXL_REC_COMMIT);
     if (cr) {
-        cr->ns = cxl_now_ns();
+        /* the record time is `now`, taken before the store that made the commit visible: a
+         * reader that sees the new committed_seq never seems to have read it before it */
+        cr->ns = now;
         cr->value = hi > prev ? hi : prev;
         cr->who = 0;
         cr->kind = 0;
