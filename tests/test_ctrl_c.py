@@ -80,7 +80,7 @@ def test_run_interrupted_in_each_phase(tmp_path: Path, phase: str) -> None:
     out = tmp_path / "reports"
     proc = start_cli(["run", "--quick", "--out", str(out)], tmp_path)
     try:
-        _wait_for(lambda: phase.encode() in (tmp_path / "stdout.txt").read_bytes(), 120, phase)
+        _wait_for(lambda: phase.encode() in (tmp_path / "stdout.txt").read_bytes(), 400, phase)
         time.sleep(0.1)
         took = _interrupt(proc, signal.SIGINT, tmp_path, "run")
     finally:
