@@ -280,60 +280,58 @@ class Paired:
         return Samples.of(self.ratios)
 
 
-def measure_pairs(a: Sampler, b: Sampler, plan: Plan, *,
-                  ratio: Callable[[float, float], float] = lambda x, y: x / y) -> Paired:
-    """A B A B ... until the ratio's 95% interval is narrower than ``plan.precision`` (after
-    at least ``min_pairs``), ``max_pairs`` is reached, or the budget is spent."""
+def _stopped(values: list[float], t0: float, plan: Plan) -> str | None:
+    """Why to stop adding samples now (None: go on): precise enough, or the budget spent."""
+    if len(values) < plan.min_pairs:
+        return None
+    sm = Samples.of(values)
+    if sm.covered and sm.rel_halfwidth <= plan.precision:
+        return "precise"
+    return "budget" if time.monotonic() - t0 >= plan.budget_s else None
+
+
+def _measure(sides: tuple[Sampler, ...], plan: Plan,
+             value: Callable[[list[float]], float]) -> Paired:
+    """Calibrate and warm up every side, then take rounds (one sample of each side, in
+    order) until :func:`_stopped` or ``max_pairs``; each round's value is ``value(samples)``."""
     from harness.noise import CpuMeter
 
     t0 = time.monotonic()
-    a.calibrate(plan.min_sample_s)
-    b.calibrate(plan.min_sample_s)
+    for side in sides:
+        side.calibrate(plan.min_sample_s)
     for _ in range(plan.warmup):
-        a.sample()
-        b.sample()
-    out = Paired([], [], [], 0.0, "max_pairs", a.repeats, b.repeats)
+        for side in sides:
+            side.sample()
+    per_side: list[list[float]] = [[] for _ in sides]
+    out = Paired(per_side[0], per_side[1] if len(sides) > 1 else [], [], 0.0, "max_pairs",
+                 sides[0].repeats, sides[1].repeats if len(sides) > 1 else 0)
     meter = CpuMeter()
     while len(out.ratios) < plan.max_pairs:
         with meter.span() as span:
-            x = a.sample()
-            y = b.sample()
-        out.a.append(x)
-        out.b.append(y)
-        out.ratios.append(ratio(x, y))
-        out.sample_seconds.append((a.last_seconds + b.last_seconds) / 2)
+            got = [side.sample() for side in sides]
+        for values, x in zip(per_side, got):
+            values.append(x)
+        out.ratios.append(value(got))
+        out.sample_seconds.append(sum(side.last_seconds for side in sides) / len(sides))
         out.other_cpu.append(span.other_share)
-        n = len(out.ratios)
-        if n >= plan.min_pairs and out.samples.covered and out.samples.rel_halfwidth <= plan.precision:
-            out.stopped = "precise"
-            break
-        if n >= plan.min_pairs and time.monotonic() - t0 >= plan.budget_s:
-            out.stopped = "budget"
+        why = _stopped(out.ratios, t0, plan)
+        if why:
+            out.stopped = why
             break
     out.seconds = time.monotonic() - t0
     return out
 
 
+def measure_pairs(a: Sampler, b: Sampler, plan: Plan, *,
+                  ratio: Callable[[float, float], float] = lambda x, y: x / y) -> Paired:
+    """A B A B ... until the ratio's 95% interval is narrower than ``plan.precision`` (after
+    at least ``min_pairs``), ``max_pairs`` is reached, or the budget is spent."""
+    return _measure((a, b), plan, lambda got: ratio(got[0], got[1]))
+
+
 def measure_single(s: Sampler, plan: Plan) -> Paired:
     """One quantity on its own (e.g. a drain rate): samples until its interval is precise."""
-    t0 = time.monotonic()
-    s.calibrate(plan.min_sample_s)
-    for _ in range(plan.warmup):
-        s.sample()
-    vals: list[float] = []
-    secs: list[float] = []
-    stopped = "max_pairs"
-    while len(vals) < plan.max_pairs:
-        vals.append(s.sample())
-        secs.append(s.last_seconds)
-        sm = Samples.of(vals)
-        if len(vals) >= plan.min_pairs and sm.covered and sm.rel_halfwidth <= plan.precision:
-            stopped = "precise"
-            break
-        if len(vals) >= plan.min_pairs and time.monotonic() - t0 >= plan.budget_s:
-            stopped = "budget"
-            break
-    return Paired(vals, [], vals, time.monotonic() - t0, stopped, s.repeats, 0, secs)
+    return _measure((s,), plan, lambda got: got[0])
 
 
 # ------------------------------------------------------------------------------------------

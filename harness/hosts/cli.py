@@ -45,9 +45,8 @@ def _check_profile(hosts: HostsFile, profile_name: str, model_ok: bool = False) 
 
 def publish_on_hosts(args: argparse.Namespace, cfg: LogConfig, stream: TextIO | None = None) -> int:
     """``cxl-harness publish --hosts FILE``: one run across the hosts; exit 0 when it passed."""
-    from harness.hosts.config import load_hosts  # noqa: F401
-    from harness.hosts.coordinator import run_hosts  # noqa: F401
-    from harness.log import LogConfig  # noqa: F401
+    from harness.hosts.config import load_hosts
+    from harness.hosts.coordinator import run_hosts
 
     from harness.history import write_history
     from harness.invariants import history_from_records
@@ -71,10 +70,6 @@ def publish_on_hosts(args: argparse.Namespace, cfg: LogConfig, stream: TextIO | 
 
 
 def _publish_on_model(hosts: HostsFile, cfg: LogConfig, args: argparse.Namespace, out: TextIO) -> int:
-    from harness.hosts.config import load_hosts  # noqa: F401
-    from harness.hosts.coordinator import run_hosts  # noqa: F401
-    from harness.log import LogConfig  # noqa: F401
-
     from harness.commands.publish import summary_line
     from harness.hosts.model import run_model_on_hosts
 
@@ -128,9 +123,8 @@ def hosts_section(run: HostsRun) -> dict[str, Any]:
 def run_job_on_hosts(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     """``cxl-harness run --hosts FILE``: the log runs across the hosts (Order 2, the profile's
     workload, ``--rounds`` runs), every check, and the report with its Hosts section."""
-    from harness.hosts.config import load_hosts  # noqa: F401
-    from harness.hosts.coordinator import run_hosts  # noqa: F401
-    from harness.log import LogConfig  # noqa: F401
+    from harness.hosts.config import load_hosts
+    from harness.hosts.coordinator import run_hosts
 
     from harness import mainjob
     from harness.machine import _now, meta_section
