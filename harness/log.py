@@ -22,6 +22,7 @@ import numpy as np
 
 from harness.errors import ConfigError, RegionError, RoleProcessError
 from harness.native import Native, as_array, load
+from harness.order5 import GAP_POLICIES, MAX_HOLD
 from harness.region import DeviceModel, Region, RegionInfo
 
 VARIANTS = {"per-scanner": 0, "shared-mutex": 1}
@@ -44,6 +45,7 @@ MAX_PBR_SLOTS = 1 << 30
 MAX_GOI_SLOTS = 1 << 40
 MAX_BATCHES = 1 << 48  # per broker
 LOSS_TIMEOUT, LOSS_CORRUPT = 1, 2  # cxl_rec_loss_t.reason
+
 NO_CLIENT = 0xFFFFFFFF
 
 
@@ -86,10 +88,34 @@ class LogConfig:
     # always included). A loss of any other publisher's batch fails the run.
     expect_lost_from: tuple[int, ...] = ()
     take_over: bool = False  # take over a sequencer/scanner lease another host holds
+    # Order 5 (per-client FIFO): how a gap older than gap_timeout_ms is resolved ("markers":
+    # the missing batches are declared lost in the log; "fence": the client's session is
+    # fenced at its committed high-water mark and it continues in a new session), the
+    # sequencer's hold buffer bound (0: one ring of every broker, which a run never fills),
+    # and over how many brokers one client's batches are spread (its publishers there).
+    gap_policy: str = "markers"
+    gap_timeout_ms: float = 50.0
+    hold_cap: int = 0
+    client_spread: int = 1
+    # planted gap (Order 5): client `gap_client` never sends its batch `gap_seq`
+    gap_client: int = -1
+    gap_seq: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "expect_lost_from", tuple(self.expect_lost_from))
-        _require(self.order in (0, 2), "order", self.order, "0 (per-broker) or 2 (total order)")
+        _require(self.order in (0, 2, 5), "order", self.order,
+                 "0 (per-broker), 2 (total order) or 5 (total order with per-client FIFO)")
+        _require(self.gap_policy in GAP_POLICIES, "gap_policy", self.gap_policy, " or ".join(GAP_POLICIES))
+        _require(0.0 < self.gap_timeout_ms <= 3_600_000, "gap_timeout_ms", self.gap_timeout_ms,
+                 "a positive time in ms, at most an hour")
+        _require(0 <= self.hold_cap <= MAX_HOLD, "hold_cap", self.hold_cap, f"0 (default) .. {MAX_HOLD}")
+        _require(1 <= self.client_spread <= self.brokers and self.brokers % self.client_spread == 0,
+                 "client_spread", self.client_spread,
+                 f"a divisor of brokers={self.brokers} (1 = each client on its own broker)")
+        _require(self.client_spread == 1 or self.order == 5, "client_spread", self.client_spread,
+                 "1 unless order=5 (only Order 5 orders one client's batches across brokers)")
+        _require(self.gap_client == -1 or (self.order == 5 and self.gap_client in self.clients),
+                 "gap_client", self.gap_client, f"-1 (none) or, at order 5, a client of {self.clients}")
         _require(self.variant in VARIANTS, "variant", self.variant, "per-scanner or shared-mutex")
         _require(1 <= self.brokers <= MAX_BROKERS, "brokers", self.brokers, f"1..{MAX_BROKERS}")
         _require(1 <= self.publishers_per_broker <= 64, "publishers_per_broker",
@@ -131,6 +157,19 @@ class LogConfig:
         """Publishers whose batches may be declared lost (crashed on purpose)."""
         extra = {self.crash_publisher} if self.crash_publisher >= 0 else set()
         return frozenset(self.expect_lost_from) | extra
+
+    @property
+    def clients(self) -> list[int]:
+        """Client ids: a client is named by the index of its first publisher (Order 5 spreads
+        one client over ``client_spread`` brokers; otherwise each publisher is one)."""
+        ppb, s = self.publishers_per_broker, self.client_spread
+        return [b * ppb + j for b in range(0, self.brokers, s) for j in range(ppb)]
+
+    def client_of(self, publisher: int) -> int:
+        """The client a publisher index sends for."""
+        ppb, s = self.publishers_per_broker, self.client_spread
+        b = publisher // ppb
+        return (b - b % s) * ppb + publisher % ppb
 
     @property
     def msgs_per_batch(self) -> int:
@@ -260,6 +299,13 @@ def c_config(native: Native, cfg: LogConfig, fault: int = 0, deterministic: bool
     c.crash_client = cfg.crash_publisher + 1
     c.crash_kill = 1 if cfg.crash_kill else 0
     c.crash_after = cfg.crash_after
+    if cfg.order == 5:
+        c.gap_policy = GAP_POLICIES.index(cfg.gap_policy)
+        c.client_spread = cfg.client_spread
+        c.gap_timeout_ns = max(1, int(cfg.gap_timeout_ms * 1e6))
+        c.hold_cap = cfg.hold_cap
+        c.gap_client = cfg.gap_client + 1
+        c.gap_seq = cfg.gap_seq
     return c
 
 

@@ -95,7 +95,7 @@ typedef struct cxl_log_cfg {
     uint32_t brokers;
     uint32_t publishers_per_broker;
     uint32_t subscribers;
-    uint32_t order;          /* 0 or 2 */
+    uint32_t order;          /* 0, 2 or 5 (Order 2 plus per-client FIFO) */
     uint32_t variant;        /* 0 per-scanner buffers, 1 shared mutex (the seed's "before") */
     uint32_t ack_level;      /* 0, 1, 2 */
     uint32_t pbr_slots;      /* power of two */
@@ -113,6 +113,13 @@ typedef struct cxl_log_cfg {
     uint32_t crash_client;     /* crash injection: publisher index + 1 that dies mid-batch; 0 none */
     uint32_t crash_kill;       /* 1: it SIGKILLs its own process; 0: its thread stops */
     uint64_t crash_after;      /* batches that publisher completes before it dies */
+    /* Order 5 (per-client FIFO); ignored at other levels */
+    uint32_t gap_policy;       /* a gap older than gap_timeout_ns: 0 declared-lost markers, 1 fence */
+    uint32_t client_spread;    /* brokers one client's batches are spread over (1 = its own) */
+    uint64_t gap_timeout_ns;   /* 0 = 5 ms */
+    uint32_t hold_cap;         /* batches the sequencer may hold out of order; 0 = default */
+    uint32_t gap_client;       /* planted gap: client + 1 whose batch gap_seq is never sent */
+    uint64_t gap_seq;
 } cxl_log_cfg_t;
 
 /* flags */
@@ -176,6 +183,18 @@ typedef struct cxl_log_stats {
     uint64_t corrupt_off[8];      /* the first few: region offset, value read, kind */
     uint64_t corrupt_val[8];
     uint64_t corrupt_kind[8];     /* 0 header, 1 GOI entry, 2 control value, 3 foreign token */
+    /* Order 5 */
+    uint64_t o5_held;             /* batches held for an earlier one of their client */
+    uint64_t o5_hold_max;         /* hold buffer occupancy: highest */
+    uint64_t o5_hold_sum;         /* sum of the occupancy after each sequencer step that held */
+    uint64_t o5_hold_samples;     /* those steps */
+    uint64_t o5_hold_full;        /* steps that stopped because the hold buffer was full */
+    uint64_t o5_late;             /* duplicate or late batches (seq below next_expected): dropped */
+    uint64_t o5_markers;          /* client batches declared lost (GOI markers written) */
+    uint64_t o5_fences;           /* client sessions fenced */
+    uint64_t o5_fenced_rejects;   /* batches of a fenced session: never ordered */
+    uint64_t sub_markers[8];      /* markers each subscriber passed over */
+    uint64_t sub_client_order_errors[8]; /* per-client FIFO broken at delivery (Order 5) */
 } cxl_log_stats_t;
 
 /* Per-batch records (only when record_capacity > 0). */
@@ -199,7 +218,8 @@ typedef struct cxl_rec_order {
     uint32_t broker;
     uint32_t msg_count;
     uint32_t client;
-    uint32_t pad;
+    uint32_t kind;    /* 0 batch ordered, 1 declared-lost marker (seq = its position, no
+                         broker), 2 session fence (client_batch_seq = committed_through) */
 } cxl_rec_order_t;
 
 typedef struct cxl_rec_frontier {
@@ -220,13 +240,15 @@ typedef struct cxl_rec_deliver {
     uint32_t client;
     uint32_t size;
     uint32_t msg_count;
+    uint64_t committed;  /* the committed_seq the subscriber had read before this entry */
 } cxl_rec_deliver_t;
 
 typedef struct cxl_rec_loss {
     uint64_t ns;
     uint64_t pbr_index;
     uint32_t broker;
-    uint32_t reason;  /* 1 timeout (claimed, publisher stopped), 2 corrupt header */
+    uint32_t reason;  /* 1 timeout (claimed, publisher stopped), 2 corrupt header; Order 5, the
+                         sequencer: 3 batch of a fenced session, 4 late or duplicate batch */
     uint32_t client;  /* the publisher that held the slot; 0xffffffff unknown */
     uint32_t alive;   /* 1: that publisher committed it after all (a false loss) */
 } cxl_rec_loss_t;

@@ -111,6 +111,11 @@ typedef struct publisher {
     uint64_t lost_told;      /* own batches it found declared lost after it committed them */
     int lease_ready;
     int crashed;             /* crash injection: this publisher is dead */
+    /* Order 5 */
+    uint32_t cid;            /* client id: the index of the client's first publisher */
+    uint32_t member;         /* which of the client's brokers this publisher is (0..spread-1) */
+    uint64_t session;        /* the client session epoch this publisher writes in */
+    uint64_t k;              /* batches this member sent in the session (seq = k*spread+member) */
     char pad[64];
 } __attribute__((aligned(64))) publisher_t;
 
@@ -126,8 +131,30 @@ typedef struct subscriber {
     uint64_t bad_done;                   /* last corrupt `done` value counted */
     int resumed;
     unsigned char *scratch;              /* checked build: read_view copies here */
+    uint64_t *last_cbs;                  /* Order 5: per client, last (session, seq) word + 1 */
     char pad[64];
 } __attribute__((aligned(64))) subscriber_t;
+
+/* Order 5, sequencer-private: per client session, and the hold buffer. */
+typedef struct o5_client {
+    uint64_t session;        /* current session epoch */
+    uint64_t next_expected;  /* next client_batch_seq of it to order */
+    uint64_t fenced_through;
+    uint64_t markers, fences, late;
+    uint64_t held;           /* entries of this client in the hold buffer */
+    uint64_t gap_since_ns;   /* when its oldest waiting gap was first seen (0 = none) */
+    int dirty;               /* its shared line needs writing */
+} o5_client_t;
+
+/* A held batch and the broker's frontier just before it (what the broker's ACK frontier may
+ * show while it is held: ring slots are resolved in ring order). */
+typedef struct held {
+    entry_t e;
+    uint64_t pre_consumed, pre_msgs, pre_lost;
+} held_t;
+
+#define O5_OUT_MAX CHUNK_MAX
+enum { O5_BATCH = 0, O5_MARKER = 1 };
 
 typedef struct recs {
     void *data;
@@ -146,6 +173,7 @@ struct cxl_log {
     cxl_sub_line_t *subl;
     cxl_scan_line_t *scanl;
     cxl_pub_line_t *publ;
+    cxl_client_line_t *clientl;     /* Order 5 session lines, else NULL */
     unsigned char *pbr;
     unsigned char *logs;
     cxl_goi_entry_t *goi;
@@ -155,6 +183,7 @@ struct cxl_log {
     uint64_t per_broker;    /* batches per broker */
     uint64_t slots_mask;
     uint64_t goi_mask;
+    uint64_t max_pos;       /* positions a run can ever commit (batches, plus Order 5 markers) */
 
     unsigned char *pool;
     uint64_t pool_hash[POOL_SLOTS];
@@ -191,6 +220,16 @@ struct cxl_log {
     entry_t *cur;                   /* the chunk being ordered: points into a buffer */
     entry_t chunk_copy[CHUNK_MAX + 1]; /* planted seq_dup_identity needs a private copy */
     uint64_t chunk_pos[CHUNK_MAX + 1];
+    /* Order 5 */
+    o5_client_t *o5;
+    held_t *hold;
+    uint32_t hold_n;
+    uint32_t o5n;                       /* outputs of this step: batches and markers */
+    entry_t o5out[O5_OUT_MAX];
+    uint8_t o5kind[O5_OUT_MAX];
+    uint64_t o5pos[O5_OUT_MAX];
+    uint32_t fence_n;                   /* fences of this step, for the records */
+    uint32_t fence_c[O5_OUT_MAX];
     _Atomic uint32_t scanners_done;
     _Atomic int stop;
     /* Placement: 0 workers = one thread per role; else, when roles outnumber them, roles are
@@ -332,6 +371,7 @@ CXL_INTERNAL void publish_durable(cxl_log_t *L, uint32_t b, uint64_t batches, ui
 
 /* cxl_sequencer.c */
 CXL_INTERNAL int seq_step(cxl_log_t *L);
+CXL_INTERNAL int seq5_step(cxl_log_t *L);
 
 /* cxl_subscriber.c */
 CXL_INTERNAL int sub0_step(cxl_log_t *L, subscriber_t *U);

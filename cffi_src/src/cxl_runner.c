@@ -20,7 +20,7 @@ static int role_step(role_t *r) {
     case 0: return pub_step(L, (publisher_t *)r->obj);
     case 1: return L->cfg.order == 0 ? ack0_step(L, (scanner_t *)r->obj)
                                      : scan_step(L, (scanner_t *)r->obj);
-    case 2: return seq_step(L);
+    case 2: return L->cfg.order == 5 ? seq5_step(L) : seq_step(L);
     default: return L->cfg.order == 0 ? sub0_step(L, (subscriber_t *)r->obj)
                                       : sub2_step(L, (subscriber_t *)r->obj);
     }
@@ -115,7 +115,7 @@ static uint32_t build_roles(cxl_log_t *L, uint32_t mask, uint32_t pub_brokers,
     if (mask & CXL_ROLE_SCANNERS) {
         for (uint32_t b = 0; b < L->cfg.brokers; b++)
             roles[n++] = (role_t){L, 1, &L->scan[b], AGENT_SCAN + (int)b, 0, 0};
-        if (L->cfg.order == 2) roles[n++] = (role_t){L, 2, NULL, AGENT_SEQ, 0, 0};
+        if (L->cfg.order >= 2) roles[n++] = (role_t){L, 2, NULL, AGENT_SEQ, 0, 0};
     }
     if (mask & CXL_ROLE_SUBSCRIBERS)
         for (uint32_t k = 0; k < L->cfg.subscribers; k++)
@@ -291,7 +291,7 @@ static void leases_drop(cxl_log_t *L) {
 
 /* The scanners and the sequencer (or the ackers) of a region: one of each, ever at a time. */
 static int leases_take(cxl_log_t *L) {
-    if (L->cfg.order == 2) {
+    if (L->cfg.order >= 2) {
         if (lease_take(L, &L->ctrl->seq_owner.o, "sequencer") != 0) return -1;
         L->owns |= 1;
     }
@@ -388,7 +388,7 @@ void cxl_log_stats(const cxl_log_t *L, cxl_log_stats_t *out) {
     }
     for (uint32_t b = 0; b < L->cfg.brokers; b++) {
         const scanner_t *S = &L->scan[b];
-        out->ordered_by_broker[b] = L->cfg.order == 2
+        out->ordered_by_broker[b] = L->cfg.order >= 2
             ? (L->seq_consumed[b] > L->seq_lost[b] ? L->seq_consumed[b] - L->seq_lost[b] : 0)
             : (S->next > S->lost ? S->next - S->lost : 0);
     }

@@ -36,12 +36,17 @@ static void sub_deliver(cxl_log_t *L, subscriber_t *U, uint64_t pos, uint32_t b,
         got = verify_payload(L, U, log_of(L, b) + log_offset, size, msg_count, &ok);
         if (!ok || got != checksum) stat_add(&L->st.sub_checksum_errors[k], 1);
     }
+    /* Order 5: per client, (session, seq) words strictly increase in delivery order */
+    if (U->last_cbs && client < L->npubs) {
+        if (cbs + 1 <= U->last_cbs[client]) stat_add(&L->st.sub_client_order_errors[k], 1);
+        U->last_cbs[client] = cbs + 1;
+    }
     /* per-broker arrival order: ring indices strictly increase within a broker */
     if (pbr_index + 1 <= U->last_pbr[b]) stat_add(&L->st.sub_order_errors[k], 1);
     U->last_pbr[b] = pbr_index + 1;
     /* Order 2: one sequence, hashed in delivery order. Order 0: only each broker's sequence is
      * defined, so hash per broker and combine independently of the interleaving. */
-    if (L->cfg.order == 2)
+    if (L->cfg.order >= 2)
         U->hash = mix64(U->hash ^ pos) ^ mix64(((uint64_t)b << 56) ^ pbr_index) ^ checksum;
     else
         U->bhash[b] = mix64(U->bhash[b] ^ pbr_index) ^ checksum;
@@ -58,6 +63,7 @@ static void sub_deliver(cxl_log_t *L, subscriber_t *U, uint64_t pos, uint32_t b,
         r->client = client;
         r->size = (uint32_t)size;
         r->msg_count = msg_count;
+        r->committed = U->last_committed;
     }
 }
 
@@ -70,6 +76,25 @@ static void sub_publish_position(cxl_log_t *L, subscriber_t *U) {
     cxl_flush(&s->released[0]);
     cxl_flush(s);
     cxl_sfence();
+}
+
+/* An Order 5 declared-lost marker: no batch, no payload, a client batch of the run. */
+static int marker_valid(const cxl_log_t *L, const cxl_goi_entry_t *g) {
+    return L->cfg.order == 5 && g->broker == CXL_GOI_MARKER && g->msg_count == 0 && g->size == 0 &&
+           g->client < L->npubs && (g->client_batch_seq >> CXL_SESSION_SHIFT) <= CXL_MAX_SESSION &&
+           (g->client_batch_seq & CXL_SEQ_MASK) <= L->max_pos;
+}
+
+/* Passing over a marker: part of the agreed sequence (hashed), and the client's FIFO moves
+ * past the batch it declares lost. */
+static void sub_marker(cxl_log_t *L, subscriber_t *U, uint64_t pos, const cxl_goi_entry_t *g) {
+    U->hash = mix64(U->hash ^ pos) ^ mix64(((uint64_t)g->client << 32) ^ g->client_batch_seq);
+    L->st.sub_markers[U->idx]++;
+    if (U->last_cbs) {
+        if (g->client_batch_seq + 1 <= U->last_cbs[g->client])
+            stat_add(&L->st.sub_client_order_errors[U->idx], 1);
+        U->last_cbs[g->client] = g->client_batch_seq + 1;
+    }
 }
 
 static int goi_valid(const cxl_log_t *L, const cxl_goi_entry_t *g) {
@@ -91,7 +116,7 @@ static void sub_resume(cxl_log_t *L, subscriber_t *U) {
     uint64_t pos = cxl_consume64(&s->goi_pos);
     cxl_invalidate(&L->ctrl->seq, CXL_LINE);
     uint64_t committed = cxl_consume64(&L->ctrl->seq.committed_seq);
-    if (committed > L->per_broker * L->cfg.brokers) {
+    if (committed > L->max_pos) {
         corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.committed_seq, committed);
         committed = 0;
     }
@@ -109,7 +134,7 @@ static void sub_resume(cxl_log_t *L, subscriber_t *U) {
 static uint64_t sub_read_committed(cxl_log_t *L, subscriber_t *U) {
     if (!FAULT(L, sub_no_invalidate_commit)) cxl_invalidate(&L->ctrl->seq, CXL_LINE);
     uint64_t c = cxl_consume64(&L->ctrl->seq.committed_seq);
-    if (c > L->per_broker * L->cfg.brokers) { /* more than the run can ever order */
+    if (c > L->max_pos) { /* more than the run can ever order */
         corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.committed_seq, c);
         return U->last_committed;
     }
@@ -171,7 +196,9 @@ CXL_INTERNAL int sub2_step(cxl_log_t *L, subscriber_t *U) {
         }
         cxl_goi_entry_t v;
         cxl_copy_out(&v, g, sizeof v);
-        if (goi_valid(L, &v)) {
+        if (marker_valid(L, &v)) {
+            sub_marker(L, U, U->pos, &v);
+        } else if (goi_valid(L, &v)) {
             sub_deliver(L, U, U->pos, v.broker, v.pbr_index, v.log_offset, v.size, v.msg_count,
                         v.client, v.client_batch_seq, v.checksum);
         } else {
@@ -190,7 +217,7 @@ CXL_INTERNAL int sub2_step(cxl_log_t *L, subscriber_t *U) {
         cxl_invalidate(&L->ctrl->seq, CXL_LINE);
         uint64_t done = cxl_consume64(&L->ctrl->seq.done);
         uint64_t committed = cxl_consume64(&L->ctrl->seq.committed_seq);
-        if (committed > L->per_broker * L->cfg.brokers) return STEP_IDLE; /* counted above */
+        if (committed > L->max_pos) return STEP_IDLE; /* counted above */
         if (done && done == committed + 1 && committed == U->pos) return STEP_DONE;
         if (done && done != committed + 1 && U->bad_done != done) {
             U->bad_done = done;
