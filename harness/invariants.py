@@ -80,6 +80,8 @@ def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
                 "pbr_index": d["pbr_index"], "checksum": d["checksum"], "size": d["size"]}
         if cfg.order != 0 and "committed" in (d.dtype.names or ()):
             cols["committed_seq"] = d["committed"]  # what it had read before this entry
+        if o5:
+            cols["session"] = d_sess
         deliveries[k] = cols
     return History.from_arrays(order=cfg.order, publishes=publishes, orders=orders, commits=commits,
                                acks=acks, deliveries=deliveries, losses=losses, markers=markers,

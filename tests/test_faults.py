@@ -39,6 +39,10 @@ EXPECTED = {
     "sub_no_invalidate_commit": "rule:read_without_invalidate",
     "pub_no_invalidate_frontier": "rule:read_without_invalidate",
     "seq_no_fence_at_all": "rule:unfenced_before_publish",
+    "seq5_hold_release_unordered": "check:client-order",
+    "seq5_late_reordered": "check:lost-markers",
+    "seq5_gap_no_marker": "check:client-order",
+    "seq5_marker_unflushed": "rule:unflushed_before_publish",
 }
 
 

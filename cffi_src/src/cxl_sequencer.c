@@ -605,6 +605,24 @@ static void o5_frontier(const cxl_log_t *L, uint32_t b, uint64_t *cons, uint64_t
     }
 }
 
+/* The session lines of the clients this step changed, written with the GOI tokens (after the
+ * bodies' fence) and fenced with them before the commit that covers them. */
+static void o5_write_clients(cxl_log_t *L) {
+    for (uint32_t c = 0; c < L->npubs; c++) {
+        o5_client_t *C = &L->o5[c];
+        if (!C->dirty) continue;
+        cxl_client_line_t *l = &L->clientl[c];
+        cxl_commit64(&l->session, C->session);
+        cxl_commit64(&l->next_expected, C->next_expected);
+        cxl_commit64(&l->fenced_through, C->fenced_through);
+        cxl_commit64(&l->markers, C->markers);
+        cxl_commit64(&l->fences, C->fences);
+        cxl_commit64(&l->late, C->late);
+        cxl_flush(l);
+        C->dirty = 0;
+    }
+}
+
 static void o5_write_goi(cxl_log_t *L) {
     uint64_t order = L->total_msgs_ordered;
     const int flush = !FAULT(L, seq_no_goi_flush);
@@ -627,28 +645,11 @@ static void o5_write_goi(cxl_log_t *L) {
         order += e->msg_count;
     }
     if (!FAULT(L, seq_no_goi_fence)) seq_fence(L);
+    o5_write_clients(L);
     for (uint32_t i = 0; i < L->o5n; i++) {
         cxl_goi_entry_t *g = &L->goi[L->o5pos[i] & L->goi_mask];
         cxl_publish_token(g, &g->token, L->o5pos[i] + 1);
         if (flush && !(L->o5kind[i] == O5_MARKER && FAULT(L, seq5_marker_unflushed))) cxl_flush(g);
-    }
-}
-
-/* The session lines of the clients this step changed: out before the commit that covers
- * them (the caller's fence closes these flushes). */
-static void o5_write_clients(cxl_log_t *L) {
-    for (uint32_t c = 0; c < L->npubs; c++) {
-        o5_client_t *C = &L->o5[c];
-        if (!C->dirty) continue;
-        cxl_client_line_t *l = &L->clientl[c];
-        cxl_commit64(&l->session, C->session);
-        cxl_commit64(&l->next_expected, C->next_expected);
-        cxl_commit64(&l->fenced_through, C->fenced_through);
-        cxl_commit64(&l->markers, C->markers);
-        cxl_commit64(&l->fences, C->fences);
-        cxl_commit64(&l->late, C->late);
-        cxl_flush(l);
-        C->dirty = 0;
     }
 }
 
@@ -735,7 +736,6 @@ CXL_INTERNAL int seq5_step(cxl_log_t *L) {
         hi = base + L->o5n;
     }
     o5_write_goi(L);
-    o5_write_clients(L);
     seq_fence(L); /* GOI tokens and session lines out before committed_seq covers them */
     o5_record(L, now);
     uint64_t order0 = L->total_msgs_ordered, batches = 0;
