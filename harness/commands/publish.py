@@ -34,7 +34,8 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "publish", parents=[profile_options(), device_options()],
         help="run the shared log once (publishers, scanners, sequencer, subscribers)")
-    p.add_argument("--order", type=int, choices=(0, 2), default=2)
+    p.add_argument("--order", type=int, choices=(0, 2, 5), default=2,
+                   help="0 per-broker order, 2 total order, 5 total order with per-client FIFO")
     p.add_argument("--brokers", type=int_range(1, MAX_BROKERS), default=4)
     p.add_argument("--msg-size", type=size_arg, default=1024, metavar="BYTES")
     p.add_argument("--total-bytes", type=size_arg, default=256 << 20, metavar="SIZE")
@@ -50,8 +51,53 @@ def register(sub: Any) -> None:
     p.add_argument("--history", metavar="FILE",
                    help="write the run's history (docs/history-format.md) as JSON Lines")
     p.add_argument("--yes", action="store_true", help="run even when the size implies hours")
+    o5 = p.add_argument_group("Order 5 (per-client FIFO; with --order 5 only)")
+    o5.add_argument("--gap-policy", choices=("markers", "fence"), default=None,
+                    help="a client gap older than the timeout: declare the missing batches lost "
+                    "(markers in the log, default) or fence the client's session")
+    o5.add_argument("--gap-timeout-ms", type=_positive_ms, default=None, metavar="MS",
+                    help="how long a client gap may stay open (default 50)")
+    o5.add_argument("--hold-cap", type=int_range(1, 1 << 20), default=None, metavar="N",
+                    help="batches the sequencer may hold out of client order (default: one ring of "
+                    "every broker, which a run never fills)")
+    o5.add_argument("--client-spread", type=int_range(1, MAX_BROKERS), default=None, metavar="N",
+                    help="spread each client's batches over N brokers (a divisor of --brokers)")
+    o5.add_argument("--plant-gap", type=_gap, default=None, metavar="CLIENT:SEQ",
+                    help="client CLIENT never sends its batch SEQ (a gap the timeout resolves)")
     add_hosts_option(p)
     p.set_defaults(func=run)
+
+
+def _positive_ms(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
+    if not 0.0 < v <= 3_600_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: use a time above 0, at most 3600000 ms")
+    return v
+
+
+def _gap(text: str) -> tuple[int, int]:
+    client, sep, seq = text.partition(":")
+    if not sep or not client.isdigit() or not seq.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not CLIENT:SEQ (e.g. 0:5)")
+    return int(client), int(seq)
+
+
+def _order5_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The Order 5 options given; refused at other order levels (nothing is ignored silently)."""
+    given = {name: getattr(args, name, None) for name in
+             ("gap_policy", "gap_timeout_ms", "hold_cap", "client_spread", "plant_gap")}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given and args.order != 5:
+        names = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ConfigError(f"{names} apply to Order 5 only (this run is --order {args.order})",
+                          "add --order 5, or drop those options")
+    out: dict[str, Any] = {k: v for k, v in given.items() if k != "plant_gap"}
+    if "plant_gap" in given:
+        out["gap_client"], out["gap_seq"] = given["plant_gap"]
+    return out
 
 
 def make_config(args: argparse.Namespace) -> LogConfig:
@@ -65,7 +111,7 @@ def make_config(args: argparse.Namespace) -> LogConfig:
                     subscribers=args.subscribers, msg_size=args.msg_size, batch_bytes=args.batch_bytes,
                     total_bytes=args.total_bytes, ack=args.ack, epoch_us=args.epoch_us,
                     pbr_slots=args.ring_slots, processes=args.processes, seed=args.seed,
-                    record=True if args.history else None)
+                    record=True if args.history else None, **_order5_options(args))
     if args.msg_size > args.batch_bytes:
         raise ConfigError(f"--msg-size {args.msg_size} is larger than --batch-bytes {args.batch_bytes}: "
                           "a batch holds whole messages",
@@ -99,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
                          shareable=args.processes) as region:
             result = run_log(cfg, region=region, progress=True)
     print(summary_line(result))
+    if cfg.order == 5:
+        print(order5_line(result))
     for c in result.failed():
         print(f"  FAIL {c.id}: {c.detail}")
         for ex in c.counterexamples[:3]:
@@ -128,6 +176,16 @@ def _run_on_model(cfg: LogConfig) -> LogResult:
           f"{run.model['early_writebacks']:,} early write-backs, {run.model['evictions']:,} evictions, "
           f"{len(run.errors)} rule error(s)")
     return run.result
+
+
+def order5_line(r: LogResult) -> str:
+    """The hold buffer and the gap resolutions of an Order 5 run."""
+    c = r.counters
+    mean = c["o5_hold_sum"] / c["o5_hold_samples"] if c.get("o5_hold_samples") else 0.0
+    return (f"  order 5: hold buffer max {c['o5_hold_max']} mean {mean:.1f} batches "
+            f"({c['o5_held']} held, full {c['o5_hold_full']} time(s)); {c['o5_markers']} declared "
+            f"lost, {c['o5_fences']} fence(s) ({c['o5_fenced_rejects']} batches never ordered), "
+            f"{c['o5_late']} late/duplicate")
 
 
 def summary_line(r: LogResult) -> str:
