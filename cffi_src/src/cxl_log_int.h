@@ -225,6 +225,11 @@ struct cxl_log {
     held_t *hold;
     uint32_t hold_n;
     uint32_t o5n;                       /* outputs of this step: batches and markers */
+    uint64_t o5_at[CXL_MAX_BROKERS];    /* per sealed buffer: next entry */
+    /* per broker, the batches that found the hold buffer full, in ring order: their slots
+     * stay unconsumed (at most one ring of them), retried before anything newer of it */
+    entry_t *wait[CXL_MAX_BROKERS];
+    uint64_t wait_head[CXL_MAX_BROKERS], wait_n[CXL_MAX_BROKERS];
     entry_t o5out[O5_OUT_MAX];
     uint8_t o5kind[O5_OUT_MAX];
     uint64_t o5pos[O5_OUT_MAX];

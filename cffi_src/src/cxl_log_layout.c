@@ -419,6 +419,10 @@ cxl_log_t *cxl_log_new(void *base, uint64_t size, const cxl_log_cfg_t *in, char 
             L->sub[k].last_cbs = (uint64_t *)calloc(L->npubs, sizeof(uint64_t));
             if (!L->sub[k].last_cbs) bad = 1;
         }
+        for (uint32_t b = 0; b < cfg->brokers; b++) {
+            L->wait[b] = (entry_t *)calloc(cfg->pbr_slots, sizeof(entry_t));
+            if (!L->wait[b]) bad = 1;
+        }
         if (!L->o5 || !L->hold) bad = 1;
         if (bad) {
             snprintf(err, errlen, "out of memory for the Order 5 session table");
@@ -451,6 +455,7 @@ void cxl_log_free(cxl_log_t *L) {
     for (uint32_t k = 0; k < CXL_MAX_SUBS; k++) free(L->sub[k].last_cbs);
     free(L->o5);
     free(L->hold);
+    for (uint32_t b = 0; b < CXL_MAX_BROKERS; b++) free(L->wait[b]);
     free(L->pool);
     free(L->pubs);
     pthread_mutex_destroy(&L->mu);

@@ -532,8 +532,8 @@ static void o5_resolve_gaps(cxl_log_t *L, uint64_t now, int final, uint32_t cap)
     }
 }
 
-/* The epoch's next entry, by its client's session state. Returns 0 when the walk must stop
- * (the hold buffer is full: the entry stays, unconsumed). */
+/* The epoch's next entry, by its client's session state. Returns 0 when the hold buffer is
+ * full and this entry would need it: it stays, unconsumed. */
 static int o5_take(cxl_log_t *L, const entry_t *e, uint32_t cap, uint64_t now) {
     if (e->flags) { /* declared lost or corrupt by its scanner: no position, as at Order 2 */
         seq_account(L, e);
@@ -686,6 +686,58 @@ static void o5_record(cxl_log_t *L, uint64_t now) {
     }
 }
 
+static int o5_pending(const cxl_log_t *L) {
+    for (uint32_t i = 0; i < L->nseg; i++)
+        if (L->o5_at[i] < L->seg_n[i]) return 1;
+    return 0;
+}
+
+static uint64_t o5_waiting(const cxl_log_t *L) {
+    uint64_t n = 0;
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) n += L->wait_n[b];
+    return n;
+}
+
+static int o5_wait_push(cxl_log_t *L, const entry_t *e) {
+    uint32_t b = e->broker;
+    if (L->wait_n[b] >= L->cfg.pbr_slots) return 0; /* more than a ring: cannot happen */
+    L->wait[b][(L->wait_head[b] + L->wait_n[b]) % L->cfg.pbr_slots] = *e;
+    L->wait_n[b]++;
+    return 1;
+}
+
+/* Take the sealed epoch's entries, each buffer in its order. An entry that finds the hold
+ * buffer full waits in its broker's wait list (its slot unconsumed: back-pressure, never a
+ * drop), and so does everything after it of that broker, so the epoch can be done with and the
+ * batch that closes the gap come in a later one. Waiting entries go first. Returns 1 when
+ * anything was taken. */
+static int o5_walk(cxl_log_t *L, uint32_t cap, uint64_t now) {
+    int changed = 0, progress = 1;
+    while (progress && L->o5n < cap) {
+        progress = 0;
+        for (uint32_t b = 0; b < L->cfg.brokers; b++)
+            while (L->wait_n[b] && L->o5n < cap) {
+                if (!o5_take(L, &L->wait[b][L->wait_head[b]], cap, now)) break;
+                L->wait_head[b] = (L->wait_head[b] + 1) % L->cfg.pbr_slots;
+                L->wait_n[b]--;
+                progress = changed = 1;
+            }
+        for (uint32_t i = 0; i < L->nseg && L->o5n < cap; i++)
+            while (L->o5_at[i] < L->seg_n[i] && L->o5n < cap) {
+                const entry_t *e = &L->seg[i][L->o5_at[i]];
+                if (e->broker < L->cfg.brokers && L->wait_n[e->broker]) {
+                    if (!o5_wait_push(L, e)) break;
+                } else if (o5_take(L, e, cap, now)) {
+                    progress = changed = 1;
+                } else if (!o5_wait_push(L, e)) {
+                    break;
+                }
+                L->o5_at[i]++;
+            }
+    }
+    return changed;
+}
+
 /* Seal and merge the next epoch; the run ends only with the hold buffer empty. *final: no
  * batch can arrive any more, so every open gap is resolved now. */
 static int seq5_next_epoch(cxl_log_t *L, int *final) {
@@ -695,11 +747,12 @@ static int seq5_next_epoch(cxl_log_t *L, int *final) {
         return STEP_IDLE;
     if (!seq_seal(L)) return STEP_IDLE;
     seq_merge(L);
+    memset(L->o5_at, 0, sizeof L->o5_at);
     L->next_epoch_ns = cxl_now_ns() + (uint64_t)L->cfg.epoch_us * 1000u;
     stat_add(&L->st.epochs, 1);
-    if (seq_pending(L)) return STEP_PROGRESS;
+    if (o5_pending(L)) return STEP_PROGRESS;
     if (done >= L->cfg.brokers && seq_drained(L)) {
-        if (L->hold_n) {
+        if (L->hold_n || o5_waiting(L)) {
             *final = 1;
             return STEP_IDLE;
         }
@@ -712,8 +765,8 @@ static int seq5_next_epoch(cxl_log_t *L, int *final) {
 }
 
 CXL_INTERNAL int seq5_step(cxl_log_t *L) {
-    int final = 0, changed = 0;
-    if (!seq_pending(L) && seq5_next_epoch(L, &final) == STEP_DONE) return STEP_DONE;
+    int final = 0;
+    if (!o5_pending(L) && seq5_next_epoch(L, &final) == STEP_DONE) return STEP_DONE;
     const uint64_t now = cxl_now_ns();
     uint64_t room = goi_room(L, L->next_pos);
     const uint32_t cap = room < O5_OUT_MAX ? (uint32_t)room : O5_OUT_MAX;
@@ -722,11 +775,7 @@ CXL_INTERNAL int seq5_step(cxl_log_t *L) {
     L->fence_n = 0;
     if (L->hold_n) o5_release_ready(L, cap, now);
     if (L->hold_n) o5_resolve_gaps(L, now, final, cap);
-    while (seq_pending(L) && L->o5n < cap) {
-        if (!o5_take(L, &L->seg[L->seg_i][L->seg_at], cap, now)) break;
-        seq_advance(L, 1);
-        changed = 1;
-    }
+    const int changed = o5_walk(L, cap, now);
     if (!L->o5n && !L->fence_n && !changed && L->hold_n == held0) return STEP_IDLE;
     uint64_t hi = L->next_pos;
     if (L->o5n) {
