@@ -132,6 +132,13 @@ typedef struct subscriber {
     int resumed;
     unsigned char *scratch;              /* checked build: read_view copies here */
     uint64_t *last_cbs;                  /* Order 5: per client, last (session, seq) word + 1 */
+    /* Order 5 delivers a broker's slots out of ring order (a held batch after later ones of
+     * other clients), so what it releases is a prefix it knows is read: consumed_through as
+     * read before a committed_seq it has since delivered up to */
+    uint64_t rel5[CXL_MAX_BROKERS];
+    uint64_t snap_cons[CXL_MAX_BROKERS];
+    uint64_t snap_c;
+    int snap_state;                      /* 0 none, 1 consumed read (committed next), 2 both */
     char pad[64];
 } __attribute__((aligned(64))) subscriber_t;
 

@@ -101,7 +101,9 @@ static int compute_offsets(const cxl_log_cfg_t *c, cxl_offsets_t *o, cxl_proto_t
     at += CXL_MAX_BROKERS * sizeof(cxl_scan_line_t);
     pr->publine = at;
     at += (uint64_t)c->brokers * c->publishers_per_broker * sizeof(cxl_pub_line_t);
-    if (o5) {
+    cxl_order5_t o5_local;
+    if (!o5) o5 = &o5_local;
+    {
         memset(o5, 0, sizeof *o5);
         if (c->order == 5) {
             o5->clientline = at;

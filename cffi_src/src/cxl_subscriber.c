@@ -41,8 +41,9 @@ static void sub_deliver(cxl_log_t *L, subscriber_t *U, uint64_t pos, uint32_t b,
         if (cbs + 1 <= U->last_cbs[client]) stat_add(&L->st.sub_client_order_errors[k], 1);
         U->last_cbs[client] = cbs + 1;
     }
-    /* per-broker arrival order: ring indices strictly increase within a broker */
-    if (pbr_index + 1 <= U->last_pbr[b]) stat_add(&L->st.sub_order_errors[k], 1);
+    /* per-broker arrival order: ring indices strictly increase within a broker (at Order 5
+     * within each client's batches: the per-client check above) */
+    if (!U->last_cbs && pbr_index + 1 <= U->last_pbr[b]) stat_add(&L->st.sub_order_errors[k], 1);
     U->last_pbr[b] = pbr_index + 1;
     /* Order 2: one sequence, hashed in delivery order. Order 0: only each broker's sequence is
      * defined, so hash per broker and combine independently of the interleaving. */
@@ -69,7 +70,8 @@ static void sub_deliver(cxl_log_t *L, subscriber_t *U, uint64_t pos, uint32_t b,
 
 static void sub_publish_position(cxl_log_t *L, subscriber_t *U) {
     cxl_sub_line_t *s = &L->subl[U->idx];
-    for (uint32_t b = 0; b < L->cfg.brokers; b++) cxl_commit64(&s->released[b], U->last_pbr[b]);
+    const uint64_t *rel = L->cfg.order == 5 ? U->rel5 : U->last_pbr;
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) cxl_commit64(&s->released[b], rel[b]);
     cxl_commit64(&s->delivered_batches, L->st.sub_batches[U->idx]);
     cxl_commit64(&s->heartbeat_ns, cxl_now_ns());
     cxl_commit64(&s->goi_pos, U->pos);
@@ -128,7 +130,37 @@ static void sub_resume(cxl_log_t *L, subscriber_t *U) {
         if (r > L->per_broker) { corrupt(L, CORRUPT_CTRL, &s->released[b], r); r = 0; }
         U->last_pbr[b] = r;
         U->next_pbr[b] = r;
+        U->rel5[b] = r;
     }
+}
+
+/* Order 5: release what is known read. The sequencer writes committed_seq, then the
+ * frontiers; so every live slot below a consumed_through read before committed_seq = c has a
+ * position below c, and once this subscriber has delivered up to c it has read them all.
+ * Returns 1 when the released prefix moved. */
+static int sub5_release(cxl_log_t *L, subscriber_t *U) {
+    int moved = 0;
+    if (U->snap_state == 2 && U->pos >= U->snap_c) {
+        for (uint32_t b = 0; b < L->cfg.brokers; b++)
+            if (U->snap_cons[b] > U->rel5[b]) {
+                U->rel5[b] = U->snap_cons[b];
+                moved = 1;
+            }
+        U->snap_state = 0;
+    }
+    if (U->snap_state == 0) {
+        for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+            cxl_invalidate(&L->seql[b], CXL_LINE);
+            uint64_t v = cxl_consume64(&L->seql[b].consumed_through);
+            if (v > L->per_broker) {
+                corrupt(L, CORRUPT_CTRL, &L->seql[b].consumed_through, v);
+                v = U->rel5[b];
+            }
+            U->snap_cons[b] = v;
+        }
+        U->snap_state = 1; /* the committed_seq read that follows completes it */
+    }
+    return moved;
 }
 
 static uint64_t sub_read_committed(cxl_log_t *L, subscriber_t *U) {
@@ -178,7 +210,12 @@ static int sub_release_lost(cxl_log_t *L, subscriber_t *U) {
 
 CXL_INTERNAL int sub2_step(cxl_log_t *L, subscriber_t *U) {
     if (!U->resumed) sub_resume(L, U);
+    const int moved = L->cfg.order == 5 ? sub5_release(L, U) : 0;
     uint64_t c = sub_read_committed(L, U);
+    if (U->snap_state == 1) {
+        U->snap_c = c;
+        U->snap_state = 2;
+    }
     if (c > U->pos + L->cfg.goi_slots) {
         /* committed_seq claims more than the ring can hold unread: corrupt control block */
         corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.committed_seq, c);
@@ -212,8 +249,12 @@ CXL_INTERNAL int sub2_step(cxl_log_t *L, subscriber_t *U) {
         stat_max(&L->st.sub_last_ns[U->idx], cxl_now_ns());
         return STEP_PROGRESS;
     }
+    if (moved) {
+        sub_publish_position(L, U);
+        return STEP_PROGRESS;
+    }
     if (U->pos == c) {
-        if (sub_release_lost(L, U)) return STEP_PROGRESS;
+        if (L->cfg.order != 5 && sub_release_lost(L, U)) return STEP_PROGRESS;
         cxl_invalidate(&L->ctrl->seq, CXL_LINE);
         uint64_t done = cxl_consume64(&L->ctrl->seq.done);
         uint64_t committed = cxl_consume64(&L->ctrl->seq.committed_seq);
