@@ -34,16 +34,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.characterize import CopySource, store_flush_fence_ns
-from harness.log import (
-    ROLE_PUBLISHERS,
-    ROLE_SCANNERS,
-    LogConfig,
-    LogHandle,
-    LogResult,
-    format_region,
-    layout_size,
-    run_log,
-)
+from harness.log import ROLE_PUBLISHERS, ROLE_SCANNERS, LogConfig, LogHandle, LogResult, format_region, layout_size
+from harness.runlog import run_log
 from harness.profiles import Profile
 from harness.region import Region
 from harness.runner import open_region

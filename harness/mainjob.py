@@ -47,7 +47,8 @@ from harness.checked import CheckedRun, ModelConfig, fault_doc, rule_names, run_
 from harness.discovery import Choice, discover
 from harness.errors import HarnessError
 from harness.faults import CLEAN_VARIANTS, CatalogueResult, detections, run_catalogue
-from harness.log import LogConfig, LogResult, run_log
+from harness.log import LogConfig, LogResult
+from harness.runlog import run_log
 from harness.machine import _now, meta_section
 from harness.stats import Samples
 from harness.native import flush_instruction

@@ -293,7 +293,7 @@ class LogRunner:
         return replace(base, **overrides) if overrides else base
 
     def __call__(self, cfg: LogConfig | None = None, *, label: str | None = None, **overrides: Any) -> LogResult:
-        from harness.log import run_log
+        from harness.runlog import run_log
 
         if cfg is None:
             cfg = self.config(**overrides)

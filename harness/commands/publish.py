@@ -80,7 +80,7 @@ def make_config(args: argparse.Namespace) -> LogConfig:
 def run(args: argparse.Namespace) -> int:
     from harness.history import write_history
     from harness.invariants import history_from_records
-    from harness.log import run_log
+    from harness.runlog import run_log
     from harness.runner import open_region
 
     cfg = make_config(args)
@@ -117,7 +117,7 @@ def _run_on_model(cfg: LogConfig) -> LogResult:
     """Every role as its own agent on the non-coherent model (checked build, one thread,
     seeded scheduler): trace-rule errors become failed checks of the result."""
     from harness.checked import run_checked
-    from harness.log import Check
+    from harness.results import Check
 
     if cfg.processes:
         raise ConfigError("the non-coherent model runs in one process", "drop --processes")
