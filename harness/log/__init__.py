@@ -18,7 +18,8 @@ from harness.log.config import (F_DETERMINISTIC, LOSS_CORRUPT, LOSS_TIMEOUT, MAX
                                 MAX_GOI_SLOTS, MAX_PBR_SLOTS, MAX_ROLES, MAX_SUBSCRIBERS, NO_CLIENT,
                                 RECORD_LIMIT, REC_ACK, REC_COMMIT, REC_DELIVER, REC_LOSS, REC_ORDER,
                                 REC_PUBLISH, ROLE_ALL, ROLE_KIND_NAMES, ROLE_PUBLISHERS, ROLE_SCANNERS,
-                                ROLE_SUBSCRIBERS, SCHEDULING, VARIANTS, LogConfig, config_json)
+                                ROLE_SUBSCRIBERS, SCHEDULING, VARIANTS, LogConfig, config_json,
+                                workload_config)
 from harness.log.live import request_stop_all
 from harness.log.processes import (RoleGroup, RoleProcess, RoleResult, merge_records, merge_stats,
                                    open_private, shm_region, start_role_processes, stop_role_processes,
@@ -33,5 +34,5 @@ __all__ = [
     "LogResult", "RoleGroup", "RoleProcess", "RoleResult", "attach_check", "c_config", "config_json",
     "format_region", "latency_from_hist", "layout_size", "make_result", "merge_records", "merge_stats",
     "open_private", "region_size", "request_stop_all", "shm_region", "start_role_processes",
-    "stop_role_processes", "supervise",
+    "stop_role_processes", "supervise", "workload_config",
 ]

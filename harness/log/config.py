@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from harness.errors import ConfigError
 from harness.limits import MAX_BROKERS as MAX_BROKERS
 from harness.limits import MAX_SUBSCRIBERS as MAX_SUBSCRIBERS
+
+if TYPE_CHECKING:
+    from harness.profiles import Profile
 
 VARIANTS = {"per-scanner": 0, "shared-mutex": 1}
 ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, ROLE_ALL = 1, 2, 4, 7
@@ -158,3 +162,16 @@ def _require(ok: bool, name: str, value: object, allowed: str) -> None:
 def config_json(cfg: LogConfig) -> str:
     """The configuration as JSON, the way role processes receive it."""
     return json.dumps(asdict(cfg))
+
+
+def workload_config(profile: Profile, *, order: int = 2, variant: str = "per-scanner", quick: bool = False,
+                    subscribers: int = 2, seed: int = 1) -> LogConfig:
+    """The profile's workload as a LogConfig (the one place a profile becomes a run);
+    ``quick`` caps the payload at 64 MiB (a run of about 0.1 s)."""
+    w = profile.workload
+    total = w.total_mib << 20
+    if quick:
+        total = min(total, 64 << 20)
+    return LogConfig(order=order, variant=variant, brokers=w.brokers, subscribers=subscribers,
+                     msg_size=w.msg_size, batch_bytes=w.batch_bytes, total_bytes=total, ack=1,
+                     epoch_us=w.epoch_us, seed=seed)
