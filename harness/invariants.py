@@ -13,7 +13,8 @@ from harness.order5 import LOSS_FENCED, LOSS_LATE, REC_KIND_BATCH, REC_KIND_FENC
 from harness.order5 import split_session as _split_session
 
 if TYPE_CHECKING:
-    from harness.log import Check, LogConfig
+    from harness.log import LogConfig
+    from harness.results import Check
 
 
 def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
@@ -271,7 +272,7 @@ def _roles(mask: int) -> str:
 
 def run_checks(cfg: LogConfig, stats: dict[str, Any], recs: dict[str, Any] | None,
                with_history: bool = True) -> list[Check]:
-    from harness.log import Check
+    from harness.results import Check
 
     checks = [Check(cid, name, ok, detail, examples, group="in-run")
               for cid, name, ok, detail, examples in _counter_checks(cfg, stats, recs)]

@@ -1,5 +1,5 @@
-"""Order 5 (per-client FIFO) constants shared by the log driver, the in-run checks and the
-history writer: values of cxl_layout.h / cxl_api.h."""
+"""Order 5 (per-client FIFO): the core's constants as the driver, the in-run checks and the
+history writer use them (all from the binding, harness.native)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,18 @@ from typing import Any
 
 import numpy as np
 
-GAP_POLICIES = ("markers", "fence")  # cxl_log_cfg_t.gap_policy 0, 1
-MAX_HOLD = 1 << 20  # the hold buffer bound the core accepts
-SESSION_SHIFT = 40  # CXL_SESSION_SHIFT: client_batch_seq words carry the session above it
-REC_KIND_BATCH, REC_KIND_MARKER, REC_KIND_FENCE = 0, 1, 2  # cxl_rec_order_t.kind
-LOSS_FENCED, LOSS_LATE = 3, 4  # cxl_rec_loss_t.reason: resolved by the sequencer, no position
+from harness.native import LIMITS, GapPolicy, LossReason, OrderKind
+
+GAP_POLICIES = tuple(p.name.lower() for p in sorted(GapPolicy))  # "markers", "fence"
+MAX_HOLD = LIMITS.max_hold  # the hold buffer bound the core accepts
+SESSION_SHIFT = LIMITS.session_shift  # client_batch_seq words carry the session above it
+REC_KIND_BATCH, REC_KIND_MARKER, REC_KIND_FENCE = OrderKind.BATCH, OrderKind.MARKER, OrderKind.FENCE
+LOSS_FENCED, LOSS_LATE = LossReason.FENCED, LossReason.LATE
+
+
+def gap_policy_code(name: str) -> int:
+    """``cxl_log_cfg_t.gap_policy`` of a policy name."""
+    return int(GapPolicy[name.upper()])
 
 
 def split_session(word: Any) -> tuple[Any, Any]:

@@ -136,6 +136,7 @@ typedef struct cxl_ctrl {
 #define CXL_SESSION_SHIFT 40u
 #define CXL_SEQ_MASK ((1ull << CXL_SESSION_SHIFT) - 1u)
 #define CXL_MAX_SESSION 0xffffu
+#define CXL_MAX_HOLD (1u << 20) /* the largest hold buffer bound */
 /* A GOI entry whose broker is CXL_GOI_MARKER is a declared-lost marker: no batch, no
  * payload; client and client_batch_seq name the client batch declared lost. */
 #define CXL_GOI_MARKER 0xffffffffu

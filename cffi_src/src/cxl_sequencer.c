@@ -447,7 +447,7 @@ static void o5_unhold(cxl_log_t *L, uint32_t i) {
             L->hold[j].pre_msgs -= e.msg_count;
             L->hold[j].pre_lost++;
         }
-    o5_loss_record(L, &e, 3);
+    o5_loss_record(L, &e, CXL_LOSS_FENCED);
     stat_add(&L->st.o5_fenced_rejects, 1);
     o5_hold_remove(L, i);
 }
@@ -541,14 +541,14 @@ static int o5_take(cxl_log_t *L, const entry_t *e, uint32_t cap, uint64_t now) {
     }
     const uint32_t c = e->client;
     if (c >= L->npubs) { /* the scanner validated it: cannot happen */
-        o5_drop(L, e, 4);
+        o5_drop(L, e, CXL_LOSS_LATE);
         return 1;
     }
     o5_client_t *C = &L->o5[c];
     const uint64_t sess = e->client_batch_seq >> CXL_SESSION_SHIFT;
     const uint64_t q = e->client_batch_seq & CXL_SEQ_MASK;
     if (sess != C->session) { /* a fenced session's batch (or a session not yet opened) */
-        o5_drop(L, e, 3);
+        o5_drop(L, e, CXL_LOSS_FENCED);
         stat_add(&L->st.o5_fenced_rejects, 1);
         return 1;
     }
@@ -566,7 +566,7 @@ static int o5_take(cxl_log_t *L, const entry_t *e, uint32_t cap, uint64_t now) {
             o5_emit(L, e, O5_BATCH);
             return 1;
         }
-        o5_drop(L, e, 4);
+        o5_drop(L, e, CXL_LOSS_LATE);
         C->late++;
         C->dirty = 1;
         stat_add(&L->st.o5_late, 1);
@@ -682,7 +682,7 @@ static void o5_record(cxl_log_t *L, uint64_t now) {
         r->client = L->fence_c[i];
         r->client_batch_seq = (C->session - 1) << CXL_SESSION_SHIFT | C->fenced_through;
         r->broker = CXL_GOI_MARKER;
-        r->kind = 2;
+        r->kind = CXL_ORDER_FENCE;
     }
 }
 
