@@ -17,7 +17,8 @@ import pytest
 from harness.errors import ConfigError, RegionError
 from harness.history import History, check_history, read_history, write_history
 from harness.invariants import history_from_records
-from harness.log import LogConfig, LogResult, attach_check, format_region, layout_size, run_log
+from harness.log import LogConfig, LogResult, attach_check, format_region, layout_size
+from harness.runlog import run_log
 from harness.region import Region
 
 SPREAD4 = dict(order=5, brokers=4, client_spread=4, subscribers=2, msg_size=256, batch_bytes=1024,

@@ -98,8 +98,9 @@ def _order5_options(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"{names} apply to Order 5 only (this run is --order {args.order})",
                           "add --order 5, or drop those options")
     out: dict[str, Any] = {k: v for k, v in given.items() if k != "plant_gap"}
-    if "plant_gap" in given:
-        out["gap_client"], out["gap_seq"] = given["plant_gap"]
+    gap = given.get("plant_gap")
+    if gap is not None:
+        out["gap_client"], out["gap_seq"] = gap
     return out
 
 
