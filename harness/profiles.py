@@ -124,7 +124,7 @@ class Order5Workload:
 
     client_spread: int | None = None  # None: each client over every broker
     gap_policy: str = "markers"
-    gap_timeout_ms: float = 50.0
+    gap_timeout_ms: float = 1000.0
     hold_cap: int = 0
 
 

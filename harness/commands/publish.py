@@ -58,7 +58,8 @@ def register(sub: Any) -> None:
                     help="a client gap older than the timeout: declare the missing batches lost "
                     "(markers in the log, default) or fence the client's session")
     o5.add_argument("--gap-timeout-ms", type=_positive_ms, default=None, metavar="MS",
-                    help="how long a client gap may stay open (default 50)")
+                    help="how long a client gap may stay open (default 1000; it must exceed the "
+                    "longest stall of a live broker)")
     o5.add_argument("--hold-cap", type=int_range(1, 1 << 20), default=None, metavar="N",
                     help="batches the sequencer may hold out of client order (default: one ring of "
                     "every broker, which a run never fills)")

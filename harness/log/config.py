@@ -86,9 +86,11 @@ class LogConfig:
     # the missing batches are declared lost in the log; "fence": the client's session is
     # fenced at its committed high-water mark and it continues in a new session), the
     # sequencer's hold buffer bound (0: one ring of every broker, which a run never fills),
-    # and over how many brokers one client's batches are spread (its publishers there).
+    # and over how many brokers one client's batches are spread (its publishers there). The
+    # timeout must exceed the longest stall of a live broker: a shorter one declares batches of
+    # a live client lost (upstream's 5 ms suits a dedicated host, not a shared two-core one).
     gap_policy: str = "markers"
-    gap_timeout_ms: float = 50.0
+    gap_timeout_ms: float = 1000.0
     hold_cap: int = 0
     client_spread: int = 1
     # planted gap (Order 5): client `gap_client` never sends its batch `gap_seq`
