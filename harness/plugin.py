@@ -39,6 +39,7 @@ import pytest
 
 from harness.hosts.pytest_support import add_pytest_option as add_hosts_pytest_option
 from harness.hosts.pytest_support import cxl_hosts  # noqa: F401 - the fixture, registered with the plugin
+from harness.results import Check, TargetCheck
 
 if TYPE_CHECKING:
     from harness.discovery import Discovery
@@ -197,8 +198,8 @@ class CxlSession:
         self.started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
         self._discovery: Discovery | None = None
         self.runs: list[RecordedRun] = []
-        self.checks: list[dict[str, Any]] = []
-        self.targets: list[dict[str, Any]] = []
+        self.checks: list[Check] = []
+        self.targets: list[TargetCheck] = []
         self.outcomes: dict[str, Outcome] = {}
         self.profiles_used: list[str] = []
         self.region_info: dict[str, Any] | None = None
@@ -330,8 +331,8 @@ class ReportRecorder:
 
         if group not in CHECK_GROUPS:
             raise ValueError(f"group {group!r} is not one of {', '.join(CHECK_GROUPS)}")
-        self.session.checks.append({"id": check_id, "name": name, "group": group, "ok": bool(ok),
-                                    "detail": detail, "counterexamples": list(counterexamples or [])})
+        self.session.checks.append(Check(check_id, name, bool(ok), detail, list(counterexamples or []),
+                                         group=group))
 
     def add_target(self, name: str, measured: float | None, target: float, *,
                    comparison: str = ">=", kind: str = "ratio", unit: str = "",
@@ -343,25 +344,23 @@ class ReportRecorder:
 
         if comparison not in (">=", "<="):
             raise ValueError("comparison is '>=' or '<='")
+        if kind not in ("ratio", "absolute"):
+            raise ValueError("kind is 'ratio' or 'absolute'")
         side: Literal["min", "max"] = "min" if comparison == ">=" else "max"
-        item: dict[str, Any] = {"name": name, "kind": kind, "bound": float(target),
-                                "comparison": comparison, "unit": unit}
         if samples:
-            st = Samples.of(samples)
-            j = judge(st, float(target), side, precision=precision)
-            item.update(verdict=j.verdict.value, reason=j.reason, measured=st.median,
-                        interval=list(st.interval), n=st.n, samples=list(st.values))
+            st: Samples | None = Samples.of(samples)
+            j = judge(Samples.of(samples), float(target), side, precision=precision)
+            verdict, reason = j.verdict, j.reason
         elif measured is None:
-            item.update(verdict=Verdict.MISSED.value, reason="not measured", measured=None,
-                        interval=None, n=0)
+            st, verdict, reason = None, Verdict.MISSED, "not measured"
         else:
             met = measured >= target if side == "min" else measured <= target
-            item.update(verdict=(Verdict.MET if met else Verdict.MISSED).value,
-                        reason="one value, no interval", measured=float(measured),
-                        interval=None, n=1)
-        item["ok"] = item["verdict"] == Verdict.MET.value
-        self.session.targets.append(item)
-        return bool(item["ok"])
+            st, verdict, reason = (Samples.of([float(measured)]), Verdict.MET if met else Verdict.MISSED,
+                                   "one value, no interval")
+        t = TargetCheck(name, "", "ratio" if kind == "ratio" else "absolute", float(target), side,
+                        "pytest", None, st, verdict, reason, unit)
+        self.session.targets.append(t)
+        return t.ok
 
 
 @pytest.fixture
@@ -456,23 +455,21 @@ def session_summary(state: CxlSession, config: pytest.Config) -> tuple[dict[str,
 
     tests = [o for o in state.outcomes.values() if o.outcome != "skipped"]
     skipped = [o for o in state.outcomes.values() if o.outcome == "skipped"]
-    checks: list[dict[str, Any]] = []
+    checks: list[Check] = []
     for o in tests:
         examples = [] if o.outcome == "passed" else [
             {"test": o.nodeid, "phase": o.phase, "location": o.location, "message": o.detail}]
-        checks.append({"id": f"test:{o.nodeid}", "name": o.nodeid, "group": o.group,
-                       "ok": o.outcome == "passed",
-                       "detail": (f"passed in {o.duration_s:.2f} s" if o.outcome == "passed"
-                                  else f"{o.outcome} in {o.phase}: {o.detail}"),
-                       "counterexamples": examples})
+        checks.append(Check(f"test:{o.nodeid}", o.nodeid, o.outcome == "passed",
+                            f"passed in {o.duration_s:.2f} s" if o.outcome == "passed"
+                            else f"{o.outcome} in {o.phase}: {o.detail}", examples, group=o.group))
     checks.extend(ordering_checks([(r.label, r.nodeid, r.result) for r in state.runs]))
-    seen = {c["id"] for c in checks}
+    seen = {c.id for c in checks}
     for c in state.checks:
-        ident, n = c["id"], 2
+        ident, n = c.id, 2
         while ident in seen:
-            ident, n = f"{c['id']}#{n}", n + 1
+            ident, n = f"{c.id}#{n}", n + 1
         seen.add(ident)
-        checks.append({**c, "id": ident})
+        checks.append(replace(c, id=ident))
 
     names = state.profiles_used or _profile_names(config)
     profile = load_profile(names[0])
@@ -494,9 +491,9 @@ def session_summary(state: CxlSession, config: pytest.Config) -> tuple[dict[str,
         "verdict": verdict,
         "device": device,
         "profile": psection,
-        "checks": checks,
+        "checks": [c.to_dict() for c in checks],
         "runs": [run_entry(r.label, r.result) for r in state.runs],
-        "targets": list(state.targets),
+        "targets": [t.to_summary() for t in state.targets],
     }
     add_hosts_section(summary, config)
     raw = {
