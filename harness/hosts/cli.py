@@ -70,13 +70,12 @@ def publish_on_hosts(args: argparse.Namespace, cfg: LogConfig, stream: TextIO | 
 
 
 def _publish_on_model(hosts: HostsFile, cfg: LogConfig, args: argparse.Namespace, out: TextIO) -> int:
-    from harness.commands.publish import summary_line
     from harness.hosts.model import run_model_on_hosts
 
     run = run_model_on_hosts(hosts, cfg)
     print(f"non-coherent model, roles placed on {len(hosts.hosts)} hosts: {run.events:,} accesses, "
           f"{len(run.findings)} rule error(s)", file=out)
-    print(summary_line(run.result), file=out)
+    print(run.result.summary_line(), file=out)
     for f in run.findings:
         other = f" (line last written by {f.other_agent} on host {f.other_host})" if f.other_agent else ""
         print(f"  FAIL rule:{f.rule} at {f.location}: {f.agent} on host {f.host}{other}", file=out)
@@ -89,10 +88,9 @@ def _publish_on_model(hosts: HostsFile, cfg: LogConfig, args: argparse.Namespace
 
 
 def print_hosts_run(run: HostsRun, out: TextIO) -> None:
-    from harness.commands.publish import summary_line
 
     if run.result is not None:
-        print(summary_line(run.result), file=out)
+        print(run.result.summary_line(), file=out)
         for c in run.result.failed():
             print(f"  FAIL {c.id}: {c.detail}", file=out)
             for ex in c.counterexamples[:3]:
