@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         with open_region(profile, cfg, device=args.device, allow_destructive=args.allow_destructive,
                          shareable=args.processes) as region:
             result = run_log(cfg, region=region, progress=True)
-    print(summary_line(result))
+    print(result.summary_line())
     if cfg.order == 5:
         print(order5_line(result))
     for c in result.failed():
@@ -201,12 +201,3 @@ def order5_line(r: LogResult) -> str:
             f"({c['o5_held']} held, full {c['o5_hold_full']} time(s)); {c['o5_markers']} declared "
             f"lost, {c['o5_fences']} fence(s) ({c['o5_fenced_rejects']} batches never ordered), "
             f"{c['o5_late']} late/duplicate")
-
-
-def summary_line(r: LogResult) -> str:
-    verdict = "PASS" if r.ok else "FAIL"
-    return (f"{verdict} order={r.order} variant={r.variant} brokers={r.brokers} ack={r.ack}: "
-            f"{r.throughput_mib_s:,.0f} MiB/s, {r.messages_per_s:,.0f} msg/s, {r.batches_per_s:,.0f} "
-            f"batches/s over {r.elapsed_s:.3f}s; commit latency p50 {r.latency.p50_ns / 1e3:,.1f} us "
-            f"p99 {r.latency.p99_ns / 1e3:,.1f} us; checks {sum(c.ok for c in r.checks)}/{len(r.checks)} "
-            f"passed [{r.region['backend']}, {r.region['flush_instruction']}]")
