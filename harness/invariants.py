@@ -9,6 +9,7 @@ import numpy as np
 
 from harness.errors import HistoryError
 from harness.history import History, check_history
+from harness.native import RESUME_KIND
 from harness.order5 import LOSS_FENCED, LOSS_LATE, REC_KIND_BATCH, REC_KIND_FENCE, REC_KIND_MARKER
 from harness.order5 import split_session as _split_session
 
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
     """Turn the C core's per-batch records into a :class:`History` for the validator: format
     version 2 (``total_order`` on order events, the ``committed_seq`` each subscriber had read
-    on its deliveries; at Order 5 the session epochs, declared-lost markers and fences)."""
+    on its deliveries, where a resumed subscriber started; at Order 5 the session epochs,
+    declared-lost markers and fences)."""
     o5 = cfg.order == 5
     pub = recs["publish"]
     p_sess, p_seq = _split_session(pub["client_batch_seq"])
@@ -60,6 +62,11 @@ def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
     # taken a little after their reads, so across observers they may interleave out of order;
     # each subscriber's own monotonicity is checked in C (committed_regressions).
     c = recs["commit"]
+    r = c[c["kind"] >= RESUME_KIND]  # a subscriber resumed (CXL_F_RESUME) at this position
+    resumes: dict[str, Any] = {"t": r["ns"], "subscriber": r["kind"].astype(np.int64) - RESUME_KIND,
+                               "position": r["value"]}
+    if cfg.order == 0:
+        resumes["broker"] = r["value2"]
     c = c[c["kind"] == 0]
     commits: dict[str, Any] = {"t": c["ns"], "committed_seq": c["value"]}
     if cfg.order == 0:  # per-broker frontiers, written by each broker's acker
@@ -85,7 +92,8 @@ def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
             cols["session"] = d_sess
         deliveries[k] = cols
     return History.from_arrays(order=cfg.order, publishes=publishes, orders=orders, commits=commits,
-                               acks=acks, deliveries=deliveries, losses=losses, markers=markers,
+                               acks=acks, deliveries=deliveries, losses=losses, resumes=resumes,
+                               markers=markers,
                                fences=fences, drained=True, brokers=cfg.brokers, source="run records")
 
 

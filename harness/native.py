@@ -190,6 +190,9 @@ class OrderKind(IntEnum):
     FENCE = _LIB.CXL_ORDER_FENCE
 
 
+RESUME_KIND = int(_LIB.CXL_RESUME_KIND)  # commit records of kind RESUME_KIND + k: subscriber k resumed
+
+
 class RoleKind(IntEnum):
     """``cxl_placement_t.kind``, and the kind of a model agent."""
 

@@ -230,3 +230,37 @@ def test_bench_order5_vs_order2_is_a_same_run_ratio() -> None:
     assert r.params["config"]["order"] == 5 and r.params["b_differs"]["order"] == 2
     lo, hi = r.stats.interval
     assert lo <= r.median <= hi and r.median > 0
+
+
+def test_a_resumed_subscriber_is_a_resume_event_in_the_history() -> None:
+    """A subscriber that resumes (CXL_F_RESUME) from a published position is recorded as a
+    v2 ``resume`` event: its deliveries from there are contiguous and owe nothing below it.
+    Without the event the same history fails (the subscriber seems to skip positions)."""
+    import struct
+
+    from harness.log import ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, LogHandle
+
+    cfg = LogConfig(order=2, brokers=2, subscribers=1, msg_size=64, batch_bytes=256,
+                    total_bytes=2 * 40 * 256, pbr_slots=64, goi_slots=256, record=True,
+                    resume_subscribers=True)
+    with Region.emulated((layout_size(cfg) + 4095) // 4096 * 4096) as region:
+        format_region(region, cfg)
+        first = LogHandle(region, cfg)
+        assert first.run(ROLE_PUBLISHERS | ROLE_SCANNERS) == 0  # everything ordered, rings never wrap
+        recs = first.records()
+        first.close()
+        buf = region.native.ffi.buffer(region.base, region.size)
+        subline = struct.unpack_from("<8Q", buf, 64)[2]
+        struct.pack_into("<Q", buf, subline, 30)  # as if it had delivered positions 0..29
+        second = LogHandle(region, cfg)
+        assert second.run(ROLE_SUBSCRIBERS) == 0
+        later = second.records()
+        second.close()
+    recs["deliver0"] = later["deliver0"]
+    recs["commit"] = np.concatenate([recs["commit"], later["commit"]])
+    assert [int(p) for p in later["deliver0"]["pos"][:2]] == [30, 31]
+    h = history_from_records(cfg, recs)
+    assert len(h.resumes) == 1 and int(h.resumes["position"][0]) == 30
+    assert check_history(h, 2).ok, check_history(h, 2).failed_ids()
+    without = replace(h, resumes=type(h.resumes).empty("resumes"))
+    assert "delivery-contiguous" in check_history(without, 2).failed_ids()

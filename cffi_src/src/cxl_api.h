@@ -225,10 +225,12 @@ typedef struct cxl_rec_order {
 typedef struct cxl_rec_frontier {
     uint64_t ns;
     uint64_t value;
-    uint64_t value2;  /* acks: the frontier in messages */
+    uint64_t value2;  /* acks: the frontier in messages; resumes: the broker (Order 0) */
     uint32_t who;     /* broker (acks) or observer (commits) */
-    uint32_t kind;    /* ack level, or 0 = sequencer write / 1+k = subscriber k read */
+    uint32_t kind;    /* ack level, or 0 = sequencer write / 1+k = subscriber k read /
+                         CXL_RESUME_KIND + k = subscriber k resumed at position `value` */
 } cxl_rec_frontier_t;
+enum { CXL_RESUME_KIND = 64 };  /* in the commit records: a subscriber's resume */
 
 typedef struct cxl_rec_deliver {
     uint64_t pos;

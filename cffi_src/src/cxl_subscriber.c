@@ -132,6 +132,17 @@ static void sub_resume(cxl_log_t *L, subscriber_t *U) {
         U->next_pbr[b] = r;
         U->rel5[b] = r;
     }
+    /* where it resumes, for the history: a re-delivery after it is no anomaly */
+    const uint32_t n = L->cfg.order == 0 ? L->cfg.brokers : 1;
+    for (uint32_t b = 0; b < n; b++) {
+        cxl_rec_frontier_t *rr = (cxl_rec_frontier_t *)rec_slot(L, CXL_REC_COMMIT);
+        if (!rr) break;
+        rr->ns = cxl_now_ns();
+        rr->value = L->cfg.order == 0 ? U->next_pbr[b] : U->pos;
+        rr->value2 = b;
+        rr->who = U->idx;
+        rr->kind = CXL_RESUME_KIND + U->idx;
+    }
 }
 
 /* Order 5: release what is known read. The sequencer writes committed_seq, then the
