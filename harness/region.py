@@ -11,6 +11,8 @@ import json
 import os
 import re
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +171,27 @@ class Region:
         """Zero the model's statistics and channel state (between characterisation figures)."""
         if self._h is not None and self.device_model is not None:
             self._native.lib.cxl_region_model_reset(self._h)
+
+    @contextmanager
+    def unpadded(self) -> Iterator[None]:
+        """Characterisation only: while inside, the region's model does every operation as it
+        does (the invalidate's fetch, the host's flush or not) but pads none of them, so what
+        an operation costs is the host's own floor under the model -- the fastest this host
+        can make the emulated device. The targets are back on leaving; the statistics and
+        channels are reset on both sides. No agent may run on the region meanwhile. Without
+        a model the region costs the host's anyway, and this changes nothing."""
+        if self._h is None or self.device_model is None:
+            yield
+            return
+        lib = self._native.lib
+        if lib.cxl_region_model_unpadded(self._h, 1) != 0:
+            raise RegionError("cannot measure the region without its padding", "report this")
+        lib.cxl_region_model_reset(self._h)
+        try:
+            yield
+        finally:
+            lib.cxl_region_model_unpadded(self._h, 0)
+            lib.cxl_region_model_reset(self._h)
 
     # -- construction --------------------------------------------------------------------
     @classmethod
