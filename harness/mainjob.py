@@ -389,22 +389,50 @@ def fault_sections(cat: CatalogueResult) -> tuple[list[dict[str, Any]], dict[str
 
 
 def calibration_items(characterization: Characterization) -> list[dict[str, Any]]:
-    """Summary ``calibration`` items from a :class:`harness.characterize.Characterization`.
-    With an injection baseline the figure compared (and shown) is the cost added on top of
-    DRAM, so min/max move with it."""
+    """Summary ``calibration`` items from a :class:`harness.characterize.Characterization`:
+    each figure's median with its 95% interval (order statistics, :class:`harness.stats.Samples`),
+    coverage and sample count, what it is compared with (a device-model ``target`` or the
+    profile's ``expected`` figure) and the error; for a target also the verdict (MET /
+    HOST-LIMITED / MISSED / INCONCLUSIVE) and the host's own capability measured in the same
+    run. With an injection baseline the figure compared (and shown) is the cost added on top
+    of DRAM, so min/max and the interval move with it."""
     items = []
     for f in characterization.figures:
         shift = f.median - f.compared
         name = f.label + (" (added over DRAM)" if f.baseline else "")
+        st = f.stats
+        lo, hi = st.interval
         item: dict[str, Any] = {
             "name": name, "unit": f.unit,
-            "measured": {"median": f.compared, "min": f.min - shift, "max": f.max - shift, "runs": f.runs},
-            "expected": ({"value": f.expected, "tolerance_pct": f.tolerance_pct}
+            "measured": {"median": f.compared, "min": f.min - shift, "max": f.max - shift,
+                         "runs": f.runs, "interval": [lo - shift, hi - shift],
+                         "coverage": st.coverage},
+            "expected": ({"value": f.expected, "tolerance_pct": f.tolerance_pct,
+                          "kind": "target" if f.target else "expected"}
                          if f.expected is not None else None),
             "status": f.status,
         }
+        if f.error_pct is not None:
+            item["error_pct"] = f.error_pct
+        verdict = f.verdict
+        if verdict is not None:
+            item["verdict"], item["verdict_reason"] = str(verdict[0]), verdict[1]
+        host = f.host_capability()
+        if host is not None:
+            item["host_capability"] = {k: host[k] for k in ("median", "interval", "n", "coverage")}
         items.append(item)
     return items
+
+
+def emulation_section(characterization: Characterization) -> dict[str, Any]:
+    """The profile section's ``emulation_error`` (both means, labelled) on an emulated
+    profile; nothing on a real device or ``ci``."""
+    both = characterization.emulation_error()
+    if both is None:
+        return {}
+    return {"emulation_error": {k: both[k] for k in (
+        "over_all_stated_figures_pct", "over_host_reachable_figures_pct", "stated_figures",
+        "host_limited_figures")}}
 
 
 def characterization_ablation(characterization: Characterization) -> dict[str, Any] | None:
@@ -788,7 +816,7 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
         "meta": meta_section(options.command or "cxl-harness run", started),
         "verdict": verdict,
         "device": device,
-        "profile": profile_section(profile),
+        "profile": {**profile_section(profile), **emulation_section(character)},
         "calibration": calibration,
         "checks": checks,
         "runs": [run_entry(label, chosen[label]) for label in runs],
