@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.log import LogConfig, LogHandle, LogResult, build_result, format_region, layout_size
+from harness.log import LogConfig, LogHandle, LogResult, format_region, layout_size
+from harness.runlog import build_result
 from harness.native import Native, load
 from harness.region import DeviceModel, Region
 

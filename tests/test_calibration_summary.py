@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from harness.characterize import Characterization, Figure
-from harness.mainjob import calibration_items, emulation_section
+from harness.job.sections import calibration_items, emulation_section
 from harness.report import SummaryError, render_html, validate_summary
 from harness.report.render import fmt_num
 

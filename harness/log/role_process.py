@@ -1,6 +1,6 @@
 """One group of log roles in its own OS process, attached to a shared region file.
 
-Run by the coordinator (``harness.log.RoleProcess``) as ``python -m harness.role_process ...``.
+Run by the coordinator (``harness.log.RoleProcess``) as ``python -m harness.log.role_process ...``.
 It attaches to the region through a descriptor it inherited (``--region /proc/self/fd/N``)
 with the device model the coordinator's region carries (``--device-model``: a region of an
 emulated profile costs what the device costs in every process that maps it), writes its
@@ -16,10 +16,7 @@ import argparse
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from harness.log import LogConfig
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 EXIT_ORPHANED = 3
@@ -38,7 +35,7 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m harness.role_process")
+    p = argparse.ArgumentParser(prog="python -m harness.log.role_process")
     p.add_argument("--parent-pid", type=int, required=True)
     p.add_argument("--region", required=True, help="the region file, normally /proc/self/fd/N")
     p.add_argument("--region-fd", type=int, default=-1, help="inherited descriptor to close once mapped")
@@ -85,13 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     with os.fdopen(a.out_fd, "wb") as out:
         np.savez(out, __stats__=meta, **recs)
     return 0
-
-
-def config_json(cfg: LogConfig) -> str:
-    import json
-    from dataclasses import asdict
-
-    return json.dumps(asdict(cfg))
 
 
 if __name__ == "__main__":
