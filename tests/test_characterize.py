@@ -251,6 +251,8 @@ def test_cli_characterize_json_and_exit_code(tmp_path: Path, capsys: pytest.Capt
     data = json.loads(capsys.readouterr().out)
     assert data["profile"] == "ci" and data["ok"] and data["figures"][0]["runs"] == 2
     assert data["emulation_error_pct"] is None and "interval" in data["figures"][0]
+    assert data["emulation_error"] is None  # ci states no figure: nothing to emulate
+    assert all(f["host_capability"] is None for f in data["figures"])
     doc = yaml.safe_load(Path(load_profile("ci").source).read_text())
     doc.update(name="charac-bad", expected={"nt_copy_bw_gbps": {"value": 10_000, "tolerance_pct": 1}})
     bad = tmp_path / "charac-bad.yaml"
