@@ -21,8 +21,8 @@ the measurement misses on the slow side while the host's capability is, on its i
 slower than the target is HOST-LIMITED (padding only adds time); the emulation error is also
 given over the figures the host can reach (``emulation_error_reachable_pct``). The model's
 counters (how many operations the host alone overran) are kept per figure as a diagnostic.
-On a real device the figures
-are compared with the profile's ``expected`` figures and, on a NUMA node, the firmware's HMAT.
+On a real device the figures are compared with the profile's ``expected`` figures and, on a
+NUMA node, the firmware's HMAT.
 The load chase on an emulated region covers a cache-resident set: the host's DRAM is not the
 device being emulated, and a chase beyond the LLC would measure the host instead.
 """
