@@ -195,7 +195,7 @@ class LogHandle:
     def records(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         ffi, lib = self.native.ffi, self.native.lib
-        kinds = {"publish": (REC_PUBLISH, "cxl_rec_publish_t"), "order": (REC_ORDER, "cxl_rec_order_t"),
+        kinds: dict[str, tuple[int, str]] = {"publish": (REC_PUBLISH, "cxl_rec_publish_t"), "order": (REC_ORDER, "cxl_rec_order_t"),
                  "commit": (REC_COMMIT, "cxl_rec_frontier_t"), "ack": (REC_ACK, "cxl_rec_frontier_t"),
                  "loss": (REC_LOSS, "cxl_rec_loss_t")}
         for k in range(self.cfg.subscribers):

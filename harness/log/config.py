@@ -1,7 +1,7 @@
 """What to run: the log's configuration and the C core's numbers it is made of.
 
-Importing this module loads nothing heavy (no numpy, no C core): the command line's parsers
-and the pytest plugin's option checks use it at start-up.
+Importing this module loads nothing heavy (no numpy; the C core's constants only): the
+command line's parsers and the pytest plugin's option checks use it at start-up.
 """
 
 from __future__ import annotations
@@ -14,26 +14,29 @@ from typing import TYPE_CHECKING
 from harness.errors import ConfigError
 from harness.limits import MAX_BROKERS as MAX_BROKERS
 from harness.limits import MAX_SUBSCRIBERS as MAX_SUBSCRIBERS
+from harness.native import LIMITS, Flag, LossReason, Rec, Role, RoleKind
 
 if TYPE_CHECKING:
     from harness.profiles import Profile
 
 VARIANTS = {"per-scanner": 0, "shared-mutex": 1}
-ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, ROLE_ALL = 1, 2, 4, 7
-ROLE_KIND_NAMES = {0: "publisher", 1: "scanner", 2: "sequencer", 3: "subscriber"}  # cxl_placement_t.kind
-MAX_ROLES = 544  # CXL_MAX_ROLES: placement entries the core keeps
 SCHEDULING = ("workers", "threads")
-F_NT_COPY, F_FENCE_PER_LINE, F_RESERVE_PER_BATCH, F_EXTRA_FENCE, F_DETERMINISTIC, F_NO_VERIFY = (
-    1, 2, 4, 8, 16, 32)
-F_RESUME = 64
-F_TAKE_OVER = 128
-REC_PUBLISH, REC_ORDER, REC_COMMIT, REC_ACK, REC_LOSS, REC_DELIVER = range(6)
 RECORD_LIMIT = 2_000_000  # batches: above this, records are off unless asked for
-MAX_PBR_SLOTS = 1 << 30
-MAX_GOI_SLOTS = 1 << 40
-MAX_BATCHES = 1 << 48  # per broker
-LOSS_TIMEOUT, LOSS_CORRUPT = 1, 2  # cxl_rec_loss_t.reason
-NO_CLIENT = 0xFFFFFFFF
+# the core's numbers, by the names the rest of the harness uses
+ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, ROLE_ALL = Role.PUBLISHERS, Role.SCANNERS, Role.SUBSCRIBERS, Role.ALL
+ROLE_KIND_NAMES = {int(k): k.name.lower() for k in RoleKind}  # cxl_placement_t.kind
+F_NT_COPY, F_FENCE_PER_LINE, F_RESERVE_PER_BATCH = Flag.NT_COPY, Flag.FENCE_PER_LINE, Flag.RESERVE_PER_BATCH
+F_EXTRA_FENCE, F_DETERMINISTIC, F_NO_VERIFY = Flag.EXTRA_FENCE, Flag.DETERMINISTIC, Flag.NO_VERIFY
+F_RESUME, F_TAKE_OVER = Flag.RESUME, Flag.TAKE_OVER
+REC_PUBLISH, REC_ORDER, REC_COMMIT, REC_ACK, REC_LOSS, REC_DELIVER = (
+    Rec.PUBLISH, Rec.ORDER, Rec.COMMIT, Rec.ACK, Rec.LOSS, Rec.DELIVER)
+LOSS_TIMEOUT, LOSS_CORRUPT = LossReason.TIMEOUT, LossReason.CORRUPT
+MAX_ROLES = LIMITS.max_roles  # placement entries the core keeps
+MAX_PBR_SLOTS = LIMITS.max_pbr_slots
+MAX_GOI_SLOTS = LIMITS.max_goi_slots
+MAX_BATCHES = LIMITS.max_batches  # per broker
+MAX_PUBLISHERS_PER_BROKER = LIMITS.max_publishers_per_broker
+NO_CLIENT = LIMITS.no_client
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from harness.log.config import LogConfig
+from harness.native import lat_bucket_low
 from harness.region import RegionInfo
 from harness.results import Check
 
@@ -82,12 +83,8 @@ def latency_from_hist(hist: list[int]) -> Latency:
 
 
 def _bucket_low(i: int) -> int:
-    """Lower bound (ns) of latency bucket i; mirrors lat_bucket() in cxl_log_int.h."""
-    if i < 32:
-        return i
-    j = i - 32
-    msb, sub = 5 + j // 16, j % 16
-    return (16 + sub) << (msb - 4)
+    """Lower bound (ns) of latency bucket i, from the core."""
+    return lat_bucket_low(i)
 
 
 def make_result(cfg: LogConfig, stats: dict[str, Any], recs: dict[str, Any] | None,
