@@ -322,13 +322,12 @@ int cxl_region_model_unpadded(cxl_region_t *r, int unpadded) {
     for (int i = 0; i < 4; i++) {
         if (unpadded) {
             box->saved[i] = *fields[i];
-            __atomic_store_n(fields[i], 0, __ATOMIC_RELAXED);
+            __atomic_store_n(fields[i], 0, __ATOMIC_RELEASE);
         } else {
-            __atomic_store_n(fields[i], box->saved[i], __ATOMIC_RELAXED);
+            __atomic_store_n(fields[i], box->saved[i], __ATOMIC_RELEASE);
         }
     }
     box->unpadded = unpadded;
-    __atomic_thread_fence(__ATOMIC_RELEASE);
     return 0;
 }
 
