@@ -248,7 +248,9 @@ def target_verdict(measured: Samples, target: float, tolerance: float, host: Sam
       device faster than itself;
     - MISSED: wholly outside the band, and either on the fast side (the model paid too
       little) or the host's own capability reaches the target (the model paid too much);
-    - INCONCLUSIVE: the intervals cannot tell (too noisy, straddling a bound).
+    - INCONCLUSIVE: the intervals cannot tell (too noisy, straddling a bound), or the host's
+      capability reads slower than the padded figure itself on both intervals -- impossible
+      when nothing disturbed them, as padding only adds time.
     """
     band, why = band_verdict(measured, target, tolerance)
     if band is Verdict.MET:
@@ -256,6 +258,12 @@ def target_verdict(measured: Samples, target: float, tolerance: float, host: Sam
     slow = measured.median < target if higher_is_faster else measured.median > target
     if host is None or not slow:
         return FigureVerdict(str(band)), why
+    (m_lo, m_hi), (h_lo, h_hi) = measured.interval, host.interval
+    if (m_lo > h_hi) if higher_is_faster else (m_hi < h_lo):
+        # padding only adds time: the host alone can be no slower than the padded figure
+        return FigureVerdict.INCONCLUSIVE, (
+            f"measurement error: the host alone read {host.text('.4g')}, slower than the padded "
+            f"figure {measured.text('.4g')} on both intervals, so one of them was disturbed; rerun")
     hj = judge(host, target, "min" if higher_is_faster else "max", precision=tolerance / 2)
     if hj.verdict is Verdict.MISSED:
         return FigureVerdict.HOST_LIMITED, (

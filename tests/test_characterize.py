@@ -219,15 +219,17 @@ def test_emulation_error_is_the_mean_absolute_error_of_the_stated_figures() -> N
     ("ns", 100.0, 150.0, 20.0, FigureVerdict.MISSED),         # the host reaches it: the model is off
     ("ns", 100.0, 70.0, 150.0, FigureVerdict.MISSED),         # faster than the device: never the host
     ("ns", 100.0, 150.0, 100.0, FigureVerdict.INCONCLUSIVE),  # the host's interval holds the target
+    ("ns", 100.0, 150.0, 200.0, FigureVerdict.INCONCLUSIVE),  # host slower than padded: disturbed
     # bandwidths (more is faster)
     ("GB/s", 20.0, 20.5, 30.0, FigureVerdict.MET),
     ("GB/s", 20.0, 14.0, 15.0, FigureVerdict.HOST_LIMITED),
     ("GB/s", 20.0, 14.0, 30.0, FigureVerdict.MISSED),
     ("GB/s", 20.0, 30.0, 15.0, FigureVerdict.MISSED),
+    ("GB/s", 20.0, 14.0, 4.0, FigureVerdict.INCONCLUSIVE),     # host slower than padded: disturbed
 ])
 def test_host_limited_only_when_the_host_alone_is_slower_than_the_target(
         unit: str, target: float, measured: float, host: float, want: FigureVerdict) -> None:
-    step = 0.05 if want is FigureVerdict.INCONCLUSIVE else 0.001  # +-10 % around the target
+    step = 0.05 if host == target else 0.001  # +-10 % around the target: straddles it
     f = Figure("x", "x", unit, _spread(measured), expected=target, tolerance_pct=10, target=True,
                host=_spread(host, step=step))
     assert f.verdict is not None
