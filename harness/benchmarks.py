@@ -39,7 +39,8 @@ from harness.log import (ROLE_PUBLISHERS, ROLE_SCANNERS, LogConfig, LogHandle, L
 from harness.runlog import run_log
 from harness.profiles import Profile
 from harness.region import Region
-from harness.runner import open_region
+from harness.site import Site
+from harness.results import TargetCheck
 from harness.stats import (
     Paired,
     Plan,
@@ -185,10 +186,12 @@ def small_batch_config(brokers: int, batches_per_publisher: int, **kw: Any) -> L
 
 @contextmanager
 def bench_region(profile: Profile, cfgs: Sequence[LogConfig], *, device: str | None = None,
-                 allow_destructive: bool = False) -> Iterator[Region]:
-    """One region large enough for every configuration, with the profile's device model."""
+                 allow_destructive: bool = False, site: Site | None = None) -> Iterator[Region]:
+    """One region large enough for every configuration, with the profile's device model (on
+    the run's ``site`` when it has one)."""
     biggest = max(cfgs, key=layout_size)
-    with open_region(profile, biggest, device=device, allow_destructive=allow_destructive) as region:
+    site = site or Site(profile, device=device, allow_destructive=allow_destructive)
+    with site.open_for(biggest) as region:
         yield region
 
 
@@ -522,7 +525,7 @@ from harness.comparisons import COMPARISONS  # noqa: E402  (re-exported)
 def run_suite(profile: Profile, *, quick: bool = False, plan: SuitePlan | None = None,
               device: str | None = None, allow_destructive: bool = False,
               only: Sequence[str] | None = None,
-              progress: Callable[[str], None] | None = None) -> dict[str, Result]:
+              progress: Callable[[str], None] | None = None, site: Site | None = None) -> dict[str, Result]:
     """Every comparison on the profile's memory; returns results by name."""
     plan = plan or SuitePlan.make(profile, quick)
     sp = plan.sampling
@@ -542,7 +545,7 @@ def run_suite(profile: Profile, *, quick: bool = False, plan: SuitePlan | None =
         return True
 
     out: dict[str, Result] = {}
-    with bench_region(profile, sizing, device=device, allow_destructive=allow_destructive) as region:
+    with bench_region(profile, sizing, device=device, allow_destructive=allow_destructive, site=site) as region:
         if on("fence_amortisation"):
             out["fence_amortisation"] = fence_amortisation(region, sp)
         if on("order2_vs_order0"):
@@ -566,53 +569,6 @@ def run_suite(profile: Profile, *, quick: bool = False, plan: SuitePlan | None =
 
 # ------------------------------------------------------------------------------------------
 # Targets
-
-
-@dataclass
-class TargetCheck:
-    """A performance target judged on the 95% interval of its figure (DESIGN.md 6b)."""
-
-    id: str
-    description: str
-    kind: Literal["ratio", "absolute"]
-    bound: float
-    comparison: Literal["min", "max"]
-    source: str  # where the bound comes from
-    result: str | None  # the benchmark result it reads
-    samples: Samples | None  # None: asked for and not measured
-    verdict: Verdict
-    reason: str
-    unit: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.verdict is Verdict.MET
-
-    def fails(self, strict: bool = False) -> bool:
-        """MISSED fails a run; INCONCLUSIVE only with ``--strict``."""
-        return self.verdict is Verdict.MISSED or (strict and self.verdict is Verdict.INCONCLUSIVE)
-
-    @property
-    def measured(self) -> float | None:
-        return self.samples.median if self.samples is not None else None
-
-    @property
-    def interval(self) -> tuple[float, float] | None:
-        return self.samples.interval if self.samples is not None else None
-
-    @property
-    def detail(self) -> str:
-        return f"{self.verdict.value}: {self.reason}"
-
-    def to_dict(self) -> dict[str, Any]:
-        iv = self.interval
-        return {"name": self.id, "description": self.description, "kind": self.kind,
-                "verdict": self.verdict.value, "reason": self.reason,
-                "measured": self.measured, "interval": list(iv) if iv else None,
-                "n": self.samples.n if self.samples else 0, "bound": self.bound,
-                "comparison": ">=" if self.comparison == "min" else "<=",
-                "source": self.source, "result": self.result, "unit": self.unit,
-                "ok": self.ok}
 
 
 RATIO_RESULTS = {
