@@ -103,6 +103,12 @@ def rule_names() -> list[str]:
             for i in range(1, native.lib.cxl_chk_rule_count() + 1)]
 
 
+def rule_doc(rule: str) -> str:
+    """What trace rule ``rule`` checks (one sentence, from the checked build)."""
+    native = load(True)
+    return str(native.ffi.string(native.lib.cxl_chk_rule_doc(rule_names().index(rule) + 1)).decode())
+
+
 def small_config(order: int = 2, variant: str = "per-scanner", seed: int = 1, **kw: Any) -> LogConfig:
     """A run small enough for the model yet long enough for several ring laps."""
     base: dict[str, Any] = dict(order=order, variant=variant, brokers=2, subscribers=2, msg_size=100,
