@@ -114,6 +114,7 @@ typedef struct agent {
     uint64_t last_token_hi;
     uint64_t last_consume_line;
     cline_t **cache;          /* model: per line, NULL = not cached */
+    const cxl_site_t *late_fence; /* mutation: a fence moved after this agent's next publish */
 } agent_t;
 
 static struct {
@@ -410,6 +411,64 @@ static inline int in_region(const void *p, uint64_t n) {
 static void lock(void) { pthread_mutex_lock(&chk_mu); }
 static void unlock(void) { pthread_mutex_unlock(&chk_mu); }
 
+/* ------------------------------------------------------------------ sites */
+
+/* The linker bounds the section of site pointers (cxl_seam.h, CXL_SITE); weak, so a build
+ * without any site links too. */
+extern cxl_site_t *__start_cxl_sites[] __attribute__((weak));
+extern cxl_site_t *__stop_cxl_sites[] __attribute__((weak));
+
+static uint32_t site_role(int a) {
+    if (a < 0) return 16;
+    if (a < 64) return 1;
+    if (a < 96) return 2;
+    if (a == 96) return 4;
+    if (a >= 100 && a < 108) return 8;
+    return 16;
+}
+
+/* Count an execution of a site (checker active) and return the mutation in force there. */
+static uint32_t site_hit(cxl_site_t *s) {
+    s->hits++;
+    s->roles |= site_role(cur_agent);
+    return s->mode;
+}
+
+uint32_t cxl_chk_site_count(void) {
+    if (!__start_cxl_sites || !__stop_cxl_sites) return 0;
+    return (uint32_t)(__stop_cxl_sites - __start_cxl_sites);
+}
+
+int cxl_chk_site_info(uint32_t id, cxl_site_t *out) {
+    if (id >= cxl_chk_site_count()) return -1;
+    lock();
+    *out = *__start_cxl_sites[id];
+    unlock();
+    return 0;
+}
+
+int cxl_chk_site_mutate(uint32_t id, uint32_t mode) {
+    uint32_t n = cxl_chk_site_count();
+    if (mode > CXL_MUT_STALE) return -1;
+    lock();
+    for (uint32_t i = 0; i < n; i++)
+        if (id >= n || i == id) __start_cxl_sites[i]->mode = id >= n ? CXL_MUT_NONE : mode;
+    unlock();
+    return id < n || mode == CXL_MUT_NONE ? 0 : -1;
+}
+
+void cxl_chk_site_reset(void) {
+    uint32_t n = cxl_chk_site_count();
+    lock();
+    for (uint32_t i = 0; i < n; i++) {
+        __start_cxl_sites[i]->hits = 0;
+        __start_cxl_sites[i]->roles = 0;
+    }
+    unlock();
+}
+
+static void fence_locked(int a, const char *file, int line);
+
 static void model_store(int a, uint64_t off, const void *src, uint64_t n, int nt) {
     agent_t *A = agent_get(a);
     const unsigned char *s = (const unsigned char *)src;
@@ -490,14 +549,16 @@ uint64_t cxl_chk_ld(const void *p, unsigned size, const char *file, int line) {
     return v;
 }
 
-void cxl_chk_publish64(const void *rec, void *p, uint64_t v, int commit, const char *file,
-                       int line) {
+void cxl_chk_publish64(const void *rec, void *p, uint64_t v, int commit, cxl_site_t *site) {
+    const char *file = site->file;
+    const int line = site->line;
     if (!in_region(p, 8)) {
         __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
         return;
     }
     lock();
     int a = cur_agent;
+    if (site_hit(site) == CXL_MUT_DELETE) { unlock(); return; }
     uint64_t off = (uint64_t)((unsigned char *)p - G.base);
     G.evt++;
     trace_event(a, commit ? CXL_OP_COMMIT : CXL_OP_PUBLISH, off, 8, v, file, line);
@@ -505,6 +566,14 @@ void cxl_chk_publish64(const void *rec, void *p, uint64_t v, int commit, const c
                                         : off / CXL_LINE;
     on_publish(a, rec_li, off / CXL_LINE, commit, file, line);
     model_store(a, off, &v, 8, 0);
+    agent_t *A = agent_get(a);
+    if (A->late_fence) { /* mutation: the fence moved here, after the publication */
+        const cxl_site_t *f = A->late_fence;
+        A->late_fence = NULL;
+        G.evt++;
+        trace_event(a, CXL_OP_FENCE, 0, 0, 1, f->file, f->line);
+        fence_locked(a, f->file, f->line);
+    }
     adversary();
     unlock();
 }
@@ -563,10 +632,13 @@ void cxl_chk_copy_out(void *dst, const void *src, size_t n, const char *file, in
     if (cxl_dm_active_g) cxl_dm_read_end();
 }
 
-void cxl_chk_flush(const void *p, const char *file, int line) {
+void cxl_chk_flush(const void *p, cxl_site_t *site) {
+    const char *file = site->file;
+    const int line = site->line;
     if (cxl_dm_active_g) (void)cxl_dm_flush_begin(p); /* its cost is paid at the next fence */
     if (!in_region(p, 1)) return;
     lock();
+    if (site_hit(site) == CXL_MUT_DELETE) { unlock(); return; }
     int a = cur_agent;
     uint64_t li = (uint64_t)((const unsigned char *)p - G.base) / CXL_LINE;
     G.evt++;
@@ -580,13 +652,8 @@ void cxl_chk_flush(const void *p, const char *file, int line) {
     unlock();
 }
 
-void cxl_chk_fence(int kind, const char *file, int line) {
-    if (cxl_dm_active_g && kind != 3) cxl_dm_fence_end();
-    if (!G.active || kind == 3) return; /* a load fence orders no write-back */
-    lock();
-    int a = cur_agent;
-    G.evt++;
-    trace_event(a, CXL_OP_FENCE, 0, 0, (uint64_t)kind, file, line);
+/* A fence of agent a: its flushed lines reach home, then the rules see it. */
+static void fence_locked(int a, const char *file, int line) {
     agent_t *A = agent_get(a);
     if (G.cfg.model && A->cache) {
         for (uint64_t i = 0; i < A->npending; i++) {
@@ -595,13 +662,35 @@ void cxl_chk_fence(int kind, const char *file, int line) {
         }
     }
     on_fence(a, file, line);
+}
+
+void cxl_chk_fence(int kind, cxl_site_t *site) {
+    const char *file = site->file;
+    const int line = site->line;
+    if (cxl_dm_active_g && kind != 3) cxl_dm_fence_end();
+    if (!G.active) return;
+    lock();
+    int a = cur_agent;
+    uint32_t mode = site_hit(site);
+    if (kind == 3 || mode == CXL_MUT_DELETE) { unlock(); return; } /* a load fence orders no write-back */
+    if (mode == CXL_MUT_FENCE_LATE) { /* done after this agent's next publication instead */
+        agent_get(a)->late_fence = site;
+        unlock();
+        return;
+    }
+    G.evt++;
+    trace_event(a, CXL_OP_FENCE, 0, 0, (uint64_t)kind, file, line);
+    fence_locked(a, file, line);
     unlock();
 }
 
-void cxl_chk_invalidate(const void *p, size_t n, const char *file, int line) {
+void cxl_chk_invalidate(const void *p, size_t n, cxl_site_t *site) {
+    const char *file = site->file;
+    const int line = site->line;
     if (cxl_dm_active_g) cxl_dm_invalidate(p, n, 0); /* the device's read cost, timed only */
     if (!in_region(p, n ? n : 1)) return;
     lock();
+    if (site_hit(site) != CXL_MUT_NONE) { unlock(); return; } /* served stale */
     int a = cur_agent;
     uint64_t off = (uint64_t)((const unsigned char *)p - G.base);
     G.evt++;
@@ -617,11 +706,10 @@ void cxl_chk_set_agent(int agent) { cur_agent = agent; }
 
 /* The protocol hands these lines to the current agent: forget their previous writer (a clean
  * line only: one still pending with another agent stays a two-writer conflict). */
-void cxl_chk_take_lines(const void *p, size_t n, const char *file, int line) {
-    (void)file;
-    (void)line;
+void cxl_chk_take_lines(const void *p, size_t n, cxl_site_t *site) {
     if (!in_region(p, n ? n : 1)) return;
     lock();
+    if (site_hit(site) == CXL_MUT_DELETE) { unlock(); return; }
     uint64_t off = (uint64_t)((const unsigned char *)p - G.base);
     for (uint64_t x = off & ~63ull; x < off + (n ? n : 1); x += CXL_LINE) {
         line_state_t *s = &G.ls[x / CXL_LINE];

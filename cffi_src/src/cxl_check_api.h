@@ -44,6 +44,34 @@ enum {
     CXL_OP_RMW = 10
 };
 
+/* A seam call site of the checked build (cxl_seam.h): one static record per call of a
+ * flush, fence, invalidate, publication, commit or ownership hand-off in the sources, placed
+ * in the section `cxl_sites` so the whole list is known before anything runs. `mode` is the
+ * mutation applied to the site now (CXL_MUT_*): every site can be switched off at run time. */
+typedef struct cxl_site {
+    const char *file;
+    const char *func;
+    int32_t line;
+    uint32_t op;             /* CXL_SITE_* */
+    uint32_t mode;           /* CXL_MUT_* in force */
+    uint32_t roles;          /* agent kinds that executed it: 1 pub, 2 scanner, 4 seq, 8 sub, 16 other */
+    uint64_t hits;           /* executions while a checker was active, since the last reset */
+} cxl_site_t;
+
+enum {
+    CXL_SITE_FLUSH = 1, CXL_SITE_FLUSH_RANGE = 2, CXL_SITE_SFENCE = 3, CXL_SITE_MFENCE = 4,
+    CXL_SITE_LFENCE = 5, CXL_SITE_INVALIDATE = 6, CXL_SITE_PUBLISH = 7, CXL_SITE_COMMIT = 8,
+    CXL_SITE_TAKE_LINES = 9
+};
+/* Mutations: the operation deleted; a fence moved after the agent's next publication; an
+ * invalidation skipped, so the line is served stale. */
+enum { CXL_MUT_NONE = 0, CXL_MUT_DELETE = 1, CXL_MUT_FENCE_LATE = 2, CXL_MUT_STALE = 3 };
+
+uint32_t cxl_chk_site_count(void);
+int cxl_chk_site_info(uint32_t id, cxl_site_t *out);
+int cxl_chk_site_mutate(uint32_t id, uint32_t mode);  /* id >= count: clear every mutation */
+void cxl_chk_site_reset(void);                        /* hits and roles back to zero */
+
 int cxl_chk_begin(void *base, uint64_t size, const cxl_chk_cfg_t *cfg);
 void cxl_chk_end(void);
 void cxl_chk_finish(void);

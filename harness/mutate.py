@@ -1,0 +1,371 @@
+"""Per-site mutation of the protocol's seam calls, found from the binary.
+
+The checked build gives every call of a flush, fence, invalidate, token publication, commit
+and ownership hand-off in the C sources a static *site* record (``CXL_SITE`` in cxl_seam.h),
+listed in one linker section. This module reads that list back, derives a stable name for
+each site -- ``function/operation#ordinal`` (the ordinal counts that operation within the
+function, in source order), so the name survives moving a function to another file -- and
+switches one site at a time off at run time:
+
+* ``delete``      the operation is not done at all (every kind of site);
+* ``fence_late``  a fence is done after the agent's next publication instead (fences);
+* ``stale``       an invalidation is skipped, so the reader is served its cached copy.
+
+Each mutant runs through the model runs (:data:`MODEL_CONFIGS`, the configurations that reach
+every path of the protocol) until a trace rule or an invariant check fires: the mutant is
+*killed*. A mutant that no check kills is *survived*, unless the operation is redundant:
+then it is *equivalent* and listed in :data:`EQUIVALENT` with the argument, a performance
+finding (a flush or fence the protocol does not need)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.checked import CheckedRun, ModelConfig, agent_name, run_checked, small_config
+from harness.errors import ConfigError
+from harness.faults import detections
+from harness.log import LogConfig
+from harness.native import Native, load
+
+OPS = {1: "flush", 2: "flush_range", 3: "sfence", 4: "mfence", 5: "lfence", 6: "invalidate",
+       7: "publish", 8: "commit", 9: "take_lines"}
+MUTATIONS = {"delete": 1, "fence_late": 2, "stale": 3}
+ROLE_BITS = {1: "publisher", 2: "scanner", 4: "sequencer", 8: "subscriber", 16: "other"}
+
+# Files whose seam calls are not the log protocol: device characterisation and benchmarks
+# (cxl_bench.c) and the region's own timing probes (cxl_region.c). Their sites are listed
+# (``--all``) but not mutated: no model run executes them.
+NON_PROTOCOL_FILES = frozenset({"cxl_bench.c", "cxl_region.c"})
+
+
+def _mutations_of(op: str) -> tuple[str, ...]:
+    if op in ("sfence", "mfence"):
+        return ("delete", "fence_late")
+    if op == "invalidate":
+        return ("stale",)
+    return ("delete",)
+
+
+@dataclass(frozen=True)
+class Site:
+    """One seam call in the sources."""
+
+    index: int        # position in the binary's site list (this build only)
+    key: str          # stable name: function/operation#ordinal
+    file: str
+    line: int
+    func: str
+    op: str
+
+    @property
+    def location(self) -> str:
+        return f"{os.path.basename(self.file)}:{self.line}"
+
+    @property
+    def protocol(self) -> bool:
+        return os.path.basename(self.file) not in NON_PROTOCOL_FILES
+
+    @property
+    def mutations(self) -> tuple[str, ...]:
+        return _mutations_of(self.op)
+
+
+def _native() -> Native:
+    native = load(True)
+    if not hasattr(native.lib, "cxl_chk_site_count"):  # pragma: no cover - stale build only
+        raise ConfigError("the checked build has no site list", "rebuild it: bash scripts/setup.sh")
+    return native
+
+
+def sites(protocol_only: bool = True) -> list[Site]:
+    """Every seam call site of the checked build, read from the binary, in source order."""
+    native = _native()
+    ffi, lib = native.ffi, native.lib
+    raw = []
+    info = ffi.new("cxl_site_t *")
+    for i in range(lib.cxl_chk_site_count()):
+        if lib.cxl_chk_site_info(i, info) != 0:
+            continue
+        raw.append((i, ffi.string(info.file).decode(), int(info.line), ffi.string(info.func).decode(),
+                    OPS.get(int(info.op), f"op{int(info.op)}")))
+    raw.sort(key=lambda r: (r[3], r[4], r[1], r[2]))
+    ordinal: dict[tuple[str, str], int] = defaultdict(int)
+    out = []
+    for i, file, line, func, op in raw:
+        ordinal[(func, op)] += 1
+        out.append(Site(i, f"{func}/{op}#{ordinal[(func, op)]}", file, line, func, op))
+    out.sort(key=lambda s: (s.file, s.line, s.key))
+    return [s for s in out if s.protocol or not protocol_only]
+
+
+def site_hits() -> dict[int, tuple[int, int]]:
+    """Executions and role bits per site index since the last reset."""
+    native = _native()
+    info = native.ffi.new("cxl_site_t *")
+    out = {}
+    for i in range(native.lib.cxl_chk_site_count()):
+        if native.lib.cxl_chk_site_info(i, info) == 0:
+            out[i] = (int(info.hits), int(info.roles))
+    return out
+
+
+def roles_of(bits: int) -> list[str]:
+    return [name for bit, name in ROLE_BITS.items() if bits & bit]
+
+
+class mutation:
+    """Context manager: one site mutated while inside, every site restored on exit."""
+
+    def __init__(self, site: Site, kind: str):
+        if kind not in MUTATIONS:
+            raise ConfigError(f"unknown mutation {kind!r}", f"use one of {', '.join(MUTATIONS)}")
+        self.site, self.kind = site, kind
+
+    def __enter__(self) -> mutation:
+        lib = _native().lib
+        lib.cxl_chk_site_mutate(0xFFFFFFFF, 0)
+        if lib.cxl_chk_site_mutate(self.site.index, MUTATIONS[self.kind]) != 0:
+            raise ConfigError(f"site {self.site.key} cannot be mutated", "rebuild the checked build")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _native().lib.cxl_chk_site_mutate(0xFFFFFFFF, 0)
+
+
+# ------------------------------------------------------------------------------------------
+# The model runs: configurations that reach every path of the protocol
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    name: str
+    overrides: dict[str, Any]
+
+    def config(self, seed: int) -> LogConfig:
+        return small_config(seed=seed, **self.overrides)
+
+
+_WRAP = 2 * 100 * 300 * 4  # 800 batches over 2-slot rings: each ring wraps 200 times
+MODEL_CONFIGS: tuple[ModelRun, ...] = (
+    ModelRun("order2-ack1-cached-copy", {}),
+    ModelRun("order2-ack2-nt-copy", {"ack": 2, "nt_copy": True}),
+    ModelRun("order0-ack1", {"order": 0}),
+    ModelRun("order0-ack2-nt-copy", {"order": 0, "ack": 2, "nt_copy": True}),
+    ModelRun("order2-ack0", {"ack": 0}),
+    ModelRun("order2-shared-mutex", {"variant": "shared-mutex"}),
+    ModelRun("order2-2-publishers-per-broker", {"publishers_per_broker": 2}),
+    ModelRun("order0-2-publishers-per-broker", {"order": 0, "publishers_per_broker": 2}),
+    ModelRun("order2-no-subscriber", {"subscribers": 0}),
+    ModelRun("order2-1-subscriber", {"subscribers": 1}),
+    ModelRun("order2-wrapping-rings-full-goi", {"pbr_slots": 2, "goi_slots": 2, "total_bytes": _WRAP}),
+    ModelRun("order0-wrapping-rings", {"order": 0, "pbr_slots": 2, "total_bytes": _WRAP}),
+    ModelRun("order2-leases", {"slot_timeout_ms": 1.0}),
+    ModelRun("order2-leases-2-publishers", {"slot_timeout_ms": 1.0, "publishers_per_broker": 2,
+                                            "pbr_slots": 2}),
+    ModelRun("order2-crashed-publisher", {"slot_timeout_ms": 1.0, "crash_publisher": 0,
+                                          "crash_after": 1}),
+    ModelRun("order0-crashed-publisher", {"order": 0, "slot_timeout_ms": 1.0,
+                                          "crash_publisher": 0, "crash_after": 1}),
+    ModelRun("order2-resumed-subscribers", {"resume_subscribers": True}),
+    ModelRun("order2-ablations", {"fence_per_line": True, "extra_fence": True,
+                                  "reserve_per_batch": True}),
+)
+SEEDS = (1, 2, 3)
+
+
+# ------------------------------------------------------------------------------------------
+# Equivalent mutants: the operation is redundant. Each entry is a performance finding.
+
+EQUIVALENT: dict[str, str] = {
+    "write_payload/sfence#1": (
+        "the per-message fence of the extra_fence ablation (off by default): the header's fence "
+        "closes the payload flushes anyway (rule 6), so the extra fence orders nothing the "
+        "protocol relies on"),
+    "write_header/sfence#1": (
+        "the per-line fence of the fence_per_line ablation (off by default): the fence after "
+        "header line 1 closes both header flushes (rule 6)"),
+}
+
+
+# ------------------------------------------------------------------------------------------
+# Running the mutants
+
+
+@dataclass
+class Baseline:
+    """The fault-free model runs: clean, and which sites each configuration reaches."""
+
+    runs: int
+    failures: list[str]
+    reached: dict[int, list[str]]        # site index -> configurations that execute it
+    roles: dict[int, int]                # site index -> role bits
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def run_detections(run: CheckedRun) -> tuple[list[str], str, int]:
+    """What fired (error rules, then failed checks), the first diagnostic, its event index."""
+    by, diag = detections(run)
+    first = min((f.first_event for f in run.errors), default=run.events)
+    return by, diag, first
+
+
+def baseline(configs: Iterable[ModelRun] = MODEL_CONFIGS, seeds: tuple[int, ...] = SEEDS,
+             model: ModelConfig = ModelConfig()) -> Baseline:
+    native = _native()
+    t0 = time.perf_counter()
+    reached: dict[int, list[str]] = defaultdict(list)
+    roles: dict[int, int] = defaultdict(int)
+    failures: list[str] = []
+    runs = 0
+    native.lib.cxl_chk_site_mutate(0xFFFFFFFF, 0)
+    for mc in configs:
+        native.lib.cxl_chk_site_reset()
+        for seed in seeds:
+            run = run_checked(mc.config(seed), model=model)
+            runs += 1
+            if not run.clean:
+                by, diag = detections(run)
+                failures.append(f"{mc.name} seed {seed}: {', '.join(by)}: {diag}")
+        for idx, (hits, bits) in site_hits().items():
+            if hits:
+                reached[idx].append(mc.name)
+                roles[idx] |= bits
+    return Baseline(runs, failures, dict(reached), dict(roles), time.perf_counter() - t0)
+
+
+@dataclass
+class MutantOutcome:
+    site: str                 # the stable key
+    location: str             # file:line (display only)
+    op: str
+    mutation: str
+    roles: list[str]
+    status: str               # killed | survived | equivalent | unreached
+    by: list[str] = field(default_factory=list)
+    diagnostic: str = ""
+    config: str = ""          # the model run that killed it
+    seed: int = 0
+    runs: int = 0             # model runs made until the kill (or in all)
+    events_to_detection: int = 0
+    seconds: float = 0.0
+    reason: str = ""          # equivalent: why the operation is redundant
+
+    @property
+    def name(self) -> str:
+        return f"{self.site}:{self.mutation}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_mutant(site: Site, kind: str, base: Baseline, seeds: tuple[int, ...] = SEEDS,
+               configs: Iterable[ModelRun] = MODEL_CONFIGS,
+               model: ModelConfig = ModelConfig()) -> MutantOutcome:
+    roles = roles_of(base.roles.get(site.index, 0))
+    out = MutantOutcome(site.key, site.location, site.op, kind, roles, "unreached")
+    where = set(base.reached.get(site.index, ()))
+    if not where:
+        out.reason = "no model run executes this site"
+        return out
+    t0 = time.perf_counter()
+    with mutation(site, kind):
+        for mc in configs:
+            if mc.name not in where:
+                continue
+            for seed in seeds:
+                run = run_checked(mc.config(seed), model=model)
+                out.runs += 1
+                by, diag, first = run_detections(run)
+                if by:
+                    out.status, out.by, out.diagnostic = "killed", by, diag
+                    out.config, out.seed, out.events_to_detection = mc.name, seed, first
+                    out.seconds = time.perf_counter() - t0
+                    return out
+    out.seconds = time.perf_counter() - t0
+    if site.key in EQUIVALENT:
+        out.status, out.reason = "equivalent", EQUIVALENT[site.key]
+    else:
+        out.status = "survived"
+    return out
+
+
+@dataclass
+class MutationReport:
+    sites: int
+    baseline: Baseline
+    outcomes: list[MutantOutcome]
+    seconds: float
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def score(self) -> float:
+        """Killed over the non-equivalent mutants that a model run reaches."""
+        live = [o for o in self.outcomes if o.status in ("killed", "survived")]
+        return sum(o.status == "killed" for o in live) / len(live) if live else 1.0
+
+    @property
+    def ok(self) -> bool:
+        return self.baseline.ok and not any(o.status in ("survived", "unreached") for o in self.outcomes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "sites": self.sites, "mutants": len(self.outcomes),
+            "killed": self.count("killed"), "equivalent": self.count("equivalent"),
+            "survived": self.count("survived"), "unreached": self.count("unreached"),
+            "score": self.score, "seconds": self.seconds,
+            "baseline": {"runs": self.baseline.runs, "failures": self.baseline.failures,
+                         "seconds": self.baseline.seconds,
+                         "configs": [m.name for m in MODEL_CONFIGS]},
+            "outcomes": [o.to_dict() for o in self.outcomes],
+        }
+
+
+def select(all_sites: list[Site], only: Iterable[str] | None) -> list[Site]:
+    """The sites named by ``only`` (keys, or file:line as shown), all of them without it."""
+    if not only:
+        return all_sites
+    by_key = {s.key: s for s in all_sites}
+    by_loc: dict[str, list[Site]] = defaultdict(list)
+    for s in all_sites:
+        by_loc[s.location].append(s)
+    chosen: list[Site] = []
+    for name in only:
+        hit = [by_key[name]] if name in by_key else by_loc.get(name, [])
+        if not hit:
+            raise ConfigError(f"unknown site {name!r}",
+                              "list the sites with 'cxl-harness mutate --list' (a key such as "
+                              "write_header/flush#1, or file:line)")
+        chosen += [s for s in hit if s not in chosen]
+    return chosen
+
+
+def run_mutation(only: Iterable[str] | None = None, seeds: tuple[int, ...] = SEEDS,
+                 progress: Callable[[MutantOutcome], None] | None = None) -> MutationReport:
+    t0 = time.perf_counter()
+    all_sites = sites()
+    chosen = select(all_sites, only)
+    base = baseline(seeds=seeds)
+    outcomes = []
+    for s in chosen:
+        for kind in s.mutations:
+            o = run_mutant(s, kind, base, seeds)
+            outcomes.append(o)
+            if progress:
+                progress(o)
+    return MutationReport(len(all_sites), base, outcomes, time.perf_counter() - t0)
+
+
+__all__ = ["EQUIVALENT", "MODEL_CONFIGS", "Baseline", "ModelRun", "MutantOutcome", "MutationReport",
+           "Site", "agent_name", "baseline", "mutation", "run_mutant", "run_mutation", "select",
+           "site_hits", "sites"]
