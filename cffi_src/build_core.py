@@ -21,9 +21,27 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "src"
-CORE_SOURCES = ["cxl_cpu.c", "cxl_region.c", "cxl_bench.c", "cxl_log.c"]
-CHECKED_SOURCES = CORE_SOURCES + ["cxl_check.c"]
-BASE_FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-fno-strict-aliasing"]
+
+
+def _read_sources_mk() -> dict[str, list[str]]:
+    """`NAME := words` lines of sources.mk, the list the Makefile includes too."""
+    out: dict[str, list[str]] = {}
+    for line in (HERE / "sources.mk").read_text().splitlines():
+        m = re.fullmatch(r"([A-Z_]+)\s*:=\s*(.*)", line.strip())
+        if m:
+            out[m.group(1)] = m.group(2).split()
+    return out
+
+
+_MK = _read_sources_mk()
+CORE_SOURCES = _MK["CORE_SOURCES"]
+CHECKED_SOURCES = CORE_SOURCES + _MK["CHECKED_EXTRA"]
+BASE_FLAGS = ["-O2"] + _MK["BASE_CFLAGS"]
+
+
+def _strict() -> bool:
+    """-Werror in CI and when asked (CXL_WERROR=1), not in a user's install."""
+    return os.environ.get("CXL_WERROR") == "1" or os.environ.get("CI", "").lower() == "true"
 
 
 def _cdef_text() -> str:
@@ -39,7 +57,7 @@ def _extra_cdef() -> str:
 
 
 def _flags() -> list[str]:
-    flags = list(BASE_FLAGS)
+    flags = list(BASE_FLAGS) + (_MK["STRICT_CFLAGS"] if _strict() else [])
     sanitize = os.environ.get("CXL_SANITIZE", "")
     if sanitize:
         if not re.fullmatch(r"[a-z,]+", sanitize):

@@ -67,7 +67,7 @@ class CheckedRun:
 
 
 def agent_name(agent: int) -> str:
-    """Agent ids of cxl_log.c: publishers 0-63, scanners 64+, sequencer 96, subscribers 100+."""
+    """Agent ids of the log's C core (cxl_log_int.h): publishers 0-63, scanners 64+, sequencer 96, subscribers 100+."""
     if agent < 0:
         return "unknown agent"
     if agent < 64:

@@ -834,7 +834,7 @@ def latency_from_hist(hist: list[int]) -> Latency:
 
 
 def _bucket_low(i: int) -> int:
-    """Lower bound (ns) of latency bucket i; mirrors lat_bucket() in cxl_log.c."""
+    """Lower bound (ns) of latency bucket i; mirrors lat_bucket() in cxl_log_int.h."""
     if i < 32:
         return i
     j = i - 32

@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.cxl-harness-setup
-want=$( { cat pyproject.toml setup.py; find cffi_src -type f \( -name '*.c' -o -name '*.h' -o -name '*.py' \) \
+want=$( { cat pyproject.toml setup.py; find cffi_src -type f \( -name '*.c' -o -name '*.h' -o -name '*.py' -o -name '*.mk' \) \
           -not -path 'cffi_src/bin/*' | LC_ALL=C sort | xargs cat; } | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
    && .venv/bin/python -c 'import harness._core, harness._core_checked' 2>/dev/null; then

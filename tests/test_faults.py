@@ -85,7 +85,7 @@ def test_model_produces_real_wrong_results_for_a_missing_flush() -> None:
     assert run.result.counters["sub_checksum_errors"] if "sub_checksum_errors" in run.result.counters \
         else any(c.id == "payload-checksums" and not c.ok for c in run.result.checks)
     bad = [f for f in run.errors if f.rule == "unflushed_before_publish"]
-    assert bad and "cxl_log.c" in bad[0].location and bad[0].agent.startswith("publisher")
+    assert bad and "cxl_publisher.c" in bad[0].location and bad[0].agent.startswith("publisher")
 
 
 def test_same_seed_same_run() -> None:

@@ -1,0 +1,358 @@
+/*
+ * cxl_log_layout.c -- layout validation, offsets, format and attach, and creation of the log object.
+ */
+#include "cxl_log_int.h"
+
+/* ------------------------------------------------------------------ layout */
+
+static int is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
+
+static uint64_t geom_check(const cxl_geom_t *g) {
+    return cxl_checksum_bytes(g, offsetof(cxl_geom_t, geom_check), 0x5eed);
+}
+
+static uint64_t proto_check(const cxl_proto_t *p) {
+    return cxl_checksum_bytes(p, offsetof(cxl_proto_t, proto_check), 0x9e37);
+}
+
+#define MAX_PBR_SLOTS (1ull << 30)
+#define MAX_GOI_SLOTS (1ull << 40)
+#define MAX_BATCHES (1ull << 48)
+
+static int cfg_valid(const cxl_log_cfg_t *c) {
+    uint64_t per_broker;
+    return c->brokers >= 1 && c->brokers <= CXL_MAX_BROKERS && c->subscribers <= CXL_MAX_SUBS &&
+           c->publishers_per_broker >= 1 && c->publishers_per_broker <= 64 &&
+           (c->order == 0 || c->order == 2) && c->variant <= 1 && c->ack_level <= 2 &&
+           is_pow2(c->pbr_slots) && c->pbr_slots >= 2 && c->pbr_slots <= MAX_PBR_SLOTS &&
+           is_pow2(c->goi_slots) && c->goi_slots >= 2 && c->goi_slots <= MAX_GOI_SLOTS &&
+           c->msg_size >= 1 && c->msg_size <= (64u << 20) && c->msgs_per_batch >= 1 &&
+           c->msgs_per_batch <= 65536 &&
+           (uint64_t)c->msgs_per_batch * align64(CXL_MSG_HDR + c->msg_size) <= (1ull << 30) &&
+           c->batches_per_publisher <= MAX_BATCHES &&
+           !__builtin_mul_overflow(c->batches_per_publisher, (uint64_t)c->publishers_per_broker,
+                                   &per_broker) &&
+           per_broker <= MAX_BATCHES &&
+           c->crash_client <= c->brokers * c->publishers_per_broker;
+}
+
+/* at += n * k, page-aligned when `page`; 0 on overflow. */
+static int grow(uint64_t *at, uint64_t n, uint64_t k) {
+    uint64_t m;
+    return !__builtin_mul_overflow(n, k, &m) && !__builtin_add_overflow(*at, m, at);
+}
+
+static int page_up(uint64_t *at) {
+    if (*at > UINT64_MAX - 4095) return 0;
+    *at = (*at + 4095) & ~4095ull;
+    return 1;
+}
+
+/* Offsets of every area; 0 when a size does not fit in 64 bits (an impossible config). */
+static int compute_offsets(const cxl_log_cfg_t *c, cxl_offsets_t *o, cxl_proto_t *pr,
+                           uint64_t *stride) {
+    uint64_t s = (uint64_t)c->msgs_per_batch * align64(CXL_MSG_HDR + c->msg_size); /* <= 1 GiB */
+    *stride = s;
+    memset(o, 0, sizeof *o);
+    memset(pr, 0, sizeof *pr);
+    uint64_t at = sizeof(cxl_ctrl_t);
+    o->claim = at;
+    at += CXL_MAX_BROKERS * sizeof(cxl_claim_line_t);
+    o->seqline = at;
+    at += CXL_MAX_BROKERS * sizeof(cxl_seq_line_t);
+    o->subline = at;
+    at += CXL_MAX_SUBS * sizeof(cxl_sub_line_t);
+    pr->scanline = at;
+    at += CXL_MAX_BROKERS * sizeof(cxl_scan_line_t);
+    pr->publine = at;
+    at += (uint64_t)c->brokers * c->publishers_per_broker * sizeof(cxl_pub_line_t);
+    if (!page_up(&at)) return 0; /* 128-byte headers never straddle a page */
+    o->pbr = at;
+    if (!grow(&at, (uint64_t)c->brokers * c->pbr_slots, sizeof(cxl_batch_hdr_t))) return 0;
+    if (!page_up(&at)) return 0;
+    o->log = at;
+    if (__builtin_mul_overflow((uint64_t)c->pbr_slots, s, &o->log_bytes)) return 0;
+    if (!grow(&at, c->brokers, o->log_bytes)) return 0;
+    o->goi = at;
+    if (!grow(&at, c->goi_slots, sizeof(cxl_goi_entry_t))) return 0;
+    o->end = at;
+    pr->ack_level = c->ack_level;
+    pr->publishers_per_broker = c->publishers_per_broker;
+    pr->batches_per_publisher = c->batches_per_publisher;
+    pr->variant = c->variant;
+    pr->proto_check = proto_check(pr);
+    return 1;
+}
+
+uint64_t cxl_layout_size(const cxl_log_cfg_t *cfg) {
+    if (!cfg_valid(cfg)) return 0;
+    cxl_offsets_t o;
+    cxl_proto_t pr;
+    uint64_t s;
+    if (!compute_offsets(cfg, &o, &pr, &s)) return 0;
+    return o.end;
+}
+
+static void fill_geom(const cxl_log_cfg_t *c, uint64_t size, uint64_t stride, cxl_geom_t *g) {
+    memset(g, 0, sizeof *g);
+    g->magic = CXL_MAGIC;
+    g->version = CXL_LAYOUT_VERSION;
+    g->order = c->order;
+    g->region_size = size;
+    g->brokers = c->brokers;
+    g->subscribers = c->subscribers;
+    g->pbr_slots = c->pbr_slots;
+    g->batch_stride = (uint32_t)stride;
+    g->goi_slots = c->goi_slots;
+    g->max_msgs = c->msgs_per_batch;
+    g->msg_size = c->msg_size;
+    g->geom_check = geom_check(g);
+}
+
+int cxl_layout_init(void *base, uint64_t size, const cxl_log_cfg_t *cfg) {
+    uint64_t need = cxl_layout_size(cfg);
+    if (!need) return -1;
+    if (size < need) return -2;
+    unsigned char *b = (unsigned char *)base;
+    /* Zero everything the log uses (a zero token never matches), then publish geometry: nothing
+     * a previous run (or random bytes) left in the region survives formatting. */
+    cxl_offsets_t o;
+    cxl_proto_t pr;
+    uint64_t stride;
+    compute_offsets(cfg, &o, &pr, &stride);
+    static const unsigned char zeros[4096];
+    for (uint64_t at = 0; at < o.end; at += sizeof zeros) {
+        uint64_t n = o.end - at < sizeof zeros ? o.end - at : sizeof zeros;
+        cxl_copy_in(b + at, zeros, n);
+    }
+    cxl_flush_range(b, o.end);
+    cxl_sfence();
+    cxl_ctrl_t c;
+    memset(&c, 0, sizeof c);
+    fill_geom(cfg, size, stride, &c.geom);
+    c.off = o;
+    c.proto = pr;
+    c.run.seed = cfg->seed;
+    cxl_ctrl_t *ctrl = (cxl_ctrl_t *)base;
+    cxl_copy_in(&ctrl->off, &c.off, sizeof c.off);
+    cxl_copy_in(&ctrl->run, &c.run, sizeof c.run);
+    cxl_copy_in(&ctrl->proto, &c.proto, sizeof c.proto);
+    cxl_flush_range(&ctrl->off, sizeof c.off);
+    cxl_flush_range(&ctrl->run, sizeof c.run);
+    cxl_flush_range(&ctrl->proto, sizeof c.proto);
+    cxl_sfence();
+    /* the magic (in the geometry line) is written last: a half-made region is never accepted */
+    cxl_copy_in(base, &c.geom, sizeof c.geom);
+    cxl_flush(base);
+    cxl_sfence();
+    return 0;
+}
+
+int cxl_layout_attach(const void *base, uint64_t size, const cxl_log_cfg_t *cfg, char *err,
+                      size_t errlen) {
+    cxl_geom_t g, want;
+    if (size < sizeof(cxl_ctrl_t)) {
+        snprintf(err, errlen, "region of %llu bytes is smaller than a control block",
+                 (unsigned long long)size);
+        return -1;
+    }
+    cxl_invalidate(base, sizeof g);
+    cxl_copy_out(&g, base, sizeof g);
+    if (g.magic != CXL_MAGIC) {
+        snprintf(err, errlen, "bad magic 0x%016llx (expected 0x%016llx): not a shared-log region",
+                 (unsigned long long)g.magic, (unsigned long long)CXL_MAGIC);
+        return -1;
+    }
+    if (g.version != CXL_LAYOUT_VERSION) {
+        snprintf(err, errlen, "layout version %u, this build reads version %u", g.version,
+                 CXL_LAYOUT_VERSION);
+        return -1;
+    }
+    if (g.geom_check != geom_check(&g)) {
+        snprintf(err, errlen, "geometry checksum mismatch: control block is corrupt");
+        return -1;
+    }
+    if (!cfg_valid(cfg)) {
+        snprintf(err, errlen, "invalid log configuration");
+        return -1;
+    }
+    cxl_offsets_t o;
+    cxl_proto_t pr, have;
+    uint64_t stride;
+    if (!compute_offsets(cfg, &o, &pr, &stride)) {
+        snprintf(err, errlen, "configuration does not fit in a 64-bit region");
+        return -1;
+    }
+    fill_geom(cfg, g.region_size, stride, &want);
+    const char *what = NULL;
+    if (g.brokers != want.brokers) what = "brokers";
+    else if (g.subscribers != want.subscribers) what = "subscribers";
+    else if (g.pbr_slots != want.pbr_slots) what = "pbr_slots";
+    else if (g.batch_stride != want.batch_stride) what = "batch_stride";
+    else if (g.goi_slots != want.goi_slots) what = "goi_slots";
+    else if (g.max_msgs != want.max_msgs) what = "msgs_per_batch";
+    else if (g.msg_size != want.msg_size) what = "msg_size";
+    else if (g.order != want.order) what = "order";
+    else if (g.region_size > size) what = "region_size";
+    if (what) {
+        snprintf(err, errlen, "geometry mismatch on %s: region was made for another configuration",
+                 what);
+        return -1;
+    }
+    const cxl_ctrl_t *ctrl = (const cxl_ctrl_t *)base;
+    cxl_invalidate(&ctrl->proto, sizeof have);
+    cxl_copy_out(&have, &ctrl->proto, sizeof have);
+    if (have.proto_check != proto_check(&have)) {
+        snprintf(err, errlen, "protocol line checksum mismatch: control block is corrupt");
+        return -1;
+    }
+    if (have.ack_level != pr.ack_level) what = "ack_level";
+    else if (have.publishers_per_broker != pr.publishers_per_broker) what = "publishers_per_broker";
+    else if (have.batches_per_publisher != pr.batches_per_publisher)
+        what = "batches_per_publisher (total size)";
+    else if (have.variant != pr.variant) what = "variant";
+    else if (have.scanline != pr.scanline || have.publine != pr.publine) what = "area offsets";
+    if (what) {
+        snprintf(err, errlen, "protocol mismatch on %s: region was made for another configuration",
+                 what);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ creation */
+
+/* Buffers are touched once here so that no page fault lands on the scanner's hot path. */
+static int ebuf_init(ebuf_t *b, uint64_t cap) {
+    b->count = 0;
+    b->cap = cap;
+    b->e = (entry_t *)malloc(cap * sizeof(entry_t));
+    if (!b->e) return -1;
+    memset(b->e, 0, cap * sizeof(entry_t));
+    return 0;
+}
+
+static int recs_init(recs_t *r, uint64_t cap, uint64_t elem) {
+    r->cap = cap;
+    r->elem = elem;
+    atomic_store(&r->count, 0);
+    r->data = cap ? calloc(cap, elem) : NULL;
+    return (!cap || r->data) ? 0 : -1;
+}
+
+cxl_log_t *cxl_log_new(void *base, uint64_t size, const cxl_log_cfg_t *cfg, char *err,
+                       size_t errlen) {
+    if (!cfg_valid(cfg)) {
+        snprintf(err, errlen, "invalid log configuration (brokers 1..%u, power-of-two rings, ...)",
+                 CXL_MAX_BROKERS);
+        return NULL;
+    }
+    if (cxl_layout_attach(base, size, cfg, err, errlen) != 0) return NULL;
+    cxl_log_t *L = (cxl_log_t *)calloc(1, sizeof *L);
+    if (!L) { snprintf(err, errlen, "out of memory"); return NULL; }
+    L->cfg = *cfg;
+    if (!L->cfg.epoch_us) L->cfg.epoch_us = 50;
+    L->base = (unsigned char *)base;
+    L->size = size;
+    L->ctrl = (cxl_ctrl_t *)base;
+    cxl_offsets_t o;
+    cxl_proto_t pr;
+    compute_offsets(cfg, &o, &pr, &L->stride);
+    L->scanl = (cxl_scan_line_t *)(void *)(L->base + pr.scanline);
+    L->publ = (cxl_pub_line_t *)(void *)(L->base + pr.publine);
+    L->claim = (cxl_claim_line_t *)(void *)(L->base + o.claim);
+    L->seql = (cxl_seq_line_t *)(void *)(L->base + o.seqline);
+    L->subl = (cxl_sub_line_t *)(void *)(L->base + o.subline);
+    L->pbr = L->base + o.pbr;
+    L->logs = L->base + o.log;
+    L->log_bytes = o.log_bytes;
+    L->goi = (cxl_goi_entry_t *)(void *)(L->base + o.goi);
+    L->msg_stride = align64(CXL_MSG_HDR + cfg->msg_size);
+    L->slots_mask = cfg->pbr_slots - 1;
+    L->goi_mask = cfg->goi_slots - 1;
+    L->npubs = cfg->brokers * cfg->publishers_per_broker;
+    L->per_broker = (uint64_t)cfg->publishers_per_broker * cfg->batches_per_publisher;
+    pthread_mutex_init(&L->mu, NULL);
+    pthread_mutex_init(&L->done_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&L->done_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    int bad = 0;
+    L->pubs = (publisher_t *)aligned_alloc(64, sizeof(publisher_t) * L->npubs);
+    bad |= !L->pubs;
+    size_t pool_bytes = POOL_SLOTS * 64u + cfg->msg_size + 64u;
+    L->pool = (unsigned char *)malloc(pool_bytes);
+    bad |= !L->pool;
+    uint64_t cap = cfg->pbr_slots;
+    for (int e = 0; e < 3 && !bad; e++) {
+        if (cfg->variant == 1) bad |= ebuf_init(&L->shared[e], cap * cfg->brokers);
+        else for (uint32_t b = 0; b < cfg->brokers; b++) bad |= ebuf_init(&L->bufs[e][b], cap);
+    }
+    uint64_t rc = cfg->record_capacity;
+    uint64_t total = L->per_broker * cfg->brokers;
+    if (rc) {
+        uint64_t fr = rc + 4096;
+        bad |= recs_init(&L->rec[CXL_REC_PUBLISH], total, sizeof(cxl_rec_publish_t));
+        bad |= recs_init(&L->rec[CXL_REC_ORDER], rc, sizeof(cxl_rec_order_t));
+        bad |= recs_init(&L->rec[CXL_REC_COMMIT], fr * (1 + cfg->subscribers), sizeof(cxl_rec_frontier_t));
+        bad |= recs_init(&L->rec[CXL_REC_ACK], fr, sizeof(cxl_rec_frontier_t));
+        bad |= recs_init(&L->rec[CXL_REC_LOSS], fr, sizeof(cxl_rec_loss_t));
+        for (uint32_t k = 0; k < cfg->subscribers; k++)
+            bad |= recs_init(&L->rec[CXL_REC_DELIVER + k], rc, sizeof(cxl_rec_deliver_t));
+    }
+    for (uint32_t k = 0; k < cfg->subscribers && !bad; k++) {
+        L->sub[k].scratch = (unsigned char *)malloc(L->stride + 64);
+        bad |= !L->sub[k].scratch;
+    }
+    if (bad) {
+        snprintf(err, errlen, "out of memory for process-local buffers");
+        cxl_log_free(L);
+        return NULL;
+    }
+    /* Deterministic payload pool: content derived from the seed; per-slot hashes precomputed
+     * so publishing a message costs one copy and a few multiplies. */
+    uint64_t x = cfg->seed ^ 0x853c49e6748fea9bull;
+    for (size_t i = 0; i < pool_bytes; i += 8) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        memcpy(L->pool + i, &x, pool_bytes - i < 8 ? pool_bytes - i : 8);
+    }
+    for (uint32_t s = 0; s < POOL_SLOTS; s++)
+        L->pool_hash[s] = cxl_checksum_bytes(L->pool + (uint64_t)s * 64u, cfg->msg_size, 0);
+    for (uint32_t i = 0; i < L->npubs; i++) {
+        publisher_t *P = &L->pubs[i];
+        memset(P, 0, sizeof *P);
+        P->broker = i / cfg->publishers_per_broker;
+        P->client = i;
+        P->quota = cfg->batches_per_publisher;
+    }
+    for (uint32_t b = 0; b < cfg->brokers; b++) {
+        scanner_t *S = &L->scan[b];
+        atomic_store(&S->active, QUIESCENT);
+        S->broker = b;
+        S->quota = L->per_broker;
+        S->foreign_at = UINT64_MAX;
+    }
+    for (uint32_t k = 0; k < cfg->subscribers; k++) L->sub[k].idx = k;
+    L->next_epoch_ns = cxl_now_ns();
+    L->host = host_identity();
+    L->nonce = mix64(((uint64_t)getpid() << 32) ^ cxl_now_ns() ^ (uint64_t)(uintptr_t)L) | 1u;
+    return L;
+}
+
+void cxl_log_free(cxl_log_t *L) {
+    if (!L) return;
+    for (int e = 0; e < 3; e++) {
+        for (uint32_t b = 0; b < CXL_MAX_BROKERS; b++) free(L->bufs[e][b].e);
+        free(L->shared[e].e);
+    }
+    for (int k = 0; k < CXL_REC_DELIVER + (int)CXL_MAX_SUBS; k++) free(L->rec[k].data);
+    for (uint32_t k = 0; k < CXL_MAX_SUBS; k++) free(L->sub[k].scratch);
+    free(L->pool);
+    free(L->pubs);
+    pthread_mutex_destroy(&L->mu);
+    pthread_mutex_destroy(&L->done_mu);
+    pthread_cond_destroy(&L->done_cv);
+    free(L);
+}

@@ -1,0 +1,239 @@
+/*
+ * cxl_subscriber.c -- subscribers: read the committed GOI prefix (Order 2) or the rings (Order 0), verify, release.
+ */
+#include "cxl_log_int.h"
+
+/* ------------------------------------------------------------------ subscribers */
+
+/* Verify a batch's payload against its checksum, message by message, never reading past
+ * `size`. Returns the recomputed checksum, or a value != expected on any malformed message. */
+static uint64_t verify_payload(cxl_log_t *L, subscriber_t *U, const unsigned char *p,
+                               uint64_t size, uint32_t msg_count, int *ok) {
+    if (!FAULT(L, sub_no_invalidate_payload)) cxl_invalidate(p, size);
+    const unsigned char *v = (const unsigned char *)cxl_read_view(p, size, U->scratch);
+    uint64_t cs = 0, off = 0;
+    *ok = 1;
+    for (uint32_t m = 0; m < msg_count; m++) {
+        cxl_msg_hdr_t h;
+        if (size - off < sizeof h) { *ok = 0; break; }
+        memcpy(&h, v + off, sizeof h);
+        if (h.size > size - off - sizeof h) { *ok = 0; break; }
+        uint64_t ph = cxl_checksum_bytes(v + off + sizeof h, h.size, 0);
+        cs = fold_checksum(cs, msg_checksum(ph, h.size, h.client, h.msg_seq));
+        off += align64(sizeof h + h.size);
+        if (off > size) off = size;
+    }
+    return cs;
+}
+
+static void sub_deliver(cxl_log_t *L, subscriber_t *U, uint64_t pos, uint32_t b,
+                        uint64_t pbr_index, uint64_t log_offset, uint64_t size,
+                        uint32_t msg_count, uint32_t client, uint64_t cbs, uint64_t checksum) {
+    const uint32_t k = U->idx;
+    uint64_t got = checksum;
+    if (!(L->cfg.flags & CXL_F_NO_VERIFY)) {
+        int ok;
+        got = verify_payload(L, U, log_of(L, b) + log_offset, size, msg_count, &ok);
+        if (!ok || got != checksum) stat_add(&L->st.sub_checksum_errors[k], 1);
+    }
+    /* per-broker arrival order: ring indices strictly increase within a broker */
+    if (pbr_index + 1 <= U->last_pbr[b]) stat_add(&L->st.sub_order_errors[k], 1);
+    U->last_pbr[b] = pbr_index + 1;
+    /* Order 2: one sequence, hashed in delivery order. Order 0: only each broker's sequence is
+     * defined, so hash per broker and combine independently of the interleaving. */
+    if (L->cfg.order == 2)
+        U->hash = mix64(U->hash ^ pos) ^ mix64(((uint64_t)b << 56) ^ pbr_index) ^ checksum;
+    else
+        U->bhash[b] = mix64(U->bhash[b] ^ pbr_index) ^ checksum;
+    L->st.sub_batches[k]++;
+    L->st.sub_messages[k] += msg_count;
+    cxl_rec_deliver_t *r = (cxl_rec_deliver_t *)rec_slot(L, CXL_REC_DELIVER + (int)k);
+    if (r) {
+        r->pos = pos;
+        r->pbr_index = pbr_index;
+        r->checksum = got;
+        r->ns = cxl_now_ns();
+        r->client_batch_seq = cbs;
+        r->broker = b;
+        r->client = client;
+        r->size = (uint32_t)size;
+        r->msg_count = msg_count;
+    }
+}
+
+static void sub_publish_position(cxl_log_t *L, subscriber_t *U) {
+    cxl_sub_line_t *s = &L->subl[U->idx];
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) cxl_commit64(&s->released[b], U->last_pbr[b]);
+    cxl_commit64(&s->delivered_batches, L->st.sub_batches[U->idx]);
+    cxl_commit64(&s->heartbeat_ns, cxl_now_ns());
+    cxl_commit64(&s->goi_pos, U->pos);
+    cxl_flush(&s->released[0]);
+    cxl_flush(s);
+    cxl_sfence();
+}
+
+static int goi_valid(const cxl_log_t *L, const cxl_goi_entry_t *g) {
+    if (g->broker >= L->cfg.brokers) return 0;
+    if (g->msg_count == 0 || g->msg_count > L->cfg.msgs_per_batch) return 0;
+    if (g->size < (uint64_t)g->msg_count * CXL_MSG_HDR || g->size > L->stride) return 0;
+    if (g->log_offset % CXL_LINE || g->log_offset > L->log_bytes - g->size) return 0;
+    if (!identity_valid(L, g->broker, g->client, g->client_batch_seq, g->pbr_index)) return 0;
+    return 1;
+}
+
+/* A restarted subscriber continues after the last position it published: everything
+ * before it was delivered, nothing after it was acknowledged by this subscriber. */
+static void sub_resume(cxl_log_t *L, subscriber_t *U) {
+    U->resumed = 1;
+    if (!(L->cfg.flags & CXL_F_RESUME)) return;
+    cxl_sub_line_t *s = &L->subl[U->idx];
+    cxl_invalidate(s, sizeof *s);
+    uint64_t pos = cxl_consume64(&s->goi_pos);
+    cxl_invalidate(&L->ctrl->seq, CXL_LINE);
+    uint64_t committed = cxl_consume64(&L->ctrl->seq.committed_seq);
+    if (committed > L->per_broker * L->cfg.brokers) {
+        corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.committed_seq, committed);
+        committed = 0;
+    }
+    if (pos > committed) { corrupt(L, CORRUPT_CTRL, &s->goi_pos, pos); pos = committed; }
+    U->pos = pos;
+    U->last_committed = pos;
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+        uint64_t r = cxl_consume64(&s->released[b]);
+        if (r > L->per_broker) { corrupt(L, CORRUPT_CTRL, &s->released[b], r); r = 0; }
+        U->last_pbr[b] = r;
+        U->next_pbr[b] = r;
+    }
+}
+
+static uint64_t sub_read_committed(cxl_log_t *L, subscriber_t *U) {
+    if (!FAULT(L, sub_no_invalidate_commit)) cxl_invalidate(&L->ctrl->seq, CXL_LINE);
+    uint64_t c = cxl_consume64(&L->ctrl->seq.committed_seq);
+    if (c > L->per_broker * L->cfg.brokers) { /* more than the run can ever order */
+        corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.committed_seq, c);
+        return U->last_committed;
+    }
+    if (c < U->last_committed) {
+        stat_add(&L->st.committed_regressions, 1);
+        c = U->last_committed;
+    }
+    if (c != U->last_committed) {
+        cxl_rec_frontier_t *r = (cxl_rec_frontier_t *)rec_slot(L, CXL_REC_COMMIT);
+        if (r) { r->ns = cxl_now_ns(); r->value = c; r->who = U->idx; r->kind = 1 + U->idx; }
+    }
+    U->last_committed = c;
+    return c;
+}
+
+/* A caught-up subscriber releases the ring slots the sequencer resolved without a position
+ * (declared lost): they never come through the GOI, and must not block the ring. Each broker's
+ * consumed_through is read before committed_seq, and the sequencer writes them the other way
+ * round, so every live slot below it has a position below committed_seq -- delivered, since
+ * this subscriber is caught up. Returns 1 when it released something. */
+static int sub_release_lost(cxl_log_t *L, subscriber_t *U) {
+    uint64_t cons[CXL_MAX_BROKERS];
+    int any = 0;
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+        cxl_invalidate(&L->seql[b], CXL_LINE);
+        cons[b] = cxl_consume64(&L->seql[b].consumed_through);
+        if (cons[b] > L->per_broker) {
+            corrupt(L, CORRUPT_CTRL, &L->seql[b].consumed_through, cons[b]);
+            cons[b] = 0;
+        }
+        any |= cons[b] > U->last_pbr[b];
+    }
+    if (!any) return 0;
+    cxl_invalidate(&L->ctrl->seq, CXL_LINE);
+    if (cxl_consume64(&L->ctrl->seq.committed_seq) != U->pos) return 0;
+    for (uint32_t b = 0; b < L->cfg.brokers; b++)
+        if (cons[b] > U->last_pbr[b]) U->last_pbr[b] = cons[b];
+    sub_publish_position(L, U);
+    return 1;
+}
+
+CXL_INTERNAL int sub2_step(cxl_log_t *L, subscriber_t *U) {
+    if (!U->resumed) sub_resume(L, U);
+    uint64_t c = sub_read_committed(L, U);
+    if (c > U->pos + L->cfg.goi_slots) {
+        /* committed_seq claims more than the ring can hold unread: corrupt control block */
+        corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.committed_seq, c);
+        c = U->pos + L->cfg.goi_slots;
+    }
+    uint64_t n = 0;
+    while (U->pos < c && n < SUB_CHUNK) {
+        cxl_goi_entry_t *g = &L->goi[U->pos & L->goi_mask];
+        if (!FAULT(L, sub_no_invalidate_goi)) cxl_invalidate(g, CXL_LINE);
+        if (cxl_consume64(&g->token) != U->pos + 1) {
+            /* committed but not readable: the prefix was not flushed before committed_seq */
+            if (U->bad_at != U->pos + 1) corrupt(L, CORRUPT_GOI, &g->token, U->pos);
+            U->bad_at = U->pos + 1;
+            break;
+        }
+        cxl_goi_entry_t v;
+        cxl_copy_out(&v, g, sizeof v);
+        if (goi_valid(L, &v)) {
+            sub_deliver(L, U, U->pos, v.broker, v.pbr_index, v.log_offset, v.size, v.msg_count,
+                        v.client, v.client_batch_seq, v.checksum);
+        } else {
+            corrupt(L, CORRUPT_GOI, g, U->pos);
+        }
+        U->pos++;
+        n++;
+    }
+    if (n) {
+        sub_publish_position(L, U);
+        stat_max(&L->st.sub_last_ns[U->idx], cxl_now_ns());
+        return STEP_PROGRESS;
+    }
+    if (U->pos == c) {
+        if (sub_release_lost(L, U)) return STEP_PROGRESS;
+        cxl_invalidate(&L->ctrl->seq, CXL_LINE);
+        uint64_t done = cxl_consume64(&L->ctrl->seq.done);
+        uint64_t committed = cxl_consume64(&L->ctrl->seq.committed_seq);
+        if (committed > L->per_broker * L->cfg.brokers) return STEP_IDLE; /* counted above */
+        if (done && done == committed + 1 && committed == U->pos) return STEP_DONE;
+        if (done && done != committed + 1 && U->bad_done != done) {
+            U->bad_done = done;
+            corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.done, done);
+        }
+    }
+    return STEP_IDLE;
+}
+
+/* Order 0: no global order; deliver each broker's acknowledged slots in ring order. */
+CXL_INTERNAL int sub0_step(cxl_log_t *L, subscriber_t *U) {
+    if (!U->resumed) sub_resume(L, U);
+    uint64_t n = 0;
+    int all_done = 1;
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+        if (U->next_pbr[b] >= L->per_broker) continue;
+        all_done = 0;
+        cxl_invalidate(&L->seql[b], CXL_LINE);
+        uint64_t acked = cxl_consume64(&L->seql[b].ordered_batches);
+        if (acked > L->per_broker) {
+            corrupt(L, CORRUPT_CTRL, &L->seql[b].ordered_batches, acked);
+            acked = U->next_pbr[b]; /* not followed */
+        }
+        while (U->next_pbr[b] < acked && n < SUB_CHUNK) {
+            uint64_t i = U->next_pbr[b];
+            cxl_batch_hdr_t *h = slot_at(L, b, i);
+            cxl_invalidate(h, sizeof *h);
+            cxl_batch_hdr_t v;
+            if (cxl_consume64(&h->token) == i + 1) {
+                cxl_copy_out(&v, h, sizeof v);
+                if (header_valid(L, &v, b, i))
+                    sub_deliver(L, U, i, b, i, v.log_offset, v.size, v.msg_count, v.client,
+                                v.client_batch_seq, v.checksum);
+            } /* else: resolved as lost by the broker; nothing to deliver */
+            U->next_pbr[b] = i + 1;
+            U->last_pbr[b] = i + 1;
+            n++;
+        }
+    }
+    if (n) {
+        sub_publish_position(L, U);
+        stat_max(&L->st.sub_last_ns[U->idx], cxl_now_ns());
+        return STEP_PROGRESS;
+    }
+    return all_done ? STEP_DONE : STEP_IDLE;
+}
