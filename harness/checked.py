@@ -13,6 +13,7 @@ from harness.native import Native, load
 from harness.region import Region
 
 ERROR, WARNING = 2, 1
+AGENT_FORMATTER = 120  # the agent that formats the region in a checked run
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class ModelConfig:
     p_evict: float = 0.02   # per access: a dirty, unflushed line is written back anyway
     keep_trace: bool = False
     trace_capacity: int = 0
+    # per shared-memory access: another role runs a whole step right there, splitting the
+    # current role's step (0: roles only ever alternate between whole steps)
+    p_preempt: float = 0.0
 
 
 @dataclass
@@ -52,6 +56,8 @@ class CheckedRun:
     findings: list[Finding]
     events: int
     model: dict[str, int] = field(default_factory=dict)
+    schedule: list[int] = field(default_factory=list)  # the runner's role picks, in order
+    trace: list[dict[str, Any]] = field(default_factory=list)  # with ModelConfig.keep_trace
 
     @property
     def errors(self) -> list[Finding]:
@@ -78,6 +84,8 @@ def agent_name(agent: int) -> str:
         return "sequencer"
     if 100 <= agent < 108:
         return f"subscriber {agent - 100}"
+    if agent == AGENT_FORMATTER:
+        return "region formatter"
     return f"agent {agent}"
 
 
@@ -116,17 +124,18 @@ def small_config(order: int = 2, variant: str = "per-scanner", seed: int = 1, **
 
 
 def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = ModelConfig(),
-                check_history: bool = True, persistence: bool = True) -> CheckedRun:
+                check_history: bool = True, persistence: bool = True,
+                schedule: list[int] | None = None) -> CheckedRun:
     """One deterministic (single-thread, seeded scheduler) run on the checked build.
 
     With ``persistence`` (the default) the end-of-run check follows: every store the run made
     must have been flushed and fenced by the time every role finished (rule
     ``unpersisted_at_end``), and a record body stored after its token is reported even when no
-    later fence came."""
+    later fence came. ``schedule`` replays the runner's first role picks (the rest follow the
+    seed); the run's own picks come back in :attr:`CheckedRun.schedule`."""
     native = load(True)
     size = (layout_size(cfg, native) + 4095) // 4096 * 4096
     with Region.emulated(size, checked=True) as region:
-        format_region(region, cfg)
         chk = native.ffi.new("cxl_chk_cfg_t *")
         chk.model = int(model.enabled)
         chk.keep_trace = int(model.keep_trace)
@@ -134,9 +143,21 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
         chk.seed = cfg.seed
         chk.p_early = model.p_early
         chk.p_evict = model.p_evict
+        chk.p_preempt = model.p_preempt
+        picks = list(schedule or [])
+        native.lib.cxl_chk_set_schedule(native.ffi.new("uint32_t[]", picks) if picks else native.ffi.NULL,
+                                        len(picks))
         if native.lib.cxl_chk_begin(region.base, region.size, chk) != 0:
             raise ConfigError("the checker could not allocate its state", "use a smaller configuration")
         try:
+            # the region is formatted under the checker too, by its own agent, which then hands
+            # every line it made durable over to the roles
+            native.lib.cxl_chk_set_agent(AGENT_FORMATTER)
+            try:
+                format_region(region, cfg)
+            finally:
+                native.lib.cxl_chk_set_agent(0)
+            native.lib.cxl_chk_handoff()
             h = LogHandle(region, cfg, fault=fault_id(fault), deterministic=True)
             try:
                 rc = h.run()
@@ -153,12 +174,38 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
                             if not (f.rule == "unpersisted_at_end" and f.agent == crashed)]
             early, evict, stale = (native.ffi.new("uint64_t *") for _ in range(3))
             events = int(native.lib.cxl_chk_model_stats(early, evict, stale))
+            preempts = int(native.lib.cxl_chk_preempt_count())
+            made = int(native.lib.cxl_chk_schedule(native.ffi.NULL, 0))
+            buf = native.ffi.new("uint32_t[]", max(made, 1))
+            native.lib.cxl_chk_schedule(buf, made)
+            sched = list(native.ffi.unpack(buf, made))
+            trace = _trace(native, region.base) if model.keep_trace else []
         finally:
             native.lib.cxl_chk_end()
+            native.lib.cxl_chk_set_schedule(native.ffi.NULL, 0)
         result = build_result(cfg, stats, recs, region.info(), rc, check_history)
     return CheckedRun(result, findings, events,
                       {"early_writebacks": int(early[0]), "evictions": int(evict[0]),
-                       "stale_reads": int(stale[0])})
+                       "stale_reads": int(stale[0]), "preemptions": preempts}, sched, trace)
+
+
+OP_NAMES = {1: "store", 2: "nt-store", 3: "load", 4: "flush", 5: "fence", 6: "invalidate",
+            7: "publish", 8: "consume", 9: "commit", 10: "rmw"}
+
+
+def _trace(native: Native, base: Any) -> list[dict[str, Any]]:
+    """The event trace the checker kept (ModelConfig.keep_trace), one dict per event."""
+    ffi, lib = native.ffi, native.lib
+    ptr = ffi.new("cxl_chk_event_t **")
+    n = int(lib.cxl_chk_trace(ptr))
+    out = []
+    for i in range(n):
+        e = ptr[0][i]
+        out.append({"i": i, "agent": int(e.agent), "op": OP_NAMES.get(int(e.op), str(e.op)),
+                    "off": int(e.off), "size": int(e.size), "value": int(e.value),
+                    "location": (ffi.string(e.file).decode() if e.file != ffi.NULL else "?")
+                    + (f":{e.line_no}" if e.line_no else "")})
+    return out
 
 
 def _findings(native: Native, log_agents: bool = True) -> list[Finding]:

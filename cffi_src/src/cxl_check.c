@@ -84,6 +84,7 @@ typedef struct line_state {
     uint8_t rec_before;       /* lines of that token's record before this line */
     uint8_t rmw;
     uint8_t pending;          /* listed in the owner's pending list */
+    uint8_t handed;           /* formatted and handed over: a new writer is no second writer */
 } line_state_t;
 
 typedef struct cline {
@@ -115,6 +116,7 @@ typedef struct agent {
     uint64_t last_consume_line;
     cline_t **cache;          /* model: per line, NULL = not cached */
     const cxl_site_t *late_fence; /* mutation: a fence moved after this agent's next publish */
+    uint64_t step_evt;        /* event count when this agent's current step began */
 } agent_t;
 
 static struct {
@@ -132,7 +134,17 @@ static struct {
     cxl_chk_event_t *trace;
     uint64_t ntrace;
     uint64_t early, evictions, stale_reads;
+    cxl_chk_preempt_fn preempt_fn;
+    void *preempt_arg;
+    uint64_t preempts;
+    uint32_t *sched;          /* picks made by the runner in this run */
+    uint64_t nsched, cap_sched;
 } G;
+
+/* Kept across cxl_chk_begin: the schedule to replay, installed before the run starts. */
+static uint32_t *forced_g;
+static uint64_t nforced_g;
+static __thread int in_preempt = 0;
 
 static pthread_mutex_t chk_mu = PTHREAD_MUTEX_INITIALIZER;
 static __thread int cur_agent = 0;
@@ -248,8 +260,13 @@ static void adversary(void) {
     if (!G.cfg.model) return;
     int early = chance(G.cfg.p_early), evict = chance(G.cfg.p_evict);
     if (!early && !evict) return;
-    agent_t *A = &G.agents[rng_next() % MAX_AGENTS];
-    if (!A->used || !A->npending || !A->cache) return;
+    /* an agent with lines in flight, found from a random start */
+    agent_t *A = NULL;
+    for (uint64_t k = 0, at = rng_next() % MAX_AGENTS; k < MAX_AGENTS; k++) {
+        agent_t *c = &G.agents[(at + k) % MAX_AGENTS];
+        if (c->used && c->npending && c->cache) { A = c; break; }
+    }
+    if (!A) return;
     uint64_t li = A->pending[rng_next() % A->npending];
     cline_t *c = A->cache[li];
     if (!c || !c->dirty) return;
@@ -291,7 +308,8 @@ static void on_store(int a, uint64_t li, uint64_t mask, int kind, const char *fi
     agent_t *A = agent_get(a);
     line_state_t *s = &G.ls[li];
     if (!s->rmw) {
-        if (s->owner >= 0 && s->owner != a) finding(R_two_writers_one_line, a, s->owner, li, file, ln);
+        if (s->owner >= 0 && s->owner != a && !s->handed)
+            finding(R_two_writers_one_line, a, s->owner, li, file, ln);
         if ((kind & (K_PLAIN | K_NT)) && li >= A->last_token_lo && li <= A->last_token_hi &&
             A->last_token_hi != NO_LINE)
             suspect_add(A, A->last_token_hi, li, file, ln);
@@ -299,6 +317,7 @@ static void on_store(int a, uint64_t li, uint64_t mask, int kind, const char *fi
             finding(R_overwrite_before_flush, a, -1, li, file, ln);
     }
     s->owner = (int16_t)a;
+    s->handed = 0;
     s->state = (kind & K_NT) ? S_FLUSHED : S_STORED;
     s->kinds |= (uint8_t)kind;
     s->dirty_mask |= mask;
@@ -384,7 +403,10 @@ static void on_read(int a, uint64_t li, int consume, const char *file, int ln) {
         if (consume) A->last_consume_line = li;
         return;
     }
-    if (s->last_store_evt > inval_of(A)[li])
+    uint64_t inv = inval_of(A)[li];
+    /* A store that came after this step's own invalidate of the line is a concurrent write
+     * (another role preempted this one): the read is as of the line's fetch, not stale. */
+    if (s->last_store_evt > inv && !(inv && inv >= A->step_evt))
         finding(R_read_without_invalidate, a, s->owner, li, file, ln);
     if (consume) {
         A->last_consume_line = li;
@@ -469,6 +491,71 @@ void cxl_chk_site_reset(void) {
 
 static void fence_locked(int a, const char *file, int line);
 
+/* A preemption point: at a shared-memory access, now and then (seeded), another role runs a
+ * whole step before this access happens. One level deep: no preemption inside that step. */
+static void preempt_point(void) {
+    if (!G.preempt_fn || in_preempt || !(G.cfg.p_preempt > 0.0)) return;
+    lock();
+    int go = chance(G.cfg.p_preempt);
+    uint64_t draw = go ? rng_next() : 0;
+    if (go) G.preempts++;
+    unlock();
+    if (!go) return;
+    int me = cur_agent;
+    in_preempt = 1;
+    G.preempt_fn(G.preempt_arg, draw);
+    in_preempt = 0;
+    cur_agent = me;
+}
+
+void cxl_chk_set_preempt(cxl_chk_preempt_fn fn, void *arg) {
+    lock();
+    G.preempt_fn = fn;
+    G.preempt_arg = arg;
+    unlock();
+}
+
+uint64_t cxl_chk_preempt_count(void) { return G.preempts; }
+
+uint32_t cxl_chk_sched_pick(uint32_t n, uint32_t dflt) {
+    if (!G.active || n == 0) return dflt;
+    lock();
+    uint32_t pick = G.nsched < nforced_g ? forced_g[G.nsched] % n : dflt;
+    if (G.nsched == G.cap_sched) {
+        uint64_t cap = G.cap_sched ? G.cap_sched * 2 : 4096;
+        uint32_t *p = (uint32_t *)realloc(G.sched, cap * sizeof *p);
+        if (p) { G.sched = p; G.cap_sched = cap; }
+    }
+    if (G.nsched < G.cap_sched) G.sched[G.nsched] = pick;
+    G.nsched++;
+    unlock();
+    return pick;
+}
+
+int cxl_chk_set_schedule(const uint32_t *picks, uint64_t n) {
+    lock();
+    free(forced_g);
+    forced_g = NULL;
+    nforced_g = 0;
+    if (n) {
+        forced_g = (uint32_t *)malloc(n * sizeof *forced_g);
+        if (!forced_g) { unlock(); return -1; }
+        memcpy(forced_g, picks, n * sizeof *forced_g);
+        nforced_g = n;
+    }
+    unlock();
+    return 0;
+}
+
+uint64_t cxl_chk_schedule(uint32_t *out, uint64_t max) {
+    lock();
+    uint64_t have = G.nsched < G.cap_sched ? G.nsched : G.cap_sched;
+    uint64_t n = have < max ? have : max;
+    if (n) memcpy(out, G.sched, n * sizeof *out);
+    unlock();
+    return have;
+}
+
 static void model_store(int a, uint64_t off, const void *src, uint64_t n, int nt) {
     agent_t *A = agent_get(a);
     const unsigned char *s = (const unsigned char *)src;
@@ -508,6 +595,7 @@ static void store_common(void *p, const void *src, uint64_t n, int kind, int op,
         memcpy(p, src, n);
         return;
     }
+    preempt_point();
     lock();
     int a = cur_agent;
     uint64_t off = (uint64_t)((unsigned char *)p - G.base);
@@ -528,6 +616,7 @@ static void load_common(const void *p, void *dst, uint64_t n, int consume, const
         memcpy(dst, p, n);
         return;
     }
+    preempt_point();
     lock();
     int a = cur_agent;
     uint64_t off = (uint64_t)((const unsigned char *)p - G.base);
@@ -556,6 +645,7 @@ void cxl_chk_publish64(const void *rec, void *p, uint64_t v, int commit, cxl_sit
         __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
         return;
     }
+    preempt_point();
     lock();
     int a = cur_agent;
     if (site_hit(site) == CXL_MUT_DELETE) { unlock(); return; }
@@ -587,6 +677,7 @@ uint64_t cxl_chk_consume64(const void *p, const char *file, int line) {
 
 uint64_t cxl_chk_fetch_add64(void *p, uint64_t v, const char *file, int line) {
     if (!in_region(p, 8)) return __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_ACQ_REL);
+    preempt_point();
     lock();
     int a = cur_agent;
     uint64_t off = (uint64_t)((unsigned char *)p - G.base), li = off / CXL_LINE;
@@ -604,6 +695,7 @@ int cxl_chk_cas64(void *p, uint64_t *expected, uint64_t desired, const char *fil
     if (!in_region(p, 8))
         return __atomic_compare_exchange_n((uint64_t *)p, expected, desired, 0, __ATOMIC_ACQ_REL,
                                            __ATOMIC_ACQUIRE);
+    preempt_point();
     lock();
     int a = cur_agent;
     uint64_t off = (uint64_t)((unsigned char *)p - G.base), li = off / CXL_LINE;
@@ -637,6 +729,7 @@ void cxl_chk_flush(const void *p, cxl_site_t *site) {
     const int line = site->line;
     if (cxl_dm_active_g) (void)cxl_dm_flush_begin(p); /* its cost is paid at the next fence */
     if (!in_region(p, 1)) return;
+    preempt_point();
     lock();
     if (site_hit(site) == CXL_MUT_DELETE) { unlock(); return; }
     int a = cur_agent;
@@ -669,6 +762,7 @@ void cxl_chk_fence(int kind, cxl_site_t *site) {
     const int line = site->line;
     if (cxl_dm_active_g && kind != 3) cxl_dm_fence_end();
     if (!G.active) return;
+    if (kind != 3) preempt_point();
     lock();
     int a = cur_agent;
     uint32_t mode = site_hit(site);
@@ -689,6 +783,7 @@ void cxl_chk_invalidate(const void *p, size_t n, cxl_site_t *site) {
     const int line = site->line;
     if (cxl_dm_active_g) cxl_dm_invalidate(p, n, 0); /* the device's read cost, timed only */
     if (!in_region(p, n ? n : 1)) return;
+    preempt_point();
     lock();
     if (site_hit(site) != CXL_MUT_NONE) { unlock(); return; } /* served stale */
     int a = cur_agent;
@@ -702,7 +797,13 @@ void cxl_chk_invalidate(const void *p, size_t n, cxl_site_t *site) {
     unlock();
 }
 
-void cxl_chk_set_agent(int agent) { cur_agent = agent; }
+void cxl_chk_set_agent(int agent) {
+    cur_agent = agent;
+    if (!G.active) return;
+    lock();
+    agent_get(agent)->step_evt = G.evt + 1; /* a runner sets the agent at each step's start */
+    unlock();
+}
 
 /* The protocol hands these lines to the current agent: forget their previous writer (a clean
  * line only: one still pending with another agent stays a two-writer conflict). */
@@ -715,6 +816,17 @@ void cxl_chk_take_lines(const void *p, size_t n, cxl_site_t *site) {
         line_state_t *s = &G.ls[x / CXL_LINE];
         if (s->state == S_CLEAN) s->owner = -1;
     }
+    unlock();
+}
+
+/* The region was formatted under the checker: its formatter hands every line it made durable
+ * to the roles, who may write them (a line it left unflushed stays its own, so the next writer
+ * conflicts). Readers still see the formatter as the line's last writer: they invalidate
+ * before their first read, as a host that cached the region before it was formatted must. */
+void cxl_chk_handoff(void) {
+    lock();
+    for (uint64_t li = 0; li < G.lines; li++)
+        if (G.ls[li].state == S_CLEAN) G.ls[li].handed = 1;
     unlock();
 }
 
@@ -732,6 +844,7 @@ static void free_state(void) {
     }
     free(G.ls);
     free(G.trace);
+    free(G.sched);
     memset(&G, 0, sizeof G);
 }
 

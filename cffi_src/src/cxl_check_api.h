@@ -11,6 +11,7 @@ typedef struct cxl_chk_cfg {
     double p_early;          /* per op: a flushed line becomes visible before its fence */
     double p_evict;          /* per op: a dirty, unflushed line is written back (eviction) */
     uint64_t trace_capacity;
+    double p_preempt;        /* per shared-memory access: another role runs a whole step here */
 } cxl_chk_cfg_t;
 
 typedef struct cxl_chk_finding {
@@ -72,10 +73,21 @@ int cxl_chk_site_info(uint32_t id, cxl_site_t *out);
 int cxl_chk_site_mutate(uint32_t id, uint32_t mode);  /* id >= count: clear every mutation */
 void cxl_chk_site_reset(void);                        /* hits and roles back to zero */
 
+/* The deterministic runner's hooks (checked build only). A preemption runs another role's
+ * step inside the current one, at a shared-memory access: `draw` picks the role. The runner's
+ * choice of the next role can be forced (a schedule replayed) and is recorded. */
+typedef void (*cxl_chk_preempt_fn)(void *arg, uint64_t draw);
+void cxl_chk_set_preempt(cxl_chk_preempt_fn fn, void *arg);
+uint32_t cxl_chk_sched_pick(uint32_t n, uint32_t dflt);
+int cxl_chk_set_schedule(const uint32_t *picks, uint64_t n); /* replayed first; n = 0: none */
+uint64_t cxl_chk_schedule(uint32_t *out, uint64_t max);      /* the picks of this run */
+uint64_t cxl_chk_preempt_count(void);
+
 int cxl_chk_begin(void *base, uint64_t size, const cxl_chk_cfg_t *cfg);
 void cxl_chk_end(void);
 void cxl_chk_finish(void);
 void cxl_chk_set_agent(int agent);
+void cxl_chk_handoff(void);  /* every clean line forgets its writer (the formatter's hand-over) */
 void cxl_chk_feed(int agent, int op, uint64_t off, uint64_t size, const char *file, int line_no);
 uint64_t cxl_chk_findings(cxl_chk_finding_t *out, uint64_t max);
 uint64_t cxl_chk_rule_total(uint32_t rule);
