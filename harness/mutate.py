@@ -240,6 +240,13 @@ EQUIVALENT: dict[str, str] = {
         "flush. A frontier that reaches the device one step later only delays ACK 2, and on a "
         "crash it rolls back to an older, still true value. One fence per ordered chunk at ACK 2 "
         "could go"),
+    "scan_declare_lost/invalidate#1": (
+        "diagnostic only: after declaring a slot lost, the scanner re-reads the token to tell a "
+        "late commit of a live publisher (ENTRY_LATE) from a crash. A live publisher's batch "
+        "declared lost fails the run either way (no-unexpected-loss), and the publisher's own "
+        "check after its full fence (pub_check_given_up) counts the late commit too; a stale "
+        "re-read only drops the 'alive' mark on the loss record. No model run can tell: a slot "
+        "is declared lost there only for a crashed publisher, which never commits"),
     "sub_publish_position/commit#3": (
         "a subscriber's heartbeat: no reader; same line as goi_pos, flushed anyway"),
 }
