@@ -125,14 +125,18 @@ def small_config(order: int = 2, variant: str = "per-scanner", seed: int = 1, **
 
 def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = ModelConfig(),
                 check_history: bool = True, persistence: bool = True,
-                schedule: list[int] | None = None) -> CheckedRun:
+                schedule: list[int] | None = None, after_schedule: str = "seeded") -> CheckedRun:
     """One deterministic (single-thread, seeded scheduler) run on the checked build.
 
     With ``persistence`` (the default) the end-of-run check follows: every store the run made
     must have been flushed and fenced by the time every role finished (rule
     ``unpersisted_at_end``), and a record body stored after its token is reported even when no
     later fence came. ``schedule`` replays the runner's first role picks (the rest follow the
-    seed); the run's own picks come back in :attr:`CheckedRun.schedule`."""
+    seed, or with ``after_schedule`` "stop" the run ends there, with "round-robin" the roles
+    take turns); the run's own picks come back in :attr:`CheckedRun.schedule`."""
+    modes = {"seeded": 0, "stop": 1, "round-robin": 2}
+    if after_schedule not in modes:
+        raise ConfigError(f"unknown after_schedule {after_schedule!r}", f"use one of {', '.join(modes)}")
     native = load(True)
     size = (layout_size(cfg, native) + 4095) // 4096 * 4096
     with Region.emulated(size, checked=True) as region:
@@ -147,6 +151,7 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
         picks = list(schedule or [])
         native.lib.cxl_chk_set_schedule(native.ffi.new("uint32_t[]", picks) if picks else native.ffi.NULL,
                                         len(picks))
+        native.lib.cxl_chk_set_schedule_mode(modes[after_schedule])
         if native.lib.cxl_chk_begin(region.base, region.size, chk) != 0:
             raise ConfigError("the checker could not allocate its state", "use a smaller configuration")
         try:
@@ -183,6 +188,7 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
         finally:
             native.lib.cxl_chk_end()
             native.lib.cxl_chk_set_schedule(native.ffi.NULL, 0)
+            native.lib.cxl_chk_set_schedule_mode(0)
         result = build_result(cfg, stats, recs, region.info(), rc, check_history)
     return CheckedRun(result, findings, events,
                       {"early_writebacks": int(early[0]), "evictions": int(evict[0]),

@@ -433,6 +433,19 @@ def select(all_sites: list[Site], only: Iterable[str] | None) -> list[Site]:
     return chosen
 
 
+def counterexample(site: Site, outcome: MutantOutcome, budget: int = 600) -> Any:
+    """The killing run of ``outcome``, reduced to its shortest schedule (harness.explore)."""
+    from harness.explore import shrink
+
+    if outcome.status != "killed":
+        raise ConfigError(f"{outcome.name} was not killed: there is no violating run to reduce",
+                          "ask for a counterexample of a killed mutant")
+    mc = next(m for m in MODEL_CONFIGS if m.name == outcome.config)
+    with mutation(site, outcome.mutation):
+        return shrink(mc.config(outcome.seed), outcome.by[0],
+                      model=_model(ModelConfig(), outcome.preempt), budget=budget)
+
+
 def run_mutation(only: Iterable[str] | None = None, seeds: tuple[int, ...] = SEEDS,
                  progress: Callable[[MutantOutcome], None] | None = None) -> MutationReport:
     t0 = time.perf_counter()
@@ -449,6 +462,6 @@ def run_mutation(only: Iterable[str] | None = None, seeds: tuple[int, ...] = SEE
     return MutationReport(len(all_sites), base, outcomes, time.perf_counter() - t0)
 
 
-__all__ = ["EQUIVALENT", "MODEL_CONFIGS", "Baseline", "ModelRun", "MutantOutcome", "MutationReport",
+__all__ = ["counterexample", "EQUIVALENT", "MODEL_CONFIGS", "Baseline", "ModelRun", "MutantOutcome", "MutationReport",
            "Site", "agent_name", "baseline", "mutation", "run_mutant", "run_mutation", "select",
            "site_hits", "sites"]

@@ -144,6 +144,7 @@ static struct {
 /* Kept across cxl_chk_begin: the schedule to replay, installed before the run starts. */
 static uint32_t *forced_g;
 static uint64_t nforced_g;
+static int sched_mode_g;      /* after the forced picks: 0 seeded, 1 stop, 2 round-robin */
 static __thread int in_preempt = 0;
 
 static pthread_mutex_t chk_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -520,7 +521,10 @@ uint64_t cxl_chk_preempt_count(void) { return G.preempts; }
 uint32_t cxl_chk_sched_pick(uint32_t n, uint32_t dflt) {
     if (!G.active || n == 0) return dflt;
     lock();
-    uint32_t pick = G.nsched < nforced_g ? forced_g[G.nsched] % n : dflt;
+    uint32_t pick = dflt;
+    if (G.nsched < nforced_g) pick = forced_g[G.nsched] % n;
+    else if (nforced_g && sched_mode_g == 1) { unlock(); return n; } /* the runner stops */
+    else if (nforced_g && sched_mode_g == 2) pick = (uint32_t)((G.nsched - nforced_g) % n);
     if (G.nsched == G.cap_sched) {
         uint64_t cap = G.cap_sched ? G.cap_sched * 2 : 4096;
         uint32_t *p = (uint32_t *)realloc(G.sched, cap * sizeof *p);
@@ -546,6 +550,8 @@ int cxl_chk_set_schedule(const uint32_t *picks, uint64_t n) {
     unlock();
     return 0;
 }
+
+void cxl_chk_set_schedule_mode(int mode) { sched_mode_g = mode; }
 
 uint64_t cxl_chk_schedule(uint32_t *out, uint64_t max) {
     lock();

@@ -80,6 +80,8 @@ typedef void (*cxl_chk_preempt_fn)(void *arg, uint64_t draw);
 void cxl_chk_set_preempt(cxl_chk_preempt_fn fn, void *arg);
 uint32_t cxl_chk_sched_pick(uint32_t n, uint32_t dflt);
 int cxl_chk_set_schedule(const uint32_t *picks, uint64_t n); /* replayed first; n = 0: none */
+/* After the replayed picks: 0 the runner's own seeded picks, 1 stop the run, 2 round-robin. */
+void cxl_chk_set_schedule_mode(int mode);
 uint64_t cxl_chk_schedule(uint32_t *out, uint64_t max);      /* the picks of this run */
 uint64_t cxl_chk_preempt_count(void);
 

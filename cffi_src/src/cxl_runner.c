@@ -259,6 +259,7 @@ static int run_deterministic(cxl_log_t *L, role_t *roles, uint32_t n) {
         uint32_t pick = (uint32_t)(x % n);
 #ifdef CXL_CHECKED
         pick = cxl_chk_sched_pick(n, pick); /* a replayed schedule, and the record of this one */
+        if (pick >= n) DET_RETURN(0);       /* the replayed schedule ends the run here */
         ctx.running = pick;
 #endif
         role_t *r = &roles[pick];

@@ -21,6 +21,9 @@ def register(sub: Any) -> None:
                         "(repeatable)")
     p.add_argument("--seeds", type=int_range(1, 100, 3), default=3,
                    help="seeds per model run configuration (each also runs with preemption)")
+    p.add_argument("--counterexample", action="store_true",
+                   help="for each killed mutant, reduce the killing run to its shortest schedule "
+                        "and tell it as a story")
     p.add_argument("--list", action="store_true",
                    help="list the sites found in the checked build and exit")
     p.add_argument("--all", action="store_true",
@@ -29,7 +32,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.mutate import run_mutation, select, sites
+    from harness.mutate import counterexample, run_mutation, select, sites
 
     if args.list:
         found = sites(protocol_only=not args.all)
@@ -53,8 +56,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {o.name} ... {o.status}", file=sys.stderr)
 
     rep = run_mutation(args.only, seeds=seeds, progress=progress)
+    stories: dict[str, Any] = {}
+    if args.counterexample:
+        by_key = {s.key: s for s in sites()}
+        for o in rep.outcomes:
+            if o.status == "killed":
+                stories[o.name] = counterexample(by_key[o.site], o)
     if args.json:
-        print(json.dumps(rep.to_dict(), indent=2))
+        d = rep.to_dict()
+        for o in d["outcomes"]:
+            cx = stories.get(f"{o['site']}:{o['mutation']}")
+            if cx is not None:
+                o["counterexample"] = cx.to_dict()
+        print(json.dumps(d, indent=2))
         return 0 if rep.ok else 1
     base = rep.baseline
     print(f"model runs: {len(rep.to_dict()['baseline']['configs'])} configurations x "
@@ -70,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             tail = o.reason or f"no check fired in {o.runs} run(s)"
         print(f"{o.name:<{width}}  {where}  {o.status.upper() if o.status == 'survived' else o.status:<10}  {tail}")
+        if o.name in stories:
+            print("\n".join("    " + line for line in stories[o.name].story))
     d = rep.to_dict()
     print(f"{rep.sites} sites, {d['mutants']} mutants: {d['killed']} killed, {d['equivalent']} equivalent, "
           f"{d['survived']} survived, {d['unreached']} unreached, {d['fault_only']} in fault-plan code only; "
