@@ -57,6 +57,7 @@ class CheckedRun:
     events: int
     model: dict[str, int] = field(default_factory=dict)
     schedule: list[int] = field(default_factory=list)  # the runner's role picks, in order
+    points: int = 0            # preemption points (shared-memory accesses inside role steps)
     trace: list[dict[str, Any]] = field(default_factory=list)  # with ModelConfig.keep_trace
 
     @property
@@ -125,7 +126,8 @@ def small_config(order: int = 2, variant: str = "per-scanner", seed: int = 1, **
 
 def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = ModelConfig(),
                 check_history: bool = True, persistence: bool = True,
-                schedule: list[int] | None = None, after_schedule: str = "seeded") -> CheckedRun:
+                schedule: list[int] | None = None, after_schedule: str = "seeded",
+                preempt_at: tuple[int, int, int] | None = None) -> CheckedRun:
     """One deterministic (single-thread, seeded scheduler) run on the checked build.
 
     With ``persistence`` (the default) the end-of-run check follows: every store the run made
@@ -133,7 +135,9 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
     ``unpersisted_at_end``), and a record body stored after its token is reported even when no
     later fence came. ``schedule`` replays the runner's first role picks (the rest follow the
     seed, or with ``after_schedule`` "stop" the run ends there, with "round-robin" the roles
-    take turns); the run's own picks come back in :attr:`CheckedRun.schedule`."""
+    take turns); the run's own picks come back in :attr:`CheckedRun.schedule`.
+    ``preempt_at`` = (point, role, steps) plans one preemption instead of random ones: at the
+    point-th shared-memory access inside a step, role index ``role`` runs ``steps`` steps."""
     modes = {"seeded": 0, "stop": 1, "round-robin": 2}
     if after_schedule not in modes:
         raise ConfigError(f"unknown after_schedule {after_schedule!r}", f"use one of {', '.join(modes)}")
@@ -152,6 +156,8 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
         native.lib.cxl_chk_set_schedule(native.ffi.new("uint32_t[]", picks) if picks else native.ffi.NULL,
                                         len(picks))
         native.lib.cxl_chk_set_schedule_mode(modes[after_schedule])
+        at, prole, psteps = preempt_at if preempt_at else ((1 << 64) - 1, 0, 0)
+        native.lib.cxl_chk_plan_preempt(at, prole, psteps)
         if native.lib.cxl_chk_begin(region.base, region.size, chk) != 0:
             raise ConfigError("the checker could not allocate its state", "use a smaller configuration")
         try:
@@ -180,6 +186,7 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
             early, evict, stale = (native.ffi.new("uint64_t *") for _ in range(3))
             events = int(native.lib.cxl_chk_model_stats(early, evict, stale))
             preempts = int(native.lib.cxl_chk_preempt_count())
+            points = int(native.lib.cxl_chk_preempt_points())
             made = int(native.lib.cxl_chk_schedule(native.ffi.NULL, 0))
             buf = native.ffi.new("uint32_t[]", max(made, 1))
             native.lib.cxl_chk_schedule(buf, made)
@@ -189,10 +196,12 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
             native.lib.cxl_chk_end()
             native.lib.cxl_chk_set_schedule(native.ffi.NULL, 0)
             native.lib.cxl_chk_set_schedule_mode(0)
+            native.lib.cxl_chk_plan_preempt((1 << 64) - 1, 0, 0)
         result = build_result(cfg, stats, recs, region.info(), rc, check_history)
     return CheckedRun(result, findings, events,
                       {"early_writebacks": int(early[0]), "evictions": int(evict[0]),
-                       "stale_reads": int(stale[0]), "preemptions": preempts}, sched, trace)
+                       "stale_reads": int(stale[0]), "preemptions": preempts},
+                      schedule=sched, trace=trace, points=points)
 
 
 OP_NAMES = {1: "store", 2: "nt-store", 3: "load", 4: "flush", 5: "fence", 6: "invalidate",

@@ -137,6 +137,7 @@ static struct {
     cxl_chk_preempt_fn preempt_fn;
     void *preempt_arg;
     uint64_t preempts;
+    uint64_t points;          /* preemption points passed */
     uint32_t *sched;          /* picks made by the runner in this run */
     uint64_t nsched, cap_sched;
 } G;
@@ -145,6 +146,8 @@ static struct {
 static uint32_t *forced_g;
 static uint64_t nforced_g;
 static int sched_mode_g;      /* after the forced picks: 0 seeded, 1 stop, 2 round-robin */
+static uint64_t plan_at_g = UINT64_MAX; /* a planned preemption (exploration) */
+static uint32_t plan_role_g, plan_steps_g;
 static __thread int in_preempt = 0;
 
 static pthread_mutex_t chk_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -495,10 +498,20 @@ static void fence_locked(int a, const char *file, int line);
 /* A preemption point: at a shared-memory access, now and then (seeded), another role runs a
  * whole step before this access happens. One level deep: no preemption inside that step. */
 static void preempt_point(void) {
-    if (!G.preempt_fn || in_preempt || !(G.cfg.p_preempt > 0.0)) return;
+    if (!G.preempt_fn || in_preempt) return;
     lock();
-    int go = chance(G.cfg.p_preempt);
-    uint64_t draw = go ? rng_next() : 0;
+    uint64_t at = G.points++;
+    int go = 0;
+    uint64_t draw = 0;
+    if (plan_at_g != UINT64_MAX) {
+        if (at == plan_at_g) {
+            go = 1;
+            draw = CXL_PREEMPT_PLANNED | plan_role_g | (uint64_t)(plan_steps_g & 0xff) << 16;
+        }
+    } else if (G.cfg.p_preempt > 0.0 && chance(G.cfg.p_preempt)) {
+        go = 1;
+        draw = rng_next() & ~CXL_PREEMPT_PLANNED;
+    }
     if (go) G.preempts++;
     unlock();
     if (!go) return;
@@ -517,6 +530,15 @@ void cxl_chk_set_preempt(cxl_chk_preempt_fn fn, void *arg) {
 }
 
 uint64_t cxl_chk_preempt_count(void) { return G.preempts; }
+uint64_t cxl_chk_preempt_points(void) { return G.points; }
+
+void cxl_chk_plan_preempt(uint64_t at, uint32_t role, uint32_t steps) {
+    lock();
+    plan_at_g = at;
+    plan_role_g = role & 0xffff;
+    plan_steps_g = steps;
+    unlock();
+}
 
 uint32_t cxl_chk_sched_pick(uint32_t n, uint32_t dflt) {
     if (!G.active || n == 0) return dflt;

@@ -84,6 +84,11 @@ int cxl_chk_set_schedule(const uint32_t *picks, uint64_t n); /* replayed first; 
 void cxl_chk_set_schedule_mode(int mode);
 uint64_t cxl_chk_schedule(uint32_t *out, uint64_t max);      /* the picks of this run */
 uint64_t cxl_chk_preempt_count(void);
+/* A planned preemption instead of random ones: at preemption point `at` (0-based, counted over
+ * the run), role `role` runs `steps` steps. at = UINT64_MAX: none. */
+void cxl_chk_plan_preempt(uint64_t at, uint32_t role, uint32_t steps);
+uint64_t cxl_chk_preempt_points(void);   /* preemption points passed in this run */
+#define CXL_PREEMPT_PLANNED (1ull << 63)
 
 int cxl_chk_begin(void *base, uint64_t size, const cxl_chk_cfg_t *cfg);
 void cxl_chk_end(void);

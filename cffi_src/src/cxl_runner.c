@@ -220,10 +220,11 @@ typedef struct {
  * step can hold a whole publish-order-commit chain of the others. */
 static void det_preempt(void *arg, uint64_t draw) {
     det_ctx_t *c = (det_ctx_t *)arg;
-    uint32_t steps = 1 + (uint32_t)((draw >> 40) & 7);
+    const int planned = (draw & CXL_PREEMPT_PLANNED) != 0; /* exploration: role and steps given */
+    uint32_t steps = planned ? (uint32_t)((draw >> 16) & 0xff) : 1 + (uint32_t)((draw >> 40) & 7);
     for (uint32_t k = 0; k < steps; k++) {
-        draw ^= draw << 13; draw ^= draw >> 7; draw ^= draw << 17;
-        uint32_t i = (uint32_t)(draw % c->n);
+        if (!planned) { draw ^= draw << 13; draw ^= draw >> 7; draw ^= draw << 17; }
+        uint32_t i = planned ? (uint32_t)(draw & 0xffff) % c->n : (uint32_t)(draw % c->n);
         role_t *r = &c->roles[i];
         if (i == c->running || r->done) continue;
         CXL_AGENT_SET(r->agent);
