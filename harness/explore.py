@@ -293,10 +293,21 @@ def explore(scope: Scope, fault: str | None = None, seeds: tuple[int, ...] = (1,
             violations.append(f"{what}: {', '.join(by)}: {diag}")
         return bool(by)
 
+    def attempt(cfg: LogConfig, what: str, at: tuple[int, int, int] | None = None) -> CheckedRun | None:
+        try:
+            return run_checked(cfg, fault=fault, model=whole, preempt_at=at)
+        except HarnessError as exc:  # the roles refused the region: a violation too
+            violations.append(f"{what}: check:attach: {exc}")
+            return None
+
     for seed in seeds:
         cfg = scope.config(seed)
-        base = run_checked(cfg, fault=fault, model=whole)
+        base = attempt(cfg, f"seed {seed}, whole steps")
         runs += 1
+        if base is None:
+            if stop_at_first:
+                break
+            continue
         depth = max(depth, base.points)
         if check(base, f"seed {seed}, whole steps") and stop_at_first:
             break
@@ -304,12 +315,16 @@ def explore(scope: Scope, fault: str | None = None, seeds: tuple[int, ...] = (1,
         for at in range(base.points):
             for role in range(nroles):
                 for k in steps:
-                    run = run_checked(cfg, fault=fault, model=whole, preempt_at=(at, role, k))
-                    runs += 1
-                    if run.model.get("preemptions", 0) == 0:
-                        continue
                     name = agent_name(role_agents(cfg)[role])
-                    if check(run, f"seed {seed}, {name} runs {k} step(s) at access {at}") and stop_at_first:
+                    what = f"seed {seed}, {name} runs {k} step(s) at access {at}"
+                    run = attempt(cfg, what, (at, role, k))
+                    runs += 1
+                    if run is None or run.model.get("preemptions", 0) == 0:
+                        if run is None and stop_at_first:
+                            return Exploration(scope.name, len(seeds), runs, len(digests), depth,
+                                               violations, time.perf_counter() - t0)
+                        continue
+                    if check(run, what) and stop_at_first:
                         return Exploration(scope.name, len(seeds), runs, len(digests), depth, violations,
                                            time.perf_counter() - t0)
     return Exploration(scope.name, len(seeds), runs, len(digests), depth, violations, time.perf_counter() - t0)

@@ -49,3 +49,27 @@ def test_a_killed_mutant_has_a_counterexample() -> None:
     assert any("did not invalidate" in line for line in cx.story)
     with pytest.raises(ConfigError):
         counterexample(site, MutantOutcome(site.key, site.location, site.op, "stale", [], "survived"))
+
+
+@pytest.mark.checker
+def test_the_small_publisher_scope_is_clean_under_every_single_preemption() -> None:
+    from harness.explore import SCOPES, explore
+
+    scope = SCOPES[1]  # 1 broker x 2 publishers x 2 slots x 1 subscriber
+    e = explore(scope, seeds=(1,), steps=(1,))
+    nroles = len(role_agents(scope.config(1)))
+    assert e.clean, e.violations[:3]
+    assert e.depth > 100 and e.executions == 1 + e.depth * nroles
+    assert e.distinct_states > 1  # preemptions change the order the roles decide
+
+
+@pytest.mark.checker
+def test_exploration_finds_an_unsealed_drain_that_the_whole_step_run_misses() -> None:
+    from harness.explore import SCOPES, explore
+
+    scope = SCOPES[1]
+    assert run_checked(scope.config(1), fault="seq_unsealed_read").clean  # whole steps: unseen
+    e = explore(scope, fault="seq_unsealed_read", seeds=(1,), steps=(1,), stop_at_first=True)
+    assert not e.clean and e.executions > 1
+    assert "sequencer runs 1 step(s) at access" in e.violations[0]
+    assert "check:sequencer-broker-order" in e.violations[0]
