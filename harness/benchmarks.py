@@ -34,19 +34,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.characterize import CopySource, store_flush_fence_ns
-from harness.log import (
-    ROLE_PUBLISHERS,
-    ROLE_SCANNERS,
-    LogConfig,
-    LogHandle,
-    LogResult,
-    format_region,
-    layout_size,
-    run_log,
-)
+from harness.log import (ROLE_PUBLISHERS, ROLE_SCANNERS, LogConfig, LogHandle, LogResult, format_region,
+                         layout_size, workload_config)
+from harness.runlog import run_log
 from harness.profiles import Profile
 from harness.region import Region
-from harness.runner import open_region
+from harness.site import Site
 from harness.stats import (
     Paired,
     Plan,
@@ -173,12 +166,8 @@ def ratio_of(name: str, description: str, a: Sampler, b: Sampler, plan: Plan, a_
 
 def profile_config(profile: Profile, total_bytes: int | None = None, **kw: Any) -> LogConfig:
     """The profile's workload as a publish-only (ACK 1, no subscribers) run, records off."""
-    w = profile.workload
-    base: dict[str, Any] = dict(order=2, brokers=w.brokers, msg_size=w.msg_size, batch_bytes=w.batch_bytes,
-                epoch_us=w.epoch_us, total_bytes=total_bytes or (w.total_mib << 20), ack=1,
-                subscribers=0, record=False)
-    base.update(kw)
-    return LogConfig(**base)
+    base = workload_config(profile, subscribers=0)
+    return replace(base, **{"total_bytes": total_bytes or base.total_bytes, "record": False, **kw})
 
 
 def small_batch_config(brokers: int, batches_per_publisher: int, **kw: Any) -> LogConfig:
@@ -196,10 +185,12 @@ def small_batch_config(brokers: int, batches_per_publisher: int, **kw: Any) -> L
 
 @contextmanager
 def bench_region(profile: Profile, cfgs: Sequence[LogConfig], *, device: str | None = None,
-                 allow_destructive: bool = False) -> Iterator[Region]:
-    """One region large enough for every configuration, with the profile's device model."""
+                 allow_destructive: bool = False, site: Site | None = None) -> Iterator[Region]:
+    """One region large enough for every configuration, with the profile's device model (on
+    the run's ``site`` when it has one)."""
     biggest = max(cfgs, key=layout_size)
-    with open_region(profile, biggest, device=device, allow_destructive=allow_destructive) as region:
+    site = site or Site(profile, device=device, allow_destructive=allow_destructive)
+    with site.open_for(biggest) as region:
         yield region
 
 
@@ -533,7 +524,7 @@ from harness.comparisons import COMPARISONS  # noqa: E402  (re-exported)
 def run_suite(profile: Profile, *, quick: bool = False, plan: SuitePlan | None = None,
               device: str | None = None, allow_destructive: bool = False,
               only: Sequence[str] | None = None,
-              progress: Callable[[str], None] | None = None) -> dict[str, Result]:
+              progress: Callable[[str], None] | None = None, site: Site | None = None) -> dict[str, Result]:
     """Every comparison on the profile's memory; returns results by name."""
     plan = plan or SuitePlan.make(profile, quick)
     sp = plan.sampling
@@ -553,7 +544,7 @@ def run_suite(profile: Profile, *, quick: bool = False, plan: SuitePlan | None =
         return True
 
     out: dict[str, Result] = {}
-    with bench_region(profile, sizing, device=device, allow_destructive=allow_destructive) as region:
+    with bench_region(profile, sizing, device=device, allow_destructive=allow_destructive, site=site) as region:
         if on("fence_amortisation"):
             out["fence_amortisation"] = fence_amortisation(region, sp)
         if on("order2_vs_order0"):

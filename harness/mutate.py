@@ -164,10 +164,13 @@ MODEL_CONFIGS: tuple[ModelRun, ...] = (
     ModelRun("order2-1-subscriber", {"subscribers": 1}),
     ModelRun("order2-wrapping-rings-full-goi", {"pbr_slots": 2, "goi_slots": 2, "total_bytes": _WRAP}),
     ModelRun("order0-wrapping-rings", {"order": 0, "pbr_slots": 2, "total_bytes": _WRAP}),
-    ModelRun("order2-leases", {"slot_timeout_ms": 1.0}),
-    ModelRun("order2-leases-2-publishers", {"slot_timeout_ms": 1.0, "publishers_per_broker": 2,
+    # Slot timeouts are wall-clock: long enough that a live publisher is never declared lost
+    # on a loaded machine (a preempted step can leave a slot claimed but not yet committed);
+    # the crashed publisher's slot is declared lost after 50 ms.
+    ModelRun("order2-leases", {"slot_timeout_ms": 1000.0}),
+    ModelRun("order2-leases-2-publishers", {"slot_timeout_ms": 1000.0, "publishers_per_broker": 2,
                                             "pbr_slots": 2}),
-    ModelRun("order2-crashed-publisher", {"slot_timeout_ms": 1.0, "crash_publisher": 0,
+    ModelRun("order2-crashed-publisher", {"slot_timeout_ms": 50.0, "crash_publisher": 0,
                                           "crash_after": 1}),
     # Order 0 with a crashed publisher is left out: its fault-free run fails dense-prefix (the
     # acker's ACK frontier counts a declared-lost slot that has no order record); see
