@@ -276,10 +276,11 @@ def outcome(run: CheckedRun) -> str:
 
 def explore(scope: Scope, fault: str | None = None, seeds: tuple[int, ...] = (1, 2),
             steps: tuple[int, ...] = (1, 3), stop_at_first: bool = False,
-            model: ModelConfig = ModelConfig()) -> Exploration:
+            model: ModelConfig = ModelConfig(), budget: int | None = None) -> Exploration:
     """Every run that differs from a seeded base schedule by one preemption: at each shared-
     memory access inside a role step (each preemption point), each other role runs 1 (or 3)
-    steps right there. Preemption bound 1; the model's adversaries stay seeded."""
+    steps right there. Preemption bound 1; the model's adversaries stay seeded. ``budget``
+    caps the executions (the result then covers only part of the scope)."""
     t0 = time.perf_counter()
     digests: set[str] = set()
     violations: list[str] = []
@@ -315,6 +316,9 @@ def explore(scope: Scope, fault: str | None = None, seeds: tuple[int, ...] = (1,
         for at in range(base.points):
             for role in range(nroles):
                 for k in steps:
+                    if budget is not None and runs >= budget:
+                        return Exploration(scope.name, len(seeds), runs, len(digests), depth,
+                                           violations, time.perf_counter() - t0)
                     name = agent_name(role_agents(cfg)[role])
                     what = f"seed {seed}, {name} runs {k} step(s) at access {at}"
                     run = attempt(cfg, what, (at, role, k))

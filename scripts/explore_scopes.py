@@ -22,7 +22,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--steps", type=int, nargs="+", default=[1])
     ap.add_argument("--faults", action="store_true", help="also: is each catalogue fault found in scope")
-    ap.add_argument("--mutants", action="store_true", help="also: is each site mutant found in scope")
+    ap.add_argument("--mutants", action="store_true",
+                    help="also: is each killed site mutant found in scope")
+    ap.add_argument("--budget", type=int, default=None,
+                    help="with --mutants: at most this many executions per mutant and scope")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     seeds, steps = tuple(range(1, a.seeds + 1)), tuple(a.steps)
@@ -49,16 +52,20 @@ def main() -> None:
             print(f"catalogue faults found in scope: {len(found)}/{len(fault_names())}"
                   + (f"; not in scope: {missed}" if missed else ""))
     if a.mutants:
+        from harness.mutate import run_mutation
+
+        killed = [o for o in run_mutation().outcomes if o.status == "killed"]
+        by_key = {s.key: s for s in sites()}
         found_m, missed_m = [], []
-        for s in sites():
-            for kind in s.mutations:
-                with mutation(s, kind):
-                    hit = any(explore(sc, seeds=seeds, steps=steps, stop_at_first=True).violations
-                              for sc in SCOPES)
-                (found_m if hit else missed_m).append(f"{s.key}:{kind}")
+        for o in killed:
+            s, kind = by_key[o.site], o.mutation
+            with mutation(s, kind):
+                hit = any(explore(sc, seeds=seeds, steps=steps, stop_at_first=True,
+                                  budget=a.budget).violations for sc in SCOPES)
+            (found_m if hit else missed_m).append(f"{s.key}:{kind}")
         out["mutants_found"], out["mutants_not_found"] = found_m, missed_m
         if not a.json:
-            print(f"site mutants found in scope: {len(found_m)}/{len(found_m) + len(missed_m)}")
+            print(f"killed site mutants found in scope: {len(found_m)}/{len(found_m) + len(missed_m)}")
             for m in missed_m:
                 print(f"    not in scope: {m}")
     if a.json:
