@@ -11,7 +11,7 @@ from harness.errors import ConfigError
 from harness.log import LogConfig, LogHandle, LogResult, format_region, layout_size
 from harness.runlog import build_result
 from harness.native import Native, RoleKind, Severity, agent_kind, load
-from harness.region import Region
+from harness.region import DeviceModel, Region
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 AGENT_FORMATTER = 120  # the agent that formats the region in a checked run (no role uses it)
@@ -124,7 +124,8 @@ def small_config(order: int = 2, variant: str = "per-scanner", seed: int = 1, **
 def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = ModelConfig(),
                 check_history: bool = True, persistence: bool = True,
                 schedule: list[int] | None = None, after_schedule: str = "seeded",
-                preempt_at: tuple[int, int, int] | None = None) -> CheckedRun:
+                preempt_at: tuple[int, int, int] | None = None,
+                device_model: DeviceModel | None = None) -> CheckedRun:
     """One deterministic (single-thread, seeded scheduler) run on the checked build.
 
     With ``persistence`` (the default) the end-of-run check follows: every store the run made
@@ -134,13 +135,18 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
     seed, or with ``after_schedule`` "stop" the run ends there, with "round-robin" the roles
     take turns); the run's own picks come back in :attr:`CheckedRun.schedule`.
     ``preempt_at`` = (point, role, steps) plans one preemption instead of random ones: at the
-    point-th shared-memory access inside a step, role index ``role`` runs ``steps`` steps."""
+    point-th shared-memory access inside a step, role index ``role`` runs ``steps`` steps.
+
+    ``device_model``: what the region's operations cost (a profile's, from
+    :func:`harness.runner.device_model_for`), attached when the region is opened, as on the
+    normal build; the result's ``region.device_model`` reports what it did. None: the host's
+    own costs (the fault catalogue's runs, the ``emulated-noncoherent`` profile)."""
     modes = {"seeded": 0, "stop": 1, "round-robin": 2}
     if after_schedule not in modes:
         raise ConfigError(f"unknown after_schedule {after_schedule!r}", f"use one of {', '.join(modes)}")
     native = load(True)
     size = (layout_size(cfg, native) + 4095) // 4096 * 4096
-    with Region.emulated(size, checked=True) as region:
+    with Region.emulated(size, checked=True, device_model=device_model) as region:
         chk = native.ffi.new("cxl_chk_cfg_t *")
         chk.model = int(model.enabled)
         chk.keep_trace = int(model.keep_trace)

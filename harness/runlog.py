@@ -56,10 +56,12 @@ def _run_processes(cfg: LogConfig, region: Region | None, check_history: bool) -
             groups.append(RoleGroup(ROLE_SUBSCRIBERS))
         # children attach to this very file through the descriptor, never by name
         where = f"/proc/self/fd/{region.fd}" if region.fd >= 0 else str(region.path)
-        procs = start_role_processes(where, region.size, cfg, groups)
+        # ... and map it with the device model this region carries
+        procs = start_role_processes(where, region.size, cfg, groups, device_model=region.device_model)
         results = supervise(procs, cfg.watchdog_s + 60)
         stats = merge_stats([r.stats for r in results])
         recs = merge_records([r.records for r in results]) if cfg.recording else None
         rc = max(r.rc for r in results)
-        return build_result(cfg, stats, recs, region.info(), rc, check_history, processes=len(groups))
+        info = region.info([(g.label, r.device_model) for g, r in zip(groups, results)])
+        return build_result(cfg, stats, recs, info, rc, check_history, processes=len(groups))
     raise AssertionError("unreachable")  # pragma: no cover  (mypy: ExitStack may swallow)

@@ -16,12 +16,20 @@ format is ``cxl-harness-summary/2``:
     Memory back-end: ``backend``, ``path``, ``size_bytes``, ``numa_node``,
     ``discovery_reason`` (prose) and ``discovery`` (the raw discovery record).
 ``profile``
-    Hardware profile: ``name``, ``description``, ``coherence``, ``injected`` (latency
-    injection settings).
+    Hardware profile: ``name``, ``description``, ``coherence``, ``injected`` (the device
+    model's target costs), and on an emulated profile ``emulation_error``
+    (``over_all_stated_figures_pct``, ``over_host_reachable_figures_pct``: mean absolute %
+    error over every stated figure and over those the host can reach; ``stated_figures``,
+    ``host_limited_figures``).
 ``calibration``
     Device characterisation, one item per measurement: ``name``, ``unit``, ``measured``
-    (``median``, ``min``, ``max``, ``runs``), ``expected`` (``value``, ``tolerance_pct``;
-    or null), ``status`` (``pass`` | ``fail`` | ``no-expectation``).
+    (``median``, ``min``, ``max``, ``runs``, ``interval`` -- the 95% interval of the median --
+    and its ``coverage``), ``expected`` (``value``, ``tolerance_pct``, ``kind``: ``target``
+    of the device model or ``expected`` figure of a real device; or null), ``status``
+    (``pass`` | ``fail`` | ``no-expectation``: the median within the tolerance), ``error_pct``,
+    ``verdict`` (``MET`` | ``HOST-LIMITED`` | ``MISSED`` | ``INCONCLUSIVE``, decided on the
+    intervals) with ``verdict_reason``, and ``host_capability`` (``median``, ``interval``,
+    ``n``, ``coverage``: the same figure with the model padding nothing; or null).
 ``checks``
     Every check: ``id``, ``name``, ``group`` (``ordering`` | ``flush-fence`` | ``faults`` |
     ``targets``), ``ok``, ``detail``, ``counterexamples`` (a list of JSON objects).
@@ -72,6 +80,7 @@ PREVIOUS_SCHEMA_ID = "cxl-harness-summary/1"  # read, upgraded on load (for --co
 SUMMARY_FILENAME = "summary.json"
 
 CALIBRATION_STATUSES: tuple[str, ...] = ("pass", "fail", "no-expectation")
+CALIBRATION_VERDICTS: tuple[str, ...] = ("MET", "HOST-LIMITED", "MISSED", "INCONCLUSIVE")
 
 
 class SummaryError(HarnessError):
@@ -117,11 +126,19 @@ class Device(TypedDict, total=False):
     discovery: dict[str, Any]
 
 
+class EmulationError(TypedDict, total=False):
+    over_all_stated_figures_pct: float | None
+    over_host_reachable_figures_pct: float | None
+    stated_figures: list[str]
+    host_limited_figures: list[str]
+
+
 class Profile(TypedDict, total=False):
     name: str
     description: str
     coherence: str
     injected: dict[str, Any]
+    emulation_error: EmulationError
 
 
 class Measured(TypedDict, total=False):
@@ -129,11 +146,21 @@ class Measured(TypedDict, total=False):
     min: float
     max: float
     runs: int
+    interval: list[float]  # 95% interval of the median [lo, hi]
+    coverage: float
 
 
 class Expected(TypedDict, total=False):
     value: float
     tolerance_pct: float
+    kind: Literal["target", "expected"]
+
+
+class HostCapability(TypedDict):
+    median: float
+    interval: list[float]
+    n: int
+    coverage: float
 
 
 class CalibrationItem(TypedDict):
@@ -142,6 +169,10 @@ class CalibrationItem(TypedDict):
     measured: Measured
     expected: NotRequired[Expected | None]
     status: Literal["pass", "fail", "no-expectation"]
+    error_pct: NotRequired[float]
+    verdict: NotRequired[Literal["MET", "HOST-LIMITED", "MISSED", "INCONCLUSIVE"] | None]
+    verdict_reason: NotRequired[str]
+    host_capability: NotRequired[HostCapability | None]
 
 
 class Check(TypedDict):
@@ -235,6 +266,7 @@ _INT: dict[str, Any] = {"type": "integer", "minimum": 0}
 _STR: dict[str, Any] = {"type": "string"}
 _OPT_STR: dict[str, Any] = {"type": ["string", "null"]}
 _NONNEG: dict[str, Any] = {"type": "number", "minimum": 0}
+_PAIR: dict[str, Any] = {"type": "array", "items": _NUM, "minItems": 2, "maxItems": 2}
 
 SUMMARY_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -298,6 +330,15 @@ SUMMARY_SCHEMA: dict[str, Any] = {
                 "description": _STR,
                 "coherence": _STR,
                 "injected": {"type": "object"},
+                "emulation_error": {
+                    "type": "object",
+                    "properties": {
+                        "over_all_stated_figures_pct": {"type": ["number", "null"], "minimum": 0},
+                        "over_host_reachable_figures_pct": {"type": ["number", "null"], "minimum": 0},
+                        "stated_figures": {"type": "array", "items": _STR},
+                        "host_limited_figures": {"type": "array", "items": _STR},
+                    },
+                },
             },
         },
         "calibration": {
@@ -316,14 +357,26 @@ SUMMARY_SCHEMA: dict[str, Any] = {
                             "min": _NUM,
                             "max": _NUM,
                             "runs": _INT,
+                            "interval": _PAIR,
+                            "coverage": {"type": "number", "minimum": 0, "maximum": 1},
                         },
                     },
                     "expected": {
                         "type": ["object", "null"],
                         "required": ["value"],
-                        "properties": {"value": _NUM, "tolerance_pct": _NONNEG},
+                        "properties": {"value": _NUM, "tolerance_pct": _NONNEG,
+                                       "kind": {"enum": ["target", "expected"]}},
                     },
                     "status": {"enum": list(CALIBRATION_STATUSES)},
+                    "error_pct": _NUM,
+                    "verdict": {"enum": [*CALIBRATION_VERDICTS, None]},
+                    "verdict_reason": _STR,
+                    "host_capability": {
+                        "type": ["object", "null"],
+                        "required": ["median", "interval", "n"],
+                        "properties": {"median": _NUM, "interval": _PAIR, "n": _INT,
+                                       "coverage": {"type": "number", "minimum": 0, "maximum": 1}},
+                    },
                 },
             },
         },
@@ -543,6 +596,8 @@ def normalize_summary(data: dict[str, Any]) -> Summary:
     verdict.setdefault("strict", False)
     for item in out["calibration"]:
         item.setdefault("expected", None)
+        item.setdefault("verdict", None)
+        item.setdefault("host_capability", None)
     for check in out["checks"]:
         check.setdefault("detail", "")
         check.setdefault("counterexamples", [])
