@@ -260,6 +260,10 @@ def _order5_checks(cfg: LogConfig, s: dict[str, Any]) -> list[tuple[str, str, bo
         out.append(("markers-delivered", "every declared-lost marker passed over in order by every subscriber",
                     all(m == markers for m in seen),
                     f"{markers} marker(s) written, passed over per subscriber {seen}", []))
+    bad_lines = int(s.get("o5_line_mismatch", 0))
+    out.append(("session-lines", "each client's session line says what the sequencer holds",
+                bad_lines == 0, f"{bad_lines} client session line(s) disagree with the sequencer's "
+                "table (session, next_expected, fenced_through, markers, fences, late)", []))
     planted = cfg.gap_client >= 0 or bool(cfg.expected_lost_publishers)
     # Several clients spread over brokers that share rings can each wait for ring space the
     # other's held batches keep: only the gap timeout ends that (as upstream's skip timeout)

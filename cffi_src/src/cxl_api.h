@@ -200,6 +200,8 @@ typedef struct cxl_log_stats {
     uint64_t o5_fenced_rejects;   /* batches of a fenced session: never ordered */
     uint64_t sub_markers[8];      /* markers each subscriber passed over */
     uint64_t sub_client_order_errors[8]; /* per-client FIFO broken at delivery (Order 5) */
+    uint64_t o5_line_mismatch;    /* client session lines that disagree with the sequencer's
+                                     table (read back after the run, where the sequencer ran) */
 } cxl_log_stats_t;
 
 /* Per-batch records (only when record_capacity > 0). */

@@ -440,6 +440,21 @@ void cxl_log_stats(const cxl_log_t *L, cxl_log_stats_t *out) {
     out->batches_acked = L->cfg.ack_level ? acked_b : 0;
     cxl_invalidate(&L->ctrl->seq, CXL_LINE);
     out->committed_seq = cxl_consume64(&L->ctrl->seq.committed_seq);
+    /* Order 5: the session lines are what a sequencer taking over would start from; read
+     * back, they must say what this process's sequencer holds (where it ran here) */
+    if (L->clientl && L->st.epochs) {
+        for (uint32_t c = 0; c < L->npubs; c++) {
+            const cxl_client_line_t *l = &L->clientl[c];
+            const o5_client_t *C = &L->o5[c];
+            cxl_invalidate(l, CXL_LINE);
+            out->o5_line_mismatch +=
+                cxl_consume64(&l->session) != C->session ||
+                cxl_consume64(&l->next_expected) != C->next_expected ||
+                cxl_consume64(&l->fenced_through) != C->fenced_through ||
+                cxl_consume64(&l->markers) != C->markers || cxl_consume64(&l->fences) != C->fences ||
+                cxl_consume64(&l->late) != C->late;
+        }
+    }
     for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
         uint64_t h = L->sub[k].hash;
         for (uint32_t b = 0; L->cfg.order == 0 && b < L->cfg.brokers; b++)
