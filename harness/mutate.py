@@ -184,6 +184,11 @@ MODEL_CONFIGS: tuple[ModelRun, ...] = (
     # planted gap declared lost, and one fenced (the gap timeout short: gaps resolve at once)
     ModelRun("order5-spread-2", {"order": 5, "client_spread": 2}),
     ModelRun("order5-ack2", {"order": 5, "client_spread": 2, "ack": 2}),
+    ModelRun("order5-wrapping-rings", {"order": 5, "client_spread": 2, "pbr_slots": 2,
+                                       "total_bytes": _WRAP}),
+    ModelRun("order5-crashed-publisher", {"order": 5, "client_spread": 2, "slot_timeout_ms": 50.0,
+                                          "crash_publisher": 0, "crash_after": 1,
+                                          "gap_timeout_ms": 0.01}),
     ModelRun("order5-gap-markers", {"order": 5, "client_spread": 2, "gap_client": 0, "gap_seq": 3,
                                     "gap_timeout_ms": 0.01}),
     ModelRun("order5-gap-fence", {"order": 5, "client_spread": 2, "gap_client": 0, "gap_seq": 3,
