@@ -110,11 +110,13 @@ def test_a_host_slower_than_the_target_is_counted(plain: Region) -> None:
         assert st is not None
         load_ops = st.ops["load"]
         assert load_ops.ops >= 20_000 and load_ops.short_fraction > 0.5 and load_ops.mean_short_ns > 5
-    # planted: a target no host misses -- nothing is counted short
+    # planted: a target no host misses by itself -- hardly anything is counted short (a load
+    # the scheduler preempts for longer than 50 us overruns any target: a loaded CI machine
+    # shows one now and then, never a share like the one above)
     with Region.emulated(4 * MiB, device_model=DeviceModel(load_ns=50_000)) as r:
         r.native.lib.cxl_bench_pointer_chase(r.base, 4 * MiB, 200, 1)
         st = r.model_stats()
-        assert st is not None and st.ops["load"].short_ops == 0
+        assert st is not None and st.ops["load"].ops >= 200 and st.ops["load"].short_fraction <= 0.05
 
 
 def _write_together(regions: list[Region], nbytes: int) -> float:
