@@ -112,7 +112,11 @@ typedef struct cxl_log_cfg {
     uint64_t record_capacity;  /* per record array; 0 = no per-batch records */
     uint32_t crash_client;     /* crash injection: publisher index + 1 that dies mid-batch; 0 none */
     uint32_t crash_kill;       /* 1: it SIGKILLs its own process; 0: its thread stops */
-    uint64_t crash_after;      /* batches that publisher completes before it dies */
+    uint64_t crash_after;      /* batches that publisher completes before it dies (scanner: ring
+                                * slots it scans; subscriber: batches it delivers) */
+    uint32_t crash_scanner;    /* crash injection: broker + 1 whose scanner stops mid-epoch (Order
+                                * 2; its thread stops, never its process: the sequencer shares it) */
+    uint32_t crash_subscriber; /* crash injection: subscriber index + 1 that dies mid-chunk */
 } cxl_log_cfg_t;
 
 /* flags */
@@ -176,6 +180,13 @@ typedef struct cxl_log_stats {
     uint64_t corrupt_off[8];      /* the first few: region offset, value read, kind */
     uint64_t corrupt_val[8];
     uint64_t corrupt_kind[8];     /* 0 header, 1 GOI entry, 2 control value, 3 foreign token */
+    /* crash injection and the detection of dead roles (slot_timeout_ns > 0) */
+    uint64_t crash_ns;            /* when the injected crash happened (0: not in this process) */
+    uint64_t crash_detect_ns;     /* when a dead role was first detected */
+    uint64_t scanners_dead;       /* brokers whose scanner the sequencer found dead (bit each) */
+    uint64_t subscribers_dead;    /* subscribers the sequencer found dead (bit each) */
+    uint64_t batches_orphaned;    /* committed batches of a dead scanner's broker, declared lost */
+    uint64_t dead_sub_pos[8];     /* a dead subscriber's last published GOI position */
 } cxl_log_stats_t;
 
 /* Per-batch records (only when record_capacity > 0). */
@@ -226,7 +237,8 @@ typedef struct cxl_rec_loss {
     uint64_t ns;
     uint64_t pbr_index;
     uint32_t broker;
-    uint32_t reason;  /* 1 timeout (claimed, publisher stopped), 2 corrupt header */
+    uint32_t reason;  /* 1 timeout (claimed, publisher stopped), 2 corrupt header, 3 committed
+                       * but never ordered (its broker's scanner stopped) */
     uint32_t client;  /* the publisher that held the slot; 0xffffffff unknown */
     uint32_t alive;   /* 1: that publisher committed it after all (a false loss) */
 } cxl_rec_loss_t;

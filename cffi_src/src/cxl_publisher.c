@@ -13,6 +13,17 @@ static uint64_t reuse_floor(cxl_log_t *L, publisher_t *P, uint64_t limit) {
     if (!FAULT(L, pub_no_invalidate_frontier)) cxl_invalidate(&L->seql[b], CXL_LINE);
     uint64_t f = cxl_consume64(&L->seql[b].consumed_through);
     uint64_t rel[CXL_MAX_SUBS];
+    uint64_t dead = 0;
+    if (L->cfg.slot_timeout_ns && L->cfg.order == 2) {
+        /* subscribers the sequencer found dead no longer hold the ring back */
+        cxl_invalidate(&L->ctrl->seq, CXL_LINE);
+        dead = cxl_consume64(&L->ctrl->seq.sub_dead);
+        uint64_t all = (1ull << L->cfg.subscribers) - 1;
+        if (dead & ~all) {
+            corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.sub_dead, dead);
+            dead = 0;
+        }
+    }
     for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
         cxl_invalidate(&L->subl[k].released[b], 8);
         rel[k] = cxl_consume64(&L->subl[k].released[b]);
@@ -27,6 +38,7 @@ static uint64_t reuse_floor(cxl_log_t *L, publisher_t *P, uint64_t limit) {
     }
     for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
         uint64_t r = rel[k];
+        if (dead >> k & 1) continue;
         if (r > limit) {
             corrupt(L, CORRUPT_CTRL, &L->subl[k].released[b], r);
             r = P->floor;
@@ -100,6 +112,7 @@ static int pub_crash_here(cxl_log_t *L, publisher_t *P, uint32_t m) {
     if (!L->cfg.crash_client || L->cfg.crash_client != P->client + 1 ||
         P->done != L->cfg.crash_after || m != L->cfg.msgs_per_batch / 2)
         return 0;
+    stat_max(&L->st.crash_ns, cxl_now_ns());
     if (L->cfg.crash_kill) kill(getpid(), SIGKILL);
     P->crashed = 1;
     return 1;
