@@ -164,7 +164,9 @@ def _crash_checks(cfg: LogConfig, s: dict[str, Any],
         ok = found and pos <= committed
         detail = (f"subscriber {k} published position {pos} before it died: positions 0..{pos - 1} "
                   f"delivered to it, {committed - pos} committed batch(es) never delivered to it")
-        if recs is not None and f"deliver{k}" in recs:
+        if cfg.crash_kill:
+            detail += " (its own records died with its process)"
+        elif recs is not None and f"deliver{k}" in recs:
             got = recs[f"deliver{k}"]["pos"].tolist()
             ok = ok and got == list(range(len(got))) and len(got) >= pos
             detail += f" (its records: {len(got)} delivered, positions contiguous from 0: " \

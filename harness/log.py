@@ -570,6 +570,34 @@ def shm_region(size: int, device_model: DeviceModel | None = None) -> Iterator[R
         region.close()
 
 
+def crash_groups(cfg: LogConfig) -> tuple[list[RoleGroup], int]:
+    """The role processes of a run, and which of them an injected crash kills (-1: none). A
+    crashed publisher or subscriber gets a process of its own, so that its SIGKILL takes no
+    other role with it; the scanners share theirs with the sequencer (a scanner crash stops
+    its thread only)."""
+    every = 0xFFFFFFFF
+    groups: list[RoleGroup] = []
+    killed = -1
+    if cfg.crash_publisher >= 0 and cfg.crash_kill:
+        b = cfg.crash_publisher // cfg.publishers_per_broker
+        if cfg.brokers > 1:
+            groups.append(RoleGroup(ROLE_PUBLISHERS, pub_brokers=((1 << cfg.brokers) - 1) & ~(1 << b)))
+        killed = len(groups)
+        groups.append(RoleGroup(ROLE_PUBLISHERS, pub_brokers=1 << b))
+    else:
+        groups.append(RoleGroup(ROLE_PUBLISHERS))
+    groups.append(RoleGroup(ROLE_SCANNERS))
+    if cfg.subscribers and cfg.crash_subscriber >= 0 and cfg.crash_kill:
+        k = cfg.crash_subscriber
+        if cfg.subscribers > 1:
+            groups.append(RoleGroup(ROLE_SUBSCRIBERS, sub_mask=((1 << cfg.subscribers) - 1) & ~(1 << k)))
+        killed = len(groups)
+        groups.append(RoleGroup(ROLE_SUBSCRIBERS, sub_mask=1 << k))
+    elif cfg.subscribers:
+        groups.append(RoleGroup(ROLE_SUBSCRIBERS, sub_mask=every))
+    return groups, killed
+
+
 def _run_processes(cfg: LogConfig, region: Region | None, check_history: bool) -> LogResult:
     with ExitStack() as stack:
         if region is None:
@@ -577,17 +605,29 @@ def _run_processes(cfg: LogConfig, region: Region | None, check_history: bool) -
         if region.backend != "file" and region.path is None:
             raise ConfigError("multi-process mode needs a shareable region", "use the file back-end (or none)")
         format_region(region, cfg)
-        groups = [RoleGroup(ROLE_PUBLISHERS), RoleGroup(ROLE_SCANNERS)]
-        if cfg.subscribers:
-            groups.append(RoleGroup(ROLE_SUBSCRIBERS))
+        groups, killed = crash_groups(cfg)
         # children attach to this very file through the descriptor, never by name
         where = f"/proc/self/fd/{region.fd}" if region.fd >= 0 else str(region.path)
         procs = start_role_processes(where, region.size, cfg, groups)
-        results = supervise(procs, cfg.watchdog_s + 60)
+        expected = procs[killed] if killed >= 0 else None
+        results = supervise(procs, cfg.watchdog_s + 60, expect_killed=expected)
         stats = merge_stats([r.stats for r in results])
+        if expected is not None and not stats.get("crash_ns") and expected.died_ns:
+            stats["crash_ns"] = expected.died_ns  # seen by this process (same clock), <= 10 ms late
         recs = merge_records([r.records for r in results]) if cfg.recording else None
         rc = max(r.rc for r in results)
-        return build_result(cfg, stats, recs, region.info(), rc, check_history, processes=len(groups))
+        # a killed publisher's own records (what it published) died with it: the history of
+        # the run cannot be complete, so it is not checked -- and the result says so
+        lost_records = expected is not None and cfg.crash_publisher >= 0
+        result = build_result(cfg, stats, recs, region.info(), rc, check_history and not lost_records,
+                              processes=len(groups))
+        if lost_records and check_history and recs is not None:
+            result.checks.append(Check(
+                "history-not-checked", "history check not run: the killed publisher process's own "
+                "publish records died with it", True,
+                f"{expected.group.label} was SIGKILLed on purpose; the in-run checks above cover the "
+                "run (every other broker complete, the lost slot named)", group="history"))
+        return result
     raise AssertionError("unreachable")  # pragma: no cover  (mypy: ExitStack may swallow)
 
 
@@ -660,6 +700,7 @@ class RoleProcess:
             raise
         finally:
             os.close(region_fd)
+        self.died_ns = 0  # when supervise saw it die (time.monotonic_ns, the C core's clock)
         with _LIVE_LOCK:
             _LIVE_PROCESSES.add(self)
 
@@ -790,14 +831,31 @@ def stop_role_processes(procs: list[RoleProcess], grace_s: float = 2.0) -> None:
         p.close()
 
 
-def supervise(procs: list[RoleProcess], timeout: float, poll_s: float = 0.01) -> list[RoleResult]:
+def supervise(procs: list[RoleProcess], timeout: float, poll_s: float = 0.01,
+              expect_killed: RoleProcess | None = None) -> list[RoleResult]:
     """Wait for every role process. The first one that dies or fails stops all the others at
     once and raises RoleProcessError naming it (role, PID, signal or status); so does a run
-    past ``timeout``, and so does any exception here (Ctrl-C): no child is left running."""
+    past ``timeout``, and so does any exception here (Ctrl-C): no child is left running.
+    ``expect_killed`` is the one process an injected crash SIGKILLs: its death is the expected
+    outcome (the time it was seen is kept in ``died_ns``), and it has no result."""
     deadline = time.monotonic() + timeout
     try:
         while True:
             codes = [p.proc.poll() for p in procs]
+            if expect_killed is not None and expect_killed in procs:
+                i = procs.index(expect_killed)
+                if codes[i] == -signal.SIGKILL:
+                    expect_killed.died_ns = time.monotonic_ns()
+                    expect_killed.proc.wait()
+                    expect_killed._forget()
+                    expect_killed.close()
+                    procs = procs[:i] + procs[i + 1:]
+                    codes = codes[:i] + codes[i + 1:]
+                elif codes[i] == 0:
+                    raise RoleProcessError(f"{expect_killed.describe_exit()}: it was to be killed by "
+                                           "the injected crash, and finished instead",
+                                           "the crash point lies beyond what the role reaches; "
+                                           "use a smaller WHEN")
             failed = [p for p, c in zip(procs, codes) if c not in (None, 0)]
             if failed:
                 first = min(failed, key=lambda p: p.proc.returncode if p.proc.returncode < 0 else 1 << 30)
