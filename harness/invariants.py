@@ -119,15 +119,14 @@ def _loss_checks(cfg: LogConfig, s: dict[str, Any],
     out = [("no-unexpected-loss", "no batch of a live publisher declared lost",
             unexpected == 0 and late == 0, detail,
             [e for e in examples if not e["expected"]][:20])]
-    if expected or cfg.crash_role:
+    if expected or cfg.crash_scanner >= 0:
         named = [e for e in examples if e["expected"]]
         names = ", ".join(f"broker {e['broker']} slot {e['pbr_index']} (publisher {e['client']})"
                           for e in named[:12]) or "none recorded"
         if len(named) > 12:
             names += f", ... ({len(named) - 12} more in the report)"
         whose = (f"batches of crashed publisher(s) {sorted(expected)}" if expected else
-                 f"batches of broker {cfg.crash_scanner} (its scanner crashed)" if cfg.crash_scanner >= 0
-                 else f"batches of the crashed {cfg.crash_role} {cfg.crash_index}")
+                 f"batches of broker {cfg.crash_scanner} (its scanner crashed)")
         out.append(("crash-losses-named", f"{whose} declared lost, by identity", True,
                     f"expected outcome of the crash: {total - unexpected} declared lost: {names}",
                     named[:50]))
@@ -150,7 +149,8 @@ def _crash_checks(cfg: LogConfig, s: dict[str, Any],
         found = bool(int(s.get("subscribers_dead", 0)) >> cfg.crash_subscriber & 1)
     else:
         found = detect_ns > 0
-    took = f"{(detect_ns - crash_ns) / 1e6:.1f} ms after the crash" if found and crash_ns and \
+    seen = " (as the coordinator saw the process die, polled every 10 ms)" if cfg.crash_kill and cfg.processes else ""
+    took = f"{(detect_ns - crash_ns) / 1e6:.1f} ms after the crash{seen}" if found and crash_ns and \
         detect_ns >= crash_ns else "time of the crash unknown" if found else "never"
     out: list[tuple[str, str, bool, str, list[dict[str, Any]]]] = [
         ("crash-detected", f"the crashed {role} was detected as dead", found,
