@@ -44,10 +44,13 @@ def int_range(lo: int, hi: int | None = None, example: int | None = None) -> Cal
 
 def float_range(lo: float, hi: float, example: float | None = None) -> Callable[[str], float]:
     """argparse ``type=``: a finite number in [lo, hi]; anything else is a usage error naming it."""
-    span = f"{lo:g}..{hi:g}"
+    def num(x: float) -> str:
+        return str(int(x)) if x == int(x) else repr(x)
+
+    span = f"{num(lo)}..{num(hi)}"
 
     def parse(text: str) -> float:
-        fix = f"use {span}" + (f", e.g. {example:g}" if example is not None else "")
+        fix = f"use {span}" + (f", e.g. {num(example)}" if example is not None else "")
         try:
             value = float(text.strip())
         except ValueError:
