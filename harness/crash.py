@@ -145,3 +145,101 @@ def crash_lines(result: LogResult) -> list[str]:
         verdict = "FAIL: a batch outside the crash was declared lost"
     out.append(f"  crash verdict: {verdict} (--slot-timeout {cfg.get('slot_timeout_ms', 0):g} ms)")
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# The crash scenarios of ``cxl-harness run``
+
+
+@dataclass
+class CrashOutcome:
+    """One injected crash, as the main job reports it: what was declared lost (by identity),
+    how long the dead role took to be found, and the verdict of the run's checks."""
+
+    role: str
+    spec: str
+    mode: str                      # "threads" or "processes" (SIGKILL)
+    detected: bool
+    detect_ms: float | None
+    declared_lost: int
+    lost: list[dict[str, Any]]     # the first declared-lost batches, by identity
+    undelivered: int               # a crashed subscriber: committed batches it never got
+    ok: bool                       # every check of the run passed (the crash is the expected outcome)
+    failed: list[str]
+    elapsed_s: float
+
+    @property
+    def detail(self) -> str:
+        took = f"{self.detect_ms:.1f} ms" if self.detect_ms is not None else "unknown time"
+        found = f"detected dead after {took}" if self.detected else "NOT detected"
+        what = (f"{self.undelivered} committed batch(es) never delivered to it, nothing declared lost"
+                if self.role == "subscriber" else f"{self.declared_lost} batch(es) declared lost")
+        first = ", ".join(f"broker {e['broker']} slot {e['pbr_index']}" for e in self.lost[:4])
+        if first:
+            what += f" (first: {first}{', ...' if self.declared_lost > 4 else ''})"
+        verdict = "expected outcome, every other check passed" if self.ok else \
+            f"FAIL: {', '.join(self.failed[:4])}"
+        return f"--crash {self.spec} ({self.mode}): {found}; {what}; {verdict}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "detail": self.detail}
+
+
+def scenario_config(role: str, *, processes: bool) -> LogConfig:
+    """A small run (2 brokers, 2 subscribers, 1 MiB) crashing ``role`` half-way."""
+    from harness.log import LogConfig
+
+    base = LogConfig(order=2, brokers=2, subscribers=2, msg_size=256, batch_bytes=4096,
+                     total_bytes=1 << 20, ack=1, epoch_us=100, pbr_slots=16, goi_slots=1024,
+                     slot_timeout_ms=20.0, watchdog_s=0.5, record=True, processes=processes)
+    spec = parse_crash(f"{role}:1@50%")
+    return apply_crash(base, spec, slot_timeout_given=True)
+
+
+def run_scenario(role: str, *, processes: bool) -> CrashOutcome:
+    import time
+
+    from harness.log import run_log
+
+    cfg = scenario_config(role, processes=processes)
+    t0 = time.monotonic()
+    result = run_log(cfg)
+    elapsed = time.monotonic() - t0
+    c = result.counters
+    crash_ns, detect_ns = c.get("crash_ns", 0), c.get("crash_detect_ns", 0)
+    checks = {x.id: x for x in result.checks}
+    named = checks.get("crash-losses-named")
+    det = checks.get("crash-detected")
+    prefix = checks.get("crashed-subscriber-prefix")
+    undelivered = _undelivered(prefix.detail) if prefix is not None else 0
+    return CrashOutcome(
+        role=role, spec=f"{role}:1@50%", mode="processes" if processes else "threads",
+        detected=bool(det and det.ok),
+        detect_ms=(detect_ns - crash_ns) / 1e6 if crash_ns and detect_ns >= crash_ns else None,
+        declared_lost=int(result.batches_lost), lost=list(named.counterexamples[:20]) if named else [],
+        undelivered=undelivered, ok=result.ok, failed=[x.id for x in result.failed()], elapsed_s=elapsed)
+
+
+def _undelivered(detail: str) -> int:
+    """The count in crashed-subscriber-prefix's detail ("..., N committed batch(es) never ...")."""
+    import re
+
+    m = re.search(r"(\d+) committed batch\(es\) never delivered", detail)
+    return int(m.group(1)) if m else 0
+
+
+def run_scenarios(quick: bool) -> list[CrashOutcome]:
+    """``--quick``: a publisher crash (threads, about a second). Full: a publisher and a
+    subscriber SIGKILLed in their own processes, and a scanner stopped mid-epoch."""
+    if quick:
+        return [run_scenario("publisher", processes=False)]
+    return [run_scenario("publisher", processes=True), run_scenario("scanner", processes=False),
+            run_scenario("subscriber", processes=True)]
+
+
+def crash_checks(outcomes: list[CrashOutcome]) -> list[dict[str, Any]]:
+    """One summary check per scenario: passes when the dead role was detected, exactly the
+    crash's batches were declared lost (named) and every other check of the run passed."""
+    return [{"id": f"crash.{o.role}", "name": f"crash injection: {o.role} killed mid-run, the others go on",
+             "group": "crash", "ok": o.ok and o.detected, "detail": o.detail,
+             "counterexamples": o.lost[:20]} for o in outcomes]

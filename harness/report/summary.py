@@ -70,7 +70,7 @@ SCHEMA_ID = "cxl-harness-summary/2"
 PREVIOUS_SCHEMA_ID = "cxl-harness-summary/1"  # read, upgraded on load (for --compare)
 SUMMARY_FILENAME = "summary.json"
 
-CHECK_GROUPS: tuple[str, ...] = ("ordering", "flush-fence", "faults", "targets")
+CHECK_GROUPS: tuple[str, ...] = ("ordering", "flush-fence", "faults", "crash", "targets")
 CALIBRATION_STATUSES: tuple[str, ...] = ("pass", "fail", "no-expectation")
 
 
