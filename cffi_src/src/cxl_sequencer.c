@@ -340,6 +340,14 @@ static void seq_subscriber_dead(cxl_log_t *L, uint32_t k) {
     note_detect(L);
 }
 
+/* A role thread of this process that ended signalled it under done_mu (role_finished): taking
+ * the mutex orders everything it did before anything done after it is found dead (what a
+ * join would give; another process's role needs nothing of the kind). */
+static void sync_with_ended(cxl_log_t *L) {
+    pthread_mutex_lock(&L->done_mu);
+    pthread_mutex_unlock(&L->done_mu);
+}
+
 static void seq_watch(cxl_log_t *L) {
     if (!L->cfg.slot_timeout_ns || (L->cfg.flags & CXL_F_DETERMINISTIC)) return;
     uint64_t now = cxl_now_ns();
@@ -351,8 +359,10 @@ static void seq_watch(cxl_log_t *L) {
         cxl_invalidate(sl, CXL_LINE);
         if (!beat_stopped(L, cxl_consume64(&sl->beat), &L->scan_seen[b], &L->scan_since[b], now))
             continue;
-        if (peer_gone(L, cxl_consume64(&sl->o.host), cxl_consume64(&sl->ident)))
+        if (peer_gone(L, cxl_consume64(&sl->o.host), cxl_consume64(&sl->ident))) {
+            sync_with_ended(L);
             seq_scanner_dead(L, b);
+        }
         else
             L->scan_since[b] = now; /* slow, not dead */
     }
@@ -362,8 +372,10 @@ static void seq_watch(cxl_log_t *L) {
         cxl_invalidate(s, CXL_LINE);
         if (!beat_stopped(L, cxl_consume64(&s->beat), &L->sub_seen[k], &L->sub_since[k], now))
             continue;
-        if (peer_gone(L, cxl_consume64(&s->host), cxl_consume64(&s->ident)))
+        if (peer_gone(L, cxl_consume64(&s->host), cxl_consume64(&s->ident))) {
+            sync_with_ended(L);
             seq_subscriber_dead(L, k);
+        }
         else
             L->sub_since[k] = now;
     }
