@@ -216,7 +216,8 @@ static uint64_t scan_collect(cxl_log_t *L, scanner_t *S, ebuf_t *own) {
 CXL_INTERNAL int scan_step(cxl_log_t *L, scanner_t *S) {
     if (S->crashed) return STEP_DONE;
     if (S->next >= S->quota) return STEP_DONE;
-    if (L->cfg.slot_timeout_ns && (S->beat_steps++ & 15) == 0) scan_beat(L, S);
+    if (L->cfg.slot_timeout_ns && !(L->cfg.flags & CXL_F_DETERMINISTIC) && (S->beat_steps++ & 15) == 0)
+        scan_beat(L, S);
     uint64_t n;
     if (L->cfg.variant == 1) {
         n = scan_collect(L, S, NULL);

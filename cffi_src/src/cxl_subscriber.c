@@ -154,12 +154,15 @@ static int sub_release_lost(cxl_log_t *L, subscriber_t *U) {
 /* The subscriber's beat in its own line (only when roles can be declared dead): on each
  * step that delivered something, and every 16th idle one. */
 static void sub_beat(cxl_log_t *L, subscriber_t *U, int progress) {
-    if (!L->cfg.slot_timeout_ns || (!progress && (U->idle_steps++ & 15))) return;
+    /* the deterministic runner has no thread that could die alone: nothing to beat for */
+    if (!L->cfg.slot_timeout_ns || (L->cfg.flags & CXL_F_DETERMINISTIC)) return;
+    if (!progress && (U->idle_steps++ & 15)) return;
     cxl_sub_line_t *s = &L->subl[U->idx];
     cxl_st64_shared(&s->host, L->host);
     cxl_st64_shared(&s->ident, thread_ident(L)); /* a later run may run it on a new thread */
     cxl_st64_shared(&s->beat, ++U->beat);
     cxl_flush(s);
+    cxl_sfence(); /* the line's next release (goi_pos) covers no unfenced store */
 }
 
 /* Crash injection: the subscriber dies in the middle of a chunk (delivered, position not yet
