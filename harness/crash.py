@@ -107,10 +107,12 @@ def apply_crash(cfg: LogConfig, spec: CrashSpec, *, slot_timeout_given: bool,
         noun = {"publisher": "publisher", "scanner": "broker", "subscriber": "subscriber"}[spec.role]
         raise ConfigError(f"{opt}: {noun} index {spec.index} is out of range: the run has {count} "
                           f"{noun}{'s' if count != 1 else ''}", f"use an index 0..{count - 1}")
-    field = {"publisher": "crash_publisher", "scanner": "crash_scanner",
-             "subscriber": "crash_subscriber"}[spec.role]
     kill = cfg.processes and spec.role != "scanner"
-    probe = dataclasses.replace(cfg, **{field: spec.index}, crash_after=0, crash_kill=kill)
+    i = spec.index
+    probe = dataclasses.replace(cfg, crash_publisher=i if spec.role == "publisher" else -1,
+                                crash_scanner=i if spec.role == "scanner" else -1,
+                                crash_subscriber=i if spec.role == "subscriber" else -1,
+                                crash_after=0, crash_kill=kill)
     limit, unit = probe.crash_after_limit, probe.crash_after_unit
     if spec.percent:
         after = int(limit * spec.when / 100)

@@ -621,7 +621,7 @@ def _run_processes(cfg: LogConfig, region: Region | None, check_history: bool) -
         lost_records = expected is not None and cfg.crash_publisher >= 0
         result = build_result(cfg, stats, recs, region.info(), rc, check_history and not lost_records,
                               processes=len(groups))
-        if lost_records and check_history and recs is not None:
+        if expected is not None and lost_records and check_history and recs is not None:
             result.checks.append(Check(
                 "history-not-checked", "history check not run: the killed publisher process's own "
                 "publish records died with it", True,
