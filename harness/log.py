@@ -321,14 +321,42 @@ def c_config(native: Native, cfg: LogConfig, fault: int = 0, deterministic: bool
     return c
 
 
+def layout_parts(cfg: LogConfig) -> list[tuple[int, str, str]]:
+    """The region's big areas, largest first: (bytes, what it is in the options, a fix)."""
+    stride = cfg.msgs_per_batch * ((16 + cfg.msg_size + 63) // 64 * 64)
+    rings = cfg.brokers * cfg.pbr_slots
+    half = max(2, cfg.pbr_slots // 1024)
+    parts = [
+        (rings * stride, f"the logs: --ring-slots {cfg.pbr_slots} x {_size(stride)} per slot "
+         f"(--batch-bytes {cfg.batch_bytes}) x {cfg.brokers} broker(s)",
+         f"use --ring-slots {half} or a smaller --batch-bytes"),
+        (rings * 128, f"the ring headers: --ring-slots {cfg.pbr_slots} x 128 B x {cfg.brokers} broker(s)",
+         f"use --ring-slots {half}"),
+        (cfg.goi_slots * 64, f"the global order index: goi_slots={cfg.goi_slots} x 64 B",
+         f"use goi_slots={max(2, cfg.goi_slots // 1024)}"),
+    ]
+    return sorted(parts, key=lambda p: -p[0])
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):,.1f} {unit}"
+    return f"{n} B"
+
+
+def explain_size(cfg: LogConfig) -> tuple[str, str]:
+    """One phrase naming what makes the layout of ``cfg`` big, and its fix."""
+    size, what, fix = layout_parts(cfg)[0]
+    return f"{what} = {_size(size)}", fix
+
+
 def layout_size(cfg: LogConfig, native: Native | None = None) -> int:
     native = native or load()
     size = int(native.lib.cxl_layout_size(c_config(native, cfg)))
     if size == 0:
-        raise ConfigError(
-            f"the layout for pbr_slots={cfg.pbr_slots}, goi_slots={cfg.goi_slots}, "
-            f"brokers={cfg.brokers}, batch_bytes={cfg.batch_bytes} does not fit in a 64-bit region",
-            "use smaller rings or batches")
+        what, fix = explain_size(cfg)
+        raise ConfigError(f"the layout does not fit in a 64-bit region: {what}", fix)
     return size
 
 

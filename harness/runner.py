@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.discovery import Choice, discover
-from harness.errors import DeviceError
-from harness.log import LogConfig, layout_size, shm_region
+from harness.errors import DeviceError, RegionError
+from harness.log import LogConfig, explain_size, layout_size, shm_region
 from harness.profiles import Profile
 from harness.region import HUGE_2M, DeviceModel, Region, round_up
 
@@ -92,11 +92,20 @@ def open_region(profile: Profile, cfg: LogConfig, *, device: str | None = None,
                 allow_destructive: bool = False, shareable: bool = False,
                 sysfs_root: str = "/") -> Iterator[Region]:
     """Map the region a run of ``cfg`` on ``profile`` needs; release it afterwards."""
-    need = layout_size(cfg)
+    layout = need = layout_size(cfg)
     if profile.memory.backend == "emulated":
         need = max(need, profile.memory.size_mib << 20)
-    with map_memory(profile, need, device=device, allow_destructive=allow_destructive,
-                    shareable=shareable, sysfs_root=sysfs_root) as (region, _):
+    with ExitStack() as stack:
+        try:
+            region, _ = stack.enter_context(map_memory(
+                profile, need, device=device, allow_destructive=allow_destructive, shareable=shareable,
+                sysfs_root=sysfs_root))
+        except RegionError as exc:
+            if not exc.problem.startswith("cannot map") or need != layout:
+                raise
+            # the size came from the configuration: say which value made it that big
+            what, fix = explain_size(cfg)
+            raise RegionError(f"{exc.problem}: the layout is {need:,} bytes, mostly {what}", fix) from None
         yield region
 
 
