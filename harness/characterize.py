@@ -38,6 +38,7 @@ import numpy as np
 
 from harness.discovery import NumaNode, discover
 from harness.errors import DeviceError
+from harness.interrupt import in_worker
 from harness.native import load
 from harness.profiles import DeviceModel, Expectation, Profile
 from harness.region import HUGE_2M, ModelStats, Region, round_up
@@ -512,7 +513,8 @@ def characterize(profile: Profile, *, quick: bool = False, runs: int | None = No
                                  allow_destructive=allow_destructive,
                                  sysfs_root=sysfs_root) as (region, node):
         targets = device_model_for(profile, region.backend)
-        figures = _measure_all(region, profile, plan, llc, targets)
+        # on a worker thread: Ctrl-C stops the measurement at its next C call (harness.interrupt)
+        figures = in_worker(lambda: _measure_all(region, profile, plan, llc, targets), "cxl-characterize")
         info = region.info()
         numa = _numa_info(node, sysfs_root)
         if numa is not None:

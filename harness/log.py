@@ -430,8 +430,8 @@ class LogHandle:
         stood). The C call runs in a worker thread while this one waits in short, interruptible
         steps: a signal (Ctrl-C) reaches Python at once, and any exception here first stops the
         run and joins the worker, so nothing is freed or unmapped under running roles.
-        Deterministic runs (one thread, seeded scheduler, the model's agent identity per
-        thread) stay on the calling thread. Raises RegionError when another sequencer/scanner
+        Deterministic runs too (one worker thread steps every role; the checked build's agent
+        identity is set per step). Raises RegionError when another sequencer/scanner
         owns the region."""
         rc = self._run_c(roles, pub_brokers, sub_mask, progress)
         if rc == -2:
@@ -442,8 +442,6 @@ class LogHandle:
 
     def _run_c(self, roles: int, pub_brokers: int, sub_mask: int, progress: bool) -> int:
         lib = self.native.lib
-        if self.ccfg.flags & F_DETERMINISTIC and not progress:
-            return int(lib.cxl_log_run_subset(self.ptr, roles, pub_brokers, sub_mask))
         rc: list[int] = []
         done = threading.Event()  # not Thread.join: an interrupted join may call a live thread ended
 

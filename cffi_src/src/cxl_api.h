@@ -89,6 +89,10 @@ uint64_t cxl_bench_copy(void *dst, const void *src, uint64_t bytes, uint64_t chu
                         uint64_t iters);
 uint64_t cxl_bench_pointer_chase(void *buf, uint64_t bytes, uint64_t steps, uint64_t seed);
 uint64_t cxl_bench_inval_reload(void *buf, uint64_t lines, uint64_t iters);
+/* Ctrl-C: every benchmark loop above ends within 4096 iterations once asked (its figure is
+ * then meaningless); cleared before the next measurement. */
+void cxl_bench_request_stop(void);
+void cxl_bench_clear_stop(void);
 
 /* ---------------------------------------------------------------- the shared log */
 typedef struct cxl_log_cfg {
