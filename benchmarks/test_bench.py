@@ -15,7 +15,7 @@ from harness.benchmarks import (
     small_batch_config,
 )
 from harness.characterize import store_flush_fence_ns
-from harness.log import run_log
+from harness.runlog import run_log
 from harness.profiles import load_profile
 
 

@@ -34,16 +34,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.characterize import CopySource, store_flush_fence_ns
-from harness.log import (
-    ROLE_PUBLISHERS,
-    ROLE_SCANNERS,
-    LogConfig,
-    LogHandle,
-    LogResult,
-    format_region,
-    layout_size,
-    run_log,
-)
+from harness.log import (ROLE_PUBLISHERS, ROLE_SCANNERS, LogConfig, LogHandle, LogResult, format_region,
+                         layout_size, workload_config)
+from harness.runlog import run_log
 from harness.profiles import Profile
 from harness.region import Region
 from harness.runner import open_region
@@ -173,12 +166,8 @@ def ratio_of(name: str, description: str, a: Sampler, b: Sampler, plan: Plan, a_
 
 def profile_config(profile: Profile, total_bytes: int | None = None, **kw: Any) -> LogConfig:
     """The profile's workload as a publish-only (ACK 1, no subscribers) run, records off."""
-    w = profile.workload
-    base: dict[str, Any] = dict(order=2, brokers=w.brokers, msg_size=w.msg_size, batch_bytes=w.batch_bytes,
-                epoch_us=w.epoch_us, total_bytes=total_bytes or (w.total_mib << 20), ack=1,
-                subscribers=0, record=False)
-    base.update(kw)
-    return LogConfig(**base)
+    base = workload_config(profile, subscribers=0)
+    return replace(base, **{"total_bytes": total_bytes or base.total_bytes, "record": False, **kw})
 
 
 def small_batch_config(brokers: int, batches_per_publisher: int, **kw: Any) -> LogConfig:

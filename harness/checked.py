@@ -8,11 +8,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.log import LogConfig, LogHandle, LogResult, build_result, format_region, layout_size
-from harness.native import Native, load
+from harness.log import LogConfig, LogHandle, LogResult, format_region, layout_size
+from harness.runlog import build_result
+from harness.native import Native, RoleKind, Severity, agent_kind, load
 from harness.region import Region
 
-ERROR, WARNING = 2, 1
+ERROR, WARNING = Severity.ERROR, Severity.WARNING
 
 
 @dataclass(frozen=True)
@@ -67,18 +68,14 @@ class CheckedRun:
 
 
 def agent_name(agent: int) -> str:
-    """Agent ids of the log's C core (cxl_log_int.h): publishers 0-63, scanners 64+, sequencer 96, subscribers 100+."""
-    if agent < 0:
-        return "unknown agent"
-    if agent < 64:
-        return f"publisher {agent}"
-    if agent < 96:
-        return f"scanner of broker {agent - 64}"
-    if agent == 96:
-        return "sequencer"
-    if 100 <= agent < 108:
-        return f"subscriber {agent - 100}"
-    return f"agent {agent}"
+    """A model agent id in words (the core says which role kind and index it is)."""
+    found = agent_kind(agent) if agent >= 0 else None
+    if found is None:
+        return "unknown agent" if agent < 0 else f"agent {agent}"
+    kind, index = found
+    if kind is RoleKind.SCANNER:
+        return f"scanner of broker {index}"
+    return "sequencer" if kind is RoleKind.SEQUENCER else f"{kind.name.lower()} {index}"
 
 
 def fault_names() -> list[str]:

@@ -144,9 +144,9 @@ def stop_on_signals() -> Iterator[None]:
 
 def stop_workers(grace_s: float) -> None:
     """Ask every running log (threads and role processes) to stop and wait for the threads."""
-    log = sys.modules.get("harness.log")
-    if log is not None:
-        log.request_stop_all()
+    live = sys.modules.get("harness.log.live")
+    if live is not None:
+        live.request_stop_all()
     work = sys.modules.get("harness.interrupt")
     if work is not None:  # loops of C calls on a worker (characterisation) end at the next one
         work.request_stop()

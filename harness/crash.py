@@ -201,7 +201,7 @@ def scenario_config(role: str, *, processes: bool) -> LogConfig:
 def run_scenario(role: str, *, processes: bool) -> CrashOutcome:
     import time
 
-    from harness.log import run_log
+    from harness.runlog import run_log
 
     cfg = scenario_config(role, processes=processes)
     t0 = time.monotonic()

@@ -11,7 +11,8 @@ from harness.errors import HistoryError
 from harness.history import History, check_history
 
 if TYPE_CHECKING:
-    from harness.log import Check, LogConfig
+    from harness.log import LogConfig
+    from harness.results import Check
 
 
 def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
@@ -275,7 +276,7 @@ def _roles(mask: int) -> str:
 
 def run_checks(cfg: LogConfig, stats: dict[str, Any], recs: dict[str, Any] | None,
                with_history: bool = True) -> list[Check]:
-    from harness.log import Check
+    from harness.results import Check
 
     checks = [Check(cid, name, ok, detail, examples, group="in-run")
               for cid, name, ok, detail, examples in _counter_checks(cfg, stats, recs)]

@@ -1,6 +1,7 @@
-"""Limits of the C core that the command line checks before anything is loaded (the values
-of cxl_layout.h's CXL_MAX_BROKERS and CXL_MAX_SUBS; tests/test_log.py compares them with a
-layout the core accepts and one it refuses)."""
+"""Limits of the C core that the command line checks before a run (read from the core by
+harness.native: cxl_layout.h's CXL_MAX_BROKERS and CXL_MAX_SUBS)."""
 
-MAX_BROKERS = 8
-MAX_SUBSCRIBERS = 8
+from harness.native import LIMITS
+
+MAX_BROKERS = LIMITS.max_brokers
+MAX_SUBSCRIBERS = LIMITS.max_subscribers

@@ -256,7 +256,7 @@ def cxl_region(request: pytest.FixtureRequest, hw_profile: Profile) -> Iterator[
     the profile needs a device this machine does not have."""
     from harness.errors import DeviceError
     from harness.log import MAX_BROKERS
-    from harness.mainjob import log_config
+    from harness.log import workload_config as log_config
     from harness.runner import open_region
 
     state = _state(request)
@@ -287,13 +287,13 @@ class LogRunner:
         self.results: list[LogResult] = []
 
     def config(self, **overrides: Any) -> LogConfig:
-        from harness.mainjob import log_config
+        from harness.log import workload_config as log_config
 
         base = log_config(self.profile, order=2, variant="per-scanner", quick=False)
         return replace(base, **overrides) if overrides else base
 
     def __call__(self, cfg: LogConfig | None = None, *, label: str | None = None, **overrides: Any) -> LogResult:
-        from harness.log import run_log
+        from harness.runlog import run_log
 
         if cfg is None:
             cfg = self.config(**overrides)
@@ -443,7 +443,7 @@ class _ReportPlugin:
 def session_summary(state: CxlSession, config: pytest.Config) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``cxl-harness-summary/2`` document of a pytest session, and its raw data."""
     from harness.machine import meta_section
-    from harness.mainjob import (
+    from harness.job.sections import (
         device_section,
         ordering_checks,
         profile_section,
@@ -511,7 +511,7 @@ def write_session_report(state: CxlSession, config: pytest.Config) -> tuple[Path
     """Write the session's report under ``--cxl-report``; (run dir, index.html, verdict)."""
     if state.report_dir is None:
         return None
-    from harness.mainjob import write_run_dir
+    from harness.report.rundir import write_run_dir
 
     summary, raw = session_summary(state, config)
     report_dir = state.report_dir

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import DeviceError, RegionError
-from harness.native import Native, flush_instruction, load
+from harness.native import Backend, Native, flush_instruction, load
 from harness.profiles import DeviceModel as DeviceModel
 
 BACKENDS = ("emulated", "file", "devdax", "numa")
-_BACKEND_IDS = {1: "emulated", 2: "file", 3: "devdax", 4: "numa"}
 HUGE_2M = 2 << 20
 
 
@@ -235,7 +234,7 @@ class Region:
 
     @property
     def backend(self) -> str:
-        return _BACKEND_IDS[int(self._h.backend)]
+        return Backend(int(self._h.backend)).name.lower()
 
     def info(self) -> RegionInfo:
         h = self._h

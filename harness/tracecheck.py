@@ -23,10 +23,9 @@ from typing import Any
 
 from harness.checked import Finding, _findings
 from harness.errors import HistoryError, why_not_a_file
-from harness.native import load
+from harness.native import load, op_codes
 
-OPS = {"store": 1, "nt_store": 2, "load": 3, "flush": 4, "fence": 5, "invalidate": 6,
-       "publish": 7, "consume": 8, "commit": 9, "rmw": 10}
+OPS = op_codes()  # the checked build's event ops
 FORMAT = "cxl-trace"
 _PMEM_RE = re.compile(r"\|(STORE|FLUSH|FENCE|REGISTER_FILE)((?:;[^|]*)?)")
 

@@ -168,7 +168,7 @@ CASES: list[Case] = [
          lambda t: ["publish", "--crash", "scanner:7@50%", "--slot-timeout", "50"]),
     Case("crash-when-percent-range", "`publish --crash publisher@100% --slot-timeout 50`",
          lambda t: ["publish", "--crash", "publisher@100%", "--slot-timeout", "50"]),
-    Case("crash-when-count-range", "`publish --crash publisher@99999 --slot-timeout 50` (the publisher has 1024 batches)",
+    Case("crash-when-count-range", "`publish --crash publisher@99999 --slot-timeout 50` (more than the publisher has)",
          lambda t: ["publish", "--crash", "publisher@99999", "--slot-timeout", "50"]),
     Case("crash-no-slot-timeout", "`publish --crash publisher@50%` (no --slot-timeout)",
          lambda t: ["publish", "--crash", "publisher@50%"]),

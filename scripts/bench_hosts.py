@@ -16,7 +16,8 @@ import tempfile
 
 from harness.hosts.config import parse_hosts
 from harness.hosts.coordinator import run_hosts
-from harness.log import LogConfig, run_log
+from harness.log import LogConfig
+from harness.runlog import run_log
 
 
 def main() -> None:

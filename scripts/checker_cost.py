@@ -14,7 +14,8 @@ from dataclasses import replace
 from harness.stats import Plan, Sampler, Samples, Timed, measure_pairs
 from harness.history import check_history
 from harness.invariants import history_from_records
-from harness.log import LogConfig, LogHandle, format_region, layout_size, run_log
+from harness.log import LogConfig, LogHandle, format_region, layout_size
+from harness.runlog import run_log
 from harness.region import Region
 
 

@@ -7,7 +7,8 @@ Prints what was published, declared lost and acknowledged, and the verdict with 
 """
 import sys
 
-from harness.log import LogConfig, run_log
+from harness.log import LogConfig
+from harness.runlog import run_log
 
 
 def main() -> int:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from harness.log import LogConfig, layout_size, run_log
+from harness.log import LogConfig, layout_size
+from harness.runlog import run_log
 from harness.region import Region
 from harness.units import parse_size
 

@@ -30,7 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.log import LogConfig, layout_size, run_log  # noqa: E402
+from harness.log import LogConfig, layout_size  # noqa: E402
+from harness.runlog import run_log
 from harness.region import Region  # noqa: E402
 
 

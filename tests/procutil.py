@@ -60,7 +60,7 @@ def role_processes(pid: int) -> list[int]:
             cmd = Path(f"/proc/{c}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"harness.role_process" in cmd and alive(c):
+        if b"harness.log.role_process" in cmd and alive(c):
             found.append(c)
     return found
 

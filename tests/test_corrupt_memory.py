@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from harness.errors import RegionError
-from harness.log import (ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, LogConfig, LogHandle,
-                         LogResult, attach_check, build_result, format_region, layout_size)
+from harness.log import ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, LogConfig, LogHandle, LogResult, attach_check, format_region, layout_size
+from harness.runlog import build_result
 from harness.region import Region
 
 # cxl_layout.h

@@ -22,7 +22,8 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.invariants import _crash_checks, _loss_checks
-from harness.log import LogConfig, run_log
+from harness.log import LogConfig
+from harness.runlog import run_log
 
 ORPHAN = 3  # cxl_rec_loss_t.reason: committed, never ordered (its scanner stopped)
 

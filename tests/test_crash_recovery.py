@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.log import (ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, LogConfig, RoleGroup,
-                         format_region, layout_size, start_role_processes)
+from harness.log import ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, LogConfig, RoleGroup, format_region, layout_size, start_role_processes
 from harness.region import Region
 
 LOSS_TIMEOUT = 1  # cxl_rec_loss_t.reason: claimed, never committed

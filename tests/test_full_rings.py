@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from harness.log import (ROLE_PUBLISHERS, ROLE_SCANNERS, LogConfig, LogHandle, build_result,
-                         format_region, layout_size, run_log)
+from harness.log import ROLE_PUBLISHERS, ROLE_SCANNERS, LogConfig, LogHandle, format_region, layout_size
+from harness.runlog import build_result, run_log
 from harness.region import Region
 
 H_SLOT_ABS, H_TOKEN = 0, 120

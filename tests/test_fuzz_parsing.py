@@ -27,8 +27,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.log import (ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, LogConfig, LogHandle,
-                         build_result, merge_stats, format_region, layout_size)
+from harness.errors import RegionError
+from harness.log import ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, LogConfig, LogHandle, merge_stats, format_region, layout_size
+from harness.runlog import build_result
 from harness.region import Region
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "fuzz-corpus"
@@ -110,7 +111,14 @@ def run_image(name: str, patches: list[tuple[str, int, int]]) -> Outcome:
         h = LogHandle(region, cfg)
         try:
             t0 = time.monotonic()
-            rc = h.run(ROLE_SCANNERS | ROLE_SUBSCRIBERS)
+            try:
+                rc = h.run(ROLE_SCANNERS | ROLE_SUBSCRIBERS)
+            except RegionError as exc:
+                # a flipped lease word reads as a live owner elsewhere: the run is refused,
+                # with the reason, before anything is consumed -- detected, not followed
+                assert "already running" in str(exc), exc
+                return Outcome(False, False, time.monotonic() - t0, {"batches_lost": 0},
+                               [set() for _ in range(cfg.subscribers)], ["refused"], set())
             elapsed = time.monotonic() - t0
             stats = h.stats()
             recs = h.records()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError, RegionError
-from harness.log import LogConfig, LogResult, attach_check, format_region, layout_size, run_log
+from harness.log import LogConfig, LogResult, attach_check, format_region, layout_size
+from harness.runlog import run_log
 from harness.region import Region
 
 SMALL = dict(msg_size=512, batch_bytes=8 << 10, total_bytes=4 << 20, pbr_slots=64, goi_slots=256,

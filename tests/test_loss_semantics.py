@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 
 from harness.errors import ConfigError, RegionError
-from harness.log import (LOSS_TIMEOUT, ROLE_ALL, ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS,
-                         LogConfig, LogHandle, attach_check, build_result, c_config, format_region,
-                         layout_size, run_log)
+from harness.log import LOSS_TIMEOUT, ROLE_ALL, ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, LogConfig, LogHandle, attach_check, c_config, format_region, layout_size
+from harness.runlog import build_result, run_log
 from harness.native import load
 from harness.region import Region
 

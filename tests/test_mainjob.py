@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import mainjob
+from harness import site
+from harness.report import rundir
 from harness.checked import rule_names
 from harness.commands import run as run_command
 from harness.faults import QUICK
-from harness.mainjob import MainJobOptions, MainJobResult, run_main_job
+from harness.job.main import MainJobOptions, MainJobResult, run_main_job
 from harness.report.summary import load_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -308,7 +309,7 @@ def test_unknown_planted_fault_and_bad_compare_fail_before_running(tmp_path: Pat
 @pytest.mark.parametrize(("tree", "profile", "backend"), [
     ("devdax", "cxl-devdax", "devdax"), ("system-ram", "cxl-numa", "numa"), ("plain", "ci", "emulated")])
 def test_profile_auto_follows_discovery(tree: str, profile: str, backend: str) -> None:
-    chosen, why = mainjob.resolve_profile("auto", sysfs_root=str(SYSFS / tree))
+    chosen, why = site.resolve_profile("auto", sysfs_root=str(SYSFS / tree))
     assert chosen.name == profile
     assert f"chose {profile}" in why and backend in why
 
@@ -316,7 +317,7 @@ def test_profile_auto_follows_discovery(tree: str, profile: str, backend: str) -
 def test_latest_falls_back_to_a_pointer_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = tmp_path / "20250101-000000"
     first.mkdir()
-    assert mainjob.point_latest(tmp_path, first).is_symlink()
+    assert rundir.point_latest(tmp_path, first).is_symlink()
 
     def no_symlinks(*_args: Any, **_kwargs: Any) -> None:
         raise OSError("symlinks not supported here")
@@ -324,10 +325,10 @@ def test_latest_falls_back_to_a_pointer_file(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(os, "symlink", no_symlinks)
     second = tmp_path / "20250101-000001"
     second.mkdir()
-    latest = mainjob.point_latest(tmp_path, second)
+    latest = rundir.point_latest(tmp_path, second)
     assert latest.is_file() and not latest.is_symlink()
     assert latest.read_text().strip() == second.name
-    assert mainjob.resolve_latest(latest) == second
+    assert rundir.resolve_latest(latest) == second
 
 
 def test_role_placement_and_noise_are_in_the_summary_and_report(quick_run: tuple[MainJobResult, str]) -> None:

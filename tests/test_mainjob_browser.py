@@ -28,7 +28,7 @@ from test_report_browser import (  # the shared CDP client, probe and browser fi
     problems_in,
 )
 
-from harness.mainjob import MainJobOptions, MainJobResult, run_main_job
+from harness.job.main import MainJobOptions, MainJobResult, run_main_job
 
 __all__ = ["browser"]  # the fixture is used from here
 

@@ -131,7 +131,7 @@ def test_two_concurrent_runs_in_one_directory_keep_their_results(tmp_path: Path)
 
 def test_result_files_are_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """How a result file is made: O_CREAT|O_EXCL|O_NOFOLLOW, 0600, in a fresh 0700 directory."""
-    from harness import log
+    from harness.log import processes as log
 
     seen: list[tuple[str, int, int, int]] = []
     real_open = os.open

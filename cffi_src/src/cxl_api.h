@@ -303,4 +303,34 @@ const char *cxl_fault_doc(uint32_t id);
 /* 1 when this module is the checked build (seam recorded and modelled). */
 int cxl_is_checked(void);
 
+/* ---------------------------------------------------------------- numbers Python reads */
+/* harness/native.py builds its IntEnums and limits from these: Python never re-declares a
+ * number the core defines. */
+enum { CXL_KIND_PUBLISHER = 0, CXL_KIND_SCANNER = 1, CXL_KIND_SEQUENCER = 2, CXL_KIND_SUBSCRIBER = 3 };
+enum { CXL_LOSS_TIMEOUT = 1, CXL_LOSS_CORRUPT = 2, CXL_LOSS_ORPHAN = 3 };  /* cxl_rec_loss_t.reason */
+enum { CXL_BACKEND_EMULATED = 1, CXL_BACKEND_FILE = 2, CXL_BACKEND_DEVDAX = 3, CXL_BACKEND_NUMA = 4 };
+enum { CXL_SEVERITY_WARNING = 1, CXL_SEVERITY_ERROR = 2 };  /* trace rules */
+typedef struct cxl_limits {
+    uint32_t max_brokers;
+    uint32_t max_subscribers;
+    uint32_t max_publishers_per_broker;
+    uint32_t max_msgs_per_batch;
+    uint32_t max_workers;
+    uint32_t max_roles;
+    uint32_t layout_version;
+    uint32_t lat_buckets;
+    uint64_t max_pbr_slots;
+    uint64_t max_goi_slots;
+    uint64_t max_batches;        /* per broker */
+    uint64_t max_msg_size;
+    uint64_t max_batch_log_bytes; /* log bytes one batch may take */
+    uint64_t no_client;           /* "no publisher" in a loss record */
+    uint64_t msg_header_bytes;
+} cxl_limits_t;
+void cxl_limits(cxl_limits_t *out);
+/* Lower bound (ns) of commit-latency histogram bucket i (i == lat_buckets: the upper end). */
+uint64_t cxl_lat_bucket_low(uint32_t i);
+/* The role kind (CXL_KIND_*) of a model agent id and its index in that kind; -1 for none. */
+int cxl_agent_kind(int agent, uint32_t *index);
+
 #endif

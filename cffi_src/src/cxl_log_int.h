@@ -36,6 +36,15 @@
 #define FAULT(L, name) ((void)(L), 0)
 #endif
 
+/* configuration bounds (cxl_log_layout.c checks them; cxl_limits() reports them) */
+#define MAX_PBR_SLOTS (1ull << 30)
+#define MAX_GOI_SLOTS (1ull << 40)
+#define MAX_BATCHES (1ull << 48)
+#define MAX_PUBS_PER_BROKER 64u
+#define MAX_MSG_SIZE (64ull << 20)
+#define MAX_MSGS_PER_BATCH 65536u
+#define MAX_BATCH_LOG_BYTES (1ull << 30)
+
 #define POOL_SLOTS 1024u
 #define SCAN_CHUNK 64u
 #define SUB_CHUNK 64u

@@ -15,20 +15,17 @@ static uint64_t proto_check(const cxl_proto_t *p) {
     return cxl_checksum_bytes(p, offsetof(cxl_proto_t, proto_check), 0x9e37);
 }
 
-#define MAX_PBR_SLOTS (1ull << 30)
-#define MAX_GOI_SLOTS (1ull << 40)
-#define MAX_BATCHES (1ull << 48)
 
 static int cfg_valid(const cxl_log_cfg_t *c) {
     uint64_t per_broker;
     return c->brokers >= 1 && c->brokers <= CXL_MAX_BROKERS && c->subscribers <= CXL_MAX_SUBS &&
-           c->publishers_per_broker >= 1 && c->publishers_per_broker <= 64 &&
+           c->publishers_per_broker >= 1 && c->publishers_per_broker <= MAX_PUBS_PER_BROKER &&
            (c->order == 0 || c->order == 2) && c->variant <= 1 && c->ack_level <= 2 &&
            is_pow2(c->pbr_slots) && c->pbr_slots >= 2 && c->pbr_slots <= MAX_PBR_SLOTS &&
            is_pow2(c->goi_slots) && c->goi_slots >= 2 && c->goi_slots <= MAX_GOI_SLOTS &&
-           c->msg_size >= 1 && c->msg_size <= (64u << 20) && c->msgs_per_batch >= 1 &&
-           c->msgs_per_batch <= 65536 &&
-           (uint64_t)c->msgs_per_batch * align64(CXL_MSG_HDR + c->msg_size) <= (1ull << 30) &&
+           c->msg_size >= 1 && c->msg_size <= MAX_MSG_SIZE && c->msgs_per_batch >= 1 &&
+           c->msgs_per_batch <= MAX_MSGS_PER_BATCH &&
+           (uint64_t)c->msgs_per_batch * align64(CXL_MSG_HDR + c->msg_size) <= MAX_BATCH_LOG_BYTES &&
            c->batches_per_publisher <= MAX_BATCHES &&
            !__builtin_mul_overflow(c->batches_per_publisher, (uint64_t)c->publishers_per_broker,
                                    &per_broker) &&

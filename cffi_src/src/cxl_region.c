@@ -24,7 +24,6 @@
 #endif
 #define MAX_NUMA_NODES 1024
 
-enum { BACKEND_EMULATED = 1, BACKEND_FILE = 2, BACKEND_DEVDAX = 3, BACKEND_NUMA = 4 };
 
 static void region_reset(cxl_region_t *r, int backend) {
     memset(r, 0, sizeof *r);
@@ -35,7 +34,7 @@ static void region_reset(cxl_region_t *r, int backend) {
 }
 
 int cxl_region_map_anon(cxl_region_t *r, uint64_t size, int hugepages) {
-    region_reset(r, BACKEND_EMULATED);
+    region_reset(r, CXL_BACKEND_EMULATED);
     if (size == 0) return -EINVAL;
     void *p = MAP_FAILED;
     if (hugepages && size % (2u << 20) == 0) {
@@ -61,7 +60,7 @@ static int take_lock(cxl_region_t *r) {
 }
 
 int cxl_region_map_file(cxl_region_t *r, const char *path, uint64_t size, int create, int lock) {
-    region_reset(r, BACKEND_FILE);
+    region_reset(r, CXL_BACKEND_FILE);
     if (size == 0) return -EINVAL;
     /* O_EXCL when creating: never truncate a file that the caller did not ask us to make. */
     int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
@@ -93,7 +92,7 @@ fail:
 
 int cxl_region_map_devdax(cxl_region_t *r, const char *path, uint64_t size, uint64_t align,
                           int lock) {
-    region_reset(r, BACKEND_DEVDAX);
+    region_reset(r, CXL_BACKEND_DEVDAX);
     if (size == 0 || align == 0 || size % align != 0) return -EINVAL;
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) return -errno;
@@ -125,7 +124,7 @@ fail:
 }
 
 int cxl_region_map_numa(cxl_region_t *r, uint64_t size, int node) {
-    region_reset(r, BACKEND_NUMA);
+    region_reset(r, CXL_BACKEND_NUMA);
     if (size == 0 || node < 0 || node >= MAX_NUMA_NODES) return -EINVAL;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return -errno;

@@ -7,7 +7,7 @@
 
 typedef struct role {
     cxl_log_t *L;
-    int kind;    /* 0 pub, 1 scanner/acker, 2 sequencer, 3 subscriber */
+    int kind;    /* CXL_KIND_*: publisher, scanner/acker, sequencer, subscriber */
     void *obj;
     int agent;
     int done;
@@ -17,10 +17,10 @@ typedef struct role {
 static int role_step(role_t *r) {
     cxl_log_t *L = r->L;
     switch (r->kind) {
-    case 0: return pub_step(L, (publisher_t *)r->obj);
-    case 1: return L->cfg.order == 0 ? ack0_step(L, (scanner_t *)r->obj)
+    case CXL_KIND_PUBLISHER: return pub_step(L, (publisher_t *)r->obj);
+    case CXL_KIND_SCANNER: return L->cfg.order == 0 ? ack0_step(L, (scanner_t *)r->obj)
                                      : scan_step(L, (scanner_t *)r->obj);
-    case 2: return seq_step(L);
+    case CXL_KIND_SEQUENCER: return seq_step(L);
     default: return L->cfg.order == 0 ? sub0_step(L, (subscriber_t *)r->obj)
                                       : sub2_step(L, (subscriber_t *)r->obj);
     }
@@ -111,16 +111,16 @@ static uint32_t build_roles(cxl_log_t *L, uint32_t mask, uint32_t pub_brokers,
     if (mask & CXL_ROLE_PUBLISHERS)
         for (uint32_t i = 0; i < L->npubs; i++)
             if (pub_brokers & (1u << L->pubs[i].broker))
-                roles[n++] = (role_t){L, 0, &L->pubs[i], AGENT_PUB + (int)i, 0, 0};
+                roles[n++] = (role_t){L, CXL_KIND_PUBLISHER, &L->pubs[i], AGENT_PUB + (int)i, 0, 0};
     if (mask & CXL_ROLE_SCANNERS) {
         for (uint32_t b = 0; b < L->cfg.brokers; b++)
-            roles[n++] = (role_t){L, 1, &L->scan[b], AGENT_SCAN + (int)b, 0, 0};
-        if (L->cfg.order == 2) roles[n++] = (role_t){L, 2, NULL, AGENT_SEQ, 0, 0};
+            roles[n++] = (role_t){L, CXL_KIND_SCANNER, &L->scan[b], AGENT_SCAN + (int)b, 0, 0};
+        if (L->cfg.order == 2) roles[n++] = (role_t){L, CXL_KIND_SEQUENCER, NULL, AGENT_SEQ, 0, 0};
     }
     if (mask & CXL_ROLE_SUBSCRIBERS)
         for (uint32_t k = 0; k < L->cfg.subscribers; k++)
             if (sub_mask & (1u << k))
-                roles[n++] = (role_t){L, 3, &L->sub[k], AGENT_SUB + (int)k, 0, 0};
+                roles[n++] = (role_t){L, CXL_KIND_SUBSCRIBER, &L->sub[k], AGENT_SUB + (int)k, 0, 0};
     return n;
 }
 

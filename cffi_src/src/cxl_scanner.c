@@ -146,7 +146,9 @@ CXL_INTERNAL void record_loss(cxl_log_t *L, const entry_t *e) {
     r->ns = cxl_now_ns();
     r->pbr_index = e->pbr_index;
     r->broker = e->broker;
-    r->reason = (e->flags & ENTRY_CORRUPT) ? 2 : (e->flags & ENTRY_ORPHAN) ? 3 : 1;
+    r->reason = (e->flags & ENTRY_CORRUPT) ? CXL_LOSS_CORRUPT
+                : (e->flags & ENTRY_ORPHAN)  ? CXL_LOSS_ORPHAN
+                                             : CXL_LOSS_TIMEOUT;
     r->client = e->client;
     r->alive = (e->flags & ENTRY_LATE) ? 1 : 0;
 }

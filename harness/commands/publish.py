@@ -23,7 +23,7 @@ from harness.crash import apply_crash, crash_lines, parse_crash
 from harness.errors import ConfigError
 from harness.hosts.cli import add_hosts_option, publish_on_hosts
 from harness.limits import MAX_BROKERS, MAX_SUBSCRIBERS
-from harness.profiles import load_profile
+from harness.profiles import Profile, load_profile
 
 if TYPE_CHECKING:
     from harness.log import LogConfig, LogResult
@@ -37,14 +37,16 @@ def register(sub: Any) -> None:
         "publish", parents=[profile_options(), device_options()],
         help="run the shared log once (publishers, scanners, sequencer, subscribers)")
     p.add_argument("--order", type=int, choices=(0, 2), default=2)
-    p.add_argument("--brokers", type=int_range(1, MAX_BROKERS), default=4)
-    p.add_argument("--msg-size", type=size_arg, default=1024, metavar="BYTES")
-    p.add_argument("--total-bytes", type=size_arg, default=256 << 20, metavar="SIZE")
-    p.add_argument("--batch-bytes", type=size_arg, default=64 << 10, metavar="SIZE")
+    # brokers, message and batch sizes, payload and epoch default to the profile's workload
+    p.add_argument("--brokers", type=int_range(1, MAX_BROKERS), default=None,
+                   help="default: the profile's workload")
+    p.add_argument("--msg-size", type=size_arg, default=None, metavar="BYTES")
+    p.add_argument("--total-bytes", type=size_arg, default=None, metavar="SIZE")
+    p.add_argument("--batch-bytes", type=size_arg, default=None, metavar="SIZE")
     p.add_argument("--variant", choices=("per-scanner", "shared-mutex"), default="per-scanner")
     p.add_argument("--ack", type=int, choices=(0, 1, 2), default=1)
     p.add_argument("--subscribers", type=int_range(0, MAX_SUBSCRIBERS), default=1)
-    p.add_argument("--epoch-us", type=int_range(1, 1_000_000, 50), default=50)
+    p.add_argument("--epoch-us", type=int_range(1, 1_000_000, 50), default=None)
     p.add_argument("--ring-slots", type=ring_slots, default=256, help="PBR slots per broker (power of two)")
     p.add_argument("--processes", action="store_true", help="each role group in its own OS process")
     p.add_argument("--seed", type=int_range(0, UINT64_MAX, 1), default=1)
@@ -65,20 +67,27 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def make_config(args: argparse.Namespace) -> LogConfig:
-    from harness.log import LogConfig
+def make_config(args: argparse.Namespace, profile: Profile) -> LogConfig:
+    """The run's configuration: the profile's workload, with what the arguments name instead;
+    nothing is changed silently."""
+    from dataclasses import replace
 
-    """The run's configuration from the arguments; nothing is changed silently."""
+    from harness.log import workload_config
+
+    base = workload_config(profile, order=args.order, variant=args.variant, subscribers=args.subscribers,
+                           seed=args.seed)
+    for name in ("brokers", "msg_size", "total_bytes", "batch_bytes", "epoch_us"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(base, name))
     if args.total_bytes > MAX_TOTAL_BYTES:
         raise ConfigError(f"--total-bytes {args.total_bytes} is more than {MAX_TOTAL_BYTES} bytes (1 PiB)",
                           "ask for less, e.g. --total-bytes 256MiB")
-    cfg = LogConfig(order=args.order, variant=args.variant, brokers=args.brokers,
-                    subscribers=args.subscribers, msg_size=args.msg_size, batch_bytes=args.batch_bytes,
-                    total_bytes=args.total_bytes, ack=args.ack, epoch_us=args.epoch_us,
-                    pbr_slots=args.ring_slots, processes=args.processes, seed=args.seed,
-                    record=True if args.history else None,
-                    slot_timeout_ms=args.slot_timeout or 0.0,
-                    watchdog_s=args.watchdog if args.watchdog is not None else 30.0)
+    cfg = replace(base, brokers=args.brokers, msg_size=args.msg_size, batch_bytes=args.batch_bytes,
+                  total_bytes=args.total_bytes, ack=args.ack, epoch_us=args.epoch_us,
+                  pbr_slots=args.ring_slots, processes=args.processes,
+                  record=True if args.history else None,
+                  slot_timeout_ms=args.slot_timeout or 0.0,
+                  watchdog_s=args.watchdog if args.watchdog is not None else 30.0)
     if args.msg_size > args.batch_bytes:
         raise ConfigError(f"--msg-size {args.msg_size} is larger than --batch-bytes {args.batch_bytes}: "
                           "a batch holds whole messages",
@@ -93,14 +102,14 @@ def make_config(args: argparse.Namespace) -> LogConfig:
 def run(args: argparse.Namespace) -> int:
     from harness.history import write_history
     from harness.invariants import history_from_records
-    from harness.log import run_log
+    from harness.runlog import run_log
     from harness.runner import open_region
 
-    cfg = make_config(args)
+    profile = load_profile(args.profile)
+    cfg = make_config(args, profile)
     for option in ("json", "history"):
         if getattr(args, option):
             check_output_file(getattr(args, option), f"--{option}")
-    profile = load_profile(args.profile)
     if args.crash is not None:
         cfg = with_crash(cfg, args, model=profile.coherence == "noncoherent-model")
     confirm_long_run("publish", estimated_seconds(cfg.total_bytes, cfg.total_batches), args.yes,
@@ -152,7 +161,7 @@ def _run_on_model(cfg: LogConfig) -> LogResult:
     """Every role as its own agent on the non-coherent model (checked build, one thread,
     seeded scheduler): trace-rule errors become failed checks of the result."""
     from harness.checked import run_checked
-    from harness.log import Check
+    from harness.results import Check
 
     if cfg.processes:
         raise ConfigError("the non-coherent model runs in one process", "drop --processes")

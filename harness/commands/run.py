@@ -61,7 +61,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.mainjob import MainJobOptions, run_main_job
+    from harness.job.main import MainJobOptions, run_main_job
 
     if args.plant_fault is not None:
         from harness.checked import fault_names

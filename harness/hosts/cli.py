@@ -126,7 +126,10 @@ def run_job_on_hosts(args: argparse.Namespace, stream: TextIO | None = None) -> 
     from harness.hosts.config import load_hosts
     from harness.hosts.coordinator import run_hosts
 
-    from harness import mainjob
+    from harness.job import sections
+    from harness.job.main import RUNS_FILENAME, representative
+    from harness.log import workload_config
+    from harness.report.rundir import load_previous, write_run_dir
     from harness.machine import _now, meta_section
     from harness.report.summary import SCHEMA_ID
     from harness.profiles import load_profile
@@ -141,9 +144,9 @@ def run_job_on_hosts(args: argparse.Namespace, stream: TextIO | None = None) -> 
     name, _ = _check_profile(hosts, args.profile)
     profile = load_profile(name)
     started = _now()
-    previous = mainjob.load_previous(args.compare)
+    previous = load_previous(args.compare)
     rounds = args.rounds or (3 if args.quick else 5)
-    cfg = replace(mainjob.log_config(profile, order=2, variant="per-scanner", quick=args.quick), record=None)
+    cfg = replace(workload_config(profile, order=2, variant="per-scanner", quick=args.quick), record=None)
     runs: list[HostsRun] = []
     for i in range(rounds):
         run = run_hosts(hosts, cfg, profile=name, allow_destructive=args.allow_destructive, progress=say)
@@ -155,27 +158,27 @@ def run_job_on_hosts(args: argparse.Namespace, stream: TextIO | None = None) -> 
             break
     results = [r.result for r in runs if r.result is not None]
     label = "hosts/order2/per-scanner"
-    checks = mainjob.ordering_checks([(label, str(i + 1), r) for i, r in enumerate(results)], prefix="hosts.")
+    checks = sections.ordering_checks([(label, str(i + 1), r) for i, r in enumerate(results)], prefix="hosts.")
     failures = [f for r in runs for f in r.failures]
     for f in failures:
         checks.append({"id": f"hosts.{f.host}", "name": f"host {f.host} ran to the end", "group": "ordering",
                        "ok": False, "detail": f"failed during {f.phase}: {f.message}", "counterexamples": []})
-    rep = mainjob.representative(results) if results else None
+    rep = representative(results) if results else None
     chosen = next((r for r in runs if r.result is rep), runs[-1])
     fmt = hosts.format_host
     device = {"backend": chosen.hosts[0].region.get("backend") if chosen.hosts else None, "path": fmt.device,
               "size_bytes": chosen.result.region.get("size") if chosen.result else None, "numa_node": None,
               "discovery_reason": f"{len(hosts.hosts)} hosts from {args.hosts}; each names the shared region "
                                   f"by its own path (the formatting host {fmt.name}: {fmt.device})"}
-    verdict = mainjob.verdict_section(checks, [], [], [], f"{len(hosts.hosts)} hosts")
+    verdict = sections.verdict_section(checks, [], [], [], f"{len(hosts.hosts)} hosts")
     command = "cxl-harness " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "cxl-harness run"
     summary: dict[str, Any] = {
         "schema": SCHEMA_ID, "meta": meta_section(command, started), "verdict": verdict,
-        "device": device, "profile": mainjob.profile_section(profile), "checks": checks,
-        "runs": [mainjob.run_entry(label, rep)] if rep else [], "hosts": hosts_section(chosen),
+        "device": device, "profile": sections.profile_section(profile), "checks": checks,
+        "runs": [sections.run_entry(label, rep)] if rep else [], "hosts": hosts_section(chosen),
     }
-    raw = {"log runs": (mainjob.RUNS_FILENAME, {label: [r.to_dict() for r in runs]})}
-    run_dir, report, latest = mainjob.write_run_dir(summary, args.out, raw=raw, previous=previous)
+    raw = {"log runs": (RUNS_FILENAME, {label: [r.to_dict() for r in runs]})}
+    run_dir, report, latest = write_run_dir(summary, args.out, raw=raw, previous=previous)
     print(f"report: {report}", file=out)
     print(f"latest: {latest} -> {run_dir.name}", file=out)
     print(f"{'PASS' if verdict['ok'] else 'FAIL'}: {verdict['summary']}", file=out)

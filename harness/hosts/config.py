@@ -18,8 +18,7 @@ import jsonschema
 import yaml
 
 from harness.errors import ConfigError
-from harness.log import (MAX_BROKERS, MAX_SUBSCRIBERS, ROLE_PUBLISHERS, ROLE_SCANNERS,
-                         ROLE_SUBSCRIBERS, LogConfig)
+from harness.log import MAX_BROKERS, MAX_SUBSCRIBERS, ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, LogConfig
 
 DEFAULT_CONNECT_S = 60.0
 DEFAULT_SILENCE_S = 15.0

@@ -33,8 +33,8 @@ import harness
 from harness.errors import HarnessError
 from harness.hosts.config import HostsFile, HostSpec
 from harness.hosts.worker import shift_times, unpack
-from harness.log import (Latency, LogConfig, LogResult, build_result, layout_size, merge_records,
-                         merge_stats)
+from harness.log import Latency, LogConfig, LogResult, merge_records, merge_stats, region_size
+from harness.runlog import build_result
 from harness.region import RegionInfo
 
 _CLOSED = "__channel_closed__"
@@ -211,7 +211,7 @@ class Coordinator:
         f.clock_aligned = f.identity.get("boot_id") != _boot_id()
 
     def open(self) -> None:
-        size = _region_size(self.cfg)
+        size = region_size(self.cfg)
         fmt = self.hosts.format_host
         order = [fmt] + [h for h in self.hosts.hosts if h is not fmt]
         for h in order:
@@ -431,11 +431,6 @@ def host_commit_latency(recs: dict[str, Any], brokers: tuple[int, ...]) -> dict[
         return {"p50": 0.0, "p99": 0.0, "p999": 0.0, "samples": 0}
     p50, p99, p999 = np.percentile(lat, [50, 99, 99.9])
     return {"p50": float(p50), "p99": float(p99), "p999": float(p999), "samples": int(len(lat))}
-
-
-def _region_size(cfg: LogConfig) -> int:
-    need = layout_size(cfg)
-    return (need + (2 << 20) - 1) // (2 << 20) * (2 << 20)
 
 
 def _boot_id() -> str:

@@ -64,13 +64,13 @@ from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from harness.errors import HarnessError
+from harness.results import CHECK_GROUPS as CHECK_GROUPS
 
 REPORT_FILENAME = "index.html"
 SCHEMA_ID = "cxl-harness-summary/2"
 PREVIOUS_SCHEMA_ID = "cxl-harness-summary/1"  # read, upgraded on load (for --compare)
 SUMMARY_FILENAME = "summary.json"
 
-CHECK_GROUPS: tuple[str, ...] = ("ordering", "flush-fence", "faults", "crash", "targets")
 CALIBRATION_STATUSES: tuple[str, ...] = ("pass", "fail", "no-expectation")
 
 

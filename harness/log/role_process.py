@@ -1,6 +1,6 @@
 """One group of log roles in its own OS process, attached to a shared region file.
 
-Run by the coordinator (``harness.log.RoleProcess``) as ``python -m harness.role_process ...``.
+Run by the coordinator (``harness.log.RoleProcess``) as ``python -m harness.log.role_process ...``.
 It attaches to the region through a descriptor it inherited (``--region /proc/self/fd/N``),
 writes its statistics and per-batch records (.npz) to the inherited ``--out-fd``, and dies
 with its coordinator: PR_SET_PDEATHSIG is set before anything else, and a coordinator already
@@ -14,10 +14,7 @@ import argparse
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from harness.log import LogConfig
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 EXIT_ORPHANED = 3
@@ -36,7 +33,7 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m harness.role_process")
+    p = argparse.ArgumentParser(prog="python -m harness.log.role_process")
     p.add_argument("--parent-pid", type=int, required=True)
     p.add_argument("--region", required=True, help="the region file, normally /proc/self/fd/N")
     p.add_argument("--region-fd", type=int, default=-1, help="inherited descriptor to close once mapped")
@@ -77,13 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     with os.fdopen(a.out_fd, "wb") as out:
         np.savez(out, __stats__=meta, **recs)
     return 0
-
-
-def config_json(cfg: LogConfig) -> str:
-    import json
-    from dataclasses import asdict
-
-    return json.dumps(asdict(cfg))
 
 
 if __name__ == "__main__":

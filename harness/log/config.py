@@ -1,0 +1,236 @@
+"""What to run: the log's configuration and the C core's numbers it is made of.
+
+Importing this module loads nothing heavy (no numpy; the C core's constants only): the
+command line's parsers and the pytest plugin's option checks use it at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from harness.errors import ConfigError
+from harness.limits import MAX_BROKERS as MAX_BROKERS
+from harness.limits import MAX_SUBSCRIBERS as MAX_SUBSCRIBERS
+from harness.native import LIMITS, Flag, LossReason, Rec, Role, RoleKind
+
+if TYPE_CHECKING:
+    from harness.profiles import Profile
+
+VARIANTS = {"per-scanner": 0, "shared-mutex": 1}
+SCHEDULING = ("workers", "threads")
+RECORD_LIMIT = 2_000_000  # batches: above this, records are off unless asked for
+# the core's numbers, by the names the rest of the harness uses
+ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, ROLE_ALL = Role.PUBLISHERS, Role.SCANNERS, Role.SUBSCRIBERS, Role.ALL
+ROLE_KIND_NAMES = {int(k): k.name.lower() for k in RoleKind}  # cxl_placement_t.kind
+F_NT_COPY, F_FENCE_PER_LINE, F_RESERVE_PER_BATCH = Flag.NT_COPY, Flag.FENCE_PER_LINE, Flag.RESERVE_PER_BATCH
+F_EXTRA_FENCE, F_DETERMINISTIC, F_NO_VERIFY = Flag.EXTRA_FENCE, Flag.DETERMINISTIC, Flag.NO_VERIFY
+F_RESUME, F_TAKE_OVER = Flag.RESUME, Flag.TAKE_OVER
+REC_PUBLISH, REC_ORDER, REC_COMMIT, REC_ACK, REC_LOSS, REC_DELIVER = (
+    Rec.PUBLISH, Rec.ORDER, Rec.COMMIT, Rec.ACK, Rec.LOSS, Rec.DELIVER)
+LOSS_TIMEOUT, LOSS_CORRUPT = LossReason.TIMEOUT, LossReason.CORRUPT
+MAX_ROLES = LIMITS.max_roles  # placement entries the core keeps
+MAX_PBR_SLOTS = LIMITS.max_pbr_slots
+MAX_GOI_SLOTS = LIMITS.max_goi_slots
+MAX_BATCHES = LIMITS.max_batches  # per broker
+MAX_PUBLISHERS_PER_BROKER = LIMITS.max_publishers_per_broker
+NO_CLIENT = LIMITS.no_client
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """What to run. Sizes in bytes; ``total_bytes`` is payload across all brokers."""
+
+    order: int = 2
+    variant: str = "per-scanner"
+    brokers: int = 4
+    publishers_per_broker: int = 1
+    subscribers: int = 0
+    msg_size: int = 1024
+    batch_bytes: int = 65536
+    total_bytes: int = 64 << 20
+    ack: int = 1
+    epoch_us: int = 50
+    pbr_slots: int = 256
+    goi_slots: int = 1 << 14
+    nt_copy: bool = True
+    fence_per_line: bool = False
+    reserve_per_batch: bool = False
+    extra_fence: bool = False
+    verify: bool = True
+    seed: int = 1
+    record: bool | None = None  # None: record when the run is small enough
+    slot_timeout_ms: float = 0.0  # resolve a claimed, never committed slot as lost after this
+    watchdog_s: float = 30.0
+    processes: bool = False
+    resume_subscribers: bool = False  # a restarted subscriber continues from its published position
+    # "workers": when roles outnumber the allowed CPUs, a bounded set of pinned threads (one
+    # per allowed CPU) steps several roles each; "threads": one thread per role (upstream).
+    scheduling: str = "workers"
+    # crash injection: publisher `crash_publisher` dies in the middle of its batch number
+    # `crash_after` (its thread stops; with crash_kill its whole process is SIGKILLed)
+    crash_publisher: int = -1
+    crash_after: int = 0
+    crash_kill: bool = False
+    # the scanner of broker `crash_scanner` stops mid-epoch after scanning `crash_after` slots
+    # (Order 2; its thread, never its process: the sequencer shares it). The sequencer finds it
+    # dead (slot_timeout_ms) and declares that broker's later batches lost, by identity.
+    crash_scanner: int = -1
+    # subscriber `crash_subscriber` dies mid-chunk after delivering `crash_after` batches (its
+    # thread stops; with crash_kill its process is SIGKILLed). The sequencer finds it dead
+    # (slot_timeout_ms) and the rings no longer wait for it.
+    crash_subscriber: int = -1
+    # publishers whose batches may be declared lost: crashed on purpose (crash_publisher is
+    # always included). A loss of any other publisher's batch fails the run.
+    expect_lost_from: tuple[int, ...] = ()
+    take_over: bool = False  # take over a sequencer/scanner lease another host holds
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "expect_lost_from", tuple(self.expect_lost_from))
+        _require(self.order in (0, 2), "order", self.order, "0 (per-broker) or 2 (total order)")
+        _require(self.variant in VARIANTS, "variant", self.variant, "per-scanner or shared-mutex")
+        _require(1 <= self.brokers <= MAX_BROKERS, "brokers", self.brokers, f"1..{MAX_BROKERS}")
+        _require(1 <= self.publishers_per_broker <= 64, "publishers_per_broker",
+                 self.publishers_per_broker, "1..64")
+        _require(0 <= self.subscribers <= MAX_SUBSCRIBERS, "subscribers", self.subscribers,
+                 f"0..{MAX_SUBSCRIBERS}")
+        _require(1 <= self.msg_size <= 64 << 20, "msg_size", self.msg_size, "1 byte .. 64 MiB")
+        _require(self.batch_bytes >= 1, "batch_bytes", self.batch_bytes, "at least one byte")
+        _require(self.total_bytes >= 1, "total_bytes", self.total_bytes, "at least one byte")
+        _require(self.ack in (0, 1, 2), "ack", self.ack, "0, 1 or 2")
+        _require(1 <= self.epoch_us <= 1_000_000, "epoch_us", self.epoch_us, "1..1000000")
+        _require(_pow2(self.pbr_slots) and 2 <= self.pbr_slots <= MAX_PBR_SLOTS, "pbr_slots",
+                 self.pbr_slots, f"a power of two from 2 to 2^30 ({MAX_PBR_SLOTS})")
+        _require(_pow2(self.goi_slots) and 2 <= self.goi_slots <= MAX_GOI_SLOTS, "goi_slots",
+                 self.goi_slots, f"a power of two from 2 to 2^40 ({MAX_GOI_SLOTS})")
+        _require(self.msgs_per_batch <= 65536, "batch_bytes", self.batch_bytes,
+                 "at most 65536 messages per batch")
+        _require(self.scheduling in SCHEDULING, "scheduling", self.scheduling,
+                 " or ".join(SCHEDULING))
+        _require(self.msgs_per_batch * ((16 + self.msg_size + 63) // 64 * 64) <= 1 << 30,
+                 "batch_bytes", self.batch_bytes, "at most 1 GiB of log per batch")
+        per_broker = self.batches_per_publisher * self.publishers_per_broker
+        _require(per_broker <= MAX_BATCHES, "total_bytes", self.total_bytes,
+                 f"at most 2^48 batches per broker (this is {per_broker})")
+        _require(0.0 <= self.slot_timeout_ms <= 3_600_000, "slot_timeout_ms", self.slot_timeout_ms,
+                 "0 (never declare a slot lost) .. 3600000")
+        _require(0.0 < self.watchdog_s <= 86_400, "watchdog_s", self.watchdog_s, "a positive time, at most a day")
+        _require(0 <= self.seed < 1 << 64, "seed", self.seed, "0 .. 2^64-1")
+        npubs = self.brokers * self.publishers_per_broker
+        _require(-1 <= self.crash_publisher < npubs, "crash_publisher", self.crash_publisher,
+                 f"-1 (none) or a publisher index 0..{npubs - 1}")
+        _require(-1 <= self.crash_scanner < self.brokers, "crash_scanner", self.crash_scanner,
+                 f"-1 (none) or a broker index 0..{self.brokers - 1}")
+        _require(-1 <= self.crash_subscriber < self.subscribers, "crash_subscriber", self.crash_subscriber,
+                 f"-1 (none) or a subscriber index 0..{self.subscribers - 1}" if self.subscribers
+                 else "-1 (the run has no subscriber)")
+        crashes = sum(x >= 0 for x in (self.crash_publisher, self.crash_scanner, self.crash_subscriber))
+        _require(crashes <= 1, "crash_publisher/crash_scanner/crash_subscriber",
+                 (self.crash_publisher, self.crash_scanner, self.crash_subscriber), "one crash per run")
+        limit = self.crash_after_limit
+        _require(0 <= self.crash_after < limit, "crash_after", self.crash_after,
+                 f"0..{limit - 1} ({self.crash_after_unit} the {self.crash_role or 'publisher'} "
+                 "completes first)")
+        if self.crash_scanner >= 0 or self.crash_subscriber >= 0:
+            _require(self.order == 2, "order", self.order,
+                     f"order 2: a dead {self.crash_role} is found and worked around by the sequencer")
+            _require(self.slot_timeout_ms > 0, "slot_timeout_ms", self.slot_timeout_ms,
+                     f"a positive timeout: a dead {self.crash_role} is declared dead after it")
+        _require(not (self.crash_kill and self.crash_scanner >= 0), "crash_kill", self.crash_kill,
+                 "False for a scanner crash (the scanners share their process with the sequencer)")
+        _require(all(0 <= p < npubs for p in self.expect_lost_from), "expect_lost_from",
+                 self.expect_lost_from, f"publisher indices 0..{npubs - 1}")
+
+    @property
+    def crash_role(self) -> str:
+        """The role crashed on purpose ("" none)."""
+        for role, index in (("publisher", self.crash_publisher), ("scanner", self.crash_scanner),
+                            ("subscriber", self.crash_subscriber)):
+            if index >= 0:
+                return role
+        return ""
+
+    @property
+    def crash_index(self) -> int:
+        return max(self.crash_publisher, self.crash_scanner, self.crash_subscriber)
+
+    @property
+    def crash_after_limit(self) -> int:
+        """One more than the largest ``crash_after`` the crashed role can reach."""
+        if self.crash_scanner >= 0:
+            return self.batches_per_publisher * self.publishers_per_broker
+        if self.crash_subscriber >= 0:
+            return self.total_batches
+        return self.batches_per_publisher
+
+    @property
+    def crash_after_unit(self) -> str:
+        return {"scanner": "ring slots", "subscriber": "batches delivered"}.get(self.crash_role, "batches")
+
+    @property
+    def orphaned_broker(self) -> int:
+        """The broker whose scanner is crashed on purpose (its batches declared lost), or -1."""
+        return self.crash_scanner
+
+    @property
+    def expected_lost_publishers(self) -> frozenset[int]:
+        """Publishers whose batches may be declared lost (crashed on purpose)."""
+        extra = {self.crash_publisher} if self.crash_publisher >= 0 else set()
+        return frozenset(self.expect_lost_from) | extra
+
+    @property
+    def msgs_per_batch(self) -> int:
+        return max(1, self.batch_bytes // self.msg_size)
+
+    @property
+    def batches_per_publisher(self) -> int:
+        per_batch = self.msgs_per_batch * self.msg_size
+        pubs = self.brokers * self.publishers_per_broker
+        return max(1, math.ceil(self.total_bytes / (per_batch * pubs)))
+
+    @property
+    def total_batches(self) -> int:
+        return self.batches_per_publisher * self.brokers * self.publishers_per_broker
+
+    @property
+    def recording(self) -> bool:
+        return self.record if self.record is not None else self.total_batches <= RECORD_LIMIT
+
+    def flags(self) -> int:
+        f = F_NT_COPY if self.nt_copy else 0
+        f |= F_FENCE_PER_LINE if self.fence_per_line else 0
+        f |= F_RESERVE_PER_BATCH if self.reserve_per_batch else 0
+        f |= F_EXTRA_FENCE if self.extra_fence else 0
+        f |= 0 if self.verify else F_NO_VERIFY
+        f |= F_RESUME if self.resume_subscribers else 0
+        f |= F_TAKE_OVER if self.take_over else 0
+        return f
+
+
+def _pow2(x: int) -> bool:
+    return x > 0 and x & (x - 1) == 0
+
+
+def _require(ok: bool, name: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r} is out of range", f"use {allowed}")
+
+
+def config_json(cfg: LogConfig) -> str:
+    """The configuration as JSON, the way role processes receive it."""
+    return json.dumps(asdict(cfg))
+
+
+def workload_config(profile: Profile, *, order: int = 2, variant: str = "per-scanner", quick: bool = False,
+                    subscribers: int = 2, seed: int = 1) -> LogConfig:
+    """The profile's workload as a LogConfig (the one place a profile becomes a run);
+    ``quick`` caps the payload at 64 MiB (a run of about 0.1 s)."""
+    w = profile.workload
+    total = w.total_mib << 20
+    if quick:
+        total = min(total, 64 << 20)
+    return LogConfig(order=order, variant=variant, brokers=w.brokers, subscribers=subscribers,
+                     msg_size=w.msg_size, batch_bytes=w.batch_bytes, total_bytes=total, ack=1,
+                     epoch_us=w.epoch_us, seed=seed)
