@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from harness.log import LogConfig, LogResult
 
 ROLES = ("publisher", "scanner", "subscriber")
+# A crashed publisher's broker never finishes: the watchdog ends the run. With role processes it
+# must also outlast their start (a publisher's process that waits for a scanner's process still
+# starting shows no progress either): seconds, not the half second threads need.
+PROCESS_WATCHDOG_S = 5.0
 EXAMPLE = "publisher:1@50%"
 
 
@@ -193,7 +197,8 @@ def scenario_config(role: str, *, processes: bool) -> LogConfig:
 
     base = LogConfig(order=2, brokers=2, subscribers=2, msg_size=256, batch_bytes=4096,
                      total_bytes=1 << 20, ack=1, epoch_us=100, pbr_slots=16, goi_slots=1024,
-                     slot_timeout_ms=20.0, watchdog_s=0.5, record=True, processes=processes)
+                     slot_timeout_ms=20.0, watchdog_s=PROCESS_WATCHDOG_S if processes else 0.5,
+                     record=True, processes=processes)
     spec = parse_crash(f"{role}:1@50%")
     return apply_crash(base, spec, slot_timeout_given=True)
 

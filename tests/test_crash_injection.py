@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness.crash import PROCESS_WATCHDOG_S
 from harness.errors import ConfigError
 from harness.invariants import _crash_checks, _loss_checks
 from harness.log import LogConfig
@@ -96,7 +97,8 @@ def test_subscriber_process_sigkilled_is_the_expected_outcome_the_run_completes(
 
 
 def test_publisher_process_sigkilled_through_run_log_names_its_slot() -> None:
-    cfg = small(processes=True, crash_publisher=1, crash_after=40, crash_kill=True, watchdog_s=0.5)
+    cfg = small(processes=True, crash_publisher=1, crash_after=40, crash_kill=True,
+                watchdog_s=PROCESS_WATCHDOG_S)  # outlasts the role processes' start on a loaded machine
     r = run_log(cfg)
     assert r.ok, [(c.id, c.detail) for c in r.failed()]
     named = by_id(r)["crash-losses-named"]

@@ -165,7 +165,7 @@ def test_cli_crash_paths_under_asan(asan_package: Path, crash: str, processes: b
     """publish --crash on the ASan/UBSan extension: the dead role is detected, its share named,
     the run passes, and the sanitizers see nothing (role processes inherit the preload)."""
     args = ["publish", "--brokers", "2", "--total-bytes", "1MiB", "--batch-bytes", "4KiB", "--msg-size",
-            "256", "--ring-slots", "16", "--subscribers", "2", "--slot-timeout", "20", "--watchdog", "0.5",
+            "256", "--ring-slots", "16", "--subscribers", "2", "--slot-timeout", "20", "--watchdog", "2",
             "--crash", crash] + (["--processes"] if processes else [])
     r = _asan_cli(asan_package, *args)
     out = r.stdout + r.stderr

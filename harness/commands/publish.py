@@ -19,7 +19,7 @@ from harness.commands._args import (
     profile_options,
     ring_slots,
 )
-from harness.crash import apply_crash, crash_lines, parse_crash
+from harness.crash import PROCESS_WATCHDOG_S, apply_crash, crash_lines, parse_crash
 from harness.errors import ConfigError
 from harness.hosts.cli import add_hosts_option, publish_on_hosts
 from harness.limits import MAX_BROKERS, MAX_SUBSCRIBERS
@@ -147,7 +147,7 @@ def with_crash(cfg: LogConfig, args: argparse.Namespace, model: bool) -> LogConf
     cfg = apply_crash(cfg, args.crash, slot_timeout_given=args.slot_timeout is not None,
                       model=model, hosts=bool(getattr(args, "hosts", None)))
     if cfg.crash_role == "publisher" and args.watchdog is None:
-        quiet = max(2.0, 20 * cfg.slot_timeout_ms / 1000)
+        quiet = max(PROCESS_WATCHDOG_S if cfg.processes else 2.0, 20 * cfg.slot_timeout_ms / 1000)
         cfg = dataclasses.replace(cfg, watchdog_s=quiet)
         print(f"note: --crash {args.crash}: its broker can never finish its quota, so the run ends "
               f"when nothing progressed for {quiet:g} s (set it with --watchdog)", file=sys.stderr)
