@@ -39,7 +39,7 @@ from harness.log import (ROLE_PUBLISHERS, ROLE_SCANNERS, LogConfig, LogHandle, L
 from harness.runlog import run_log
 from harness.profiles import Profile
 from harness.region import Region
-from harness.runner import open_region
+from harness.site import Site
 from harness.stats import (
     Paired,
     Plan,
@@ -185,10 +185,12 @@ def small_batch_config(brokers: int, batches_per_publisher: int, **kw: Any) -> L
 
 @contextmanager
 def bench_region(profile: Profile, cfgs: Sequence[LogConfig], *, device: str | None = None,
-                 allow_destructive: bool = False) -> Iterator[Region]:
-    """One region large enough for every configuration, with the profile's device model."""
+                 allow_destructive: bool = False, site: Site | None = None) -> Iterator[Region]:
+    """One region large enough for every configuration, with the profile's device model (on
+    the run's ``site`` when it has one)."""
     biggest = max(cfgs, key=layout_size)
-    with open_region(profile, biggest, device=device, allow_destructive=allow_destructive) as region:
+    site = site or Site(profile, device=device, allow_destructive=allow_destructive)
+    with site.open_for(biggest) as region:
         yield region
 
 
@@ -522,7 +524,7 @@ from harness.comparisons import COMPARISONS  # noqa: E402  (re-exported)
 def run_suite(profile: Profile, *, quick: bool = False, plan: SuitePlan | None = None,
               device: str | None = None, allow_destructive: bool = False,
               only: Sequence[str] | None = None,
-              progress: Callable[[str], None] | None = None) -> dict[str, Result]:
+              progress: Callable[[str], None] | None = None, site: Site | None = None) -> dict[str, Result]:
     """Every comparison on the profile's memory; returns results by name."""
     plan = plan or SuitePlan.make(profile, quick)
     sp = plan.sampling
@@ -542,7 +544,7 @@ def run_suite(profile: Profile, *, quick: bool = False, plan: SuitePlan | None =
         return True
 
     out: dict[str, Result] = {}
-    with bench_region(profile, sizing, device=device, allow_destructive=allow_destructive) as region:
+    with bench_region(profile, sizing, device=device, allow_destructive=allow_destructive, site=site) as region:
         if on("fence_amortisation"):
             out["fence_amortisation"] = fence_amortisation(region, sp)
         if on("order2_vs_order0"):

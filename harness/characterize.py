@@ -36,13 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from harness.discovery import NumaNode, discover
+from harness.discovery import NumaNode
 from harness.errors import DeviceError
 from harness.interrupt import in_worker
 from harness.native import load
 from harness.profiles import DeviceModel, Expectation, Profile
 from harness.region import HUGE_2M, ModelStats, Region, round_up
-from harness.runner import device_model_for, map_memory
+from harness.site import Site, device_model_for
 from harness.stats import Plan as SamplePlan
 from harness.stats import Samples, Sampler, Timed, Verdict, judge, measure_pairs, measure_single
 
@@ -392,21 +392,18 @@ def copy_writers_gbps(region: Region, src: CopySource, nbytes: int, chunk: int, 
 
 @contextmanager
 def characterization_region(profile: Profile, size: int, *, device: str | None = None,
-                            allow_destructive: bool = False,
-                            sysfs_root: str = "/") -> Iterator[tuple[Region, int | None]]:
-    """Map ``size`` bytes of the memory a profile names; yields (region, NUMA node or None)."""
-    with map_memory(profile, size, device=device, allow_destructive=allow_destructive,
-                    sysfs_root=sysfs_root, what="characterisation") as (region, choice):
-        yield region, choice.node
+                            allow_destructive: bool = False, sysfs_root: str = "/",
+                            site: Site | None = None) -> Iterator[tuple[Region, int | None]]:
+    """Map ``size`` bytes of the memory a profile names (on ``site``, when the run has one);
+    yields (region, NUMA node or None)."""
+    site = replace(site, profile=profile) if site is not None else Site(
+        profile, device=device, allow_destructive=allow_destructive, sysfs_root=sysfs_root)
+    with site.map(size, what="characterisation") as region:
+        yield region, site.choice.node
 
 
-def _numa_info(node: int | None, sysfs_root: str) -> NumaNode | None:
-    if node is None:
-        return None
-    for n in discover(sysfs_root).numa_nodes:
-        if n.id == node:
-            return n
-    return None
+def _numa_info(node: int | None, site: Site) -> NumaNode | None:
+    return site.numa_node(node)
 
 
 # ------------------------------------------------------------------------------------------
@@ -494,7 +491,7 @@ class _Model:
 def characterize(profile: Profile, *, quick: bool = False, runs: int | None = None,
                  device: str | None = None, allow_destructive: bool = False,
                  sysfs_root: str = "/", applied_model: DeviceModel | None = None,
-                 scale: float = 1.0) -> Characterization:
+                 scale: float = 1.0, site: Site | None = None) -> Characterization:
     """Measure the memory a profile names and compare it with the profile's device-model
     targets (emulated) or expected figures (real device).
 
@@ -509,14 +506,13 @@ def characterize(profile: Profile, *, quick: bool = False, runs: int | None = No
     size = max(plan.chase_bytes, plan.copy_bytes, profile.memory.size_mib << 20)
     load()  # calibrate the TSC before any target is converted to cycles
     region_profile = profile if applied_model is None else replace(profile, device_model=applied_model)
-    with characterization_region(region_profile, size, device=device,
-                                 allow_destructive=allow_destructive,
-                                 sysfs_root=sysfs_root) as (region, node):
+    site = site or Site(profile, device=device, allow_destructive=allow_destructive, sysfs_root=sysfs_root)
+    with characterization_region(region_profile, size, site=site) as (region, node):
         targets = device_model_for(profile, region.backend)
         # on a worker thread: Ctrl-C stops the measurement at its next C call (harness.interrupt)
         figures = in_worker(lambda: _measure_all(region, profile, plan, llc, targets), "cxl-characterize")
         info = region.info()
-        numa = _numa_info(node, sysfs_root)
+        numa = _numa_info(node, site)
         if numa is not None:
             _attach_hmat(figures, numa)
         return Characterization(

@@ -481,7 +481,7 @@ def session_summary(state: CxlSession, config: pytest.Config) -> tuple[dict[str,
         psection["name"] = ", ".join(names)
         psection["description"] = f"{len(names)} profiles in this session; first: {profile.description}"
     device = device_section(profile, state.device, state.region_info, state.sysfs_root,
-                            f"the pytest session used {', '.join(names)}")
+                            f"the pytest session used {', '.join(names)}", discovery=state.discovery)
     where = device["path"] or f"{device['backend']} memory"
     verdict = verdict_section(checks, state.targets, [], [], where)
     verdict["summary"] = (f"pytest: {sum(o.outcome == 'passed' for o in tests)} passed, "

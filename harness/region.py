@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.discovery import DaxDevice, NumaNode
 from harness.errors import DeviceError, RegionError
 from harness.native import Backend, Native, flush_instruction, load
 from harness.profiles import DeviceModel as DeviceModel
@@ -174,14 +175,17 @@ class Region:
 
     @classmethod
     def devdax(cls, path: str, size: int, align: int, *, allow_destructive: bool,
-               sysfs_root: str | os.PathLike[str] = "/", lock: bool = True) -> Region:
+               sysfs_root: str | os.PathLike[str] = "/", lock: bool = True,
+               dax: DaxDevice | None = None) -> Region:
+        """Map a device-dax character device. ``dax``: what discovery found for it (its driver
+        is then taken from there instead of reading sysfs again)."""
         _check_size(size)
         if not allow_destructive:
             raise DeviceError(
                 f"writing to {path} destroys the data on that device",
                 "pass --allow-destructive (or set memory.allow_destructive: true in the profile)",
             )
-        _check_devdax(path, size, align, Path(sysfs_root))
+        _check_devdax(path, size, align, Path(sysfs_root), dax)
         native = load(False)
         h = native.ffi.new("cxl_region_t *")
         rc = native.lib.cxl_region_map_devdax(h, os.fsencode(path), size, align, int(lock))
@@ -191,13 +195,16 @@ class Region:
 
     @classmethod
     def numa(cls, node: int, size: int, *, allow_destructive: bool,
-             sysfs_root: str | os.PathLike[str] = "/") -> Region:
+             sysfs_root: str | os.PathLike[str] = "/", info: NumaNode | None = None) -> Region:
+        """Bind anonymous memory to NUMA node ``node``. ``info``: what discovery found for it
+        (its CPU list is then taken from there)."""
         _check_size(size)
         node_dir = Path(sysfs_root) / "sys/devices/system/node" / f"node{node}"
-        if node < 0 or not node_dir.is_dir():
+        if node < 0 or (info is None and not node_dir.is_dir()):
             raise DeviceError(f"NUMA node {node} does not exist (no {node_dir})",
                               "run 'cxl-harness detect' to list the nodes")
-        if not allow_destructive and _cpu_less(node_dir):
+        cpu_less = info.cpulist == "" if info is not None else _cpu_less(node_dir)
+        if not allow_destructive and cpu_less:
             raise DeviceError(
                 f"node {node} is CPU-less device memory; the log will fill {size} bytes of it",
                 "pass --allow-destructive (or set memory.allow_destructive: true in the profile)",
@@ -292,7 +299,7 @@ def round_up(size: int, align: int) -> int:
 _DAX_RE = re.compile(r"^/dev/dax(\d+)\.(\d+)$")
 
 
-def _check_devdax(path: str, size: int, align: int, sysfs_root: Path) -> None:
+def _check_devdax(path: str, size: int, align: int, sysfs_root: Path, dax: DaxDevice | None = None) -> None:
     m = _DAX_RE.match(path)
     if not m:
         raise DeviceError(f"{path!r} is not a device-dax path", "use /dev/daxX.Y (see 'cxl-harness detect')")
@@ -304,9 +311,12 @@ def _check_devdax(path: str, size: int, align: int, sysfs_root: Path) -> None:
         raise DeviceError(f"{path} is not a character device", "use the device node under /dev")
     if not os.access(p, os.R_OK | os.W_OK):
         raise DeviceError(f"no read/write permission on {path}", "run as a user with access to the device (or root)")
-    dax_dir = sysfs_root / "sys/bus/dax/devices" / p.name
-    driver = dax_dir / "driver"
-    if driver.exists() and os.path.basename(os.path.realpath(driver)) == "kmem":
+    if dax is not None:
+        bound = dax.driver
+    else:
+        driver = sysfs_root / "sys/bus/dax/devices" / p.name / "driver"
+        bound = os.path.basename(os.path.realpath(driver)) if driver.exists() else None
+    if bound == "kmem":
         raise DeviceError(f"{path} is in system-ram mode (bound to kmem)",
                           f"use the numa back-end, or 'daxctl reconfigure-device --mode=devdax {p.name}'")
     if align <= 0 or size % align:

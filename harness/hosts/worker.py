@@ -127,8 +127,8 @@ def _open(state: _State, msg: dict[str, Any]) -> dict[str, Any]:
     from harness.errors import DeviceError
     from harness.log import LogConfig, attach_check, format_region
     from harness.profiles import load_profile
-    from harness.region import Region, round_up
-    from harness.runner import _dax_align, device_model_for
+    from harness.region import HUGE_2M, Region, round_up
+    from harness.site import Site, device_model_for
 
     cfg = LogConfig(**msg["config"])
     state.cfg = cfg
@@ -136,10 +136,11 @@ def _open(state: _State, msg: dict[str, Any]) -> dict[str, Any]:
     # the profile's device model travels with the region this host maps (none on devdax)
     model = device_model_for(load_profile(str(msg["profile"])), "file") if msg.get("profile") else None
     if device.startswith("/dev/dax"):
-        align = _dax_align(device, "/")
+        dax = Site(load_profile("ci"), device=device).dax_device(device)  # this host's sysfs, once
+        align = dax.align if dax is not None and dax.align else HUGE_2M
         state.region = Region.devdax(device, round_up(size, align), align,
                                      allow_destructive=bool(msg.get("allow_destructive")),
-                                     lock=bool(msg.get("format")))
+                                     lock=bool(msg.get("format")), dax=dax)
     else:
         path = Path(device)
         if msg.get("create"):

@@ -54,8 +54,7 @@ from harness.profiles import Profile
 from harness.report.rundir import jsonable, load_previous, write_run_dir
 from harness.report.summary import SCHEMA_ID, SUMMARY_FILENAME
 from harness.runlog import run_log
-from harness.runner import open_region
-from harness.site import resolve_profile
+from harness.site import Site
 
 ORDERS: tuple[int, ...] = (0, 2)
 VARIANTS: tuple[str, ...] = ("per-scanner", "shared-mutex")
@@ -99,14 +98,14 @@ class MainJobResult:
 def run_log_rounds(profile: Profile, *, quick: bool, rounds: int, device: str | None = None,
                    allow_destructive: bool = False, sysfs_root: str = "/",
                    on_run: Callable[[str, int, LogResult], None] | None = None,
-                   ) -> tuple[dict[str, list[LogResult]], dict[str, Any]]:
+                   site: Site | None = None) -> tuple[dict[str, list[LogResult]], dict[str, Any]]:
     """Order 0 and 2, both variants, interleaved over ``rounds`` rounds on one region."""
     configs = {f"order{o}/{v}": workload_config(profile, order=o, variant=v, quick=quick)
                for o in ORDERS for v in VARIANTS}
     biggest = max(configs.values(), key=lambda c: c.total_bytes)
     out: dict[str, list[LogResult]] = {label: [] for label in configs}
-    with open_region(profile, biggest, device=device, allow_destructive=allow_destructive,
-                     sysfs_root=sysfs_root) as region:
+    site = site or Site(profile, device=device, allow_destructive=allow_destructive, sysfs_root=sysfs_root)
+    with site.open_for(biggest) as region:
         try:
             for r in range(rounds):
                 for label, cfg in configs.items():
@@ -150,31 +149,31 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
     def say(text: str) -> None:
         print(f"[{time.monotonic() - t0:5.1f}s] {text}", file=out, flush=True)
 
-    profile, profile_reason = resolve_profile(options.profile, options.device, options.sysfs_root)
+    site = Site.resolve(options.profile, device=options.device, allow_destructive=options.allow_destructive,
+                        sysfs_root=options.sysfs_root)
+    profile, profile_reason = site.profile, site.reason
     quick = options.quick
     rounds = options.rounds or (3 if quick else 5)
     previous = load_previous(options.compare)  # a bad --compare fails before anything runs
     if options.plant_fault:
         fault_doc(options.plant_fault)  # an unknown name fails now, naming the choices
     say(f"profile {profile.name}: {profile.description} ({profile_reason})")
-    device_arg, consent = options.device, options.allow_destructive
 
     say("characterising the memory: load latency, flush+fence, copy bandwidth")
-    character = characterize(profile, quick=quick, sysfs_root=options.sysfs_root, device=device_arg,
-                             allow_destructive=consent)
+    character = characterize(profile, quick=quick, site=site)
 
     say(f"log runs: Order 0 and 2 x per-scanner and shared-mutex, {rounds} interleaved rounds")
     runs, region_info = run_log_rounds(
-        profile, quick=quick, rounds=rounds, sysfs_root=options.sysfs_root,
+        profile, quick=quick, rounds=rounds,
         on_run=lambda label, r, res: say(
             f"  {label} round {r}: {res.throughput_mib_s:,.0f} MiB/s, "
             f"{sum(c.ok for c in res.checks)}/{len(res.checks)} checks passed"),
-        device=device_arg, allow_destructive=consent)
+        site=site)
     chosen = {label: representative(results) for label, results in runs.items()}
 
     say("same-run ratio benchmarks and the seed's ablations")
-    results = benchmarks.run_suite(profile, quick=quick, device=device_arg, allow_destructive=consent,
-                                   progress=lambda name: say(f"  measuring {name}"))
+    results = benchmarks.run_suite(profile, quick=quick, progress=lambda name: say(f"  measuring {name}"),
+                                   site=site)
     target_list = benchmarks.target_checks(profile, results)
 
     n_model = 4 if quick else 12
@@ -200,7 +199,7 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
     copy_chart = characterization_ablation(character)
     if copy_chart is not None:
         ablations.append(copy_chart)
-    device = device_section(profile, options.device, region_info, options.sysfs_root, profile_reason)
+    device = site.device_section(region_info)
     where = device["path"] or f"{device['backend']} memory"
     verdict = verdict_section(checks, targets, calibration, faults, where, strict=options.strict)
     summary: dict[str, Any] = {

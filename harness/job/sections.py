@@ -10,40 +10,25 @@ from typing import Any
 from harness import benchmarks
 from harness.characterize import Characterization
 from harness.checked import CheckedRun, rule_names
-from harness.discovery import Choice, discover
+from harness.discovery import Discovery
 from harness.faults import CatalogueResult, detections
 from harness.log import LogResult
 from harness.profiles import Profile
 from harness.report.rundir import jsonable
-from harness.runner import choose_backend
+from harness.site import Site
 from harness.stats import Samples
 
 MAX_COUNTEREXAMPLES = 20
 
 
 def device_section(profile: Profile, device: str | None, region_info: dict[str, Any] | None,
-                   sysfs_root: str = "/", profile_reason: str | None = None) -> dict[str, Any]:
-    """Back-end, identity and the discovery reasoning (what was probed, what was chosen)."""
-    disc = discover(sysfs_root, explicit_device=device)
-    choice: Choice = choose_backend(profile, device, sysfs_root)
-    reasons = [_sentence(profile_reason)] if profile_reason else []
-    reasons.append(_sentence(choice.reason))
-    if choice.reason != disc.choice.reason:
-        reasons.append(f"Discovery on this machine (sysfs root {sysfs_root}): {_sentence(disc.choice.reason)}")
-    info = region_info or {}
-    return {
-        "backend": str(info.get("backend") or choice.backend),
-        "path": info.get("path") or choice.device,
-        "size_bytes": int(info["size"]) if info.get("size") is not None else None,
-        "numa_node": info.get("numa_node") if info.get("numa_node") is not None else choice.node,
-        "discovery_reason": " ".join(reasons),
-        "discovery": jsonable(disc.to_dict()),
-    }
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+                   sysfs_root: str = "/", profile_reason: str | None = None, *,
+                   site: Site | None = None, discovery: Discovery | None = None) -> dict[str, Any]:
+    """Back-end, identity and the discovery reasoning (what was probed, what was chosen), from
+    the run's ``site`` (or one made for ``profile``, reusing ``discovery`` when given)."""
+    if site is None:
+        site = Site(profile, profile_reason or "", device, sysfs_root=sysfs_root, found=discovery)
+    return site.device_section(region_info)
 
 
 def profile_section(profile: Profile) -> dict[str, Any]:

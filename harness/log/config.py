@@ -22,15 +22,18 @@ if TYPE_CHECKING:
 VARIANTS = {"per-scanner": 0, "shared-mutex": 1}
 SCHEDULING = ("workers", "threads")
 RECORD_LIMIT = 2_000_000  # batches: above this, records are off unless asked for
-# the core's numbers, by the names the rest of the harness uses
-ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, ROLE_ALL = Role.PUBLISHERS, Role.SCANNERS, Role.SUBSCRIBERS, Role.ALL
+# the core's numbers (harness.native), as plain ints by the names the rest of the harness uses:
+# they travel through JSON and execnet channels
+ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, ROLE_ALL = (
+    int(Role.PUBLISHERS), int(Role.SCANNERS), int(Role.SUBSCRIBERS), int(Role.ALL))
 ROLE_KIND_NAMES = {int(k): k.name.lower() for k in RoleKind}  # cxl_placement_t.kind
-F_NT_COPY, F_FENCE_PER_LINE, F_RESERVE_PER_BATCH = Flag.NT_COPY, Flag.FENCE_PER_LINE, Flag.RESERVE_PER_BATCH
-F_EXTRA_FENCE, F_DETERMINISTIC, F_NO_VERIFY = Flag.EXTRA_FENCE, Flag.DETERMINISTIC, Flag.NO_VERIFY
-F_RESUME, F_TAKE_OVER = Flag.RESUME, Flag.TAKE_OVER
+F_NT_COPY, F_FENCE_PER_LINE, F_RESERVE_PER_BATCH, F_EXTRA_FENCE = (
+    int(Flag.NT_COPY), int(Flag.FENCE_PER_LINE), int(Flag.RESERVE_PER_BATCH), int(Flag.EXTRA_FENCE))
+F_DETERMINISTIC, F_NO_VERIFY, F_RESUME, F_TAKE_OVER = (
+    int(Flag.DETERMINISTIC), int(Flag.NO_VERIFY), int(Flag.RESUME), int(Flag.TAKE_OVER))
 REC_PUBLISH, REC_ORDER, REC_COMMIT, REC_ACK, REC_LOSS, REC_DELIVER = (
-    Rec.PUBLISH, Rec.ORDER, Rec.COMMIT, Rec.ACK, Rec.LOSS, Rec.DELIVER)
-LOSS_TIMEOUT, LOSS_CORRUPT = LossReason.TIMEOUT, LossReason.CORRUPT
+    int(Rec.PUBLISH), int(Rec.ORDER), int(Rec.COMMIT), int(Rec.ACK), int(Rec.LOSS), int(Rec.DELIVER))
+LOSS_TIMEOUT, LOSS_CORRUPT = int(LossReason.TIMEOUT), int(LossReason.CORRUPT)
 MAX_ROLES = LIMITS.max_roles  # placement entries the core keeps
 MAX_PBR_SLOTS = LIMITS.max_pbr_slots
 MAX_GOI_SLOTS = LIMITS.max_goi_slots
