@@ -40,6 +40,7 @@ from harness.runlog import run_log
 from harness.profiles import Profile
 from harness.region import Region
 from harness.site import Site
+from harness.results import TargetCheck
 from harness.stats import (
     Paired,
     Plan,
@@ -568,53 +569,6 @@ def run_suite(profile: Profile, *, quick: bool = False, plan: SuitePlan | None =
 
 # ------------------------------------------------------------------------------------------
 # Targets
-
-
-@dataclass
-class TargetCheck:
-    """A performance target judged on the 95% interval of its figure (DESIGN.md 6b)."""
-
-    id: str
-    description: str
-    kind: Literal["ratio", "absolute"]
-    bound: float
-    comparison: Literal["min", "max"]
-    source: str  # where the bound comes from
-    result: str | None  # the benchmark result it reads
-    samples: Samples | None  # None: asked for and not measured
-    verdict: Verdict
-    reason: str
-    unit: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.verdict is Verdict.MET
-
-    def fails(self, strict: bool = False) -> bool:
-        """MISSED fails a run; INCONCLUSIVE only with ``--strict``."""
-        return self.verdict is Verdict.MISSED or (strict and self.verdict is Verdict.INCONCLUSIVE)
-
-    @property
-    def measured(self) -> float | None:
-        return self.samples.median if self.samples is not None else None
-
-    @property
-    def interval(self) -> tuple[float, float] | None:
-        return self.samples.interval if self.samples is not None else None
-
-    @property
-    def detail(self) -> str:
-        return f"{self.verdict.value}: {self.reason}"
-
-    def to_dict(self) -> dict[str, Any]:
-        iv = self.interval
-        return {"name": self.id, "description": self.description, "kind": self.kind,
-                "verdict": self.verdict.value, "reason": self.reason,
-                "measured": self.measured, "interval": list(iv) if iv else None,
-                "n": self.samples.n if self.samples else 0, "bound": self.bound,
-                "comparison": ">=" if self.comparison == "min" else "<=",
-                "source": self.source, "result": self.result, "unit": self.unit,
-                "ok": self.ok}
 
 
 RATIO_RESULTS = {

@@ -24,6 +24,7 @@ from harness.errors import ConfigError
 
 if TYPE_CHECKING:
     from harness.log import LogConfig, LogResult
+    from harness.results import Check
 
 ROLES = ("publisher", "scanner", "subscriber")
 # A crashed publisher's broker never finishes: the watchdog ends the run. With role processes it
@@ -244,9 +245,10 @@ def run_scenarios(quick: bool) -> list[CrashOutcome]:
             run_scenario("subscriber", processes=True)]
 
 
-def crash_checks(outcomes: list[CrashOutcome]) -> list[dict[str, Any]]:
+def crash_checks(outcomes: list[CrashOutcome]) -> list[Check]:
     """One summary check per scenario: passes when the dead role was detected, exactly the
     crash's batches were declared lost (named) and every other check of the run passed."""
-    return [{"id": f"crash.{o.role}", "name": f"crash injection: {o.role} killed mid-run, the others go on",
-             "group": "crash", "ok": o.ok and o.detected, "detail": o.detail,
-             "counterexamples": o.lost[:20]} for o in outcomes]
+    from harness.results import Check
+
+    return [Check(f"crash.{o.role}", f"crash injection: {o.role} killed mid-run, the others go on",
+                  o.ok and o.detected, o.detail, o.lost[:20], group="crash") for o in outcomes]

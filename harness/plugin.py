@@ -26,12 +26,10 @@ them, so the plugin costs nothing to suites that do not use it.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
-import shlex
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,6 +37,9 @@ import pytest
 
 from harness.hosts.pytest_support import add_pytest_option as add_hosts_pytest_option
 from harness.hosts.pytest_support import cxl_hosts  # noqa: F401 - the fixture, registered with the plugin
+from harness.plugin_session import (DEFAULT_PROFILE, DEVICE_BACKENDS, STATE_KEY, CxlSession, Outcome,
+                                    device_probe, profile_names, session_summary, state_of, write_session_report)
+from harness.results import Check, TargetCheck
 
 if TYPE_CHECKING:
     from harness.discovery import Discovery
@@ -52,9 +53,9 @@ MARKERS: dict[str, str] = {
     "checker": "flush/fence and ordering checkers, fault catalogue",
     "slow": "long-running; excluded from CI by default",
 }
-DEVICE_BACKENDS = ("devdax", "numa")
-DEFAULT_PROFILE = "ci"
-_STATE = pytest.StashKey["CxlSession"]()
+_STATE = STATE_KEY
+_profile_names = profile_names
+_state = state_of
 
 
 # ------------------------------------------------------------------------------------------
@@ -112,33 +113,8 @@ def validate_options(config: pytest.Config) -> None:
                                 "holding sys/, default /)")
 
 
-def _profile_names(config: pytest.Config) -> list[str]:
-    values: list[str] = config.getoption("--hw-profile") or [DEFAULT_PROFILE]
-    names: list[str] = []
-    for value in values:
-        if value == "all":
-            from harness.profiles import list_profiles
-
-            names.extend(list_profiles())
-        else:
-            names.extend(v for v in value.split(",") if v)
-    return list(dict.fromkeys(names))
-
-
 def _slow_enabled(config: pytest.Config) -> bool:
     return bool(config.getoption("--run-slow")) or os.environ.get("CXL_SLOW", "") not in ("", "0")
-
-
-def device_probe(discovery: Discovery, device: str | None) -> tuple[bool, str]:
-    """Whether a real CXL device is there, and a sentence naming what was probed."""
-    root = discovery.sysfs_root.rstrip("/")
-    probed = (f"probed {root}/sys/bus/dax/devices ({len(discovery.dax_devices)} dax device(s)), "
-              f"{root}/sys/bus/cxl/devices ({len(discovery.cxl_memdevs)} memdev(s)) and "
-              f"{root}/sys/devices/system/node ({len(discovery.numa_nodes)} node(s))")
-    if device:
-        probed = f"--cxl-device {device}; " + probed
-    found = discovery.choice.backend in DEVICE_BACKENDS
-    return found, f"{probed}: {discovery.choice.reason}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -158,72 +134,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "hw_profile" in metafunc.fixturenames:
         names = _profile_names(metafunc.config)
         metafunc.parametrize("hw_profile", names, indirect=True, ids=[Path(n).stem for n in names])
-
-
-# ------------------------------------------------------------------------------------------
-# Session state: discovery, and what the tests ran (for the report)
-
-
-@dataclass
-class RecordedRun:
-    nodeid: str
-    label: str
-    result: LogResult
-    profile: str
-
-
-@dataclass
-class Outcome:
-    nodeid: str
-    outcome: str  # passed, failed, skipped
-    group: str
-    detail: str
-    location: str
-    phase: str = "call"
-    duration_s: float = 0.0
-
-
-class CxlSession:
-    """What the plugin knows about the session: options, discovery, recorded results."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        device = config.getoption("--cxl-device")
-        self.device: str | None = None if device in (None, "", "auto") else str(device)
-        self.sysfs_root: str = config.getoption("--cxl-sysfs-root")
-        self.allow_destructive: bool = bool(config.getoption("--cxl-allow-destructive"))
-        report = config.getoption("--cxl-report")
-        self.report_dir: Path | None = Path(report) if report else None
-        self.started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-        self._discovery: Discovery | None = None
-        self.runs: list[RecordedRun] = []
-        self.checks: list[dict[str, Any]] = []
-        self.targets: list[dict[str, Any]] = []
-        self.outcomes: dict[str, Outcome] = {}
-        self.profiles_used: list[str] = []
-        self.region_info: dict[str, Any] | None = None
-
-    @property
-    def discovery(self) -> Discovery:
-        if self._discovery is None:
-            from harness.discovery import discover
-
-            self._discovery = discover(self.sysfs_root, explicit_device=self.device)
-        return self._discovery
-
-    def probe(self) -> tuple[bool, str]:
-        return device_probe(self.discovery, self.device)
-
-    def record(self, nodeid: str, result: LogResult, profile: str, label: str | None = None) -> None:
-        name = label or f"order{result.order}/{result.variant}"
-        test = nodeid.rsplit("::", 1)[-1]
-        self.runs.append(RecordedRun(nodeid, f"{name} ({test})", result, profile))
-        if profile not in self.profiles_used:
-            self.profiles_used.append(profile)
-
-
-def _state(request: pytest.FixtureRequest) -> CxlSession:
-    return request.config.stash[_STATE]
 
 
 # ------------------------------------------------------------------------------------------
@@ -330,8 +240,8 @@ class ReportRecorder:
 
         if group not in CHECK_GROUPS:
             raise ValueError(f"group {group!r} is not one of {', '.join(CHECK_GROUPS)}")
-        self.session.checks.append({"id": check_id, "name": name, "group": group, "ok": bool(ok),
-                                    "detail": detail, "counterexamples": list(counterexamples or [])})
+        self.session.checks.append(Check(check_id, name, bool(ok), detail, list(counterexamples or []),
+                                         group=group))
 
     def add_target(self, name: str, measured: float | None, target: float, *,
                    comparison: str = ">=", kind: str = "ratio", unit: str = "",
@@ -343,25 +253,23 @@ class ReportRecorder:
 
         if comparison not in (">=", "<="):
             raise ValueError("comparison is '>=' or '<='")
+        if kind not in ("ratio", "absolute"):
+            raise ValueError("kind is 'ratio' or 'absolute'")
         side: Literal["min", "max"] = "min" if comparison == ">=" else "max"
-        item: dict[str, Any] = {"name": name, "kind": kind, "bound": float(target),
-                                "comparison": comparison, "unit": unit}
         if samples:
-            st = Samples.of(samples)
-            j = judge(st, float(target), side, precision=precision)
-            item.update(verdict=j.verdict.value, reason=j.reason, measured=st.median,
-                        interval=list(st.interval), n=st.n, samples=list(st.values))
+            st: Samples | None = Samples.of(samples)
+            j = judge(Samples.of(samples), float(target), side, precision=precision)
+            verdict, reason = j.verdict, j.reason
         elif measured is None:
-            item.update(verdict=Verdict.MISSED.value, reason="not measured", measured=None,
-                        interval=None, n=0)
+            st, verdict, reason = None, Verdict.MISSED, "not measured"
         else:
             met = measured >= target if side == "min" else measured <= target
-            item.update(verdict=(Verdict.MET if met else Verdict.MISSED).value,
-                        reason="one value, no interval", measured=float(measured),
-                        interval=None, n=1)
-        item["ok"] = item["verdict"] == Verdict.MET.value
-        self.session.targets.append(item)
-        return bool(item["ok"])
+            st, verdict, reason = (Samples.of([float(measured)]), Verdict.MET if met else Verdict.MISSED,
+                                   "one value, no interval")
+        t = TargetCheck(name, "", "ratio" if kind == "ratio" else "absolute", float(target), side,
+                        "pytest", None, st, verdict, reason, unit)
+        self.session.targets.append(t)
+        return t.ok
 
 
 @pytest.fixture
@@ -440,90 +348,9 @@ class _ReportPlugin:
                 f"cxl-harness report: {report} ({'PASS' if ok else 'FAIL'}; latest -> {run_dir.name})")
 
 
-def session_summary(state: CxlSession, config: pytest.Config) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``cxl-harness-summary/2`` document of a pytest session, and its raw data."""
-    from harness.machine import meta_section
-    from harness.job.sections import (
-        device_section,
-        ordering_checks,
-        profile_section,
-        run_entry,
-        verdict_section,
-    )
-    from harness.hosts.pytest_support import add_hosts_section
-    from harness.profiles import load_profile
-    from harness.report.summary import SCHEMA_ID
-
-    tests = [o for o in state.outcomes.values() if o.outcome != "skipped"]
-    skipped = [o for o in state.outcomes.values() if o.outcome == "skipped"]
-    checks: list[dict[str, Any]] = []
-    for o in tests:
-        examples = [] if o.outcome == "passed" else [
-            {"test": o.nodeid, "phase": o.phase, "location": o.location, "message": o.detail}]
-        checks.append({"id": f"test:{o.nodeid}", "name": o.nodeid, "group": o.group,
-                       "ok": o.outcome == "passed",
-                       "detail": (f"passed in {o.duration_s:.2f} s" if o.outcome == "passed"
-                                  else f"{o.outcome} in {o.phase}: {o.detail}"),
-                       "counterexamples": examples})
-    checks.extend(ordering_checks([(r.label, r.nodeid, r.result) for r in state.runs]))
-    seen = {c["id"] for c in checks}
-    for c in state.checks:
-        ident, n = c["id"], 2
-        while ident in seen:
-            ident, n = f"{c['id']}#{n}", n + 1
-        seen.add(ident)
-        checks.append({**c, "id": ident})
-
-    names = state.profiles_used or _profile_names(config)
-    profile = load_profile(names[0])
-    psection = profile_section(profile)
-    if len(names) > 1:
-        psection["name"] = ", ".join(names)
-        psection["description"] = f"{len(names)} profiles in this session; first: {profile.description}"
-    device = device_section(profile, state.device, state.region_info, state.sysfs_root,
-                            f"the pytest session used {', '.join(names)}", discovery=state.discovery)
-    where = device["path"] or f"{device['backend']} memory"
-    verdict = verdict_section(checks, state.targets, [], [], where)
-    verdict["summary"] = (f"pytest: {sum(o.outcome == 'passed' for o in tests)} passed, "
-                          f"{sum(o.outcome != 'passed' for o in tests)} failed, {len(skipped)} skipped; "
-                          + verdict["summary"])
-    command = "pytest " + " ".join(shlex.quote(a) for a in config.invocation_params.args)
-    summary = {
-        "schema": SCHEMA_ID,
-        "meta": meta_section(command, state.started),
-        "verdict": verdict,
-        "device": device,
-        "profile": psection,
-        "checks": checks,
-        "runs": [run_entry(r.label, r.result) for r in state.runs],
-        "targets": list(state.targets),
-    }
-    add_hosts_section(summary, config)
-    raw = {
-        "tests": [vars(o) for o in state.outcomes.values()],
-        "log_runs": [{"test": r.nodeid, "label": r.label, "profile": r.profile, **r.result.to_dict()}
-                     for r in state.runs],
-    }
-    return summary, raw
-
-
-def write_session_report(state: CxlSession, config: pytest.Config) -> tuple[Path, Path, bool] | None:
-    """Write the session's report under ``--cxl-report``; (run dir, index.html, verdict)."""
-    if state.report_dir is None:
-        return None
-    from harness.report.rundir import write_run_dir
-
-    summary, raw = session_summary(state, config)
-    report_dir = state.report_dir
-    if not report_dir.is_absolute():
-        report_dir = Path(config.invocation_params.dir) / report_dir
-    run_dir, report, _latest = write_run_dir(
-        summary, report_dir, raw={"pytest results": ("pytest-results.json", raw["tests"]),
-                                  "log runs": ("log-runs.json", raw["log_runs"])})
-    return run_dir, report, bool(summary["verdict"]["ok"])
-
-
 __all__ = [
+    "DEFAULT_PROFILE",
+    "DEVICE_BACKENDS",
     "MARKERS",
     "CxlSession",
     "LogRunner",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from harness.benchmarks import TargetCheck
+from harness.results import TargetCheck
 from harness.stats import Plan, Verdict, settle
 
 # Short samples for CI: the verdict machinery is what is tested; a longer budget on retry.

@@ -227,5 +227,5 @@ def test_main_job_scenarios_full_set() -> None:
     assert pub.declared_lost == 1 and scan.declared_lost == 64 and sub.declared_lost == 0
     assert sub.undelivered >= 256 - 128  # it died after 128 deliveries, position published before
     checks = crash_checks(outcomes)
-    assert [c["id"] for c in checks] == ["crash.publisher", "crash.scanner", "crash.subscriber"]
-    assert all(c["group"] == "crash" and c["ok"] for c in checks)
+    assert [c.id for c in checks] == ["crash.publisher", "crash.scanner", "crash.subscriber"]
+    assert all(c.group == "crash" and c.ok for c in checks)

@@ -16,7 +16,8 @@ from harness.commands._args import check_names, check_output_dir, device_options
 from harness.errors import ConfigError
 
 if TYPE_CHECKING:
-    from harness.benchmarks import Result, SuitePlan, TargetCheck
+    from harness.benchmarks import Result, SuitePlan
+    from harness.results import TargetCheck
 
 
 def register(subparsers: Any) -> None:

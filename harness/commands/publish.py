@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         with open_region(profile, cfg, device=args.device, allow_destructive=args.allow_destructive,
                          shareable=args.processes) as region:
             result = run_log(cfg, region=region, progress=True)
-    print(summary_line(result))
+    print(result.summary_line())
     for line in crash_lines(result):
         print(line)
     for c in result.failed():
@@ -172,12 +172,3 @@ def _run_on_model(cfg: LogConfig) -> LogResult:
           f"{run.model['early_writebacks']:,} early write-backs, {run.model['evictions']:,} evictions, "
           f"{len(run.errors)} rule error(s)")
     return run.result
-
-
-def summary_line(r: LogResult) -> str:
-    verdict = "PASS" if r.ok else "FAIL"
-    return (f"{verdict} order={r.order} variant={r.variant} brokers={r.brokers} ack={r.ack}: "
-            f"{r.throughput_mib_s:,.0f} MiB/s, {r.messages_per_s:,.0f} msg/s, {r.batches_per_s:,.0f} "
-            f"batches/s over {r.elapsed_s:.3f}s; commit latency p50 {r.latency.p50_ns / 1e3:,.1f} us "
-            f"p99 {r.latency.p99_ns / 1e3:,.1f} us; checks {sum(c.ok for c in r.checks)}/{len(r.checks)} "
-            f"passed [{r.region['backend']}, {r.region['flush_instruction']}]")

@@ -70,13 +70,12 @@ def publish_on_hosts(args: argparse.Namespace, cfg: LogConfig, stream: TextIO | 
 
 
 def _publish_on_model(hosts: HostsFile, cfg: LogConfig, args: argparse.Namespace, out: TextIO) -> int:
-    from harness.commands.publish import summary_line
     from harness.hosts.model import run_model_on_hosts
 
     run = run_model_on_hosts(hosts, cfg)
     print(f"non-coherent model, roles placed on {len(hosts.hosts)} hosts: {run.events:,} accesses, "
           f"{len(run.findings)} rule error(s)", file=out)
-    print(summary_line(run.result), file=out)
+    print(run.result.summary_line(), file=out)
     for f in run.findings:
         other = f" (line last written by {f.other_agent} on host {f.other_host})" if f.other_agent else ""
         print(f"  FAIL rule:{f.rule} at {f.location}: {f.agent} on host {f.host}{other}", file=out)
@@ -89,10 +88,9 @@ def _publish_on_model(hosts: HostsFile, cfg: LogConfig, args: argparse.Namespace
 
 
 def print_hosts_run(run: HostsRun, out: TextIO) -> None:
-    from harness.commands.publish import summary_line
 
     if run.result is not None:
-        print(summary_line(run.result), file=out)
+        print(run.result.summary_line(), file=out)
         for c in run.result.failed():
             print(f"  FAIL {c.id}: {c.detail}", file=out)
             for ex in c.counterexamples[:3]:
@@ -127,6 +125,7 @@ def run_job_on_hosts(args: argparse.Namespace, stream: TextIO | None = None) -> 
     from harness.hosts.coordinator import run_hosts
 
     from harness.job import sections
+    from harness.results import Check
     from harness.job.main import RUNS_FILENAME, representative
     from harness.log import workload_config
     from harness.report.rundir import load_previous, write_run_dir
@@ -161,8 +160,8 @@ def run_job_on_hosts(args: argparse.Namespace, stream: TextIO | None = None) -> 
     checks = sections.ordering_checks([(label, str(i + 1), r) for i, r in enumerate(results)], prefix="hosts.")
     failures = [f for r in runs for f in r.failures]
     for f in failures:
-        checks.append({"id": f"hosts.{f.host}", "name": f"host {f.host} ran to the end", "group": "ordering",
-                       "ok": False, "detail": f"failed during {f.phase}: {f.message}", "counterexamples": []})
+        checks.append(Check(f"hosts.{f.host}", f"host {f.host} ran to the end", False,
+                            f"failed during {f.phase}: {f.message}", group="ordering"))
     rep = representative(results) if results else None
     chosen = next((r for r in runs if r.result is rep), runs[-1])
     fmt = hosts.format_host
@@ -174,7 +173,8 @@ def run_job_on_hosts(args: argparse.Namespace, stream: TextIO | None = None) -> 
     command = "cxl-harness " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "cxl-harness run"
     summary: dict[str, Any] = {
         "schema": SCHEMA_ID, "meta": meta_section(command, started), "verdict": verdict,
-        "device": device, "profile": sections.profile_section(profile), "checks": checks,
+        "device": device, "profile": sections.profile_section(profile),
+        "checks": [c.to_dict() for c in checks],
         "runs": [sections.run_entry(label, rep)] if rep else [], "hosts": hosts_section(chosen),
     }
     raw = {"log runs": (RUNS_FILENAME, {label: [r.to_dict() for r in runs]})}

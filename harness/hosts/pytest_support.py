@@ -17,7 +17,7 @@ import pytest
 if TYPE_CHECKING:
     from harness.hosts.coordinator import HostsRun
 
-HOSTS_KEY = pytest.StashKey["list[HostsRun]"]()
+from harness.plugin_session import HOSTS_KEY
 
 
 def add_pytest_option(group: Any) -> None:
@@ -37,13 +37,13 @@ class HostsRunner:
     def __call__(self, cfg: Any = None, *, label: str | None = None, **overrides: Any) -> HostsRun:
         from harness.hosts.coordinator import run_hosts
         from harness.log import LogConfig
-        from harness.plugin import _profile_names, _state
+        from harness.plugin_session import profile_names, state_of
 
         config = self.request.config
-        profile = self.hosts.profile or _profile_names(config)[0]
+        profile = self.hosts.profile or profile_names(config)[0]
         cfg = cfg if cfg is not None else LogConfig()
         cfg = replace(cfg, **overrides) if overrides else cfg
-        state = _state(self.request)
+        state = state_of(self.request)
         run = run_hosts(self.hosts, cfg, profile=profile, allow_destructive=state.allow_destructive)
         self.runs.append(run)
         config.stash.setdefault(HOSTS_KEY, []).append(run)
@@ -60,12 +60,3 @@ def cxl_hosts(request: pytest.FixtureRequest) -> HostsRunner:
     if not path:
         pytest.skip("no --cxl-hosts FILE given (a hosts file, see docs/multi-host.md)")
     return HostsRunner(request, str(path))
-
-
-def add_hosts_section(summary: dict[str, Any], config: pytest.Config) -> None:
-    """The session report's Hosts section: the last multi-host run of the session."""
-    from harness.hosts.cli import hosts_section
-
-    runs = config.stash.get(HOSTS_KEY, [])
-    if runs:
-        summary["hosts"] = hosts_section(runs[-1])

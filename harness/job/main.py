@@ -201,7 +201,7 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
         ablations.append(copy_chart)
     device = site.device_section(region_info)
     where = device["path"] or f"{device['backend']} memory"
-    verdict = verdict_section(checks, targets, calibration, faults, where, strict=options.strict)
+    verdict = verdict_section(checks, target_list, calibration, faults, where, strict=options.strict)
     summary: dict[str, Any] = {
         "schema": SCHEMA_ID,
         "meta": meta_section(options.command or "cxl-harness run", started),
@@ -209,7 +209,7 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
         "device": device,
         "profile": profile_section(profile),
         "calibration": calibration,
-        "checks": checks,
+        "checks": [c.to_dict() for c in checks],
         "runs": [run_entry(label, chosen[label]) for label in runs],
         "ablations": ablations,
         "targets": targets,

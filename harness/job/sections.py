@@ -15,8 +15,9 @@ from harness.faults import CatalogueResult, detections
 from harness.log import LogResult
 from harness.profiles import Profile
 from harness.report.rundir import jsonable
+from harness.results import Check, TargetCheck
 from harness.site import Site
-from harness.stats import Samples
+from harness.stats import Samples, Verdict
 
 MAX_COUNTEREXAMPLES = 20
 
@@ -78,7 +79,7 @@ def _counterexample(label: str, where: str | None, example: dict[str, Any]) -> d
 
 
 def ordering_checks(results: Sequence[tuple[str, str | None, LogResult]],
-                    prefix: str = "order.") -> list[dict[str, Any]]:
+                    prefix: str = "order.") -> list[Check]:
     """One summary check per invariant over every run: passes only if it passed in each run;
     a failure names the runs and carries their counterexamples (tagged with the run)."""
     by_id: dict[str, list[tuple[str, str | None, Any]]] = {}
@@ -104,12 +105,11 @@ def ordering_checks(results: Sequence[tuple[str, str | None, LogResult]],
                 source = c.counterexamples or [{"detail": c.detail}]
                 examples.extend(_counterexample(label, where, ex) for ex in source)
             examples = examples[:MAX_COUNTEREXAMPLES]
-        out.append({"id": f"{prefix}{cid}", "name": first.name, "group": "ordering",
-                    "ok": not failing, "detail": detail, "counterexamples": examples})
+        out.append(Check(f"{prefix}{cid}", first.name, not failing, detail, examples, group="ordering"))
     return out
 
 
-def flush_fence_checks(runs: Sequence[tuple[str, CheckedRun]]) -> list[dict[str, Any]]:
+def flush_fence_checks(runs: Sequence[tuple[str, CheckedRun]]) -> list[Check]:
     """One check per trace rule (fails on any error-level finding; warnings are listed as
     performance notes), and one that the runs were clean (rules and ordering invariants;
     a failed invariant's first counterexample is kept)."""
@@ -131,8 +131,7 @@ def flush_fence_checks(runs: Sequence[tuple[str, CheckedRun]]) -> list[dict[str,
                      "other_agent": f.other_agent, "line": f"0x{f.line_offset:x}", "count": f.count,
                      "code": f.location, "first_event": f.first_event}
                     for label, f in (errors or warnings)[:MAX_COUNTEREXAMPLES]]
-        checks.append({"id": f"ff.{rule}", "name": f"{rule}: {doc}", "group": "flush-fence",
-                       "ok": not errors, "detail": detail, "counterexamples": examples})
+        checks.append(Check(f"ff.{rule}", f"{rule}: {doc}", not errors, detail, examples, group="flush-fence"))
     events = sum(run.events for _, run in runs)
     stale = sum(run.model.get("stale_reads", 0) for _, run in runs)
     unclean = [(label, run) for label, run in runs if not run.clean]
@@ -147,10 +146,9 @@ def flush_fence_checks(runs: Sequence[tuple[str, CheckedRun]]) -> list[dict[str,
               f"{stale} stale read(s) served by the model; ")
     detail += "all clean (no error-level rule, every invariant held)" if not unclean else (
         "NOT clean: " + "; ".join(f"{label}: {', '.join(detections(run)[0])}" for label, run in unclean[:3]))
-    checks.append({"id": "ff.model-clean",
-                   "name": "Runs through the non-coherent model: no rule broken, every ordering invariant holds",
-                   "group": "flush-fence", "ok": not unclean, "detail": detail,
-                   "counterexamples": wrong[:MAX_COUNTEREXAMPLES]})
+    checks.append(Check("ff.model-clean",
+                        "Runs through the non-coherent model: no rule broken, every ordering invariant holds",
+                        not unclean, detail, wrong[:MAX_COUNTEREXAMPLES], group="flush-fence"))
     return checks
 
 
@@ -162,21 +160,19 @@ def _rule_doc(rule: str) -> str:
     return str(native.ffi.string(native.lib.cxl_chk_rule_doc(names.index(rule) + 1)).decode())
 
 
-def fault_sections(cat: CatalogueResult) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def fault_sections(cat: CatalogueResult) -> tuple[list[dict[str, Any]], Check]:
     """The summary's ``faults`` list and the ``faults.all-caught`` check."""
     faults = [{"name": o.name, "caught": o.caught, "by": ", ".join(o.by) or None,
                "diagnostic": f"{o.description}. {o.diagnostic}. Effect on the run: {o.model_effect} "
                              f"(seeds tried: {', '.join(map(str, o.seeds))})"}
               for o in cat.outcomes]
     missed = [o for o in cat.outcomes if not o.caught]
-    check = {
-        "id": "faults.all-caught", "name": "Every planted flush/fence/protocol defect is caught",
-        "group": "faults", "ok": not missed,
-        "detail": (f"{len(cat.outcomes) - len(missed)}/{len(cat.outcomes)} planted faults caught"
-                   + (f"; missed: {', '.join(o.name for o in missed)}" if missed else "")),
-        "counterexamples": [{"fault": o.name, "description": o.description, "seeds": o.seeds,
-                             "effect": o.model_effect} for o in missed],
-    }
+    check = Check(
+        "faults.all-caught", "Every planted flush/fence/protocol defect is caught", not missed,
+        f"{len(cat.outcomes) - len(missed)}/{len(cat.outcomes)} planted faults caught"
+        + (f"; missed: {', '.join(o.name for o in missed)}" if missed else ""),
+        [{"fault": o.name, "description": o.description, "seeds": o.seeds, "effect": o.model_effect}
+         for o in missed], group="faults")
     return faults, check
 
 
@@ -217,17 +213,9 @@ def characterization_ablation(characterization: Characterization) -> dict[str, A
             "x_label": "chunk (bytes)", "unit": "GB/s", "series": series}
 
 
-def summary_targets(checks: Sequence[benchmarks.TargetCheck]) -> list[dict[str, Any]]:
+def summary_targets(checks: Sequence[TargetCheck]) -> list[dict[str, Any]]:
     """Summary ``targets``: each judged target as it was computed (verdict, interval, n)."""
-    out = []
-    for c in checks:
-        d = c.to_dict()
-        item = {k: d[k] for k in ("name", "kind", "verdict", "reason", "measured", "interval",
-                                  "n", "bound", "comparison", "ok", "unit", "description")}
-        if c.samples is not None:
-            item["samples"] = list(c.samples.values)
-        out.append(item)
-    return out
+    return [c.to_summary() for c in checks]
 
 
 def _series(label: str, x: list[float | str], samples: Sequence[Sequence[float]]) -> dict[str, Any]:
@@ -289,24 +277,18 @@ def summary_ablations(results: Mapping[str, benchmarks.Result]) -> list[dict[str
     return out
 
 
-def target_fails(target: Mapping[str, Any], strict: bool) -> bool:
-    """MISSED fails a run; INCONCLUSIVE fails only a ``--strict`` one."""
-    verdict = target.get("verdict", "MET" if target.get("ok") else "MISSED")
-    return bool(verdict == "MISSED" or (strict and verdict == "INCONCLUSIVE"))
-
-
-def verdict_section(checks: list[dict[str, Any]], targets: list[dict[str, Any]],
+def verdict_section(checks: Sequence[Check], targets: Sequence[TargetCheck],
                     calibration: list[dict[str, Any]], faults: list[dict[str, Any]],
                     where: str, *, strict: bool = False) -> dict[str, Any]:
     """PASS when every check passed, no target was MISSED (nor INCONCLUSIVE when ``strict``),
     every calibration item is within tolerance and every planted fault was caught."""
-    failed_checks = [c["id"] for c in checks if not c["ok"]]
-    failed_targets = [t["name"] for t in targets if target_fails(t, strict)]
-    inconclusive = [t["name"] for t in targets if t.get("verdict") == "INCONCLUSIVE"]
+    failed_checks = [c.id for c in checks if not c.ok]
+    failed_targets = [t.id for t in targets if t.fails(strict)]
+    inconclusive = [t.id for t in targets if t.verdict is Verdict.INCONCLUSIVE]
     failed_cal = [c["name"] for c in calibration if c["status"] == "fail"]
     missed = [f["name"] for f in faults if not f["caught"]]
     failed = failed_checks + failed_targets + failed_cal + missed
-    met = sum(t.get("verdict") == "MET" for t in targets)
+    met = sum(t.verdict is Verdict.MET for t in targets)
     note = (f" ({len(inconclusive)} inconclusive{', failing under --strict' if strict else ''})"
             if inconclusive else "")
     if not failed:

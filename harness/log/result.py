@@ -56,6 +56,16 @@ class LogResult:
     def failed(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
 
+    def summary_line(self) -> str:
+        """One line: verdict, configuration, throughput, commit latency, checks, memory."""
+        r = self
+        verdict = "PASS" if r.ok else "FAIL"
+        return (f"{verdict} order={r.order} variant={r.variant} brokers={r.brokers} ack={r.ack}: "
+                f"{r.throughput_mib_s:,.0f} MiB/s, {r.messages_per_s:,.0f} msg/s, {r.batches_per_s:,.0f} "
+                f"batches/s over {r.elapsed_s:.3f}s; commit latency p50 {r.latency.p50_ns / 1e3:,.1f} us "
+                f"p99 {r.latency.p99_ns / 1e3:,.1f} us; checks {sum(c.ok for c in r.checks)}/{len(r.checks)} "
+                f"passed [{r.region['backend']}, {r.region['flush_instruction']}]")
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("records", None)
