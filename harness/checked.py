@@ -11,7 +11,7 @@ from harness.errors import ConfigError
 from harness.log import LogConfig, LogHandle, LogResult, format_region, layout_size
 from harness.runlog import build_result
 from harness.native import Native, RoleKind, Severity, agent_kind, load
-from harness.region import Region
+from harness.region import DeviceModel, Region
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 
@@ -113,11 +113,16 @@ def small_config(order: int = 2, variant: str = "per-scanner", seed: int = 1, **
 
 
 def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = ModelConfig(),
-                check_history: bool = True) -> CheckedRun:
-    """One deterministic (single-thread, seeded scheduler) run on the checked build."""
+                check_history: bool = True, device_model: DeviceModel | None = None) -> CheckedRun:
+    """One deterministic (single-thread, seeded scheduler) run on the checked build.
+
+    ``device_model``: what the region's operations cost (a profile's, from
+    :func:`harness.runner.device_model_for`), attached when the region is opened, as on the
+    normal build; the result's ``region.device_model`` reports what it did. None: the host's
+    own costs (the fault catalogue's runs, the ``emulated-noncoherent`` profile)."""
     native = load(True)
     size = (layout_size(cfg, native) + 4095) // 4096 * 4096
-    with Region.emulated(size, checked=True) as region:
+    with Region.emulated(size, checked=True, device_model=device_model) as region:
         format_region(region, cfg)
         chk = native.ffi.new("cxl_chk_cfg_t *")
         chk.model = int(model.enabled)

@@ -7,9 +7,12 @@ nothing the user did not ask for is created or truncated. The C side maps; this 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,41 @@ class ModelStats:
         return {"ops": {k: {**asdict(v), "short_fraction": v.short_fraction,
                             "mean_short_ns": v.mean_short_ns} for k, v in self.ops.items()},
                 "utilisation": self.utilisation, "multiplier": self.multiplier}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelStats:
+        """The inverse of :meth:`to_dict` (what a role process sends back)."""
+        ops = {k: ModelOps(int(v["ops"]), float(v["target_ns"]), int(v["short_ops"]),
+                           float(v["short_ns"]), int(v.get("queued_ops", 0)))
+               for k, v in d["ops"].items()}
+        return cls(ops, float(d["utilisation"]), float(d["multiplier"]))
+
+    @classmethod
+    def merged(cls, parts: list[ModelStats]) -> ModelStats:
+        """Several processes' models of one region together: counts and times add up; the
+        utilisation and the multiplier are the highest any of them saw."""
+        ops = {k: ModelOps(sum(p.ops[k].ops for p in parts), sum(p.ops[k].target_ns for p in parts),
+                           sum(p.ops[k].short_ops for p in parts),
+                           sum(p.ops[k].short_ns for p in parts),
+                           sum(p.ops[k].queued_ops for p in parts)) for k in KINDS}
+        return cls(ops, max((p.utilisation for p in parts), default=0.0),
+                   max((p.multiplier for p in parts), default=1.0))
+
+
+def device_model_to_json(m: DeviceModel) -> str:
+    """A device model as JSON, for a process that maps the same region (``--device-model``)."""
+    return json.dumps(m.to_dict())
+
+
+def device_model_from_json(text: str) -> DeviceModel:
+    """The inverse of :func:`device_model_to_json`; a bad document is a RegionError."""
+    try:
+        d = json.loads(text)
+        curve = tuple((float(u), float(x)) for u, x in d.pop("latency_curve", ()))
+        return DeviceModel(**d, latency_curve=curve)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise RegionError(f"device model {text[:200]!r} is not valid: {exc}",
+                          "pass the JSON of DeviceModel.to_dict()") from None
 
 
 @dataclass
@@ -133,6 +171,27 @@ class Region:
         """Zero the model's statistics and channel state (between characterisation figures)."""
         if self._h is not None and self.device_model is not None:
             self._native.lib.cxl_region_model_reset(self._h)
+
+    @contextmanager
+    def unpadded(self) -> Iterator[None]:
+        """Characterisation only: while inside, the region's model does every operation as it
+        does (the invalidate's fetch, the host's flush or not) but pads none of them, so what
+        an operation costs is the host's own floor under the model -- the fastest this host
+        can make the emulated device. The targets are back on leaving; the statistics and
+        channels are reset on both sides. No agent may run on the region meanwhile. Without
+        a model the region costs the host's anyway, and this changes nothing."""
+        if self._h is None or self.device_model is None:
+            yield
+            return
+        lib = self._native.lib
+        if lib.cxl_region_model_unpadded(self._h, 1) != 0:
+            raise RegionError("cannot measure the region without its padding", "report this")
+        lib.cxl_region_model_reset(self._h)
+        try:
+            yield
+        finally:
+            lib.cxl_region_model_unpadded(self._h, 0)
+            lib.cxl_region_model_reset(self._h)
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -243,11 +302,23 @@ class Region:
     def backend(self) -> str:
         return Backend(int(self._h.backend)).name.lower()
 
-    def info(self) -> RegionInfo:
+    def info(self, processes: list[tuple[str, dict[str, Any] | None]] | None = None) -> RegionInfo:
+        """What the region is and what its device model did. ``processes``: what the other
+        processes that mapped this region (role processes) report from theirs, by label
+        (their :attr:`RegionInfo.device_model`); the totals then count their operations
+        with this process's own, and ``device_model.processes`` lists each."""
         h = self._h
         stats = self.model_stats()
-        model = None if self.device_model is None else {
-            "targets": self.device_model.to_dict(), **(stats.to_dict() if stats else {})}
+        model = None
+        if self.device_model is not None:
+            if processes:
+                parts = ([stats] if stats else []) + [ModelStats.from_dict(m) for _, m in processes
+                                                      if m and "ops" in m]
+                stats = ModelStats.merged(parts)
+            model = {"targets": self.device_model.to_dict(), **(stats.to_dict() if stats else {})}
+            if processes:
+                model["processes"] = [{"label": label, **(m or {"targets": None})}
+                                      for label, m in processes]
         return RegionInfo(
             backend=self.backend, size=int(h.size), align=int(h.align), path=self.path,
             numa_node=int(h.numa_node) if h.numa_node >= 0 else None,

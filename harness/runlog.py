@@ -83,18 +83,22 @@ def _run_processes(cfg: LogConfig, region: Region | None, check_history: bool) -
         groups, killed = crash_groups(cfg)
         # children attach to this very file through the descriptor, never by name
         where = f"/proc/self/fd/{region.fd}" if region.fd >= 0 else str(region.path)
-        procs = start_role_processes(where, region.size, cfg, groups)
+        # ... and map it with the device model this region carries
+        procs = start_role_processes(where, region.size, cfg, groups, device_model=region.device_model)
         expected = procs[killed] if killed >= 0 else None
         results = supervise(procs, cfg.watchdog_s + 60, expect_killed=expected)
+        # the killed one has no result: the others' groups, in order
+        survivors = [g for i, g in enumerate(groups) if not (expected is not None and i == killed)]
         stats = merge_stats([r.stats for r in results])
         if expected is not None and not stats.get("crash_ns") and expected.died_ns:
             stats["crash_ns"] = expected.died_ns  # seen by this process (same clock), <= 10 ms late
         recs = merge_records([r.records for r in results]) if cfg.recording else None
         rc = max(r.rc for r in results)
+        info = region.info([(g.label, r.device_model) for g, r in zip(survivors, results)])
         # a killed publisher's own records (what it published) died with it: the history of
         # the run cannot be complete, so it is not checked -- and the result says so
         lost_records = expected is not None and cfg.crash_publisher >= 0
-        result = build_result(cfg, stats, recs, region.info(), rc, check_history and not lost_records,
+        result = build_result(cfg, stats, recs, info, rc, check_history and not lost_records,
                               processes=len(groups))
         if expected is not None and lost_records and check_history and recs is not None:
             result.checks.append(Check(

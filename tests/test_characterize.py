@@ -15,6 +15,7 @@ from harness.characterize import (
     PASS,
     Characterization,
     Figure,
+    FigureVerdict,
     band_verdict,
     characterize,
     emulation_accuracy,
@@ -79,7 +80,60 @@ def test_emulated_profile_compares_every_stated_figure_with_its_target() -> None
     assert all(len(row["interval"]) == 2 and "target" in row for row in section["figures"])
     assert c.region["device_model"]["targets"]["load_ns"] == m.load_ns
     assert c.figure("load_latency_ns").params["cache_resident_by_design"]
+    # every stated figure carries the host's own capability, measured in the same run, and a
+    # verdict that follows from the intervals
+    for f in stated.values():
+        row = data["figures"][[g["name"] for g in data["figures"]].index(f.name)]
+        host = row["host_capability"]
+        assert host is not None and host["n"] == len(f.host or []) >= 9, f.name
+        assert host["interval"][0] <= host["median"] <= host["interval"][1]
+        assert row["verdict"] in {"MET", "HOST-LIMITED", "MISSED", "INCONCLUSIVE"}
+        if row["verdict"] == "HOST-LIMITED":  # only when the host alone is slower than the target
+            lo, hi = host["interval"]
+            assert (hi < f.expected) if f.higher_is_faster else (lo > f.expected), row
+    # the latency targets are far above this host's own (cached) cost: never host-limited
+    assert c.figure("load_latency_ns").host_stats.median < m.load_ns  # type: ignore[union-attr]
+    both = data["emulation_error"]
+    assert both["over_all_stated_figures_pct"] == c.emulation_error_pct
+    assert both["over_host_reachable_figures_pct"] == c.emulation_error_reachable_pct
+    assert set(both["host_limited_figures"]) == {f.name for f in stated.values() if f.host_limited}
+    assert all(f.host is None for f in c.figures if not f.target)
     json.dumps(data)
+
+
+def _bw_profile(tmp_path: Path, gbps: float) -> Path:
+    import yaml
+
+    doc = yaml.safe_load(Path(load_profile("ci").source).read_text())
+    doc.update(name=f"charac-bw-{gbps:g}", device_model={"write_bw_gbps": gbps, "tolerance_pct": 10})
+    path = tmp_path / f"charac-bw-{gbps:g}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _write_figure(profile_path: Path, applied: DeviceModel | None = None) -> Figure:
+    profile = load_profile(profile_path)
+    reason = ""
+    for scale in (1.0, 3.0):  # one longer retry when too noisy to decide
+        f = characterize(profile, quick=True, applied_model=applied, scale=scale).figure("nt_copy_gbps_65536")
+        assert f.verdict is not None and f.target and f.host is not None
+        verdict, reason = f.verdict
+        if verdict is not FigureVerdict.INCONCLUSIVE:
+            return f
+    pytest.skip(f"machine too noisy to judge the write bandwidth figure: {reason}")
+
+
+def test_a_device_faster_than_the_host_is_host_limited_and_a_reachable_miss_is_missed(
+        tmp_path: Path) -> None:
+    # 10 TB/s: no host copies that fast by itself -- HOST-LIMITED, decided on the host's interval
+    f = _write_figure(_bw_profile(tmp_path, 10_000))
+    assert f.verdict is not None and f.verdict[0] is FigureVerdict.HOST_LIMITED, f.verdict
+    assert f.host_stats is not None and f.host_stats.interval[1] < 10_000
+    # 3 GB/s: the host alone is several times faster; a model planted 20 % slower misses the
+    # target, and that is MISSED, not excused as host-limited
+    f = _write_figure(_bw_profile(tmp_path, 3.0), DeviceModel(write_bw_gbps=2.4, host_flush=False))
+    assert f.verdict is not None and f.verdict[0] is FigureVerdict.MISSED, f.verdict
+    assert not f.host_limited and f.host_stats is not None and f.host_stats.interval[0] > 3.0
 
 
 def _fence_profile(tmp_path: Path, ns: float, tolerance_pct: float) -> Path:
@@ -127,16 +181,66 @@ def test_figure_status_rules() -> None:
     assert band_verdict(Samples.of([80.0 + 5 * i for i in range(9)]), 100.0, 0.05)[0] == Verdict.INCONCLUSIVE
 
 
+def _spread(centre: float, n: int = 9, step: float = 0.001) -> list[float]:
+    """n samples tightly around ``centre`` (a decided 95 % interval)."""
+    return [centre * (1 + step * (i - n // 2)) for i in range(n)]
+
+
 def test_emulation_error_is_the_mean_absolute_error_of_the_stated_figures() -> None:
-    figs = [Figure("a", "a", "ns", [110.0] * 6, expected=100.0, tolerance_pct=10, target=True),
-            Figure("b", "b", "ns", [95.0] * 6, expected=100.0, tolerance_pct=10, target=True),
-            Figure("c", "c", "GB/s", [5.0] * 6, expected=20.0, tolerance_pct=10, target=True,
-                   host_limited=True),
-            Figure("d", "d", "ns", [1.0] * 6)]
+    figs = [Figure("a", "a", "ns", _spread(110.0), expected=100.0, tolerance_pct=10, target=True,
+                   host=_spread(20.0)),
+            Figure("b", "b", "ns", _spread(95.0), expected=100.0, tolerance_pct=10, target=True,
+                   host=_spread(20.0)),
+            # the host alone writes 5.2 GB/s: a 20 GB/s device is beyond it
+            Figure("c", "c", "GB/s", _spread(5.0), expected=20.0, tolerance_pct=10, target=True,
+                   host=_spread(5.2)),
+            Figure("d", "d", "ns", _spread(1.0))]
     c = Characterization("p", "emulated", {}, {}, 0, True, figs)
+    assert [f.host_limited for f in figs] == [False, False, True, False]
     assert c.emulation_error_pct == pytest.approx((10 + 5 + 75) / 3)
     assert c.emulation_error_reachable_pct == pytest.approx(7.5)
     assert c.comparison()["host_limited"] == ["c"] and not c.ok
+    both = c.to_dict()["emulation_error"]
+    assert both["over_all_stated_figures_pct"] == c.emulation_error_pct
+    assert both["over_host_reachable_figures_pct"] == c.emulation_error_reachable_pct
+    assert both["stated_figures"] == ["a", "b", "c"] and both["host_limited_figures"] == ["c"]
+    row = c.comparison()["figures"][2]
+    assert row["verdict"] == "HOST-LIMITED" and row["host_capability"]["median"] == pytest.approx(5.2)
+    # without the host's capability measured nothing is called host-limited
+    figs[2].host = None
+    assert not figs[2].host_limited and c.emulation_error_reachable_pct == c.emulation_error_pct
+
+
+@pytest.mark.parametrize("unit, target, measured, host, want", [
+    # costs (less is faster)
+    ("ns", 100.0, 103.0, 20.0, FigureVerdict.MET),            # within +-10 %
+    ("ns", 100.0, 103.0, 150.0, FigureVerdict.MET),           # MET wins whatever the host
+    ("ns", 100.0, 150.0, 148.0, FigureVerdict.HOST_LIMITED),  # the host alone is slower
+    ("ns", 100.0, 150.0, 20.0, FigureVerdict.MISSED),         # the host reaches it: the model is off
+    ("ns", 100.0, 70.0, 150.0, FigureVerdict.MISSED),         # faster than the device: never the host
+    ("ns", 100.0, 150.0, 100.0, FigureVerdict.INCONCLUSIVE),  # the host's interval holds the target
+    ("ns", 100.0, 150.0, 200.0, FigureVerdict.INCONCLUSIVE),  # host slower than padded: disturbed
+    # bandwidths (more is faster)
+    ("GB/s", 20.0, 20.5, 30.0, FigureVerdict.MET),
+    ("GB/s", 20.0, 14.0, 15.0, FigureVerdict.HOST_LIMITED),
+    ("GB/s", 20.0, 14.0, 30.0, FigureVerdict.MISSED),
+    ("GB/s", 20.0, 30.0, 15.0, FigureVerdict.MISSED),
+    ("GB/s", 20.0, 14.0, 4.0, FigureVerdict.INCONCLUSIVE),     # host slower than padded: disturbed
+])
+def test_host_limited_only_when_the_host_alone_is_slower_than_the_target(
+        unit: str, target: float, measured: float, host: float, want: FigureVerdict) -> None:
+    step = 0.05 if host == target else 0.001  # +-10 % around the target: straddles it
+    f = Figure("x", "x", unit, _spread(measured), expected=target, tolerance_pct=10, target=True,
+               host=_spread(host, step=step))
+    assert f.verdict is not None
+    verdict, reason = f.verdict
+    assert verdict is want, reason
+    assert f.host_limited == (want is FigureVerdict.HOST_LIMITED)
+    if want is FigureVerdict.HOST_LIMITED:
+        assert "host alone" in reason and f.host_error_pct is not None
+    # the same samples without the host's capability: never HOST-LIMITED
+    f.host = None
+    assert f.verdict is not None and f.verdict[0] is not FigureVerdict.HOST_LIMITED
 
 
 def test_cli_characterize_json_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,6 +253,8 @@ def test_cli_characterize_json_and_exit_code(tmp_path: Path, capsys: pytest.Capt
     data = json.loads(capsys.readouterr().out)
     assert data["profile"] == "ci" and data["ok"] and data["figures"][0]["runs"] == 2
     assert data["emulation_error_pct"] is None and "interval" in data["figures"][0]
+    assert data["emulation_error"] is None  # ci states no figure: nothing to emulate
+    assert all(f["host_capability"] is None for f in data["figures"])
     doc = yaml.safe_load(Path(load_profile("ci").source).read_text())
     doc.update(name="charac-bad", expected={"nt_copy_bw_gbps": {"value": 10_000, "tolerance_pct": 1}})
     bad = tmp_path / "charac-bad.yaml"

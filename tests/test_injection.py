@@ -70,6 +70,21 @@ def test_the_model_is_per_region(plain: Region) -> None:
     assert plain.model_stats() is None
 
 
+def test_unpadded_measures_the_host_floor_on_the_same_region() -> None:
+    # characterisation's host capability: inside unpadded() the model pays no target (a 20 us
+    # flush+fence costs the host's own), and the target is back afterwards
+    with Region.emulated(4 * MiB, device_model=DeviceModel(flush_fence_ns=20_000, host_flush=False)) as r:
+        with r.unpadded():
+            assert _persist_ns(r, 50) < 10_000
+            st = r.model_stats()
+            assert st is not None and st.ops["flush_fence"].target_ns < 50 * 10_000
+        assert _persist_ns(r, 20) >= 19_000
+        st = r.model_stats()
+        assert st is not None and st.ops["flush_fence"].ops >= 20
+    with Region.emulated(MiB) as plain, plain.unpadded():  # no model: nothing to take off
+        assert plain.model_stats() is None
+
+
 def test_both_builds_carry_the_model() -> None:
     for checked in (False, True):
         with Region.emulated(4 * MiB, checked=checked,

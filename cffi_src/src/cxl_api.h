@@ -66,6 +66,11 @@ void cxl_region_unmap(cxl_region_t *r);
 int cxl_region_set_model(cxl_region_t *r, const cxl_devmodel_cfg_t *cfg);
 int cxl_region_model_stats(const cxl_region_t *r, cxl_devmodel_stats_t *out); /* -ENOENT: none */
 void cxl_region_model_reset(cxl_region_t *r);  /* statistics and channel state to zero */
+/* Characterisation only: with unpadded = 1 the region's model does every operation as it
+ * does (the invalidate's fetch, the host's flush or not) but pads none of them, so what an
+ * operation then costs is the host's own floor under the model; 0 restores the targets.
+ * No agent may run on the region meanwhile. -ENOENT: no model. */
+int cxl_region_model_unpadded(cxl_region_t *r, int unpadded);
 /* The seam's own cost on a region without a model (op 0 fence, 1 invalidate + load, 2 64-byte
  * copy in, 3 flush + fence), through the seam (seam = 1) or the raw primitive; ns for iters. */
 uint64_t cxl_dm_bench_guard(void *buf, uint64_t lines, uint64_t iters, int op, int seam);

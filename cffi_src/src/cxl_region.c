@@ -197,6 +197,14 @@ static uint64_t gbps_cpb(double gbps) {
 
 static void calibrate_self(cxl_devmodel_t *m, const void *line);
 
+/* The model and what cxl_region_model_unpadded keeps aside (the model is the first member:
+ * r->model points at both). */
+typedef struct dm_box {
+    cxl_devmodel_t m;
+    uint64_t saved[4]; /* load_cycles, flush_cycles, wr_cpb_1024, rd_cpb_1024 */
+    int unpadded;
+} dm_box_t;
+
 int cxl_region_set_model(cxl_region_t *r, const cxl_devmodel_cfg_t *cfg) {
     if (!r || !r->base || !cfg) return -EINVAL;
     if (r->model) return -EBUSY;
@@ -213,9 +221,10 @@ int cxl_region_set_model(cxl_region_t *r, const cxl_devmodel_cfg_t *cfg) {
         if (!(cfg->curve_mult[i] >= 1.0 && cfg->curve_mult[i] <= 100.0)) return -EINVAL;
         if (i && !(cfg->curve_util[i] > cfg->curve_util[i - 1])) return -EINVAL;
     }
-    cxl_devmodel_t *m = (cxl_devmodel_t *)aligned_alloc(64, (sizeof *m + 63) / 64 * 64);
-    if (!m) return -ENOMEM;
-    memset(m, 0, sizeof *m);
+    dm_box_t *box = (dm_box_t *)aligned_alloc(64, (sizeof *box + 63) / 64 * 64);
+    if (!box) return -ENOMEM;
+    memset(box, 0, sizeof *box);
+    cxl_devmodel_t *m = &box->m;
     m->load_cycles = ns_cycles(cfg->load_ns);
     m->flush_cycles = ns_cycles(cfg->flush_fence_ns);
     m->wr_cpb_1024 = gbps_cpb(cfg->write_gbps);
@@ -300,6 +309,26 @@ void cxl_region_model_reset(cxl_region_t *r) {
     __atomic_store_n(&m->win_start, now, __ATOMIC_RELAXED);
     __atomic_store_n(&m->util_1024, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&m->mult_1024, 1024, __ATOMIC_RELEASE);
+}
+
+int cxl_region_model_unpadded(cxl_region_t *r, int unpadded) {
+    dm_box_t *box = (dm_box_t *)r->model;
+    if (!box) return -ENOENT;
+    cxl_dm_fence_end(); /* this thread's pending costs are paid under the targets they had */
+    cxl_devmodel_t *m = &box->m;
+    uint64_t *fields[4] = {&m->load_cycles, &m->flush_cycles, &m->wr_cpb_1024, &m->rd_cpb_1024};
+    unpadded = unpadded ? 1 : 0;
+    if (unpadded == box->unpadded) return 0;
+    for (int i = 0; i < 4; i++) {
+        if (unpadded) {
+            box->saved[i] = *fields[i];
+            __atomic_store_n(fields[i], 0, __ATOMIC_RELEASE);
+        } else {
+            __atomic_store_n(fields[i], box->saved[i], __ATOMIC_RELEASE);
+        }
+    }
+    box->unpadded = unpadded;
+    return 0;
 }
 
 /* --- costs */

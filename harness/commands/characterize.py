@@ -52,14 +52,17 @@ def render(c: Characterization) -> str:
     lines.append(f"  {'figure':<26} {'median':>10} {'95% interval':>23}  {'unit':<8} verdict")
     for f in c.figures:
         lo, hi = f.interval
+        v = f.verdict
         verdict = f.status.upper() if f.status != "no-expectation" else "no expectation"
+        if v is not None and f.target:
+            verdict = str(v[0])
         if f.expected is not None:
             what = "target" if f.target else "expected"
             verdict += f" ({what} {f.expected:g} ±{f.tolerance_pct:g}%, error {f.error_pct:+.1f}%)"
-        if f.host_limited:
-            m = f.params.get("model", {})
-            verdict += (f"; host-limited: the host alone overran the target in "
-                        f"{m.get('short_fraction', 0):.0%} of ops, by {m.get('mean_short_ns', 0):,.0f} ns")
+        h = f.host_stats
+        if h is not None:
+            hlo, hhi = h.interval
+            verdict += f"; host alone {h.median:,.4g} [{hlo:,.4g}, {hhi:,.4g}]"
         if f.firmware is not None:
             verdict += f"; firmware {f.firmware:g} ({f.firmware_label})"
         lines.append(f"  {f.name:<26} {f.median:>10,.2f} [{lo:>10,.2f}, {hi:>10,.2f}]  {f.unit:<8} {verdict}")
@@ -71,9 +74,21 @@ def render(c: Characterization) -> str:
         lines.append(f"  note: the pointer chase covered {lat.params['region_bytes'] >> 20} MiB, not more "
                      f"than the {c.llc_bytes >> 20} MiB LLC: it measured cache, not memory, latency")
     if c.emulation_error_pct is not None:
+        limited = [f.name for f in c.figures if f.host_limited]
+        lines.append(f"  emulation error over all stated figures: {c.emulation_error_pct:.1f}% "
+                     "(mean absolute)")
         reach = c.emulation_error_reachable_pct
-        lines.append(f"  emulation error {c.emulation_error_pct:.1f}% (mean absolute, every stated figure)"
-                     + (f"; {reach:.1f}% over the figures this host can reach" if reach is not None
-                        and reach != c.emulation_error_pct else ""))
-    lines.append("PASS" if c.ok else "FAIL: " + ", ".join(f.name for f in c.failed()))
+        lines.append("  emulation error over the figures this host can reach: "
+                     + (f"{reach:.1f}%" if reach is not None else "none it can reach")
+                     + (f" (HOST-LIMITED, left out: {', '.join(limited)})" if limited else ""))
+        if limited:
+            lines.append("  HOST-LIMITED: the host alone is slower than the target; padding only adds "
+                         "time, so this host cannot emulate that figure of the device")
+    if c.ok:
+        lines.append("PASS")
+    else:
+        limited = [f.name for f in c.failed() if f.host_limited]
+        other = [f.name for f in c.failed() if not f.host_limited]
+        lines.append("FAIL: " + "; ".join(([", ".join(other)] if other else [])
+                                          + ([f"host-limited: {', '.join(limited)}"] if limited else [])))
     return "\n".join(lines)

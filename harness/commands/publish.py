@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "hosts", None):
         return publish_on_hosts(args, cfg)
     if profile.coherence == "noncoherent-model":
-        result = _run_on_model(cfg)
+        result = _run_on_model(cfg, profile)
     else:
         with open_region(profile, cfg, device=args.device, allow_destructive=args.allow_destructive,
                          shareable=args.processes) as region:
@@ -125,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
     print(result.summary_line())
     for line in crash_lines(result):
         print(line)
+    model = device_model_line(result)
+    if model:
+        print(model)
     for c in result.failed():
         print(f"  FAIL {c.id}: {c.detail}")
         for ex in c.counterexamples[:3]:
@@ -157,18 +160,36 @@ def with_crash(cfg: LogConfig, args: argparse.Namespace, model: bool) -> LogConf
     return cfg
 
 
-def _run_on_model(cfg: LogConfig) -> LogResult:
+def _run_on_model(cfg: LogConfig, profile: Profile) -> LogResult:
     """Every role as its own agent on the non-coherent model (checked build, one thread,
-    seeded scheduler): trace-rule errors become failed checks of the result."""
+    seeded scheduler): trace-rule errors become failed checks of the result. The region
+    carries the profile's device model (emulated-cxl-pooled), as on the normal build."""
     from harness.checked import run_checked
     from harness.results import Check
+    from harness.runner import device_model_for
 
     if cfg.processes:
         raise ConfigError("the non-coherent model runs in one process", "drop --processes")
-    run = run_checked(cfg)
+    run = run_checked(cfg, device_model=device_model_for(profile, "emulated"))
     for f in run.errors:
         run.result.checks.append(Check(f"rule:{f.rule}", f.doc, False, f.describe(), group="flush-fence"))
     print(f"non-coherent model: {run.events:,} accesses, {run.model['stale_reads']:,} stale reads, "
           f"{run.model['early_writebacks']:,} early write-backs, {run.model['evictions']:,} evictions, "
           f"{len(run.errors)} rule error(s)")
     return run.result
+
+
+def device_model_line(r: LogResult) -> str | None:
+    """What the region's device model did in the run (every process that mapped the region
+    counted), or None when the region carried none."""
+    m = r.region.get("device_model")
+    if not m or "ops" not in m:
+        return None
+    words = {"load": "reads", "flush_fence": "fences", "write": "writes"}
+    ops = m["ops"]
+    done = ", ".join(f"{int(ops[k]['ops']):,} {w}" for k, w in words.items() if k in ops)
+    total = sum(int(o["ops"]) for o in ops.values())
+    short = sum(int(o["short_ops"]) for o in ops.values())
+    where = f" in {len(m['processes'])} role processes and the coordinator" if m.get("processes") else ""
+    return (f"device model: {done} paid the device's cost{where}; the host alone was slower than "
+            f"the target in {short / total if total else 0.0:.0%} of them")

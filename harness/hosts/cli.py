@@ -56,7 +56,7 @@ def publish_on_hosts(args: argparse.Namespace, cfg: LogConfig, stream: TextIO | 
     profile, model = _check_profile(hosts, args.profile, model_ok=True)
     cfg = replace(cfg, record=True if args.history else cfg.record)
     if model:
-        return _publish_on_model(hosts, cfg, args, out)
+        return _publish_on_model(hosts, cfg, args, out, profile)
     run = run_hosts(hosts, cfg, profile=profile, allow_destructive=args.allow_destructive,
                     progress=lambda text: print(text, file=out, flush=True))
     print_hosts_run(run, out)
@@ -69,10 +69,13 @@ def publish_on_hosts(args: argparse.Namespace, cfg: LogConfig, stream: TextIO | 
     return 0 if run.ok else 1
 
 
-def _publish_on_model(hosts: HostsFile, cfg: LogConfig, args: argparse.Namespace, out: TextIO) -> int:
+def _publish_on_model(hosts: HostsFile, cfg: LogConfig, args: argparse.Namespace, out: TextIO,
+                      profile: str) -> int:
     from harness.hosts.model import run_model_on_hosts
+    from harness.profiles import load_profile
+    from harness.runner import device_model_for
 
-    run = run_model_on_hosts(hosts, cfg)
+    run = run_model_on_hosts(hosts, cfg, device_model=device_model_for(load_profile(profile), "emulated"))
     print(f"non-coherent model, roles placed on {len(hosts.hosts)} hosts: {run.events:,} accesses, "
           f"{len(run.findings)} rule error(s)", file=out)
     print(run.result.summary_line(), file=out)

@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.hosts.config import HostsFile
 from harness.log import LogConfig, LogResult
+from harness.profiles import DeviceModel
 
 
 @dataclass
@@ -67,13 +68,15 @@ def host_of(agent: str | None, where: dict[str, str]) -> str | None:
     return where.get(agent) or where.get(re.sub(r"\s*\(.*\)$", "", agent))
 
 
-def run_model_on_hosts(hosts: HostsFile, cfg: LogConfig, fault: str | None = None) -> ModelHostsRun:
-    """The placement's configuration on the model (small enough for it), findings by host."""
+def run_model_on_hosts(hosts: HostsFile, cfg: LogConfig, fault: str | None = None,
+                       device_model: DeviceModel | None = None) -> ModelHostsRun:
+    """The placement's configuration on the model (small enough for it), findings by host;
+    the region carries ``device_model`` (the profile's, e.g. emulated-cxl-pooled)."""
     from harness.checked import run_checked
     from harness.hosts.coordinator import _attribute_example
 
     cfg = replace(hosts.apply(cfg), processes=False)
-    run = run_checked(cfg, fault)
+    run = run_checked(cfg, fault, device_model=device_model)
     where = role_hosts(hosts, cfg)
     findings = [HostFinding(f.rule, f.location, f.agent, host_of(f.agent, where), f.other_agent,
                             host_of(f.other_agent, where), f.count, f.describe()) for f in run.errors]

@@ -45,6 +45,7 @@ from harness.faults import CLEAN_VARIANTS, run_catalogue
 from harness.job.exports import (BENCHMARK_FILENAME, PYPERF_FILENAME, benchmark_items, log_run_items,
                                  log_run_pyperf, pyperf_text, pytest_benchmark_json)
 from harness.job.sections import (calibration_items, characterization_ablation, device_section,
+                                  emulation_section,
                                   fault_sections, flush_fence_checks, ordering_checks, profile_section,
                                   run_entry, summary_ablations, summary_targets, verdict_section)
 from harness.log import LogResult, workload_config
@@ -207,7 +208,7 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
         "meta": meta_section(options.command or "cxl-harness run", started),
         "verdict": verdict,
         "device": device,
-        "profile": profile_section(profile),
+        "profile": {**profile_section(profile), **emulation_section(character)},
         "calibration": calibration,
         "checks": [c.to_dict() for c in checks],
         "runs": [run_entry(label, chosen[label]) for label in runs],

@@ -177,22 +177,50 @@ def fault_sections(cat: CatalogueResult) -> tuple[list[dict[str, Any]], Check]:
 
 
 def calibration_items(characterization: Characterization) -> list[dict[str, Any]]:
-    """Summary ``calibration`` items from a :class:`harness.characterize.Characterization`.
-    With an injection baseline the figure compared (and shown) is the cost added on top of
-    DRAM, so min/max move with it."""
+    """Summary ``calibration`` items from a :class:`harness.characterize.Characterization`:
+    each figure's median with its 95% interval (order statistics, :class:`harness.stats.Samples`),
+    coverage and sample count, what it is compared with (a device-model ``target`` or the
+    profile's ``expected`` figure) and the error; for a target also the verdict (MET /
+    HOST-LIMITED / MISSED / INCONCLUSIVE) and the host's own capability measured in the same
+    run. With an injection baseline the figure compared (and shown) is the cost added on top
+    of DRAM, so min/max and the interval move with it."""
     items = []
     for f in characterization.figures:
         shift = f.median - f.compared
         name = f.label + (" (added over DRAM)" if f.baseline else "")
+        st = f.stats
+        lo, hi = st.interval
         item: dict[str, Any] = {
             "name": name, "unit": f.unit,
-            "measured": {"median": f.compared, "min": f.min - shift, "max": f.max - shift, "runs": f.runs},
-            "expected": ({"value": f.expected, "tolerance_pct": f.tolerance_pct}
+            "measured": {"median": f.compared, "min": f.min - shift, "max": f.max - shift,
+                         "runs": f.runs, "interval": [lo - shift, hi - shift],
+                         "coverage": st.coverage},
+            "expected": ({"value": f.expected, "tolerance_pct": f.tolerance_pct,
+                          "kind": "target" if f.target else "expected"}
                          if f.expected is not None else None),
             "status": f.status,
         }
+        if f.error_pct is not None:
+            item["error_pct"] = f.error_pct
+        verdict = f.verdict
+        if verdict is not None:
+            item["verdict"], item["verdict_reason"] = str(verdict[0]), verdict[1]
+        host = f.host_capability()
+        if host is not None:
+            item["host_capability"] = {k: host[k] for k in ("median", "interval", "n", "coverage")}
         items.append(item)
     return items
+
+
+def emulation_section(characterization: Characterization) -> dict[str, Any]:
+    """The profile section's ``emulation_error`` (both means, labelled) on an emulated
+    profile; nothing on a real device or ``ci``."""
+    both = characterization.emulation_error()
+    if both is None:
+        return {}
+    return {"emulation_error": {k: both[k] for k in (
+        "over_all_stated_figures_pct", "over_host_reachable_figures_pct", "stated_figures",
+        "host_limited_figures")}}
 
 
 def characterization_ablation(characterization: Characterization) -> dict[str, Any] | None:
@@ -277,15 +305,30 @@ def summary_ablations(results: Mapping[str, benchmarks.Result]) -> list[dict[str
     return out
 
 
+UNDECIDED = ("INCONCLUSIVE", "HOST-LIMITED")
+
+
+def _calibration_verdict(item: Mapping[str, Any]) -> str | None:
+    """A calibration item's verdict on its interval; an item from before verdicts (or with
+    an expectation but no samples) is judged on its median status."""
+    if item.get("verdict"):
+        return str(item["verdict"])
+    return {"pass": "MET", "fail": "MISSED"}.get(str(item.get("status")))
+
+
 def verdict_section(checks: Sequence[Check], targets: Sequence[TargetCheck],
                     calibration: list[dict[str, Any]], faults: list[dict[str, Any]],
                     where: str, *, strict: bool = False) -> dict[str, Any]:
     """PASS when every check passed, no target was MISSED (nor INCONCLUSIVE when ``strict``),
-    every calibration item is within tolerance and every planted fault was caught."""
+    no calibration item was MISSED on its interval (an INCONCLUSIVE or HOST-LIMITED one fails
+    only a ``strict`` run: the emulation could not show the figure, the system did not miss
+    it) and every planted fault was caught."""
     failed_checks = [c.id for c in checks if not c.ok]
     failed_targets = [t.id for t in targets if t.fails(strict)]
-    inconclusive = [t.id for t in targets if t.verdict is Verdict.INCONCLUSIVE]
-    failed_cal = [c["name"] for c in calibration if c["status"] == "fail"]
+    undecided_cal = [c["name"] for c in calibration if _calibration_verdict(c) in UNDECIDED]
+    inconclusive = [t.id for t in targets if t.verdict is Verdict.INCONCLUSIVE] + undecided_cal
+    failed_cal = [c["name"] for c in calibration
+                  if _calibration_verdict(c) == "MISSED" or (strict and c["name"] in undecided_cal)]
     missed = [f["name"] for f in faults if not f["caught"]]
     failed = failed_checks + failed_targets + failed_cal + missed
     met = sum(t.verdict is Verdict.MET for t in targets)
@@ -293,7 +336,7 @@ def verdict_section(checks: Sequence[Check], targets: Sequence[TargetCheck],
             if inconclusive else "")
     if not failed:
         summary = (f"all {len(checks)} checks passed, {met} of {len(targets)} target(s) met{note}, "
-                   f"{sum(c['status'] == 'pass' for c in calibration)} calibration item(s) within tolerance, "
+                   f"{sum(_calibration_verdict(c) == 'MET' for c in calibration)} calibration item(s) within tolerance, "
                    f"{len(faults)} planted fault(s) caught on {where}")
     else:
         parts = []
@@ -303,9 +346,10 @@ def verdict_section(checks: Sequence[Check], targets: Sequence[TargetCheck],
             parts.append(f"{len(failed_targets)} of {len(targets)} target(s) "
                          f"{'missed or inconclusive (--strict)' if strict else 'missed'}")
         elif inconclusive:
-            parts.append(f"{len(inconclusive)} target(s) inconclusive")
+            parts.append(f"{len(inconclusive)} target(s) or calibration item(s) inconclusive")
         if failed_cal:
-            parts.append(f"{len(failed_cal)} calibration item(s) out of tolerance")
+            parts.append(f"{len(failed_cal)} calibration item(s) "
+                         f"{'missed or undecided (--strict)' if strict else 'out of tolerance'}")
         if missed:
             parts.append(f"{len(missed)} planted fault(s) not caught")
         summary = ", ".join(parts) + f" on {where}"

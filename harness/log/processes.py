@@ -71,6 +71,7 @@ class RoleResult:
     rc: int
     stats: dict[str, Any]
     records: dict[str, Any]
+    device_model: dict[str, Any] | None = None  # what the process's region model did (info())
 
 
 class RoleProcess:
@@ -83,9 +84,12 @@ class RoleProcess:
     Each child has its own process group: a Ctrl-C at the terminal reaches the coordinator
     only, which then stops the children."""
 
-    def __init__(self, path: str, size: int, cfg: LogConfig, group: RoleGroup, workdir: str | None = None):
+    def __init__(self, path: str, size: int, cfg: LogConfig, group: RoleGroup, workdir: str | None = None,
+                 device_model: DeviceModel | None = None):
         import subprocess
         import sys
+
+        from harness.region import device_model_to_json
 
 
         self.group = group
@@ -98,7 +102,8 @@ class RoleProcess:
                  "--region", f"/proc/self/fd/{region_fd}", "--region-fd", str(region_fd),
                  "--size", str(size), "--config", config_json(cfg), "--roles", str(group.roles),
                  "--pub-brokers", str(group.pub_brokers), "--sub-mask", str(group.sub_mask),
-                 "--out-fd", str(self.out_fd)],
+                 "--out-fd", str(self.out_fd),
+                 *(("--device-model", device_model_to_json(device_model)) if device_model else ())],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.err,
                 pass_fds=(region_fd, self.out_fd), process_group=0)
         except BaseException:
@@ -187,7 +192,7 @@ class RoleProcess:
                 meta = json.loads(bytes(z["__stats__"]).decode())
                 recs = {k: z[k] for k in z.files if k != "__stats__"}
         self.close()
-        return RoleResult(int(meta["rc"]), meta["stats"], recs)
+        return RoleResult(int(meta["rc"]), meta["stats"], recs, meta.get("device_model"))
 
     def close(self) -> None:
         if self.out_fd >= 0:
@@ -219,13 +224,16 @@ def open_private(path: Path, unlink: bool = False) -> int:
 
 
 def start_role_processes(path: str, size: int, cfg: LogConfig, groups: list[RoleGroup],
-                         workdir: str | None = None) -> list[RoleProcess]:
+                         workdir: str | None = None,
+                         device_model: DeviceModel | None = None) -> list[RoleProcess]:
     """Start one process per group on the region file ``path``; ``workdir`` is where their
-    private result directories are made (default: the system's temporary directory)."""
+    private result directories are made (default: the system's temporary directory). Each
+    maps the region with ``device_model`` (that of the region they share, normally
+    ``region.device_model``; None: the region has none)."""
     procs: list[RoleProcess] = []
     try:
         for g in groups:
-            procs.append(RoleProcess(path, size, cfg, g, workdir))
+            procs.append(RoleProcess(path, size, cfg, g, workdir, device_model))
     except BaseException:
         stop_role_processes(procs)
         raise

@@ -1,11 +1,13 @@
 """One group of log roles in its own OS process, attached to a shared region file.
 
 Run by the coordinator (``harness.log.RoleProcess``) as ``python -m harness.log.role_process ...``.
-It attaches to the region through a descriptor it inherited (``--region /proc/self/fd/N``),
-writes its statistics and per-batch records (.npz) to the inherited ``--out-fd``, and dies
-with its coordinator: PR_SET_PDEATHSIG is set before anything else, and a coordinator already
-gone by then is noticed through the parent PID. SIGINT is ignored (the coordinator owns
-Ctrl-C and stops its role processes); SIGTERM ends the process.
+It attaches to the region through a descriptor it inherited (``--region /proc/self/fd/N``)
+with the device model the coordinator's region carries (``--device-model``: a region of an
+emulated profile costs what the device costs in every process that maps it), writes its
+statistics, what its device model did and its per-batch records (.npz) to the inherited
+``--out-fd``, and dies with its coordinator: PR_SET_PDEATHSIG is set before anything else,
+and a coordinator already gone by then is noticed through the parent PID. SIGINT is ignored
+(the coordinator owns Ctrl-C and stops its role processes); SIGTERM ends the process.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pub-brokers", type=int, default=0xFFFFFFFF)
     p.add_argument("--sub-mask", type=int, default=0xFFFFFFFF)
     p.add_argument("--out-fd", type=int, required=True, help="inherited descriptor for the results")
+    p.add_argument("--device-model", default=None,
+                   help="the device model the region carries (JSON of DeviceModel.to_dict())")
     return p.parse_args(argv)
 
 
@@ -56,10 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from harness.log import LogConfig, LogHandle, attach_check
-    from harness.region import Region
+    from harness.region import Region, device_model_from_json
 
     cfg = LogConfig(**json.loads(a.config))
-    with Region.file(a.region, a.size, create=False, lock=False) as region:
+    # the region's device model, attached where this process opens its mapping of the region
+    model = device_model_from_json(a.device_model) if a.device_model else None
+    with Region.file(a.region, a.size, create=False, lock=False, device_model=model) as region:
         if a.region_fd >= 0:
             os.close(a.region_fd)  # mapped now; the coordinator's lock is not ours to hold
         attach_check(region, cfg)
@@ -70,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             recs: dict[str, Any] = h.records() if cfg.recording else {}
         finally:
             h.close()
-    meta = np.frombuffer(json.dumps({"rc": rc, "stats": stats}).encode(), dtype=np.uint8)
+        reported = region.info().device_model  # what this process's model did, from the region
+    meta = np.frombuffer(json.dumps({"rc": rc, "stats": stats, "device_model": reported}).encode(),
+                         dtype=np.uint8)
     with os.fdopen(a.out_fd, "wb") as out:
         np.savez(out, __stats__=meta, **recs)
     return 0

@@ -260,8 +260,9 @@ def ablation_chart(ablation: Ablation, index: int) -> str | None:
 
 def calibration_chart(items: Sequence[CalibrationItem]) -> str | None:
     """Device characterisation against the profile: measured median / expected value per
-    item (1.0 = exactly as expected), with the min-max range as whiskers and the profile's
-    tolerance as a grey band. Items without an expectation are left out."""
+    item (1.0 = exactly as expected), with the 95% interval of the median as whiskers (the
+    min-max range in summaries that recorded none) and the profile's tolerance as a grey band.
+    Items without an expectation are left out."""
     rows = [item for item in items if item.get("expected") and item["expected"].get("value")]  # type: ignore[union-attr]
     if not rows:
         return None
@@ -279,8 +280,9 @@ def calibration_chart(items: Sequence[CalibrationItem]) -> str | None:
             ax.barh(y, 2 * tol, left=1 - tol, height=0.6, color="#eaeef2", edgecolor="#afb8c1", linewidth=0.6)
             measured = item["measured"]
             ratio = float(measured["median"]) / value
-            lo = float(measured.get("min", measured["median"])) / value
-            hi = float(measured.get("max", measured["median"])) / value
+            interval = measured.get("interval")  # the 95% interval; min-max in older summaries
+            lo = float(interval[0] if interval else measured.get("min", measured["median"])) / value
+            hi = float(interval[1] if interval else measured.get("max", measured["median"])) / value
             colour = {"pass": PASS_COLOUR, "fail": FAIL_COLOUR}.get(item["status"], NEUTRAL_COLOUR)
             ax.errorbar(
                 [ratio], [y], xerr=[[ratio - lo], [hi - ratio]], fmt="o", color=colour, markersize=6,
@@ -297,7 +299,8 @@ def calibration_chart(items: Sequence[CalibrationItem]) -> str | None:
         span = hi_all - lo_all
         ax.set_xlim(max(0.0, lo_all - 0.1 * span), hi_all + 0.55 * span)
         ax.set_ylim(-0.6, len(rows) - 0.4)
-        ax.set_xlabel("measured median / expected (grey: profile tolerance; whiskers: min–max)")
+        ax.set_xlabel("measured median / expected (grey: profile tolerance; whiskers: 95% interval, "
+                      "min–max where none was recorded)")
         ax.set_title("Device characterisation vs profile expectations")
         ax.grid(axis="y", visible=False)
         return figure_to_svg(fig, name="calibration", title="Calibration: measured versus expected")

@@ -16,12 +16,20 @@ format is ``cxl-harness-summary/2``:
     Memory back-end: ``backend``, ``path``, ``size_bytes``, ``numa_node``,
     ``discovery_reason`` (prose) and ``discovery`` (the raw discovery record).
 ``profile``
-    Hardware profile: ``name``, ``description``, ``coherence``, ``injected`` (latency
-    injection settings).
+    Hardware profile: ``name``, ``description``, ``coherence``, ``injected`` (the device
+    model's target costs), and on an emulated profile ``emulation_error``
+    (``over_all_stated_figures_pct``, ``over_host_reachable_figures_pct``: mean absolute %
+    error over every stated figure and over those the host can reach; ``stated_figures``,
+    ``host_limited_figures``).
 ``calibration``
     Device characterisation, one item per measurement: ``name``, ``unit``, ``measured``
-    (``median``, ``min``, ``max``, ``runs``), ``expected`` (``value``, ``tolerance_pct``;
-    or null), ``status`` (``pass`` | ``fail`` | ``no-expectation``).
+    (``median``, ``min``, ``max``, ``runs``, ``interval`` -- the 95% interval of the median --
+    and its ``coverage``), ``expected`` (``value``, ``tolerance_pct``, ``kind``: ``target``
+    of the device model or ``expected`` figure of a real device; or null), ``status``
+    (``pass`` | ``fail`` | ``no-expectation``: the median within the tolerance), ``error_pct``,
+    ``verdict`` (``MET`` | ``HOST-LIMITED`` | ``MISSED`` | ``INCONCLUSIVE``, decided on the
+    intervals) with ``verdict_reason``, and ``host_capability`` (``median``, ``interval``,
+    ``n``, ``coverage``: the same figure with the model padding nothing; or null).
 ``checks``
     Every check: ``id``, ``name``, ``group`` (``ordering`` | ``flush-fence`` | ``faults`` |
     ``targets``), ``ok``, ``detail``, ``counterexamples`` (a list of JSON objects).
@@ -61,7 +69,7 @@ import functools
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal, NotRequired, TypedDict, cast
+from typing import Any, Literal, NotRequired, Required, TypedDict, cast
 
 from harness.errors import HarnessError
 from harness.results import CHECK_GROUPS as CHECK_GROUPS
@@ -72,6 +80,7 @@ PREVIOUS_SCHEMA_ID = "cxl-harness-summary/1"  # read, upgraded on load (for --co
 SUMMARY_FILENAME = "summary.json"
 
 CALIBRATION_STATUSES: tuple[str, ...] = ("pass", "fail", "no-expectation")
+CALIBRATION_VERDICTS: tuple[str, ...] = ("MET", "HOST-LIMITED", "MISSED", "INCONCLUSIVE")
 
 
 class SummaryError(HarnessError):
@@ -117,23 +126,41 @@ class Device(TypedDict, total=False):
     discovery: dict[str, Any]
 
 
+class EmulationError(TypedDict, total=False):
+    over_all_stated_figures_pct: float | None
+    over_host_reachable_figures_pct: float | None
+    stated_figures: list[str]
+    host_limited_figures: list[str]
+
+
 class Profile(TypedDict, total=False):
     name: str
     description: str
     coherence: str
     injected: dict[str, Any]
+    emulation_error: EmulationError
 
 
 class Measured(TypedDict, total=False):
-    median: float
+    median: Required[float]
     min: float
     max: float
     runs: int
+    interval: list[float]  # 95% interval of the median [lo, hi]
+    coverage: float
 
 
 class Expected(TypedDict, total=False):
-    value: float
+    value: Required[float]
     tolerance_pct: float
+    kind: Literal["target", "expected"]
+
+
+class HostCapability(TypedDict):
+    median: float
+    interval: list[float]
+    n: int
+    coverage: float
 
 
 class CalibrationItem(TypedDict):
@@ -142,6 +169,10 @@ class CalibrationItem(TypedDict):
     measured: Measured
     expected: NotRequired[Expected | None]
     status: Literal["pass", "fail", "no-expectation"]
+    error_pct: NotRequired[float]
+    verdict: NotRequired[Literal["MET", "HOST-LIMITED", "MISSED", "INCONCLUSIVE"] | None]
+    verdict_reason: NotRequired[str]
+    host_capability: NotRequired[HostCapability | None]
 
 
 class Check(TypedDict):
@@ -226,225 +257,15 @@ class Summary(TypedDict):
     targets: list[Target]
     faults: list[Fault]
     files: dict[str, str]
+    hosts: NotRequired[dict[str, Any]]  # a multi-host run only (harness/hosts/report.py)
 
 
 # --------------------------------------------------------------------------- JSON schema
 
-_NUM: dict[str, Any] = {"type": "number"}
-_INT: dict[str, Any] = {"type": "integer", "minimum": 0}
-_STR: dict[str, Any] = {"type": "string"}
-_OPT_STR: dict[str, Any] = {"type": ["string", "null"]}
-_NONNEG: dict[str, Any] = {"type": "number", "minimum": 0}
-
-SUMMARY_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": SCHEMA_ID,
-    "title": "cxl-harness run summary",
-    "type": "object",
-    "required": ["schema", "verdict"],
-    "properties": {
-        "schema": {"const": SCHEMA_ID},
-        "meta": {
-            "type": "object",
-            "properties": {
-                key: _OPT_STR
-                for key in (
-                    "started",
-                    "finished",
-                    "host",
-                    "kernel",
-                    "cpu",
-                    "flush_instruction",
-                    "package_version",
-                    "git_revision",
-                    "command",
-                    "python",
-                )
-            } | {
-                "git_dirty": {"type": "boolean"},
-                "quick": {"type": "boolean"},
-                "memory_gib": {"type": ["number", "null"]},
-                "numa_nodes": {"type": ["integer", "null"]},
-                "machine_state": {"type": "object"},
-                "warnings": {"type": "array", "items": _STR},
-            },
-        },
-        "verdict": {
-            "type": "object",
-            "required": ["ok"],
-            "properties": {
-                "ok": {"type": "boolean"},
-                "failed": {"type": "array", "items": _STR},
-                "summary": _STR,
-                "inconclusive": {"type": "array", "items": _STR},
-                "strict": {"type": "boolean"},
-            },
-        },
-        "device": {
-            "type": "object",
-            "properties": {
-                "backend": _STR,
-                "path": _OPT_STR,
-                "size_bytes": {"type": ["integer", "null"], "minimum": 0},
-                "numa_node": {"type": ["integer", "null"]},
-                "discovery_reason": _STR,
-                "discovery": {"type": "object"},
-            },
-        },
-        "profile": {
-            "type": "object",
-            "properties": {
-                "name": _STR,
-                "description": _STR,
-                "coherence": _STR,
-                "injected": {"type": "object"},
-            },
-        },
-        "calibration": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "unit", "measured", "status"],
-                "properties": {
-                    "name": _STR,
-                    "unit": _STR,
-                    "measured": {
-                        "type": "object",
-                        "required": ["median"],
-                        "properties": {
-                            "median": _NUM,
-                            "min": _NUM,
-                            "max": _NUM,
-                            "runs": _INT,
-                        },
-                    },
-                    "expected": {
-                        "type": ["object", "null"],
-                        "required": ["value"],
-                        "properties": {"value": _NUM, "tolerance_pct": _NONNEG},
-                    },
-                    "status": {"enum": list(CALIBRATION_STATUSES)},
-                },
-            },
-        },
-        "checks": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["id", "name", "group", "ok"],
-                "properties": {
-                    "id": {"type": "string", "minLength": 1},
-                    "name": _STR,
-                    "group": {"enum": list(CHECK_GROUPS)},
-                    "ok": {"type": "boolean"},
-                    "detail": _STR,
-                    "counterexamples": {"type": "array", "items": {"type": "object"}},
-                },
-            },
-        },
-        "runs": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["label", "order", "variant", "throughput_mib_s"],
-                "properties": {
-                    "placement": {"type": "object"},
-                    "label": _STR,
-                    "order": _INT,
-                    "variant": _STR,
-                    "brokers": _INT,
-                    "messages_published": _INT,
-                    "messages_delivered": _INT,
-                    "throughput_mib_s": _NONNEG,
-                    "messages_per_s": _NONNEG,
-                    "batches_per_s": _NONNEG,
-                    "elapsed_s": _NONNEG,
-                    "latency_ns": {
-                        "type": "object",
-                        "properties": {"p50": _NONNEG, "p99": _NONNEG, "p999": _NONNEG},
-                    },
-                    "latency_cdf": {
-                        "type": "array",
-                        "items": {
-                            "type": "array",
-                            "prefixItems": [_NONNEG, {"type": "number", "minimum": 0, "maximum": 1}],
-                            "minItems": 2,
-                            "maxItems": 2,
-                        },
-                    },
-                    "region": {"type": "object"},
-                },
-            },
-        },
-        "ablations": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "series"],
-                "properties": {
-                    "name": _STR,
-                    "x_label": _STR,
-                    "unit": _STR,
-                    "series": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["label", "x", "y"],
-                            "properties": {
-                                "label": _STR,
-                                "x": {"type": "array", "items": {"type": ["number", "string"]}},
-                                "y": {"type": "array", "items": _NUM},
-                                "interval": {"type": ["array", "null"],
-                                             "items": {"type": "array", "items": _NUM,
-                                                       "minItems": 2, "maxItems": 2}},
-                            },
-                        },
-                    },
-                },
-            },
-        },
-        "targets": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "kind", "verdict", "measured", "bound", "comparison", "ok"],
-                "properties": {
-                    "name": _STR,
-                    "kind": {"enum": ["ratio", "absolute"]},
-                    "verdict": {"enum": ["MET", "MISSED", "INCONCLUSIVE"]},
-                    "reason": _STR,
-                    "measured": {"type": ["number", "null"]},
-                    "interval": {"type": ["array", "null"], "items": _NUM,
-                                 "minItems": 2, "maxItems": 2},
-                    "n": _INT,
-                    "bound": _NUM,
-                    "comparison": {"enum": [">=", "<="]},
-                    "ok": {"type": "boolean"},
-                    "unit": _STR,
-                    "description": _STR,
-                    "samples": {"type": "array", "items": _NUM},
-                },
-            },
-        },
-        "faults": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "caught"],
-                "properties": {
-                    "name": _STR,
-                    "caught": {"type": "boolean"},
-                    "by": _OPT_STR,
-                    "diagnostic": _STR,
-                },
-            },
-        },
-        "files": {"type": "object", "additionalProperties": _STR},
-        "hosts": {"type": "object", "required": ["hosts"],  # multi-host runs: harness/hosts/report.py
-                  "properties": {"hosts": {"type": "array", "items": {"type": "object", "required": ["name"]}}}},
-    },
-}
-
+# The format, written once: summary.schema.json next to this module (the TypedDicts above
+# are checked against it by tests/test_summary_schema.py).
+SUMMARY_SCHEMA: dict[str, Any] = json.loads(
+    (Path(__file__).with_name("summary.schema.json")).read_text(encoding="utf-8"))
 
 
 @functools.lru_cache(maxsize=1)
@@ -543,6 +364,8 @@ def normalize_summary(data: dict[str, Any]) -> Summary:
     verdict.setdefault("strict", False)
     for item in out["calibration"]:
         item.setdefault("expected", None)
+        item.setdefault("verdict", None)
+        item.setdefault("host_capability", None)
     for check in out["checks"]:
         check.setdefault("detail", "")
         check.setdefault("counterexamples", [])
