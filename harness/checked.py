@@ -14,6 +14,7 @@ from harness.native import Native, RoleKind, Severity, agent_kind, load
 from harness.region import DeviceModel, Region
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
+AGENT_FORMATTER = 120  # the agent that formats the region in a checked run (no role uses it)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class ModelConfig:
     p_evict: float = 0.02   # per access: a dirty, unflushed line is written back anyway
     keep_trace: bool = False
     trace_capacity: int = 0
+    # per shared-memory access: another role runs a whole step right there, splitting the
+    # current role's step (0: roles only ever alternate between whole steps)
+    p_preempt: float = 0.0
 
 
 @dataclass
@@ -53,6 +57,9 @@ class CheckedRun:
     findings: list[Finding]
     events: int
     model: dict[str, int] = field(default_factory=dict)
+    schedule: list[int] = field(default_factory=list)  # the runner's role picks, in order
+    points: int = 0            # preemption points (shared-memory accesses inside role steps)
+    trace: list[dict[str, Any]] = field(default_factory=list)  # with ModelConfig.keep_trace
 
     @property
     def errors(self) -> list[Finding]:
@@ -69,6 +76,8 @@ class CheckedRun:
 
 def agent_name(agent: int) -> str:
     """A model agent id in words (the core says which role kind and index it is)."""
+    if agent == AGENT_FORMATTER:
+        return "region formatter"
     found = agent_kind(agent) if agent >= 0 else None
     if found is None:
         return "unknown agent" if agent < 0 else f"agent {agent}"
@@ -103,6 +112,12 @@ def rule_names() -> list[str]:
             for i in range(1, native.lib.cxl_chk_rule_count() + 1)]
 
 
+def rule_doc(rule: str) -> str:
+    """What trace rule ``rule`` checks (one sentence, from the checked build)."""
+    native = load(True)
+    return str(native.ffi.string(native.lib.cxl_chk_rule_doc(rule_names().index(rule) + 1)).decode())
+
+
 def small_config(order: int = 2, variant: str = "per-scanner", seed: int = 1, **kw: Any) -> LogConfig:
     """A run small enough for the model yet long enough for several ring laps."""
     base: dict[str, Any] = dict(order=order, variant=variant, brokers=2, subscribers=2, msg_size=100,
@@ -113,17 +128,31 @@ def small_config(order: int = 2, variant: str = "per-scanner", seed: int = 1, **
 
 
 def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = ModelConfig(),
-                check_history: bool = True, device_model: DeviceModel | None = None) -> CheckedRun:
+                check_history: bool = True, persistence: bool = True,
+                schedule: list[int] | None = None, after_schedule: str = "seeded",
+                preempt_at: tuple[int, int, int] | None = None,
+                device_model: DeviceModel | None = None) -> CheckedRun:
     """One deterministic (single-thread, seeded scheduler) run on the checked build.
+
+    With ``persistence`` (the default) the end-of-run check follows: every store the run made
+    must have been flushed and fenced by the time every role finished (rule
+    ``unpersisted_at_end``), and a record body stored after its token is reported even when no
+    later fence came. ``schedule`` replays the runner's first role picks (the rest follow the
+    seed, or with ``after_schedule`` "stop" the run ends there, with "round-robin" the roles
+    take turns); the run's own picks come back in :attr:`CheckedRun.schedule`.
+    ``preempt_at`` = (point, role, steps) plans one preemption instead of random ones: at the
+    point-th shared-memory access inside a step, role index ``role`` runs ``steps`` steps.
 
     ``device_model``: what the region's operations cost (a profile's, from
     :func:`harness.runner.device_model_for`), attached when the region is opened, as on the
     normal build; the result's ``region.device_model`` reports what it did. None: the host's
     own costs (the fault catalogue's runs, the ``emulated-noncoherent`` profile)."""
+    modes = {"seeded": 0, "stop": 1, "round-robin": 2}
+    if after_schedule not in modes:
+        raise ConfigError(f"unknown after_schedule {after_schedule!r}", f"use one of {', '.join(modes)}")
     native = load(True)
     size = (layout_size(cfg, native) + 4095) // 4096 * 4096
     with Region.emulated(size, checked=True, device_model=device_model) as region:
-        format_region(region, cfg)
         chk = native.ffi.new("cxl_chk_cfg_t *")
         chk.model = int(model.enabled)
         chk.keep_trace = int(model.keep_trace)
@@ -131,24 +160,76 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
         chk.seed = cfg.seed
         chk.p_early = model.p_early
         chk.p_evict = model.p_evict
+        chk.p_preempt = model.p_preempt
+        picks = list(schedule or [])
+        native.lib.cxl_chk_set_schedule(native.ffi.new("uint32_t[]", picks) if picks else native.ffi.NULL,
+                                        len(picks))
+        native.lib.cxl_chk_set_schedule_mode(modes[after_schedule])
+        at, prole, psteps = preempt_at if preempt_at else ((1 << 64) - 1, 0, 0)
+        native.lib.cxl_chk_plan_preempt(at, prole, psteps)
         if native.lib.cxl_chk_begin(region.base, region.size, chk) != 0:
             raise ConfigError("the checker could not allocate its state", "use a smaller configuration")
         try:
+            # the region is formatted under the checker too, by its own agent, which then hands
+            # every line it made durable over to the roles
+            native.lib.cxl_chk_set_agent(AGENT_FORMATTER)
+            try:
+                format_region(region, cfg)
+            finally:
+                native.lib.cxl_chk_set_agent(0)
+            native.lib.cxl_chk_handoff()
             h = LogHandle(region, cfg, fault=fault_id(fault), deterministic=True)
             try:
                 rc = h.run()
+                if persistence:
+                    native.lib.cxl_chk_finish()
                 stats, recs = h.stats(), h.records()
             finally:
                 h.close()
             findings = _findings(native)
+            if persistence and cfg.crash_publisher >= 0:
+                # a publisher crashed on purpose: what it left unflushed is lost by design
+                crashed = agent_name(cfg.crash_publisher)
+                findings = [f for f in findings
+                            if not (f.rule == "unpersisted_at_end" and f.agent == crashed)]
             early, evict, stale = (native.ffi.new("uint64_t *") for _ in range(3))
             events = int(native.lib.cxl_chk_model_stats(early, evict, stale))
+            preempts = int(native.lib.cxl_chk_preempt_count())
+            points = int(native.lib.cxl_chk_preempt_points())
+            made = int(native.lib.cxl_chk_schedule(native.ffi.NULL, 0))
+            buf = native.ffi.new("uint32_t[]", max(made, 1))
+            native.lib.cxl_chk_schedule(buf, made)
+            sched = list(native.ffi.unpack(buf, made))
+            trace = _trace(native, region.base) if model.keep_trace else []
         finally:
             native.lib.cxl_chk_end()
+            native.lib.cxl_chk_set_schedule(native.ffi.NULL, 0)
+            native.lib.cxl_chk_set_schedule_mode(0)
+            native.lib.cxl_chk_plan_preempt((1 << 64) - 1, 0, 0)
         result = build_result(cfg, stats, recs, region.info(), rc, check_history)
     return CheckedRun(result, findings, events,
                       {"early_writebacks": int(early[0]), "evictions": int(evict[0]),
-                       "stale_reads": int(stale[0])})
+                       "stale_reads": int(stale[0]), "preemptions": preempts},
+                      schedule=sched, trace=trace, points=points)
+
+
+OP_NAMES = {1: "store", 2: "nt-store", 3: "load", 4: "flush", 5: "fence", 6: "invalidate",
+            7: "publish", 8: "consume", 9: "commit", 10: "rmw"}
+
+
+def _trace(native: Native, base: Any) -> list[dict[str, Any]]:
+    """The event trace the checker kept (ModelConfig.keep_trace), one dict per event."""
+    ffi, lib = native.ffi, native.lib
+    ptr = ffi.new("cxl_chk_event_t **")
+    n = int(lib.cxl_chk_trace(ptr))
+    out = []
+    for i in range(n):
+        e = ptr[0][i]
+        out.append({"i": i, "agent": int(e.agent), "op": OP_NAMES.get(int(e.op), str(e.op)),
+                    "off": int(e.off), "size": int(e.size), "value": int(e.value),
+                    "location": (ffi.string(e.file).decode() if e.file != ffi.NULL else "?")
+                    + (f":{e.line_no}" if e.line_no else "")})
+    return out
 
 
 def _findings(native: Native, log_agents: bool = True) -> list[Finding]:

@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.commands.profiles",
     "harness.commands.publish",
     "harness.commands.faults",
+    "harness.commands.mutate",
     "harness.commands.check_trace",
     "harness.commands.check_history",
     "harness.commands.characterize",

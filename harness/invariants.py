@@ -235,6 +235,11 @@ def _counter_checks(cfg: LogConfig, s: dict[str, Any],
                     acked == expected_ordered,
                     f"ACK covers {acked} of {published} published batches (declared lost: {lost}, "
                     "never acknowledged)", []))
+        acked_msgs, want_msgs = int(s["messages_acked"]), acked * cfg.msgs_per_batch
+        out.append(("acked-messages", "the ACK's message frontier matches its batch frontier",
+                    acked_msgs == want_msgs,
+                    f"ACK covers {acked_msgs} messages for {acked} acknowledged batches of "
+                    f"{cfg.msgs_per_batch} messages ({want_msgs} expected)", []))
         out.append(("ack-not-ahead", "ACK never ahead of what was published", s["ack_ahead"] == 0,
                     f"{s['ack_ahead']} ACK frontiers ahead of the claimed slots", []))
     if subs:

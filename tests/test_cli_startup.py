@@ -66,3 +66,12 @@ def test_no_import_circle() -> None:
         if m not in state:
             circle = visit(m)
             assert circle is None, " -> ".join(circle)
+
+
+def test_every_package_is_listed_for_installation() -> None:
+    """A package missing from pyproject's explicit list is absent from a non-editable install."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "harness").rglob("__init__.py")}
+    assert found - listed == set()

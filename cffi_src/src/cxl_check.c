@@ -84,6 +84,7 @@ typedef struct line_state {
     uint8_t rec_before;       /* lines of that token's record before this line */
     uint8_t rmw;
     uint8_t pending;          /* listed in the owner's pending list */
+    uint8_t handed;           /* formatted and handed over: a new writer is no second writer */
 } line_state_t;
 
 typedef struct cline {
@@ -114,6 +115,8 @@ typedef struct agent {
     uint64_t last_token_hi;
     uint64_t last_consume_line;
     cline_t **cache;          /* model: per line, NULL = not cached */
+    const cxl_site_t *late_fence; /* mutation: a fence moved after this agent's next publish */
+    uint64_t step_evt;        /* event count when this agent's current step began */
 } agent_t;
 
 static struct {
@@ -131,7 +134,21 @@ static struct {
     cxl_chk_event_t *trace;
     uint64_t ntrace;
     uint64_t early, evictions, stale_reads;
+    cxl_chk_preempt_fn preempt_fn;
+    void *preempt_arg;
+    uint64_t preempts;
+    uint64_t points;          /* preemption points passed */
+    uint32_t *sched;          /* picks made by the runner in this run */
+    uint64_t nsched, cap_sched;
 } G;
+
+/* Kept across cxl_chk_begin: the schedule to replay, installed before the run starts. */
+static uint32_t *forced_g;
+static uint64_t nforced_g;
+static int sched_mode_g;      /* after the forced picks: 0 seeded, 1 stop, 2 round-robin */
+static uint64_t plan_at_g = UINT64_MAX; /* a planned preemption (exploration) */
+static uint32_t plan_role_g, plan_steps_g;
+static __thread int in_preempt = 0;
 
 static pthread_mutex_t chk_mu = PTHREAD_MUTEX_INITIALIZER;
 static __thread int cur_agent = 0;
@@ -247,8 +264,13 @@ static void adversary(void) {
     if (!G.cfg.model) return;
     int early = chance(G.cfg.p_early), evict = chance(G.cfg.p_evict);
     if (!early && !evict) return;
-    agent_t *A = &G.agents[rng_next() % MAX_AGENTS];
-    if (!A->used || !A->npending || !A->cache) return;
+    /* an agent with lines in flight, found from a random start */
+    agent_t *A = NULL;
+    for (uint64_t k = 0, at = rng_next() % MAX_AGENTS; k < MAX_AGENTS; k++) {
+        agent_t *c = &G.agents[(at + k) % MAX_AGENTS];
+        if (c->used && c->npending && c->cache) { A = c; break; }
+    }
+    if (!A) return;
     uint64_t li = A->pending[rng_next() % A->npending];
     cline_t *c = A->cache[li];
     if (!c || !c->dirty) return;
@@ -290,7 +312,8 @@ static void on_store(int a, uint64_t li, uint64_t mask, int kind, const char *fi
     agent_t *A = agent_get(a);
     line_state_t *s = &G.ls[li];
     if (!s->rmw) {
-        if (s->owner >= 0 && s->owner != a) finding(R_two_writers_one_line, a, s->owner, li, file, ln);
+        if (s->owner >= 0 && s->owner != a && !s->handed)
+            finding(R_two_writers_one_line, a, s->owner, li, file, ln);
         if ((kind & (K_PLAIN | K_NT)) && li >= A->last_token_lo && li <= A->last_token_hi &&
             A->last_token_hi != NO_LINE)
             suspect_add(A, A->last_token_hi, li, file, ln);
@@ -298,6 +321,7 @@ static void on_store(int a, uint64_t li, uint64_t mask, int kind, const char *fi
             finding(R_overwrite_before_flush, a, -1, li, file, ln);
     }
     s->owner = (int16_t)a;
+    s->handed = 0;
     s->state = (kind & K_NT) ? S_FLUSHED : S_STORED;
     s->kinds |= (uint8_t)kind;
     s->dirty_mask |= mask;
@@ -383,7 +407,10 @@ static void on_read(int a, uint64_t li, int consume, const char *file, int ln) {
         if (consume) A->last_consume_line = li;
         return;
     }
-    if (s->last_store_evt > inval_of(A)[li])
+    uint64_t inv = inval_of(A)[li];
+    /* A store that came after this step's own invalidate of the line is a concurrent write
+     * (another role preempted this one): the read is as of the line's fetch, not stale. */
+    if (s->last_store_evt > inv && !(inv && inv >= A->step_evt))
         finding(R_read_without_invalidate, a, s->owner, li, file, ln);
     if (consume) {
         A->last_consume_line = li;
@@ -409,6 +436,153 @@ static inline int in_region(const void *p, uint64_t n) {
 
 static void lock(void) { pthread_mutex_lock(&chk_mu); }
 static void unlock(void) { pthread_mutex_unlock(&chk_mu); }
+
+/* ------------------------------------------------------------------ sites */
+
+/* The linker bounds the section of site pointers (cxl_seam.h, CXL_SITE); weak, so a build
+ * without any site links too. */
+extern cxl_site_t *__start_cxl_sites[] __attribute__((weak));
+extern cxl_site_t *__stop_cxl_sites[] __attribute__((weak));
+
+static uint32_t site_role(int a) {
+    if (a < 0) return 16;
+    if (a < 64) return 1;
+    if (a < 96) return 2;
+    if (a == 96) return 4;
+    if (a >= 100 && a < 108) return 8;
+    return 16;
+}
+
+/* Count an execution of a site (checker active) and return the mutation in force there. */
+static uint32_t site_hit(cxl_site_t *s) {
+    s->hits++;
+    s->roles |= site_role(cur_agent);
+    return s->mode;
+}
+
+uint32_t cxl_chk_site_count(void) {
+    if (!__start_cxl_sites || !__stop_cxl_sites) return 0;
+    return (uint32_t)(__stop_cxl_sites - __start_cxl_sites);
+}
+
+int cxl_chk_site_info(uint32_t id, cxl_site_t *out) {
+    if (id >= cxl_chk_site_count()) return -1;
+    lock();
+    *out = *__start_cxl_sites[id];
+    unlock();
+    return 0;
+}
+
+int cxl_chk_site_mutate(uint32_t id, uint32_t mode) {
+    uint32_t n = cxl_chk_site_count();
+    if (mode > CXL_MUT_STALE) return -1;
+    lock();
+    for (uint32_t i = 0; i < n; i++)
+        if (id >= n || i == id) __start_cxl_sites[i]->mode = id >= n ? CXL_MUT_NONE : mode;
+    unlock();
+    return id < n || mode == CXL_MUT_NONE ? 0 : -1;
+}
+
+void cxl_chk_site_reset(void) {
+    uint32_t n = cxl_chk_site_count();
+    lock();
+    for (uint32_t i = 0; i < n; i++) {
+        __start_cxl_sites[i]->hits = 0;
+        __start_cxl_sites[i]->roles = 0;
+    }
+    unlock();
+}
+
+static void fence_locked(int a, const char *file, int line);
+
+/* A preemption point: at a shared-memory access, now and then (seeded), another role runs a
+ * whole step before this access happens. One level deep: no preemption inside that step. */
+static void preempt_point(void) {
+    if (!G.preempt_fn || in_preempt) return;
+    lock();
+    uint64_t at = G.points++;
+    int go = 0;
+    uint64_t draw = 0;
+    if (plan_at_g != UINT64_MAX) {
+        if (at == plan_at_g) {
+            go = 1;
+            draw = CXL_PREEMPT_PLANNED | plan_role_g | (uint64_t)(plan_steps_g & 0xff) << 16;
+        }
+    } else if (G.cfg.p_preempt > 0.0 && chance(G.cfg.p_preempt)) {
+        go = 1;
+        draw = rng_next() & ~CXL_PREEMPT_PLANNED;
+    }
+    if (go) G.preempts++;
+    unlock();
+    if (!go) return;
+    int me = cur_agent;
+    in_preempt = 1;
+    G.preempt_fn(G.preempt_arg, draw);
+    in_preempt = 0;
+    cur_agent = me;
+}
+
+void cxl_chk_set_preempt(cxl_chk_preempt_fn fn, void *arg) {
+    lock();
+    G.preempt_fn = fn;
+    G.preempt_arg = arg;
+    unlock();
+}
+
+uint64_t cxl_chk_preempt_count(void) { return G.preempts; }
+uint64_t cxl_chk_preempt_points(void) { return G.points; }
+
+void cxl_chk_plan_preempt(uint64_t at, uint32_t role, uint32_t steps) {
+    lock();
+    plan_at_g = at;
+    plan_role_g = role & 0xffff;
+    plan_steps_g = steps;
+    unlock();
+}
+
+uint32_t cxl_chk_sched_pick(uint32_t n, uint32_t dflt) {
+    if (!G.active || n == 0) return dflt;
+    lock();
+    uint32_t pick = dflt;
+    if (G.nsched < nforced_g) pick = forced_g[G.nsched] % n;
+    else if (nforced_g && sched_mode_g == 1) { unlock(); return n; } /* the runner stops */
+    else if (nforced_g && sched_mode_g == 2) pick = (uint32_t)((G.nsched - nforced_g) % n);
+    if (G.nsched == G.cap_sched) {
+        uint64_t cap = G.cap_sched ? G.cap_sched * 2 : 4096;
+        uint32_t *p = (uint32_t *)realloc(G.sched, cap * sizeof *p);
+        if (p) { G.sched = p; G.cap_sched = cap; }
+    }
+    if (G.nsched < G.cap_sched) G.sched[G.nsched] = pick;
+    G.nsched++;
+    unlock();
+    return pick;
+}
+
+int cxl_chk_set_schedule(const uint32_t *picks, uint64_t n) {
+    lock();
+    free(forced_g);
+    forced_g = NULL;
+    nforced_g = 0;
+    if (n) {
+        forced_g = (uint32_t *)malloc(n * sizeof *forced_g);
+        if (!forced_g) { unlock(); return -1; }
+        memcpy(forced_g, picks, n * sizeof *forced_g);
+        nforced_g = n;
+    }
+    unlock();
+    return 0;
+}
+
+void cxl_chk_set_schedule_mode(int mode) { sched_mode_g = mode; }
+
+uint64_t cxl_chk_schedule(uint32_t *out, uint64_t max) {
+    lock();
+    uint64_t have = G.nsched < G.cap_sched ? G.nsched : G.cap_sched;
+    uint64_t n = have < max ? have : max;
+    if (n) memcpy(out, G.sched, n * sizeof *out);
+    unlock();
+    return have;
+}
 
 static void model_store(int a, uint64_t off, const void *src, uint64_t n, int nt) {
     agent_t *A = agent_get(a);
@@ -449,6 +623,7 @@ static void store_common(void *p, const void *src, uint64_t n, int kind, int op,
         memcpy(p, src, n);
         return;
     }
+    preempt_point();
     lock();
     int a = cur_agent;
     uint64_t off = (uint64_t)((unsigned char *)p - G.base);
@@ -469,6 +644,7 @@ static void load_common(const void *p, void *dst, uint64_t n, int consume, const
         memcpy(dst, p, n);
         return;
     }
+    preempt_point();
     lock();
     int a = cur_agent;
     uint64_t off = (uint64_t)((const unsigned char *)p - G.base);
@@ -490,14 +666,17 @@ uint64_t cxl_chk_ld(const void *p, unsigned size, const char *file, int line) {
     return v;
 }
 
-void cxl_chk_publish64(const void *rec, void *p, uint64_t v, int commit, const char *file,
-                       int line) {
+void cxl_chk_publish64(const void *rec, void *p, uint64_t v, int commit, cxl_site_t *site) {
+    const char *file = site->file;
+    const int line = site->line;
     if (!in_region(p, 8)) {
         __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
         return;
     }
+    preempt_point();
     lock();
     int a = cur_agent;
+    if (site_hit(site) == CXL_MUT_DELETE) { unlock(); return; }
     uint64_t off = (uint64_t)((unsigned char *)p - G.base);
     G.evt++;
     trace_event(a, commit ? CXL_OP_COMMIT : CXL_OP_PUBLISH, off, 8, v, file, line);
@@ -505,6 +684,14 @@ void cxl_chk_publish64(const void *rec, void *p, uint64_t v, int commit, const c
                                         : off / CXL_LINE;
     on_publish(a, rec_li, off / CXL_LINE, commit, file, line);
     model_store(a, off, &v, 8, 0);
+    agent_t *A = agent_get(a);
+    if (A->late_fence) { /* mutation: the fence moved here, after the publication */
+        const cxl_site_t *f = A->late_fence;
+        A->late_fence = NULL;
+        G.evt++;
+        trace_event(a, CXL_OP_FENCE, 0, 0, 1, f->file, f->line);
+        fence_locked(a, f->file, f->line);
+    }
     adversary();
     unlock();
 }
@@ -518,6 +705,7 @@ uint64_t cxl_chk_consume64(const void *p, const char *file, int line) {
 
 uint64_t cxl_chk_fetch_add64(void *p, uint64_t v, const char *file, int line) {
     if (!in_region(p, 8)) return __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_ACQ_REL);
+    preempt_point();
     lock();
     int a = cur_agent;
     uint64_t off = (uint64_t)((unsigned char *)p - G.base), li = off / CXL_LINE;
@@ -535,6 +723,7 @@ int cxl_chk_cas64(void *p, uint64_t *expected, uint64_t desired, const char *fil
     if (!in_region(p, 8))
         return __atomic_compare_exchange_n((uint64_t *)p, expected, desired, 0, __ATOMIC_ACQ_REL,
                                            __ATOMIC_ACQUIRE);
+    preempt_point();
     lock();
     int a = cur_agent;
     uint64_t off = (uint64_t)((unsigned char *)p - G.base), li = off / CXL_LINE;
@@ -563,10 +752,14 @@ void cxl_chk_copy_out(void *dst, const void *src, size_t n, const char *file, in
     if (cxl_dm_active_g) cxl_dm_read_end();
 }
 
-void cxl_chk_flush(const void *p, const char *file, int line) {
+void cxl_chk_flush(const void *p, cxl_site_t *site) {
+    const char *file = site->file;
+    const int line = site->line;
     if (cxl_dm_active_g) (void)cxl_dm_flush_begin(p); /* its cost is paid at the next fence */
     if (!in_region(p, 1)) return;
+    preempt_point();
     lock();
+    if (site_hit(site) == CXL_MUT_DELETE) { unlock(); return; }
     int a = cur_agent;
     uint64_t li = (uint64_t)((const unsigned char *)p - G.base) / CXL_LINE;
     G.evt++;
@@ -580,13 +773,8 @@ void cxl_chk_flush(const void *p, const char *file, int line) {
     unlock();
 }
 
-void cxl_chk_fence(int kind, const char *file, int line) {
-    if (cxl_dm_active_g && kind != 3) cxl_dm_fence_end();
-    if (!G.active || kind == 3) return; /* a load fence orders no write-back */
-    lock();
-    int a = cur_agent;
-    G.evt++;
-    trace_event(a, CXL_OP_FENCE, 0, 0, (uint64_t)kind, file, line);
+/* A fence of agent a: its flushed lines reach home, then the rules see it. */
+static void fence_locked(int a, const char *file, int line) {
     agent_t *A = agent_get(a);
     if (G.cfg.model && A->cache) {
         for (uint64_t i = 0; i < A->npending; i++) {
@@ -595,13 +783,37 @@ void cxl_chk_fence(int kind, const char *file, int line) {
         }
     }
     on_fence(a, file, line);
+}
+
+void cxl_chk_fence(int kind, cxl_site_t *site) {
+    const char *file = site->file;
+    const int line = site->line;
+    if (cxl_dm_active_g && kind != 3) cxl_dm_fence_end();
+    if (!G.active) return;
+    if (kind != 3) preempt_point();
+    lock();
+    int a = cur_agent;
+    uint32_t mode = site_hit(site);
+    if (kind == 3 || mode == CXL_MUT_DELETE) { unlock(); return; } /* a load fence orders no write-back */
+    if (mode == CXL_MUT_FENCE_LATE) { /* done after this agent's next publication instead */
+        agent_get(a)->late_fence = site;
+        unlock();
+        return;
+    }
+    G.evt++;
+    trace_event(a, CXL_OP_FENCE, 0, 0, (uint64_t)kind, file, line);
+    fence_locked(a, file, line);
     unlock();
 }
 
-void cxl_chk_invalidate(const void *p, size_t n, const char *file, int line) {
+void cxl_chk_invalidate(const void *p, size_t n, cxl_site_t *site) {
+    const char *file = site->file;
+    const int line = site->line;
     if (cxl_dm_active_g) cxl_dm_invalidate(p, n, 0); /* the device's read cost, timed only */
     if (!in_region(p, n ? n : 1)) return;
+    preempt_point();
     lock();
+    if (site_hit(site) != CXL_MUT_NONE) { unlock(); return; } /* served stale */
     int a = cur_agent;
     uint64_t off = (uint64_t)((const unsigned char *)p - G.base);
     G.evt++;
@@ -613,20 +825,36 @@ void cxl_chk_invalidate(const void *p, size_t n, const char *file, int line) {
     unlock();
 }
 
-void cxl_chk_set_agent(int agent) { cur_agent = agent; }
+void cxl_chk_set_agent(int agent) {
+    cur_agent = agent;
+    if (!G.active) return;
+    lock();
+    agent_get(agent)->step_evt = G.evt + 1; /* a runner sets the agent at each step's start */
+    unlock();
+}
 
 /* The protocol hands these lines to the current agent: forget their previous writer (a clean
  * line only: one still pending with another agent stays a two-writer conflict). */
-void cxl_chk_take_lines(const void *p, size_t n, const char *file, int line) {
-    (void)file;
-    (void)line;
+void cxl_chk_take_lines(const void *p, size_t n, cxl_site_t *site) {
     if (!in_region(p, n ? n : 1)) return;
     lock();
+    if (site_hit(site) == CXL_MUT_DELETE) { unlock(); return; }
     uint64_t off = (uint64_t)((const unsigned char *)p - G.base);
     for (uint64_t x = off & ~63ull; x < off + (n ? n : 1); x += CXL_LINE) {
         line_state_t *s = &G.ls[x / CXL_LINE];
         if (s->state == S_CLEAN) s->owner = -1;
     }
+    unlock();
+}
+
+/* The region was formatted under the checker: its formatter hands every line it made durable
+ * to the roles, who may write them (a line it left unflushed stays its own, so the next writer
+ * conflicts). Readers still see the formatter as the line's last writer: they invalidate
+ * before their first read, as a host that cached the region before it was formatted must. */
+void cxl_chk_handoff(void) {
+    lock();
+    for (uint64_t li = 0; li < G.lines; li++)
+        if (G.ls[li].state == S_CLEAN) G.ls[li].handed = 1;
     unlock();
 }
 
@@ -644,6 +872,7 @@ static void free_state(void) {
     }
     free(G.ls);
     free(G.trace);
+    free(G.sched);
     memset(&G, 0, sizeof G);
 }
 

@@ -11,6 +11,7 @@ typedef struct cxl_chk_cfg {
     double p_early;          /* per op: a flushed line becomes visible before its fence */
     double p_evict;          /* per op: a dirty, unflushed line is written back (eviction) */
     uint64_t trace_capacity;
+    double p_preempt;        /* per shared-memory access: another role runs a whole step here */
 } cxl_chk_cfg_t;
 
 typedef struct cxl_chk_finding {
@@ -44,10 +45,56 @@ enum {
     CXL_OP_RMW = 10
 };
 
+/* A seam call site of the checked build (cxl_seam.h): one static record per call of a
+ * flush, fence, invalidate, publication, commit or ownership hand-off in the sources, placed
+ * in the section `cxl_sites` so the whole list is known before anything runs. `mode` is the
+ * mutation applied to the site now (CXL_MUT_*): every site can be switched off at run time. */
+typedef struct cxl_site {
+    const char *file;
+    const char *func;
+    int32_t line;
+    uint32_t op;             /* CXL_SITE_* */
+    uint32_t mode;           /* CXL_MUT_* in force */
+    uint32_t roles;          /* agent kinds that executed it: 1 pub, 2 scanner, 4 seq, 8 sub, 16 other */
+    uint64_t hits;           /* executions while a checker was active, since the last reset */
+} cxl_site_t;
+
+enum {
+    CXL_SITE_FLUSH = 1, CXL_SITE_FLUSH_RANGE = 2, CXL_SITE_SFENCE = 3, CXL_SITE_MFENCE = 4,
+    CXL_SITE_LFENCE = 5, CXL_SITE_INVALIDATE = 6, CXL_SITE_PUBLISH = 7, CXL_SITE_COMMIT = 8,
+    CXL_SITE_TAKE_LINES = 9
+};
+/* Mutations: the operation deleted; a fence moved after the agent's next publication; an
+ * invalidation skipped, so the line is served stale. */
+enum { CXL_MUT_NONE = 0, CXL_MUT_DELETE = 1, CXL_MUT_FENCE_LATE = 2, CXL_MUT_STALE = 3 };
+
+uint32_t cxl_chk_site_count(void);
+int cxl_chk_site_info(uint32_t id, cxl_site_t *out);
+int cxl_chk_site_mutate(uint32_t id, uint32_t mode);  /* id >= count: clear every mutation */
+void cxl_chk_site_reset(void);                        /* hits and roles back to zero */
+
+/* The deterministic runner's hooks (checked build only). A preemption runs another role's
+ * step inside the current one, at a shared-memory access: `draw` picks the role. The runner's
+ * choice of the next role can be forced (a schedule replayed) and is recorded. */
+typedef void (*cxl_chk_preempt_fn)(void *arg, uint64_t draw);
+void cxl_chk_set_preempt(cxl_chk_preempt_fn fn, void *arg);
+uint32_t cxl_chk_sched_pick(uint32_t n, uint32_t dflt);
+int cxl_chk_set_schedule(const uint32_t *picks, uint64_t n); /* replayed first; n = 0: none */
+/* After the replayed picks: 0 the runner's own seeded picks, 1 stop the run, 2 round-robin. */
+void cxl_chk_set_schedule_mode(int mode);
+uint64_t cxl_chk_schedule(uint32_t *out, uint64_t max);      /* the picks of this run */
+uint64_t cxl_chk_preempt_count(void);
+/* A planned preemption instead of random ones: at preemption point `at` (0-based, counted over
+ * the run), role `role` runs `steps` steps. at = UINT64_MAX: none. */
+void cxl_chk_plan_preempt(uint64_t at, uint32_t role, uint32_t steps);
+uint64_t cxl_chk_preempt_points(void);   /* preemption points passed in this run */
+#define CXL_PREEMPT_PLANNED (1ull << 63)
+
 int cxl_chk_begin(void *base, uint64_t size, const cxl_chk_cfg_t *cfg);
 void cxl_chk_end(void);
 void cxl_chk_finish(void);
 void cxl_chk_set_agent(int agent);
+void cxl_chk_handoff(void);  /* every clean line forgets its writer (the formatter's hand-over) */
 void cxl_chk_feed(int agent, int op, uint64_t off, uint64_t size, const char *file, int line_no);
 uint64_t cxl_chk_findings(cxl_chk_finding_t *out, uint64_t max);
 uint64_t cxl_chk_rule_total(uint32_t rule);

@@ -134,12 +134,18 @@ int cxl_layout_init(void *base, uint64_t size, const cxl_log_cfg_t *cfg) {
     cxl_copy_in(&ctrl->off, &c.off, sizeof c.off);
     cxl_copy_in(&ctrl->run, &c.run, sizeof c.run);
     cxl_copy_in(&ctrl->proto, &c.proto, sizeof c.proto);
+    /* the geometry line without its magic: the magic is the region's commit token */
+    cxl_geom_t body = c.geom;
+    body.magic = 0;
+    cxl_copy_in(base, &body, sizeof body);
     cxl_flush_range(&ctrl->off, sizeof c.off);
     cxl_flush_range(&ctrl->run, sizeof c.run);
     cxl_flush_range(&ctrl->proto, sizeof c.proto);
+    cxl_flush(base);
     cxl_sfence();
-    /* the magic (in the geometry line) is written last: a half-made region is never accepted */
-    cxl_copy_in(base, &c.geom, sizeof c.geom);
+    /* the magic is published last, after every other line is durable (rule 2): a half-made
+     * region is never accepted */
+    cxl_publish_token(base, &ctrl->geom.magic, c.geom.magic);
     cxl_flush(base);
     cxl_sfence();
     return 0;
@@ -154,7 +160,9 @@ int cxl_layout_attach(const void *base, uint64_t size, const cxl_log_cfg_t *cfg,
         return -1;
     }
     cxl_invalidate(base, sizeof g);
+    const uint64_t magic = cxl_consume64(&((const cxl_geom_t *)base)->magic); /* token first */
     cxl_copy_out(&g, base, sizeof g);
+    g.magic = magic;
     if (g.magic != CXL_MAGIC) {
         snprintf(err, errlen, "bad magic 0x%016llx (expected 0x%016llx): not a shared-log region",
                  (unsigned long long)g.magic, (unsigned long long)CXL_MAGIC);

@@ -206,20 +206,64 @@ static int watch(cxl_log_t *L, role_t *roles, uint32_t started, int rc) {
 }
 
 /* One thread; the next role is drawn from a seeded generator, so a run is reproducible. */
+#ifdef CXL_CHECKED
+/* Checked build: the model may preempt a role at any shared-memory access and run another
+ * role's whole step there (cxl_check.c). */
+typedef struct {
+    role_t *roles;
+    uint32_t n;
+    uint32_t running;
+    uint32_t *left;
+} det_ctx_t;
+
+/* One preemption runs 1..8 steps of other roles (drawn from `draw`), so a window inside a
+ * step can hold a whole publish-order-commit chain of the others. */
+static void det_preempt(void *arg, uint64_t draw) {
+    det_ctx_t *c = (det_ctx_t *)arg;
+    const int planned = (draw & CXL_PREEMPT_PLANNED) != 0; /* exploration: role and steps given */
+    uint32_t steps = planned ? (uint32_t)((draw >> 16) & 0xff) : 1 + (uint32_t)((draw >> 40) & 7);
+    for (uint32_t k = 0; k < steps; k++) {
+        if (!planned) { draw ^= draw << 13; draw ^= draw >> 7; draw ^= draw << 17; }
+        uint32_t i = planned ? (uint32_t)(draw & 0xffff) % c->n : (uint32_t)(draw % c->n);
+        role_t *r = &c->roles[i];
+        if (i == c->running || r->done) continue;
+        CXL_AGENT_SET(r->agent);
+        if (role_step(r) == STEP_DONE) {
+            r->done = 1;
+            (*c->left)--;
+        }
+    }
+}
+/* the hook points into this run's stack: unset it before the run returns */
+#define DET_RETURN(v) do { cxl_chk_set_preempt(NULL, NULL); return (v); } while (0)
+#else
+#define DET_RETURN(v) return (v)
+#endif
+
 static int run_deterministic(cxl_log_t *L, role_t *roles, uint32_t n) {
     uint64_t x = L->cfg.seed * 0x9e3779b97f4a7c15ull + 1;
     uint64_t idle_streak = 0, limit = 200000 + 2000ull * n;
     /* a hard bound too: a role that keeps claiming progress without finishing is a stall */
     uint64_t steps = 0, step_limit = 1000000 + 20000ull * (L->per_broker * L->cfg.brokers + 1);
     uint32_t left = n;
+#ifdef CXL_CHECKED
+    det_ctx_t ctx = {roles, n, 0, &left};
+    cxl_chk_set_preempt(det_preempt, &ctx);
+#endif
     while (left && !atomic_load(&L->stop)) {
         if (++steps > step_limit) {
             L->st.stalled = 1;
             L->st.stall_role = watchdog_roles(roles, n);
-            return 1;
+            DET_RETURN(1);
         }
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-        role_t *r = &roles[x % n];
+        uint32_t pick = (uint32_t)(x % n);
+#ifdef CXL_CHECKED
+        pick = cxl_chk_sched_pick(n, pick); /* a replayed schedule, and the record of this one */
+        if (pick >= n) DET_RETURN(0);       /* the replayed schedule ends the run here */
+        ctx.running = pick;
+#endif
+        role_t *r = &roles[pick];
         if (r->done) continue;
         CXL_AGENT_SET(r->agent);
         int rc = role_step(r);
@@ -232,10 +276,10 @@ static int run_deterministic(cxl_log_t *L, role_t *roles, uint32_t n) {
         } else if (++idle_streak > limit) {
             L->st.stalled = 1;
             L->st.stall_role = watchdog_roles(roles, n);
-            return 1;
+            DET_RETURN(1);
         }
     }
-    return 0;
+    DET_RETURN(0);
 }
 
 int cxl_log_run(cxl_log_t *L, uint32_t mask) { return cxl_log_run_subset(L, mask, ~0u, ~0u); }

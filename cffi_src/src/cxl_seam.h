@@ -288,26 +288,38 @@ static inline void cxl_take_lines(const void *p, size_t n) { (void)p; (void)n; }
 /* Every operation is recorded with its source location and routed through the model. */
 void cxl_chk_st(void *p, uint64_t v, unsigned size, const char *file, int line);
 uint64_t cxl_chk_ld(const void *p, unsigned size, const char *file, int line);
-void cxl_chk_publish64(const void *rec, void *p, uint64_t v, int commit, const char *file,
-                       int line);
+#include "cxl_check_api.h"
+/* Every flush, fence, invalidate, publication, commit and hand-off is a *site*: a static
+ * record of its function, operation and source line, listed in the section `cxl_sites`
+ * (the linker's __start_/__stop_cxl_sites bound the list), so the whole set is enumerated
+ * from the binary and any one site can be switched off at run time (mutation testing). */
+#define CXL_SITE(opc)                                                                     \
+    __extension__({                                                                      \
+        static cxl_site_t s_ = {__FILE__, __func__, __LINE__, (opc), 0, 0, 0};           \
+        static cxl_site_t *p_ __attribute__((section("cxl_sites"), used)) = &s_;        \
+        (void)p_;                                                                        \
+        &s_;                                                                             \
+    })
+void cxl_chk_publish64(const void *rec, void *p, uint64_t v, int commit, cxl_site_t *site);
 uint64_t cxl_chk_consume64(const void *p, const char *file, int line);
 uint64_t cxl_chk_fetch_add64(void *p, uint64_t v, const char *file, int line);
 int cxl_chk_cas64(void *p, uint64_t *expected, uint64_t desired, const char *file, int line);
 void cxl_chk_copy_in(void *dst, const void *src, size_t n, int nt, const char *file, int line);
 void cxl_chk_copy_out(void *dst, const void *src, size_t n, const char *file, int line);
-void cxl_chk_flush(const void *p, const char *file, int line);
-void cxl_chk_fence(int kind, const char *file, int line);
-void cxl_chk_invalidate(const void *p, size_t n, const char *file, int line);
+void cxl_chk_flush(const void *p, cxl_site_t *site);
+void cxl_chk_fence(int kind, cxl_site_t *site);
+void cxl_chk_invalidate(const void *p, size_t n, cxl_site_t *site);
 void cxl_chk_set_agent(int agent);
-void cxl_chk_take_lines(const void *p, size_t n, const char *file, int line);
+void cxl_chk_take_lines(const void *p, size_t n, cxl_site_t *site);
 
 #define cxl_st64(p, v) cxl_chk_st((p), (uint64_t)(v), 8, __FILE__, __LINE__)
 #define cxl_st32(p, v) cxl_chk_st((p), (uint64_t)(v), 4, __FILE__, __LINE__)
 #define cxl_st64_shared(p, v) cxl_chk_st((p), (uint64_t)(v), 8, __FILE__, __LINE__)
 #define cxl_ld64(p) cxl_chk_ld((p), 8, __FILE__, __LINE__)
 #define cxl_ld32(p) ((uint32_t)cxl_chk_ld((p), 4, __FILE__, __LINE__))
-#define cxl_publish_token(rec, p, v) cxl_chk_publish64((rec), (p), (v), 0, __FILE__, __LINE__)
-#define cxl_commit64(p, v) cxl_chk_publish64((p), (p), (v), 1, __FILE__, __LINE__)
+#define cxl_publish_token(rec, p, v) \
+    cxl_chk_publish64((rec), (p), (v), 0, CXL_SITE(CXL_SITE_PUBLISH))
+#define cxl_commit64(p, v) cxl_chk_publish64((p), (p), (v), 1, CXL_SITE(CXL_SITE_COMMIT))
 #define cxl_consume64(p) cxl_chk_consume64((p), __FILE__, __LINE__)
 #define cxl_fetch_add64(p, v) cxl_chk_fetch_add64((p), (v), __FILE__, __LINE__)
 #define cxl_cas64(p, e, d) cxl_chk_cas64((p), (e), (d), __FILE__, __LINE__)
@@ -316,18 +328,19 @@ void cxl_chk_take_lines(const void *p, size_t n, const char *file, int line);
 #define cxl_copy_out(d, s, n) cxl_chk_copy_out((d), (s), (n), __FILE__, __LINE__)
 #define cxl_read_view(p, n, scratch) \
     (cxl_chk_copy_out((scratch), (p), (n), __FILE__, __LINE__), (const void *)(scratch))
-#define cxl_flush(p) cxl_chk_flush((p), __FILE__, __LINE__)
+#define cxl_flush(p) cxl_chk_flush((p), CXL_SITE(CXL_SITE_FLUSH))
 #define cxl_flush_range(p, n)                                                             \
     do {                                                                                  \
+        cxl_site_t *s_r_ = CXL_SITE(CXL_SITE_FLUSH_RANGE);                                \
         uintptr_t a_ = (uintptr_t)(p) & ~(uintptr_t)(CXL_LINE - 1);                       \
         uintptr_t e_ = (uintptr_t)(p) + (n);                                              \
-        for (; a_ < e_; a_ += CXL_LINE) cxl_chk_flush((const void *)a_, __FILE__, __LINE__); \
+        for (; a_ < e_; a_ += CXL_LINE) cxl_chk_flush((const void *)a_, s_r_);            \
     } while (0)
-#define cxl_sfence() cxl_chk_fence(1, __FILE__, __LINE__)
-#define cxl_mfence() cxl_chk_fence(2, __FILE__, __LINE__)
-#define cxl_lfence() cxl_chk_fence(3, __FILE__, __LINE__)
-#define cxl_invalidate(p, n) cxl_chk_invalidate((p), (n), __FILE__, __LINE__)
-#define cxl_take_lines(p, n) cxl_chk_take_lines((p), (n), __FILE__, __LINE__)
+#define cxl_sfence() cxl_chk_fence(1, CXL_SITE(CXL_SITE_SFENCE))
+#define cxl_mfence() cxl_chk_fence(2, CXL_SITE(CXL_SITE_MFENCE))
+#define cxl_lfence() cxl_chk_fence(3, CXL_SITE(CXL_SITE_LFENCE))
+#define cxl_invalidate(p, n) cxl_chk_invalidate((p), (n), CXL_SITE(CXL_SITE_INVALIDATE))
+#define cxl_take_lines(p, n) cxl_chk_take_lines((p), (n), CXL_SITE(CXL_SITE_TAKE_LINES))
 #define CXL_AGENT_SET(id) cxl_chk_set_agent(id)
 #endif
 

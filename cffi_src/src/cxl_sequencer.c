@@ -140,9 +140,11 @@ static void seq_publish_frontiers(cxl_log_t *L) {
                          L->seq_lost[b]);
 }
 
-static void seq_fence(cxl_log_t *L) {
-    if (!FAULT(L, seq_no_fence_at_all)) cxl_sfence();
-}
+/* A macro, not a function: each call is its own seam site (one mutation point per fence). */
+#define seq_fence(L)                                                                       \
+    do {                                                                                   \
+        if (!FAULT((L), seq_no_fence_at_all)) cxl_sfence();                                \
+    } while (0)
 
 /* Assign positions to the live entries of the chunk: one reservation per chunk (= per epoch
  * in steady state), or one per batch in the ablation. */
@@ -478,6 +480,10 @@ CXL_INTERNAL int seq_step(cxl_log_t *L) {
         for (uint64_t i = 0; i < n; i++) seq_account(L, &L->cur[i]);
     seq_commit(L, hi, now);
     if (FAULT(L, seq_commit_unflushed)) seq_flush_late_tokens(L, n);
+    /* committed_seq is out before the frontiers: two lines flushed before one fence become
+     * visible in either order, and a subscriber that reads consumed_through, then
+     * committed_seq (sub_release_lost) must never see the frontier ahead of the commit */
+    seq_fence(L);
     seq_publish_frontiers(L);
     seq_fence(L);
     if (L->cfg.ack_level >= 2) {

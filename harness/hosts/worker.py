@@ -185,7 +185,7 @@ def _run(state: _State, channel: Any, msg: dict[str, Any], skew: int = 0) -> Non
             req = channel.receive(timeout=period)
         except channel.TimeoutError:
             channel.send({"event": "progress", "t": time.monotonic() - t0,
-                          "progress": int(h.native.lib.cxl_log_progress(h.ptr))})
+                          "progress": h.progress()})
             continue
         except EOFError:
             req = {"op": "abort"}

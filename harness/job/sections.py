@@ -9,7 +9,7 @@ from typing import Any
 
 from harness import benchmarks
 from harness.characterize import Characterization
-from harness.checked import CheckedRun, rule_names
+from harness.checked import CheckedRun, rule_doc, rule_names
 from harness.discovery import Discovery
 from harness.faults import CatalogueResult, detections
 from harness.log import LogResult
@@ -153,11 +153,7 @@ def flush_fence_checks(runs: Sequence[tuple[str, CheckedRun]]) -> list[Check]:
 
 
 def _rule_doc(rule: str) -> str:
-    from harness.native import load
-
-    native = load(True)
-    names = rule_names()
-    return str(native.ffi.string(native.lib.cxl_chk_rule_doc(names.index(rule) + 1)).decode())
+    return rule_doc(rule)
 
 
 def fault_sections(cat: CatalogueResult) -> tuple[list[dict[str, Any]], Check]:

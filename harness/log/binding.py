@@ -208,6 +208,10 @@ class LogHandle:
         worker.join()
         return rc[0]
 
+    def progress(self) -> int:
+        """Messages ordered (or acknowledged) so far: what a progress display shows."""
+        return int(self.native.lib.cxl_log_progress(self.ptr)) if self.ptr is not None else 0
+
     def request_stop(self) -> None:
         """Ask the running roles to stop (safe from any thread; the run then returns)."""
         if self.ptr is not None:
