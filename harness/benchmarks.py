@@ -260,6 +260,18 @@ def order2_vs_order0(region: Region, cfg: LogConfig, plan: Plan, *,
                      "Order 0")
 
 
+def order5_vs_order2(region: Region, cfg: LogConfig, plan: Plan, order5: dict[str, Any]) -> Ratio:
+    """Order 5 / Order 2 publish throughput, same workload, same region: the price of per-client
+    FIFO with each client spread over ``order5["client_spread"]`` brokers (its batches held and
+    released in client order). Informational unless the profile sets a target: how much the
+    hold path costs depends on how far the brokers drift apart, which the host decides."""
+    a = replace(cfg, **order5)
+    spread = int(order5.get("client_spread", 1))
+    return log_ratio("order5_vs_order2", "Order 5 / Order 2 publish throughput",
+                     a, replace(cfg, order=2), region, plan,
+                     f"Order 5 (each client over {spread} broker(s))", "Order 2")
+
+
 def copy_once(region: Region, src: CopySource, area: int, chunk: int, nt: bool, threads: int,
               total_bytes: int) -> Timed:
     """``total_bytes`` of raw writes into the first ``area`` bytes of the region by ``threads``
@@ -534,7 +546,8 @@ def run_suite(profile: Profile, *, quick: bool = False, plan: SuitePlan | None =
     dcfg = drain_config(profile.workload.brokers, plan.drain_slots)
     total = profile.workload.brokers * plan.sustained_batches
     ceil = small_batch_config(1, total, ack=0, pbr_slots=1 << (total - 1).bit_length())
-    sizing = [cfg, replace(mcfg, brokers=max(plan.brokers_list)), dcfg, ceil]
+    sizing = [cfg, replace(cfg, **profile.workload.order5_settings()),
+              replace(mcfg, brokers=max(plan.brokers_list)), dcfg, ceil]
     want = set(only) if only else None
 
     def on(name: str) -> bool:
@@ -550,6 +563,9 @@ def run_suite(profile: Profile, *, quick: bool = False, plan: SuitePlan | None =
             out["fence_amortisation"] = fence_amortisation(region, sp)
         if on("order2_vs_order0"):
             out["order2_vs_order0"] = order2_vs_order0(region, cfg, sp)
+        if on("order5_vs_order2"):
+            out["order5_vs_order2"] = order5_vs_order2(region, cfg, sp,
+                                                       profile.workload.order5_settings())
         if on("order2_vs_nt_copy"):
             out["order2_vs_nt_copy"] = order2_vs_nt_copy(region, cfg, sp)
         if on("per_scanner_vs_mutex"):
@@ -573,6 +589,7 @@ def run_suite(profile: Profile, *, quick: bool = False, plan: SuitePlan | None =
 
 RATIO_RESULTS = {
     "order2_vs_order0": "order2_vs_order0",
+    "order5_vs_order2": "order5_vs_order2",
     "order2_vs_nt_copy": "order2_vs_nt_copy",
     "fence_amortisation": "fence_amortisation",
 }

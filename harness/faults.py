@@ -16,6 +16,17 @@ QUICK = ("pub_no_payload_flush", "pub_no_hdr_fence", "pub_token_before_body", "p
          "seq_ack_before_order", "sub_no_invalidate_payload")
 
 
+# Order 5's faults run at Order 5 with one client spread over both brokers (its batches held
+# and released in client order); those about gaps plant one, or resolve gaps at once (1 ns).
+ORDER5 = dict(order=5, client_spread=2)
+FAULT_CONFIGS: dict[str, dict[str, Any]] = {
+    "seq5_hold_release_unordered": ORDER5,
+    "seq5_late_reordered": {**ORDER5, "gap_timeout_ms": 1e-6},
+    "seq5_gap_no_marker": {**ORDER5, "gap_client": 0, "gap_seq": 3, "gap_timeout_ms": 0.01},
+    "seq5_marker_unflushed": {**ORDER5, "gap_client": 0, "gap_seq": 3, "gap_timeout_ms": 0.01},
+}
+
+
 @dataclass
 class FaultOutcome:
     name: str
@@ -75,7 +86,7 @@ def run_fault(name: str, seeds: tuple[int, ...] = (1, 2, 3), model: ModelConfig 
     tried: list[int] = []
     for seed in seeds:
         tried.append(seed)
-        run = run_checked(small_config(seed=seed), fault=name, model=model)
+        run = run_checked(small_config(seed=seed, **FAULT_CONFIGS.get(name, {})), fault=name, model=model)
         fired, d = detections(run)
         effect = effect or _effect(run)
         for tag in fired:
@@ -87,8 +98,15 @@ def run_fault(name: str, seeds: tuple[int, ...] = (1, 2, 3), model: ModelConfig 
     return FaultOutcome(name, fault_doc(name), bool(by), by, diag or "nothing fired", tried, effect)
 
 
-CLEAN_VARIANTS = (("per-scanner", 2, False), ("shared-mutex", 2, True), ("per-scanner", 0, False),
-                  ("per-scanner", 2, True))
+CLEAN_VARIANTS: tuple[tuple[str, int, bool, dict[str, Any]], ...] = (
+    ("per-scanner", 2, False, {}), ("shared-mutex", 2, True, {}), ("per-scanner", 0, False, {}),
+    ("per-scanner", 2, True, {}),
+    # Order 5: a client spread over both brokers; then a planted gap resolved by markers, and
+    # one resolved by fencing the session
+    ("per-scanner", 5, False, {"client_spread": 2}),
+    ("per-scanner", 5, False, {"client_spread": 2, "gap_client": 0, "gap_seq": 3, "gap_timeout_ms": 0.01}),
+    ("per-scanner", 5, False, {"client_spread": 2, "gap_client": 0, "gap_seq": 3, "gap_timeout_ms": 0.01,
+                               "gap_policy": "fence"}))
 
 
 def run_clean(runs: int, first_seed: int = 1000, model: ModelConfig = ModelConfig()) -> tuple[list[str], int]:
@@ -97,9 +115,10 @@ def run_clean(runs: int, first_seed: int = 1000, model: ModelConfig = ModelConfi
     failures: list[str] = []
     messages = 0
     for i in range(runs):
-        variant, order, nt = CLEAN_VARIANTS[i % len(CLEAN_VARIANTS)]
+        variant, order, nt, extra = CLEAN_VARIANTS[i % len(CLEAN_VARIANTS)]
         seed = first_seed + i
-        run = run_checked(small_config(order=order, variant=variant, seed=seed, nt_copy=nt), model=model)
+        run = run_checked(small_config(order=order, variant=variant, seed=seed, nt_copy=nt, **extra),
+                          model=model)
         messages += run.result.messages_published
         if not run.clean:
             by, diag = detections(run)

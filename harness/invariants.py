@@ -9,6 +9,9 @@ import numpy as np
 
 from harness.errors import HistoryError
 from harness.history import History, check_history
+from harness.native import RESUME_KIND, LossReason
+from harness.order5 import LOSS_FENCED, LOSS_LATE, REC_KIND_BATCH, REC_KIND_FENCE, REC_KIND_MARKER
+from harness.order5 import split_session as _split_session
 
 if TYPE_CHECKING:
     from harness.log import LogConfig
@@ -16,27 +19,54 @@ if TYPE_CHECKING:
 
 
 def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
-    """Turn the C core's per-batch records into a :class:`History` for the validator."""
+    """Turn the C core's per-batch records into a :class:`History` for the validator: format
+    version 2 (``total_order`` on order events, the ``committed_seq`` each subscriber had read
+    on its deliveries, where a resumed subscriber started; at Order 5 the session epochs,
+    declared-lost markers and fences)."""
+    o5 = cfg.order == 5
     pub = recs["publish"]
+    p_sess, p_seq = _split_session(pub["client_batch_seq"])
     publishes = {
         "t": pub["publish_ns"], "broker": pub["broker"], "client": pub["client"],
-        "client_batch_seq": pub["client_batch_seq"], "pbr_index": pub["pbr_index"],
+        "client_batch_seq": p_seq if o5 else pub["client_batch_seq"], "pbr_index": pub["pbr_index"],
         "outcome": np.zeros(len(pub), dtype=np.int64), "msg_count": pub["msg_count"],
         "size": pub["size"], "checksum": pub["checksum"],
     }
+    if o5:
+        publishes["session"] = p_sess
     loss = recs["loss"]
     # A slot declared lost and then committed by its live publisher (alive=1) is no loss the
     # history may excuse: the publisher was told ok, so a missing batch is a lost write there.
+    # Order 5's late, duplicate and fenced batches are slots the sequencer resolved without a
+    # position: losses too (their publishers are never acknowledged).
     if "alive" in (loss.dtype.names or ()):
         loss = loss[loss["alive"] == 0]
     losses = {"t": loss["ns"], "broker": loss["broker"], "pbr_index": loss["pbr_index"]}
     o = recs["order"]
-    orders = {"t": o["commit_ns"], "seq": o["seq"], "broker": o["broker"], "client": o["client"],
-              "client_batch_seq": o["client_batch_seq"], "pbr_index": o["pbr_index"]}
+    kind = o["kind"] if "kind" in (o.dtype.names or ()) else np.zeros(len(o), dtype=np.uint32)
+    ob, om, of = o[kind == REC_KIND_BATCH], o[kind == REC_KIND_MARKER], o[kind == REC_KIND_FENCE]
+    o_sess, o_seq = _split_session(ob["client_batch_seq"])
+    orders = {"t": ob["commit_ns"], "seq": ob["seq"], "broker": ob["broker"], "client": ob["client"],
+              "client_batch_seq": o_seq if o5 else ob["client_batch_seq"],
+              "pbr_index": ob["pbr_index"], "total_order": ob["first_msg_order"]}
+    markers = fences = None
+    if o5:
+        orders["session"] = o_sess
+        m_sess, m_seq = _split_session(om["client_batch_seq"])
+        markers = {"t": om["commit_ns"], "seq": om["seq"], "client": om["client"],
+                   "session": m_sess, "client_batch_seq": m_seq}
+        f_sess, f_through = _split_session(of["client_batch_seq"])
+        fences = {"t": of["commit_ns"], "client": of["client"], "session": f_sess,
+                  "committed_through": f_through}
     # The writer's own records: one clock, one writer. Readers' observations carry timestamps
     # taken a little after their reads, so across observers they may interleave out of order;
     # each subscriber's own monotonicity is checked in C (committed_regressions).
     c = recs["commit"]
+    r = c[c["kind"] >= RESUME_KIND]  # a subscriber resumed (CXL_F_RESUME) at this position
+    resumes: dict[str, Any] = {"t": r["ns"], "subscriber": r["kind"].astype(np.int64) - RESUME_KIND,
+                               "position": r["value"]}
+    if cfg.order == 0:
+        resumes["broker"] = r["value2"]
     c = c[c["kind"] == 0]
     commits: dict[str, Any] = {"t": c["ns"], "committed_seq": c["value"]}
     if cfg.order == 0:  # per-broker frontiers, written by each broker's acker
@@ -54,19 +84,27 @@ def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
         if k == cfg.crash_subscriber:  # crashed on purpose: its prefix is checked on its own
             continue
         d = recs[f"deliver{k}"]
-        deliveries[k] = {"t": d["ns"], "position": d["pos"], "broker": d["broker"], "client": d["client"],
-                         "client_batch_seq": d["client_batch_seq"], "pbr_index": d["pbr_index"],
-                         "checksum": d["checksum"], "size": d["size"]}
+        d_sess, d_seq = _split_session(d["client_batch_seq"])
+        cols = {"t": d["ns"], "position": d["pos"], "broker": d["broker"], "client": d["client"],
+                "client_batch_seq": d_seq if o5 else d["client_batch_seq"],
+                "pbr_index": d["pbr_index"], "checksum": d["checksum"], "size": d["size"]}
+        if cfg.order != 0 and "committed" in (d.dtype.names or ()):
+            cols["committed_seq"] = d["committed"]  # what it had read before this entry
+        if o5:
+            cols["session"] = d_sess
+        deliveries[k] = cols
     return History.from_arrays(order=cfg.order, publishes=publishes, orders=orders, commits=commits,
-                               acks=acks, deliveries=deliveries, losses=losses, drained=True,
-                               brokers=cfg.brokers, source="run records")
+                               acks=acks, deliveries=deliveries, losses=losses, resumes=resumes,
+                               markers=markers,
+                               fences=fences, drained=True, brokers=cfg.brokers, source="run records")
 
 
 _KINDS = ("header", "GOI entry", "control value", "foreign token")
 
 
-_REASONS = {1: "publisher stopped (slot timeout)", 2: "corrupt header",
-            3: "committed, never ordered: its broker's scanner stopped"}
+_REASONS = {int(LossReason.TIMEOUT): "publisher stopped (slot timeout)",
+            int(LossReason.CORRUPT): "corrupt header",
+            int(LossReason.ORPHAN): "committed, never ordered: its broker's scanner stopped"}
 
 
 def _loss_examples(cfg: LogConfig, recs: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -76,12 +114,14 @@ def _loss_examples(cfg: LogConfig, recs: dict[str, Any] | None) -> list[dict[str
     expected = cfg.expected_lost_publishers
     out = []
     for r in recs["loss"]:
+        if int(r["reason"]) in (LOSS_FENCED, LOSS_LATE):  # Order 5's own resolutions
+            continue
         client = int(r["client"])
         why = int(r["reason"])
         alive = bool(r["alive"]) if "alive" in r.dtype.names else False
         broker = int(r["broker"])
-        ok = not alive and ((why == 1 and client in expected)
-                            or (why == 3 and broker == cfg.crash_scanner))
+        ok = not alive and ((why == LossReason.TIMEOUT and client in expected)
+                            or (why == LossReason.ORPHAN and broker == cfg.crash_scanner))
         out.append({"broker": broker, "pbr_index": int(r["pbr_index"]),
                     "client": None if client == 0xFFFFFFFF else client,
                     "reason": _REASONS.get(why, f"reason {why}"), "publisher_alive": alive,
@@ -193,9 +233,13 @@ def _counter_checks(cfg: LogConfig, s: dict[str, Any],
     ppb = cfg.publishers_per_broker
     crashed_brokers = {p // ppb for p in crashed}
     # every batch its publisher completed is ordered (a crashed publisher's last batch was
-    # never completed; a completed batch declared lost is a false loss and fails below), but
-    # for the batches of a crashed scanner's broker, declared lost by identity
-    expected_ordered = published - late - int(s.get("batches_orphaned", 0) if cfg.crash_scanner >= 0 else 0)
+    # never completed; a completed batch declared lost is a false loss and fails below); at
+    # Order 5 except the late, duplicate and fenced batches the sequencer resolved unordered;
+    # and for a crashed scanner's broker, its batches declared lost by identity
+    o5_unordered = int(s.get("o5_late", 0)) + int(s.get("o5_fenced_rejects", 0)) if cfg.order == 5 else 0
+    markers = int(s.get("o5_markers", 0)) if cfg.order == 5 else 0
+    orphaned = int(s.get("batches_orphaned", 0)) if cfg.crash_scanner >= 0 else 0
+    expected_ordered = published - late - o5_unordered - orphaned
     if crashed:  # a killed process reports nothing it published: what was ordered is the basis
         expected_ordered = int(s["batches_ordered"])
     delivered = s["sub_batches"][:subs]
@@ -222,11 +266,13 @@ def _counter_checks(cfg: LogConfig, s: dict[str, Any],
              f"{published} of {cfg.total_batches} batches published", []),
         ]
     out += _loss_checks(cfg, s, recs)
-    if cfg.order == 2:
+    if cfg.order >= 2:
         out.append(("dense-sequence", "global sequence unique and dense",
-                    s["committed_seq"] == s["batches_ordered"] == expected_ordered,
+                    s["committed_seq"] - markers == s["batches_ordered"] == expected_ordered,
                     f"committed_seq={s['committed_seq']}, ordered={s['batches_ordered']}, "
-                    f"published={published} (declared lost: {lost}, never subtracted)", []))
+                    f"published={published} (declared lost: {lost}, never subtracted"
+                    + (f"; Order 5: {markers} marker position(s), {o5_unordered} late/duplicate/"
+                       "fenced batch(es) resolved unordered)" if cfg.order == 5 else ")"), []))
         out.append(("sequencer-broker-order", "sequencer sees each broker in ring order",
                     s["order_gaps"] == 0, f"{s['order_gaps']} out-of-order or skipped ring slots", []))
     if cfg.ack:
@@ -256,10 +302,13 @@ def _counter_checks(cfg: LogConfig, s: dict[str, Any],
         out.append(("payload-checksums", "payload checksums match at delivery", not any(errors),
                     f"checksum mismatches per subscriber {errors}", []))
         oerr = s["sub_order_errors"][:subs]
-        out.append(("subscriber-broker-order", "per-broker arrival order kept at delivery",
-                    not any(oerr), f"out-of-order deliveries per subscriber {oerr}", []))
+        if cfg.order != 5:  # Order 5: per client (client-fifo-delivered)
+            out.append(("subscriber-broker-order", "per-broker arrival order kept at delivery",
+                        not any(oerr), f"out-of-order deliveries per subscriber {oerr}", []))
         out.append(("commit-monotonic-observed", "committed_seq never goes back",
                     s["committed_regressions"] == 0, f"{s['committed_regressions']} regressions seen", []))
+    if cfg.order == 5:
+        out += _order5_checks(cfg, s)
     corrupt = {k: s[k] for k in ("corrupt_headers", "corrupt_goi", "corrupt_ctrl", "foreign_tokens")}
     listed = int(s.get("corrupt_listed", 0))
     where = [{"offset": int(s["corrupt_off"][i]), "value": int(s["corrupt_val"][i]),
@@ -271,6 +320,44 @@ def _counter_checks(cfg: LogConfig, s: dict[str, Any],
                 ", ".join(f"{k}={v}" for k, v in corrupt.items())
                 + (f" (each distinct location and value once; first: {first})" if first else ""),
                 where))
+    return out
+
+
+def _order5_checks(cfg: LogConfig, s: dict[str, Any]) -> list[tuple[str, str, bool, str, list[dict[str, Any]]]]:
+    """Per-client FIFO at delivery (counted in C on every run, records or not), every marker
+    passed over by every subscriber, and every gap resolution explained by a planted gap or
+    an injected crash."""
+    subs = cfg.subscribers
+    markers, fences = int(s["o5_markers"]), int(s["o5_fences"])
+    late, rejects = int(s["o5_late"]), int(s["o5_fenced_rejects"])
+    out: list[tuple[str, str, bool, str, list[dict[str, Any]]]] = []
+    if subs:
+        errs = [int(x) for x in s["sub_client_order_errors"][:subs]]
+        out.append(("client-fifo-delivered", "each client's batches delivered in client order",
+                    not any(errs), f"per-client order broken at delivery per subscriber {errs}", []))
+        seen = [int(x) for x in s["sub_markers"][:subs]]
+        out.append(("markers-delivered", "every declared-lost marker passed over in order by every subscriber",
+                    all(m == markers for m in seen),
+                    f"{markers} marker(s) written, passed over per subscriber {seen}", []))
+    bad_lines = int(s.get("o5_line_mismatch", 0))
+    out.append(("session-lines", "each client's session line says what the sequencer holds",
+                bad_lines == 0, f"{bad_lines} client session line(s) disagree with the sequencer's "
+                "table (session, next_expected, fenced_through, markers, fences, late)", []))
+    planted = cfg.gap_client >= 0 or bool(cfg.expected_lost_publishers)
+    # Several clients spread over brokers that share rings can each wait for ring space the
+    # other's held batches keep: only the gap timeout ends that (as upstream's skip timeout)
+    contended = cfg.publishers_per_broker > 1 and cfg.client_spread > 1
+    resolved = markers + fences
+    ok = resolved >= 1 if cfg.gap_client >= 0 else (planted or contended or resolved + late + rejects == 0)
+    why = (f"gap planted (client {cfg.gap_client}, seq {cfg.gap_seq}): " if cfg.gap_client >= 0 else
+           "crash injected: " if planted else
+           "clients share rings (cross-client waits end at the timeout): " if contended else
+           "no gap planted: ")
+    out.append(("order5-gaps-explained", "every gap resolution (marker, fence) has a cause",
+                ok, why + f"{markers} marker(s), {fences} fence(s), {rejects} batch(es) of fenced "
+                f"sessions, {late} late or duplicate; hold buffer max {s['o5_hold_max']}, "
+                f"full {s['o5_hold_full']} time(s) (policy {cfg.gap_policy}, timeout "
+                f"{cfg.gap_timeout_ms} ms)", []))
     return out
 
 

@@ -186,6 +186,19 @@ MODEL_CONFIGS: tuple[ModelRun, ...] = (
     ModelRun("order2-resumed-subscribers", {"resume_subscribers": True}),
     ModelRun("order2-ablations", {"fence_per_line": True, "extra_fence": True,
                                   "reserve_per_batch": True}),
+    # Order 5: one client over both brokers (held and released in client order), then a
+    # planted gap declared lost, and one fenced (the gap timeout short: gaps resolve at once)
+    ModelRun("order5-spread-2", {"order": 5, "client_spread": 2}),
+    ModelRun("order5-ack2", {"order": 5, "client_spread": 2, "ack": 2}),
+    ModelRun("order5-wrapping-rings", {"order": 5, "client_spread": 2, "pbr_slots": 2,
+                                       "total_bytes": _WRAP}),
+    ModelRun("order5-crashed-publisher", {"order": 5, "client_spread": 2, "slot_timeout_ms": 50.0,
+                                          "crash_publisher": 0, "crash_after": 1,
+                                          "gap_timeout_ms": 0.01}),
+    ModelRun("order5-gap-markers", {"order": 5, "client_spread": 2, "gap_client": 0, "gap_seq": 3,
+                                    "gap_timeout_ms": 0.01}),
+    ModelRun("order5-gap-fence", {"order": 5, "client_spread": 2, "gap_client": 0, "gap_seq": 3,
+                                  "gap_timeout_ms": 0.01, "gap_policy": "fence"}),
 )
 SEEDS = (1, 2, 3)
 # Each configuration runs once per seed with whole role steps only, then once per seed with
@@ -258,6 +271,10 @@ EQUIVALENT: dict[str, str] = {
         "is declared lost there only for a crashed publisher, which never commits"),
     "sub_publish_position/commit#3": (
         "a subscriber's heartbeat: no reader; same line as goi_pos, flushed anyway"),
+    "seq5_step/sfence#4": (
+        "Order 5, ACK 2: the fence after the durable frontier, as seq_step/sfence#4: what the "
+        "frontier covers was fenced before it, its line is flushed, and the sequencer's next "
+        "fence closes that flush; a frontier one step late only delays ACK 2"),
 }
 
 

@@ -171,7 +171,27 @@ class LossReason(IntEnum):
 
     TIMEOUT = _LIB.CXL_LOSS_TIMEOUT  # claimed, never committed: its publisher stopped
     CORRUPT = _LIB.CXL_LOSS_CORRUPT
+    FENCED = _LIB.CXL_LOSS_FENCED  # Order 5: a batch of a fenced session, never ordered
+    LATE = _LIB.CXL_LOSS_LATE  # Order 5: below its client's next_expected (late or duplicate)
     ORPHAN = _LIB.CXL_LOSS_ORPHAN  # committed, never ordered: its broker's scanner stopped
+
+
+class GapPolicy(IntEnum):
+    """``cxl_log_cfg_t.gap_policy`` (Order 5)."""
+
+    MARKERS = _LIB.CXL_GAP_MARKERS
+    FENCE = _LIB.CXL_GAP_FENCE
+
+
+class OrderKind(IntEnum):
+    """``cxl_rec_order_t.kind``: a batch ordered, a declared-lost marker, a session fence."""
+
+    BATCH = _LIB.CXL_ORDER_BATCH
+    MARKER = _LIB.CXL_ORDER_MARKER
+    FENCE = _LIB.CXL_ORDER_FENCE
+
+
+RESUME_KIND = int(_LIB.CXL_RESUME_KIND)  # commit records of kind RESUME_KIND + k: subscriber k resumed
 
 
 class RoleKind(IntEnum):
@@ -225,6 +245,9 @@ class Limits:
     max_batch_log_bytes: int
     no_client: int
     msg_header_bytes: int
+    max_hold: int
+    session_shift: int
+    max_session: int
 
 
 def _limits() -> Limits:

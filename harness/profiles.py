@@ -100,6 +100,7 @@ class RatioTargets:
 
     order2_vs_order0: float | None = None
     order2_vs_nt_copy: float | None = None
+    order5_vs_order2: float | None = None
     per_scanner_vs_mutex: float | None = None
     fence_amortisation: float | None = None
 
@@ -118,12 +119,29 @@ class Targets:
 
 
 @dataclass(frozen=True)
+class Order5Workload:
+    """How the profile's Order 5 runs are made (see LogConfig's Order 5 fields)."""
+
+    client_spread: int | None = None  # None: each client over every broker
+    gap_policy: str = "markers"
+    gap_timeout_ms: float = 1000.0
+    hold_cap: int = 0
+
+
+@dataclass(frozen=True)
 class Workload:
     msg_size: int
     batch_bytes: int
     brokers: int
     total_mib: int
     epoch_us: int
+    order5: Order5Workload = Order5Workload()
+
+    def order5_settings(self) -> dict[str, Any]:
+        """LogConfig fields of an Order 5 run of this workload."""
+        o = self.order5
+        return {"order": 5, "client_spread": o.client_spread or self.brokers,
+                "gap_policy": o.gap_policy, "gap_timeout_ms": o.gap_timeout_ms, "hold_cap": o.hold_cap}
 
 
 @dataclass(frozen=True)
@@ -296,6 +314,10 @@ def _semantic(doc: Mapping[str, Any]) -> list[str]:
             f"workload.batch_bytes: {workload['batch_bytes']} is smaller than "
             f"workload.msg_size {workload['msg_size']} (a batch holds at least one message)"
         )
+    spread = workload.get("order5", {}).get("client_spread")
+    if spread is not None and (spread > workload["brokers"] or workload["brokers"] % spread):
+        problems.append(f"workload.order5.client_spread: {spread} does not divide workload.brokers "
+                        f"{workload['brokers']} (a client spans whole groups of brokers)")
     return problems
 
 
@@ -392,10 +414,16 @@ def _build(doc: Mapping[str, Any], source: Path) -> Profile:
             ratios=RatioTargets(**{k: _opt(ratios, k) for k in (ratios or {})}),
             absolute=AbsoluteTargets(**{k: _opt(absolute, k) for k in (absolute or {})}),
         ),
-        workload=Workload(**doc["workload"]),
+        workload=_workload(doc["workload"]),
         source=str(source),
         measurement=_measurement(doc.get("measurement", {}), source),
     )
+
+
+def _workload(doc: Mapping[str, Any]) -> Workload:
+    w = dict(doc)
+    w["order5"] = Order5Workload(**w.get("order5", {}))
+    return Workload(**w)
 
 
 def _measurement(doc: Mapping[str, Any], source: Path) -> Measurement:

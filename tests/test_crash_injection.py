@@ -3,7 +3,7 @@ mid-chunk (thread mode) or SIGKILLed (process mode), and ``publish --crash``.
 
 * A dead scanner is found by its beat standing still past ``slot_timeout_ms`` with its thread
   gone; the sequencer's seal stops waiting for it and the sequencer scans its ring: every
-  later batch of that broker is declared lost by identity (reason 3), never acknowledged, and
+  later batch of that broker is declared lost by identity (reason ORPHAN), never acknowledged, and
   the run completes -- every other broker ordered in full.
 * A dead subscriber is found the same way; the GOI and the rings stop waiting for it, so the
   run completes; what it delivered is a gap-free prefix, what it never got is named.
@@ -22,11 +22,12 @@ import pytest
 
 from harness.crash import PROCESS_WATCHDOG_S
 from harness.errors import ConfigError
+from harness.native import LossReason
 from harness.invariants import _crash_checks, _loss_checks
 from harness.log import LogConfig
 from harness.runlog import run_log
 
-ORPHAN = 3  # cxl_rec_loss_t.reason: committed, never ordered (its scanner stopped)
+ORPHAN = int(LossReason.ORPHAN)  # committed, never ordered (its scanner stopped)
 
 
 def small(**kw: Any) -> LogConfig:
@@ -151,7 +152,7 @@ def test_a_loss_on_another_broker_than_the_crashed_scanner_is_unexpected() -> No
     ok, detail = _check(_loss_checks(cfg, s, planted), "no-unexpected-loss")
     assert not ok and "1 of them not from a crashed" in detail
     # and a publisher-timeout loss on the scanner's broker is not the scanner's crash either
-    timeout = _loss_recs([(1, 10, 1, 1)])
+    timeout = _loss_recs([(1, 10, int(LossReason.TIMEOUT), 1)])
     assert not _check(_loss_checks(cfg, s, timeout), "no-unexpected-loss")[0]
 
 

@@ -15,7 +15,7 @@ from harness.log import LogConfig, layout_size
 ENUMS: list[tuple[type[Enum], str]] = [
     (native.Role, "CXL_ROLE_"), (native.Flag, "CXL_F_"), (native.Rec, "CXL_REC_"),
     (native.LossReason, "CXL_LOSS_"), (native.RoleKind, "CXL_KIND_"), (native.Backend, "CXL_BACKEND_"),
-    (native.Severity, "CXL_SEVERITY_"),
+    (native.Severity, "CXL_SEVERITY_"), (native.GapPolicy, "CXL_GAP_"), (native.OrderKind, "CXL_ORDER_"),
 ]
 
 

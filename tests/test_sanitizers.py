@@ -71,7 +71,8 @@ def _assert_clean(r: subprocess.CompletedProcess[str], corrupt: bool = True) -> 
     for marker in REPORT_MARKERS:
         assert marker not in out, out[-6000:]
     assert r.returncode == 0, out[-6000:]
-    assert "clean runs: 36, failed: 0" in r.stdout
+    # 36 Order 0/2 configurations and 18 Order 5 ones (spread, hold bounds, planted gaps)
+    assert "clean runs: 54, failed: 0" in r.stdout
     if "checked" not in r.args[0] and "-R" not in r.args:  # crash runs need real threads
         assert "crash runs: 6, failed: 0" in r.stdout, r.stdout
     if corrupt:
@@ -106,6 +107,17 @@ def test_checked_driver_reports_invariant_failures(built: Path) -> None:
 def test_checked_build_all_configurations(built: Path) -> None:
     """Every configuration, two publishers per broker included, runs clean on the model."""
     _assert_clean(_run(built / "stress-checked-asan", "-a", "-n", "0"), corrupt=False)
+
+
+@pytest.mark.parametrize("fault, message", [
+    (26, "per-client order errors"),          # seq5_hold_release_unordered
+    (28, "planted gap never resolved"),       # seq5_gap_no_marker
+    (29, "rule unflushed_before_publish"),    # seq5_marker_unflushed
+])
+def test_checked_driver_catches_order5_defects(built: Path, fault: int, message: str) -> None:
+    """The Order 5 scenarios of the driver are not a rubber stamp either."""
+    r = _run(built / "stress-checked-asan", "-q", "-n", "0", "-f", str(fault))
+    assert r.returncode == 1 and "order=5" in r.stderr and message in r.stderr, r.stderr[-3000:]
 
 
 # ------------------------------------------------------------------------------------------

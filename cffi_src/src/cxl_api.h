@@ -104,7 +104,7 @@ typedef struct cxl_log_cfg {
     uint32_t brokers;
     uint32_t publishers_per_broker;
     uint32_t subscribers;
-    uint32_t order;          /* 0 or 2 */
+    uint32_t order;          /* 0, 2 or 5 (Order 2 plus per-client FIFO) */
     uint32_t variant;        /* 0 per-scanner buffers, 1 shared mutex (the seed's "before") */
     uint32_t ack_level;      /* 0, 1, 2 */
     uint32_t pbr_slots;      /* power of two */
@@ -126,6 +126,13 @@ typedef struct cxl_log_cfg {
     uint32_t crash_scanner;    /* crash injection: broker + 1 whose scanner stops mid-epoch (Order
                                 * 2; its thread stops, never its process: the sequencer shares it) */
     uint32_t crash_subscriber; /* crash injection: subscriber index + 1 that dies mid-chunk */
+    /* Order 5 (per-client FIFO); ignored at other levels */
+    uint32_t gap_policy;       /* a gap older than gap_timeout_ns: 0 declared-lost markers, 1 fence */
+    uint32_t client_spread;    /* brokers one client's batches are spread over (1 = its own) */
+    uint64_t gap_timeout_ns;   /* 0 = 5 ms */
+    uint32_t hold_cap;         /* batches the sequencer may hold out of order; 0 = default */
+    uint32_t gap_client;       /* planted gap: client + 1 whose batch gap_seq is never sent */
+    uint64_t gap_seq;
 } cxl_log_cfg_t;
 
 /* flags */
@@ -196,6 +203,20 @@ typedef struct cxl_log_stats {
     uint64_t subscribers_dead;    /* subscribers the sequencer found dead (bit each) */
     uint64_t batches_orphaned;    /* committed batches of a dead scanner's broker, declared lost */
     uint64_t dead_sub_pos[8];     /* a dead subscriber's last published GOI position */
+    /* Order 5 */
+    uint64_t o5_held;             /* batches held for an earlier one of their client */
+    uint64_t o5_hold_max;         /* hold buffer occupancy: highest */
+    uint64_t o5_hold_sum;         /* sum of the occupancy after each sequencer step that held */
+    uint64_t o5_hold_samples;     /* those steps */
+    uint64_t o5_hold_full;        /* steps that stopped because the hold buffer was full */
+    uint64_t o5_late;             /* duplicate or late batches (seq below next_expected): dropped */
+    uint64_t o5_markers;          /* client batches declared lost (GOI markers written) */
+    uint64_t o5_fences;           /* client sessions fenced */
+    uint64_t o5_fenced_rejects;   /* batches of a fenced session: never ordered */
+    uint64_t sub_markers[8];      /* markers each subscriber passed over */
+    uint64_t sub_client_order_errors[8]; /* per-client FIFO broken at delivery (Order 5) */
+    uint64_t o5_line_mismatch;    /* client session lines that disagree with the sequencer's
+                                     table (read back after the run, where the sequencer ran) */
 } cxl_log_stats_t;
 
 /* Per-batch records (only when record_capacity > 0). */
@@ -219,16 +240,19 @@ typedef struct cxl_rec_order {
     uint32_t broker;
     uint32_t msg_count;
     uint32_t client;
-    uint32_t pad;
+    uint32_t kind;    /* 0 batch ordered, 1 declared-lost marker (seq = its position, no
+                         broker), 2 session fence (client_batch_seq = committed_through) */
 } cxl_rec_order_t;
 
 typedef struct cxl_rec_frontier {
     uint64_t ns;
     uint64_t value;
-    uint64_t value2;  /* acks: the frontier in messages */
+    uint64_t value2;  /* acks: the frontier in messages; resumes: the broker (Order 0) */
     uint32_t who;     /* broker (acks) or observer (commits) */
-    uint32_t kind;    /* ack level, or 0 = sequencer write / 1+k = subscriber k read */
+    uint32_t kind;    /* ack level, or 0 = sequencer write / 1+k = subscriber k read /
+                         CXL_RESUME_KIND + k = subscriber k resumed at position `value` */
 } cxl_rec_frontier_t;
+enum { CXL_RESUME_KIND = 64 };  /* in the commit records: a subscriber's resume */
 
 typedef struct cxl_rec_deliver {
     uint64_t pos;
@@ -240,14 +264,16 @@ typedef struct cxl_rec_deliver {
     uint32_t client;
     uint32_t size;
     uint32_t msg_count;
+    uint64_t committed;  /* the committed_seq the subscriber had read before this entry */
 } cxl_rec_deliver_t;
 
 typedef struct cxl_rec_loss {
     uint64_t ns;
     uint64_t pbr_index;
     uint32_t broker;
-    uint32_t reason;  /* 1 timeout (claimed, publisher stopped), 2 corrupt header, 3 committed
-                       * but never ordered (its broker's scanner stopped) */
+    uint32_t reason;  /* 1 timeout (claimed, publisher stopped), 2 corrupt header; Order 5, the
+                         sequencer: 3 batch of a fenced session, 4 late or duplicate batch; 5
+                         committed but never ordered (its broker's scanner stopped) */
     uint32_t client;  /* the publisher that held the slot; 0xffffffff unknown */
     uint32_t alive;   /* 1: that publisher committed it after all (a false loss) */
 } cxl_rec_loss_t;
@@ -312,7 +338,12 @@ int cxl_is_checked(void);
 /* harness/native.py builds its IntEnums and limits from these: Python never re-declares a
  * number the core defines. */
 enum { CXL_KIND_PUBLISHER = 0, CXL_KIND_SCANNER = 1, CXL_KIND_SEQUENCER = 2, CXL_KIND_SUBSCRIBER = 3 };
-enum { CXL_LOSS_TIMEOUT = 1, CXL_LOSS_CORRUPT = 2, CXL_LOSS_ORPHAN = 3 };  /* cxl_rec_loss_t.reason */
+/* cxl_rec_loss_t.reason; FENCED and LATE: Order 5's sequencer resolved the slot unordered;
+ * ORPHAN: committed, never ordered, its broker's scanner stopped (crash injection) */
+enum { CXL_LOSS_TIMEOUT = 1, CXL_LOSS_CORRUPT = 2, CXL_LOSS_FENCED = 3, CXL_LOSS_LATE = 4,
+       CXL_LOSS_ORPHAN = 5 };
+enum { CXL_GAP_MARKERS = 0, CXL_GAP_FENCE = 1 };  /* cxl_log_cfg_t.gap_policy (Order 5) */
+enum { CXL_ORDER_BATCH = 0, CXL_ORDER_MARKER = 1, CXL_ORDER_FENCE = 2 };  /* cxl_rec_order_t.kind */
 enum { CXL_BACKEND_EMULATED = 1, CXL_BACKEND_FILE = 2, CXL_BACKEND_DEVDAX = 3, CXL_BACKEND_NUMA = 4 };
 enum { CXL_SEVERITY_WARNING = 1, CXL_SEVERITY_ERROR = 2 };  /* trace rules */
 typedef struct cxl_limits {
@@ -331,6 +362,9 @@ typedef struct cxl_limits {
     uint64_t max_batch_log_bytes; /* log bytes one batch may take */
     uint64_t no_client;           /* "no publisher" in a loss record */
     uint64_t msg_header_bytes;
+    uint64_t max_hold;            /* Order 5: the largest hold buffer bound */
+    uint64_t session_shift;       /* Order 5: client_batch_seq words carry the session above it */
+    uint64_t max_session;
 } cxl_limits_t;
 void cxl_limits(cxl_limits_t *out);
 /* Lower bound (ns) of commit-latency histogram bucket i (i == lat_buckets: the upper end). */

@@ -21,6 +21,9 @@ void cxl_limits(cxl_limits_t *out) {
         .max_batch_log_bytes = MAX_BATCH_LOG_BYTES,
         .no_client = NO_CLIENT,
         .msg_header_bytes = CXL_MSG_HDR,
+        .max_hold = CXL_MAX_HOLD,
+        .session_shift = CXL_SESSION_SHIFT,
+        .max_session = CXL_MAX_SESSION,
     };
 }
 

@@ -29,7 +29,11 @@
     X(22, sub_no_invalidate_payload, "subscriber reads the payload without invalidating")      \
     X(23, sub_no_invalidate_commit, "subscriber reads committed_seq without invalidating")     \
     X(24, pub_no_invalidate_frontier, "publisher reads consumed_through without invalidating") \
-    X(25, seq_no_fence_at_all, "sequencer never fences its flushes (rule 6: never zero)")
+    X(25, seq_no_fence_at_all, "sequencer never fences its flushes (rule 6: never zero)")    \
+    X(26, seq5_hold_release_unordered, "Order 5: held batches released highest seq first")    \
+    X(27, seq5_late_reordered, "Order 5: a late batch (seq below next_expected) is ordered")   \
+    X(28, seq5_gap_no_marker, "Order 5: a timed-out gap is skipped without declared-lost markers") \
+    X(29, seq5_marker_unflushed, "Order 5: a marker's GOI line is not flushed before committed_seq")
 
 enum cxl_fault_id {
     CXL_FAULT_NONE = 0,

@@ -2,9 +2,9 @@
  * cxl_layout.h -- the versioned layout of a shared-log region. Offsets only, never pointers,
  * so processes (and hosts) may map the region at different addresses.
  *
- *   [control block: 7 lines][per-broker claim lines][per-broker sequencer lines]
+ *   [control block: 8 lines][per-broker claim lines][per-broker sequencer lines]
  *   [per-subscriber lines][per-broker scanner lines][per-publisher lease lines]
- *   [per-broker PBR rings][per-broker logs][GOI ring]
+ *   [Order 5: per-client session lines][per-broker PBR rings][per-broker logs][GOI ring]
  *
  * Single writer per cache line: each line below names its one writer.
  */
@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define CXL_MAGIC 0x31474f4c4c5843ull /* "CXLLOG1" little-endian */
-#define CXL_LAYOUT_VERSION 5u
+#define CXL_LAYOUT_VERSION 6u
 #define CXL_MAX_BROKERS 8u
 #define CXL_MAX_SUBS 8u
 #define CXL_MSG_HDR 16u
@@ -107,6 +107,21 @@ typedef struct cxl_seq_owner_line {
     uint64_t pad[4];
 } cxl_seq_owner_line_t;
 
+/* Line 7 (layout 5): the Order 5 parameters and the offset of the client session lines
+ * (creator, once; all zero at other order levels). */
+typedef struct cxl_order5 {
+    uint64_t clientline;     /* offset of the per-client session lines */
+    uint64_t clients;        /* lines there (one per publisher index; a client is named by the
+                                index of its first publisher) */
+    uint64_t gap_timeout_ns;
+    uint32_t gap_policy;     /* 0 declared-lost markers, 1 session fencing */
+    uint32_t hold_cap;
+    uint32_t client_spread;
+    uint32_t pad0;
+    uint64_t pad1[2];
+    uint64_t check;          /* hash of the fields above */
+} cxl_order5_t;
+
 typedef struct cxl_ctrl {
     cxl_geom_t geom;
     cxl_offsets_t off;
@@ -115,7 +130,32 @@ typedef struct cxl_ctrl {
     cxl_reserve_line_t reserve;
     cxl_proto_t proto;
     cxl_seq_owner_line_t seq_owner;
+    cxl_order5_t order5;
 } cxl_ctrl_t;
+
+/* Order 5: a client batch's client_batch_seq word carries its session epoch above bit 40
+ * (in the PBR header, the GOI entry and the records alike). */
+#define CXL_SESSION_SHIFT 40u
+#define CXL_SEQ_MASK ((1ull << CXL_SESSION_SHIFT) - 1u)
+#define CXL_MAX_SESSION 0xffffu
+#define CXL_MAX_HOLD (1u << 20) /* the largest hold buffer bound */
+/* A GOI entry whose broker is CXL_GOI_MARKER is a declared-lost marker: no batch, no
+ * payload; client and client_batch_seq name the client batch declared lost. */
+#define CXL_GOI_MARKER 0xffffffffu
+
+/* Order 5, per client: written only by the sequencer (flushed and fenced before the
+ * committed_seq that covers what it says); read by the client's publishers (the fence) and by
+ * a sequencer that takes over. */
+typedef struct cxl_client_line {
+    uint64_t session;          /* the client's current session epoch */
+    uint64_t next_expected;    /* next client_batch_seq of that session to be ordered */
+    uint64_t fenced_through;   /* at the last fence: the old session's batches below it are
+                                  committed, none at or above it ever will be */
+    uint64_t markers;          /* client batches declared lost */
+    uint64_t fences;
+    uint64_t late;             /* late or duplicate batches dropped */
+    uint64_t pad[2];
+} cxl_client_line_t;
 
 /* Per broker, shared by that broker's publishers: the slot claim counter (atomic RMW only). */
 typedef struct cxl_claim_line {
@@ -178,7 +218,7 @@ typedef struct cxl_batch_hdr {
     uint32_t msg_count;
     uint32_t flags;
     uint64_t publish_ns;
-    uint64_t first_msg_seq;    /* client message sequence of the first message */
+    uint64_t first_msg_seq;    /* the publisher's message sequence of the first message */
     uint64_t reserved0[2];
     /* line 1 */
     uint64_t log_offset;       /* from the broker's log base */
@@ -215,7 +255,10 @@ static_assert(sizeof(cxl_seq_ctrl_t) == 64, "sequencer control is one line");
 static_assert(sizeof(cxl_run_ctrl_t) == 64, "run control is one line");
 static_assert(sizeof(cxl_proto_t) == 64, "protocol line");
 static_assert(sizeof(cxl_seq_owner_line_t) == 64, "sequencer owner line");
-static_assert(sizeof(cxl_ctrl_t) == 448, "control block is seven lines");
+static_assert(sizeof(cxl_order5_t) == 64, "Order 5 line");
+static_assert(sizeof(cxl_ctrl_t) == 512, "control block is eight lines");
+static_assert(offsetof(cxl_ctrl_t, order5) == 448, "Order 5 line at 448");
+static_assert(sizeof(cxl_client_line_t) == 64, "client session line");
 static_assert(sizeof(cxl_scan_line_t) == 128, "scanner line pair");
 static_assert(offsetof(cxl_scan_line_t, lost_count) == 64, "lost ring on its own line");
 static_assert(sizeof(cxl_pub_line_t) == 64, "publisher lease line");

@@ -127,6 +127,11 @@ typedef struct publisher {
     uint64_t lost_told;      /* own batches it found declared lost after it committed them */
     int lease_ready;
     int crashed;             /* crash injection: this publisher is dead */
+    /* Order 5 */
+    uint32_t cid;            /* client id: the index of the client's first publisher */
+    uint32_t member;         /* which of the client's brokers this publisher is (0..spread-1) */
+    uint64_t session;        /* the client session epoch this publisher writes in */
+    uint64_t k;              /* batches this member sent in the session (seq = k*spread+member) */
     char pad[64];
 } __attribute__((aligned(64))) publisher_t;
 
@@ -145,8 +150,37 @@ typedef struct subscriber {
     uint64_t beat;                       /* own beat (its line's beat) */
     uint32_t idle_steps;
     unsigned char *scratch;              /* checked build: read_view copies here */
+    uint64_t *last_cbs;                  /* Order 5: per client, last (session, seq) word + 1 */
+    /* Order 5 delivers a broker's slots out of ring order (a held batch after later ones of
+     * other clients), so what it releases is a prefix it knows is read: consumed_through as
+     * read before a committed_seq it has since delivered up to */
+    uint64_t rel5[CXL_MAX_BROKERS];
+    uint64_t snap_cons[CXL_MAX_BROKERS];
+    uint64_t snap_c;
+    int snap_state;                      /* 0 none, 1 consumed read (committed next), 2 both */
     char pad[64];
 } __attribute__((aligned(64))) subscriber_t;
+
+/* Order 5, sequencer-private: per client session, and the hold buffer. */
+typedef struct o5_client {
+    uint64_t session;        /* current session epoch */
+    uint64_t next_expected;  /* next client_batch_seq of it to order */
+    uint64_t fenced_through;
+    uint64_t markers, fences, late;
+    uint64_t held;           /* entries of this client in the hold buffer */
+    uint64_t gap_since_ns;   /* when its oldest waiting gap was first seen (0 = none) */
+    int dirty;               /* its shared line needs writing */
+} o5_client_t;
+
+/* A held batch and the broker's frontier just before it (what the broker's ACK frontier may
+ * show while it is held: ring slots are resolved in ring order). */
+typedef struct held {
+    entry_t e;
+    uint64_t pre_consumed, pre_msgs, pre_lost;
+} held_t;
+
+#define O5_OUT_MAX CHUNK_MAX
+enum { O5_BATCH = CXL_ORDER_BATCH, O5_MARKER = CXL_ORDER_MARKER };
 
 typedef struct recs {
     void *data;
@@ -165,6 +199,7 @@ struct cxl_log {
     cxl_sub_line_t *subl;
     cxl_scan_line_t *scanl;
     cxl_pub_line_t *publ;
+    cxl_client_line_t *clientl;     /* Order 5 session lines, else NULL */
     unsigned char *pbr;
     unsigned char *logs;
     cxl_goi_entry_t *goi;
@@ -174,6 +209,7 @@ struct cxl_log {
     uint64_t per_broker;    /* batches per broker */
     uint64_t slots_mask;
     uint64_t goi_mask;
+    uint64_t max_pos;       /* positions a run can ever commit (batches, plus Order 5 markers) */
 
     unsigned char *pool;
     uint64_t pool_hash[POOL_SLOTS];
@@ -217,6 +253,21 @@ struct cxl_log {
     entry_t *cur;                   /* the chunk being ordered: points into a buffer */
     entry_t chunk_copy[CHUNK_MAX + 1]; /* planted seq_dup_identity needs a private copy */
     uint64_t chunk_pos[CHUNK_MAX + 1];
+    /* Order 5 */
+    o5_client_t *o5;
+    held_t *hold;
+    uint32_t hold_n;
+    uint32_t o5n;                       /* outputs of this step: batches and markers */
+    uint64_t o5_at[CXL_MAX_BROKERS];    /* per sealed buffer: next entry */
+    /* per broker, the batches that found the hold buffer full, in ring order: their slots
+     * stay unconsumed (at most one ring of them), retried before anything newer of it */
+    entry_t *wait[CXL_MAX_BROKERS];
+    uint64_t wait_head[CXL_MAX_BROKERS], wait_n[CXL_MAX_BROKERS];
+    entry_t o5out[O5_OUT_MAX];
+    uint8_t o5kind[O5_OUT_MAX];
+    uint64_t o5pos[O5_OUT_MAX];
+    uint32_t fence_n;                   /* fences of this step, for the records */
+    uint32_t fence_c[O5_OUT_MAX];
     _Atomic uint32_t scanners_done;
     _Atomic int stop;
     /* Placement: 0 workers = one thread per role; else, when roles outnumber them, roles are
@@ -363,6 +414,7 @@ CXL_INTERNAL void publish_durable(cxl_log_t *L, uint32_t b, uint64_t batches, ui
 
 /* cxl_sequencer.c */
 CXL_INTERNAL int seq_step(cxl_log_t *L);
+CXL_INTERNAL int seq5_step(cxl_log_t *L);
 
 /* cxl_subscriber.c */
 CXL_INTERNAL int sub0_step(cxl_log_t *L, subscriber_t *U);

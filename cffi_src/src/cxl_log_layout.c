@@ -16,11 +16,46 @@ static uint64_t proto_check(const cxl_proto_t *p) {
 }
 
 
+static uint64_t order5_check(const cxl_order5_t *p) {
+    return cxl_checksum_bytes(p, offsetof(cxl_order5_t, check), 0x0de5);
+}
+
+#define MAX_HOLD CXL_MAX_HOLD
+#define MAX_GAP_TIMEOUT_NS (3600ull * 1000000000ull)
+
+/* Order 5's own parameters (the defaults are resolved before this is called). */
+static int order5_valid(const cxl_log_cfg_t *c) {
+    if (c->order != 5) return 1;
+    return c->gap_policy <= 1 && c->client_spread >= 1 && c->client_spread <= c->brokers &&
+           c->brokers % c->client_spread == 0 && c->hold_cap <= MAX_HOLD &&
+           c->gap_timeout_ns <= MAX_GAP_TIMEOUT_NS &&
+           c->gap_client <= c->brokers * c->publishers_per_broker &&
+           c->gap_seq <= CXL_SEQ_MASK;
+}
+
+/* The effective configuration: Order 5's defaults filled in (a zero spread is 1, a zero
+ * timeout 5 ms as upstream's skip timeout, a zero hold bound one ring of every broker). */
+static cxl_log_cfg_t cfg_resolved(const cxl_log_cfg_t *in) {
+    cxl_log_cfg_t c = *in;
+    if (c.order != 5) {
+        c.gap_policy = 0; c.client_spread = 1; c.gap_timeout_ns = 0; c.hold_cap = 0;
+        c.gap_client = 0; c.gap_seq = 0;
+        return c;
+    }
+    if (!c.client_spread) c.client_spread = 1;
+    if (!c.gap_timeout_ns) c.gap_timeout_ns = 5000000ull;
+    if (!c.hold_cap) {
+        uint64_t h = (uint64_t)c.brokers * c.pbr_slots;
+        c.hold_cap = h < MAX_HOLD ? (uint32_t)h : MAX_HOLD;
+    }
+    return c;
+}
+
 static int cfg_valid(const cxl_log_cfg_t *c) {
     uint64_t per_broker;
     return c->brokers >= 1 && c->brokers <= CXL_MAX_BROKERS && c->subscribers <= CXL_MAX_SUBS &&
            c->publishers_per_broker >= 1 && c->publishers_per_broker <= MAX_PUBS_PER_BROKER &&
-           (c->order == 0 || c->order == 2) && c->variant <= 1 && c->ack_level <= 2 &&
+           (c->order == 0 || c->order == 2 || c->order == 5) && order5_valid(c) && c->variant <= 1 && c->ack_level <= 2 &&
            is_pow2(c->pbr_slots) && c->pbr_slots >= 2 && c->pbr_slots <= MAX_PBR_SLOTS &&
            is_pow2(c->goi_slots) && c->goi_slots >= 2 && c->goi_slots <= MAX_GOI_SLOTS &&
            c->msg_size >= 1 && c->msg_size <= MAX_MSG_SIZE && c->msgs_per_batch >= 1 &&
@@ -47,7 +82,7 @@ static int page_up(uint64_t *at) {
 
 /* Offsets of every area; 0 when a size does not fit in 64 bits (an impossible config). */
 static int compute_offsets(const cxl_log_cfg_t *c, cxl_offsets_t *o, cxl_proto_t *pr,
-                           uint64_t *stride) {
+                           cxl_order5_t *o5, uint64_t *stride) {
     uint64_t s = (uint64_t)c->msgs_per_batch * align64(CXL_MSG_HDR + c->msg_size); /* <= 1 GiB */
     *stride = s;
     memset(o, 0, sizeof *o);
@@ -63,6 +98,21 @@ static int compute_offsets(const cxl_log_cfg_t *c, cxl_offsets_t *o, cxl_proto_t
     at += CXL_MAX_BROKERS * sizeof(cxl_scan_line_t);
     pr->publine = at;
     at += (uint64_t)c->brokers * c->publishers_per_broker * sizeof(cxl_pub_line_t);
+    cxl_order5_t o5_local;
+    if (!o5) o5 = &o5_local;
+    {
+        memset(o5, 0, sizeof *o5);
+        if (c->order == 5) {
+            o5->clientline = at;
+            o5->clients = (uint64_t)c->brokers * c->publishers_per_broker;
+            at += o5->clients * sizeof(cxl_client_line_t);
+            o5->gap_timeout_ns = c->gap_timeout_ns;
+            o5->gap_policy = c->gap_policy;
+            o5->hold_cap = c->hold_cap;
+            o5->client_spread = c->client_spread;
+        }
+        o5->check = order5_check(o5);
+    }
     if (!page_up(&at)) return 0; /* 128-byte headers never straddle a page */
     o->pbr = at;
     if (!grow(&at, (uint64_t)c->brokers * c->pbr_slots, sizeof(cxl_batch_hdr_t))) return 0;
@@ -81,12 +131,13 @@ static int compute_offsets(const cxl_log_cfg_t *c, cxl_offsets_t *o, cxl_proto_t
     return 1;
 }
 
-uint64_t cxl_layout_size(const cxl_log_cfg_t *cfg) {
+uint64_t cxl_layout_size(const cxl_log_cfg_t *in) {
+    cxl_log_cfg_t rc = cfg_resolved(in), *cfg = &rc;
     if (!cfg_valid(cfg)) return 0;
     cxl_offsets_t o;
     cxl_proto_t pr;
     uint64_t s;
-    if (!compute_offsets(cfg, &o, &pr, &s)) return 0;
+    if (!compute_offsets(cfg, &o, &pr, NULL, &s)) return 0;
     return o.end;
 }
 
@@ -106,7 +157,8 @@ static void fill_geom(const cxl_log_cfg_t *c, uint64_t size, uint64_t stride, cx
     g->geom_check = geom_check(g);
 }
 
-int cxl_layout_init(void *base, uint64_t size, const cxl_log_cfg_t *cfg) {
+int cxl_layout_init(void *base, uint64_t size, const cxl_log_cfg_t *in) {
+    cxl_log_cfg_t rc = cfg_resolved(in), *cfg = &rc;
     uint64_t need = cxl_layout_size(cfg);
     if (!need) return -1;
     if (size < need) return -2;
@@ -115,8 +167,9 @@ int cxl_layout_init(void *base, uint64_t size, const cxl_log_cfg_t *cfg) {
      * a previous run (or random bytes) left in the region survives formatting. */
     cxl_offsets_t o;
     cxl_proto_t pr;
+    cxl_order5_t o5;
     uint64_t stride;
-    compute_offsets(cfg, &o, &pr, &stride);
+    compute_offsets(cfg, &o, &pr, &o5, &stride);
     static const unsigned char zeros[4096];
     for (uint64_t at = 0; at < o.end; at += sizeof zeros) {
         uint64_t n = o.end - at < sizeof zeros ? o.end - at : sizeof zeros;
@@ -129,6 +182,7 @@ int cxl_layout_init(void *base, uint64_t size, const cxl_log_cfg_t *cfg) {
     fill_geom(cfg, size, stride, &c.geom);
     c.off = o;
     c.proto = pr;
+    c.order5 = o5;
     c.run.seed = cfg->seed;
     cxl_ctrl_t *ctrl = (cxl_ctrl_t *)base;
     cxl_copy_in(&ctrl->off, &c.off, sizeof c.off);
@@ -140,7 +194,9 @@ int cxl_layout_init(void *base, uint64_t size, const cxl_log_cfg_t *cfg) {
     cxl_copy_in(base, &body, sizeof body);
     cxl_flush_range(&ctrl->off, sizeof c.off);
     cxl_flush_range(&ctrl->run, sizeof c.run);
+    cxl_copy_in(&ctrl->order5, &c.order5, sizeof c.order5);
     cxl_flush_range(&ctrl->proto, sizeof c.proto);
+    cxl_flush_range(&ctrl->order5, sizeof c.order5);
     cxl_flush(base);
     cxl_sfence();
     /* the magic is published last, after every other line is durable (rule 2): a half-made
@@ -151,8 +207,9 @@ int cxl_layout_init(void *base, uint64_t size, const cxl_log_cfg_t *cfg) {
     return 0;
 }
 
-int cxl_layout_attach(const void *base, uint64_t size, const cxl_log_cfg_t *cfg, char *err,
+int cxl_layout_attach(const void *base, uint64_t size, const cxl_log_cfg_t *in, char *err,
                       size_t errlen) {
+    cxl_log_cfg_t rc = cfg_resolved(in), *cfg = &rc;
     cxl_geom_t g, want;
     if (size < sizeof(cxl_ctrl_t)) {
         snprintf(err, errlen, "region of %llu bytes is smaller than a control block",
@@ -183,8 +240,9 @@ int cxl_layout_attach(const void *base, uint64_t size, const cxl_log_cfg_t *cfg,
     }
     cxl_offsets_t o;
     cxl_proto_t pr, have;
+    cxl_order5_t o5, have5;
     uint64_t stride;
-    if (!compute_offsets(cfg, &o, &pr, &stride)) {
+    if (!compute_offsets(cfg, &o, &pr, &o5, &stride)) {
         snprintf(err, errlen, "configuration does not fit in a 64-bit region");
         return -1;
     }
@@ -222,6 +280,23 @@ int cxl_layout_attach(const void *base, uint64_t size, const cxl_log_cfg_t *cfg,
                  what);
         return -1;
     }
+    cxl_invalidate(&ctrl->order5, sizeof have5);
+    cxl_copy_out(&have5, &ctrl->order5, sizeof have5);
+    if (have5.check != order5_check(&have5)) {
+        snprintf(err, errlen, "Order 5 line checksum mismatch: control block is corrupt");
+        return -1;
+    }
+    if (have5.gap_policy != o5.gap_policy) what = "gap_policy";
+    else if (have5.client_spread != o5.client_spread) what = "client_spread";
+    else if (have5.hold_cap != o5.hold_cap) what = "hold_cap";
+    else if (have5.gap_timeout_ns != o5.gap_timeout_ns) what = "gap_timeout";
+    else if (have5.clientline != o5.clientline || have5.clients != o5.clients)
+        what = "client session lines";
+    if (what) {
+        snprintf(err, errlen, "Order 5 mismatch on %s: region was made for another configuration",
+                 what);
+        return -1;
+    }
     return 0;
 }
 
@@ -245,8 +320,9 @@ static int recs_init(recs_t *r, uint64_t cap, uint64_t elem) {
     return (!cap || r->data) ? 0 : -1;
 }
 
-cxl_log_t *cxl_log_new(void *base, uint64_t size, const cxl_log_cfg_t *cfg, char *err,
+cxl_log_t *cxl_log_new(void *base, uint64_t size, const cxl_log_cfg_t *in, char *err,
                        size_t errlen) {
+    cxl_log_cfg_t rc0 = cfg_resolved(in), *cfg = &rc0;
     if (!cfg_valid(cfg)) {
         snprintf(err, errlen, "invalid log configuration (brokers 1..%u, power-of-two rings, ...)",
                  CXL_MAX_BROKERS);
@@ -262,7 +338,9 @@ cxl_log_t *cxl_log_new(void *base, uint64_t size, const cxl_log_cfg_t *cfg, char
     L->ctrl = (cxl_ctrl_t *)base;
     cxl_offsets_t o;
     cxl_proto_t pr;
-    compute_offsets(cfg, &o, &pr, &L->stride);
+    cxl_order5_t o5;
+    compute_offsets(cfg, &o, &pr, &o5, &L->stride);
+    L->clientl = o5.clientline ? (cxl_client_line_t *)(void *)(L->base + o5.clientline) : NULL;
     L->scanl = (cxl_scan_line_t *)(void *)(L->base + pr.scanline);
     L->publ = (cxl_pub_line_t *)(void *)(L->base + pr.publine);
     L->claim = (cxl_claim_line_t *)(void *)(L->base + o.claim);
@@ -300,7 +378,9 @@ cxl_log_t *cxl_log_new(void *base, uint64_t size, const cxl_log_cfg_t *cfg, char
     if (rc) {
         uint64_t fr = rc + 4096;
         bad |= recs_init(&L->rec[CXL_REC_PUBLISH], total, sizeof(cxl_rec_publish_t));
-        bad |= recs_init(&L->rec[CXL_REC_ORDER], rc, sizeof(cxl_rec_order_t));
+        /* Order 5 also records its markers and fences there */
+        bad |= recs_init(&L->rec[CXL_REC_ORDER], cfg->order == 5 ? 2 * rc + 4096 : rc,
+                         sizeof(cxl_rec_order_t));
         bad |= recs_init(&L->rec[CXL_REC_COMMIT], fr * (1 + cfg->subscribers), sizeof(cxl_rec_frontier_t));
         bad |= recs_init(&L->rec[CXL_REC_ACK], fr, sizeof(cxl_rec_frontier_t));
         bad |= recs_init(&L->rec[CXL_REC_LOSS], fr, sizeof(cxl_rec_loss_t));
@@ -331,6 +411,31 @@ cxl_log_t *cxl_log_new(void *base, uint64_t size, const cxl_log_cfg_t *cfg, char
         P->broker = i / cfg->publishers_per_broker;
         P->client = i;
         P->quota = cfg->batches_per_publisher;
+        /* Order 5 client spread: the publishers in slot j of brokers g*S .. g*S+S-1 are one
+         * client, named by the first one's index; member m takes seqs m, m+S, m+2S, ... */
+        uint32_t S = cfg->order == 5 ? cfg->client_spread : 1;
+        uint32_t ppb = cfg->publishers_per_broker;
+        P->member = P->broker % S;
+        P->cid = (P->broker - P->member) * ppb + i % ppb;
+    }
+    L->max_pos = L->per_broker * cfg->brokers + (cfg->order == 5 ? L->npubs : 0);
+    if (cfg->order == 5) {
+        L->o5 = (o5_client_t *)calloc(L->npubs, sizeof(o5_client_t));
+        L->hold = (held_t *)calloc(cfg->hold_cap ? cfg->hold_cap : 1, sizeof(held_t));
+        for (uint32_t k = 0; k < cfg->subscribers; k++) {
+            L->sub[k].last_cbs = (uint64_t *)calloc(L->npubs, sizeof(uint64_t));
+            if (!L->sub[k].last_cbs) bad = 1;
+        }
+        for (uint32_t b = 0; b < cfg->brokers; b++) {
+            L->wait[b] = (entry_t *)calloc(cfg->pbr_slots, sizeof(entry_t));
+            if (!L->wait[b]) bad = 1;
+        }
+        if (!L->o5 || !L->hold) bad = 1;
+        if (bad) {
+            snprintf(err, errlen, "out of memory for the Order 5 session table");
+            cxl_log_free(L);
+            return NULL;
+        }
     }
     for (uint32_t b = 0; b < cfg->brokers; b++) {
         scanner_t *S = &L->scan[b];
@@ -354,6 +459,10 @@ void cxl_log_free(cxl_log_t *L) {
     }
     for (int k = 0; k < CXL_REC_DELIVER + (int)CXL_MAX_SUBS; k++) free(L->rec[k].data);
     for (uint32_t k = 0; k < CXL_MAX_SUBS; k++) free(L->sub[k].scratch);
+    for (uint32_t k = 0; k < CXL_MAX_SUBS; k++) free(L->sub[k].last_cbs);
+    free(L->o5);
+    free(L->hold);
+    for (uint32_t b = 0; b < CXL_MAX_BROKERS; b++) free(L->wait[b]);
     free(L->pool);
     free(L->pubs);
     pthread_mutex_destroy(&L->mu);

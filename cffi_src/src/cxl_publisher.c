@@ -152,14 +152,46 @@ static int write_payload(cxl_log_t *L, publisher_t *P, unsigned char *ext, uint6
     return 0;
 }
 
+/* The client batch sequence of the next batch. Order 5: member m of a client spread over S
+ * brokers sends seqs m, m+S, m+2S, ... of its session, the session epoch above bit 40; a
+ * planted gap is a seq its member never sends. Other levels: the publisher's own count. */
+static uint64_t pub_client_seq(cxl_log_t *L, publisher_t *P) {
+    if (L->cfg.order != 5) return P->done;
+    const uint64_t S = L->cfg.client_spread;
+    uint64_t q = P->k * S + P->member;
+    if (L->cfg.gap_client == P->cid + 1 && P->session == 0 && q == L->cfg.gap_seq) {
+        P->k++;
+        q = P->k * S + P->member;
+    }
+    return P->session << CXL_SESSION_SHIFT | q;
+}
+
+/* Order 5 with session fencing: the client learns a fence from its session line (the new
+ * epoch) and continues in that session from seq 0; what it sent in the old session after the
+ * fence is never ordered. A value out of range is corrupt and not followed. */
+static void pub_follow_session(cxl_log_t *L, publisher_t *P) {
+    cxl_client_line_t *c = &L->clientl[P->cid];
+    cxl_invalidate(c, CXL_LINE);
+    uint64_t s = cxl_consume64(&c->session);
+    if (s > CXL_MAX_SESSION || s < P->session) {
+        if (s != P->session) corrupt(L, CORRUPT_CTRL, &c->session, s);
+        return;
+    }
+    if (s > P->session) {
+        P->session = s;
+        P->k = 0;
+    }
+}
+
 static void write_header(cxl_log_t *L, publisher_t *P, cxl_batch_hdr_t *h, uint64_t size,
-                         uint64_t cs, uint64_t first_seq, uint64_t log_off, uint64_t now) {
+                         uint64_t cs, uint64_t first_seq, uint64_t log_off, uint64_t now,
+                         uint64_t cbs) {
     cxl_batch_hdr_t v;
     memset(&v, 0, sizeof v);
     v.slot_abs = P->abs;
     v.broker = P->broker;
-    v.client = P->client;
-    v.client_batch_seq = P->done;
+    v.client = P->cid;
+    v.client_batch_seq = cbs;
     v.msg_count = L->cfg.msgs_per_batch;
     v.publish_ns = now;
     v.first_msg_seq = first_seq;
@@ -181,7 +213,7 @@ static void write_header(cxl_log_t *L, publisher_t *P, cxl_batch_hdr_t *h, uint6
 }
 
 static void record_publish(cxl_log_t *L, publisher_t *P, uint64_t now, uint64_t size,
-                           uint64_t cs) {
+                           uint64_t cs, uint64_t cbs) {
     recs_t *r = &L->rec[CXL_REC_PUBLISH];
     if (!r->data) return;
     uint64_t i = (uint64_t)P->broker * L->per_broker + P->abs;
@@ -189,10 +221,10 @@ static void record_publish(cxl_log_t *L, publisher_t *P, uint64_t now, uint64_t 
     cxl_rec_publish_t *p = (cxl_rec_publish_t *)r->data + i;
     p->publish_ns = now;
     p->pbr_index = P->abs;
-    p->client_batch_seq = P->done;
+    p->client_batch_seq = cbs;
     p->checksum = cs;
     p->broker = P->broker;
-    p->client = P->client;
+    p->client = P->cid;
     p->msg_count = L->cfg.msgs_per_batch;
     p->size = (uint32_t)size;
     atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
@@ -306,6 +338,7 @@ CXL_INTERNAL int pub_step(cxl_log_t *L, publisher_t *P) {
         return STEP_IDLE;
     }
     if (!P->have_slot) {
+        if (L->clientl && L->cfg.gap_policy == 1) pub_follow_session(L, P);
         if (!pub_claim(L, P)) {
             P->waits++;
             return STEP_IDLE;
@@ -323,13 +356,15 @@ CXL_INTERNAL int pub_step(cxl_log_t *L, publisher_t *P) {
     uint64_t first_seq = P->msg_seq, size, cs;
     if (write_payload(L, P, log_of(L, b) + log_off, &size, &cs) != 0) return STEP_DONE;
     cxl_batch_hdr_t *h = slot_at(L, b, P->abs);
-    write_header(L, P, h, size, cs, first_seq, log_off, now);
+    const uint64_t cbs = pub_client_seq(L, P);
+    write_header(L, P, h, size, cs, first_seq, log_off, now, cbs);
     if (L->cfg.slot_timeout_ns) {
         pub_lease(L, P, 0);
         cxl_mfence(); /* token and lease out before the scanner's loss line is read */
         pub_check_given_up(L, P, P->abs);
     }
-    record_publish(L, P, now, size, cs);
+    record_publish(L, P, now, size, cs, cbs);
+    P->k++;
     P->last_ns = now;
     P->last_abs = P->abs;
     P->done++;

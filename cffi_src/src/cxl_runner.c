@@ -20,7 +20,7 @@ static int role_step(role_t *r) {
     case CXL_KIND_PUBLISHER: return pub_step(L, (publisher_t *)r->obj);
     case CXL_KIND_SCANNER: return L->cfg.order == 0 ? ack0_step(L, (scanner_t *)r->obj)
                                      : scan_step(L, (scanner_t *)r->obj);
-    case CXL_KIND_SEQUENCER: return seq_step(L);
+    case CXL_KIND_SEQUENCER: return L->cfg.order == 5 ? seq5_step(L) : seq_step(L);
     default: return L->cfg.order == 0 ? sub0_step(L, (subscriber_t *)r->obj)
                                       : sub2_step(L, (subscriber_t *)r->obj);
     }
@@ -115,7 +115,7 @@ static uint32_t build_roles(cxl_log_t *L, uint32_t mask, uint32_t pub_brokers,
     if (mask & CXL_ROLE_SCANNERS) {
         for (uint32_t b = 0; b < L->cfg.brokers; b++)
             roles[n++] = (role_t){L, CXL_KIND_SCANNER, &L->scan[b], AGENT_SCAN + (int)b, 0, 0};
-        if (L->cfg.order == 2) roles[n++] = (role_t){L, CXL_KIND_SEQUENCER, NULL, AGENT_SEQ, 0, 0};
+        if (L->cfg.order >= 2) roles[n++] = (role_t){L, CXL_KIND_SEQUENCER, NULL, AGENT_SEQ, 0, 0};
     }
     if (mask & CXL_ROLE_SUBSCRIBERS)
         for (uint32_t k = 0; k < L->cfg.subscribers; k++)
@@ -335,7 +335,7 @@ static void leases_drop(cxl_log_t *L) {
 
 /* The scanners and the sequencer (or the ackers) of a region: one of each, ever at a time. */
 static int leases_take(cxl_log_t *L) {
-    if (L->cfg.order == 2) {
+    if (L->cfg.order >= 2) {
         if (lease_take(L, &L->ctrl->seq_owner.o, "sequencer") != 0) return -1;
         L->owns |= 1;
     }
@@ -432,7 +432,7 @@ void cxl_log_stats(const cxl_log_t *L, cxl_log_stats_t *out) {
     }
     for (uint32_t b = 0; b < L->cfg.brokers; b++) {
         const scanner_t *S = &L->scan[b];
-        out->ordered_by_broker[b] = L->cfg.order == 2
+        out->ordered_by_broker[b] = L->cfg.order >= 2
             ? (L->seq_consumed[b] > L->seq_lost[b] ? L->seq_consumed[b] - L->seq_lost[b] : 0)
             : (S->next > S->lost ? S->next - S->lost : 0);
     }
@@ -440,6 +440,21 @@ void cxl_log_stats(const cxl_log_t *L, cxl_log_stats_t *out) {
     out->batches_acked = L->cfg.ack_level ? acked_b : 0;
     cxl_invalidate(&L->ctrl->seq, CXL_LINE);
     out->committed_seq = cxl_consume64(&L->ctrl->seq.committed_seq);
+    /* Order 5: the session lines are what a sequencer taking over would start from; read
+     * back, they must say what this process's sequencer holds (where it ran here) */
+    if (L->clientl && L->st.epochs) {
+        for (uint32_t c = 0; c < L->npubs; c++) {
+            const cxl_client_line_t *l = &L->clientl[c];
+            const o5_client_t *C = &L->o5[c];
+            cxl_invalidate(l, CXL_LINE);
+            out->o5_line_mismatch +=
+                cxl_consume64(&l->session) != C->session ||
+                cxl_consume64(&l->next_expected) != C->next_expected ||
+                cxl_consume64(&l->fenced_through) != C->fenced_through ||
+                cxl_consume64(&l->markers) != C->markers || cxl_consume64(&l->fences) != C->fences ||
+                cxl_consume64(&l->late) != C->late;
+        }
+    }
     for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
         uint64_t h = L->sub[k].hash;
         for (uint32_t b = 0; L->cfg.order == 0 && b < L->cfg.brokers; b++)

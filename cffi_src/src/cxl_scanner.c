@@ -9,6 +9,17 @@
  * sequence stays below its quota, the ring index below the broker's total. */
 CXL_INTERNAL int identity_valid(const cxl_log_t *L, uint32_t b, uint32_t client, uint64_t cbs,
                           uint64_t pbr_index) {
+    if (L->cfg.order == 5) {
+        /* a client spans brokers g*S .. g*S+S-1 and is named by its first publisher; its seqs
+         * stay below S batches per member (one more where a gap is planted), its session
+         * epoch at most CXL_MAX_SESSION */
+        const uint32_t ppb = L->cfg.publishers_per_broker, S = L->cfg.client_spread;
+        const uint32_t cb = client / ppb;
+        const uint64_t seqs = (L->cfg.batches_per_publisher + (L->cfg.gap_client ? 1u : 0u)) * S;
+        return client < L->npubs && cb % S == 0 && b >= cb && b < cb + S &&
+               (cbs & CXL_SEQ_MASK) < seqs && (cbs >> CXL_SESSION_SHIFT) <= CXL_MAX_SESSION &&
+               pbr_index < L->per_broker;
+    }
     return client < L->npubs && client / L->cfg.publishers_per_broker == b &&
            cbs < L->cfg.batches_per_publisher && pbr_index < L->per_broker;
 }

@@ -36,12 +36,18 @@ static void sub_deliver(cxl_log_t *L, subscriber_t *U, uint64_t pos, uint32_t b,
         got = verify_payload(L, U, log_of(L, b) + log_offset, size, msg_count, &ok);
         if (!ok || got != checksum) stat_add(&L->st.sub_checksum_errors[k], 1);
     }
-    /* per-broker arrival order: ring indices strictly increase within a broker */
-    if (pbr_index + 1 <= U->last_pbr[b]) stat_add(&L->st.sub_order_errors[k], 1);
+    /* Order 5: per client, (session, seq) words strictly increase in delivery order */
+    if (U->last_cbs && client < L->npubs) {
+        if (cbs + 1 <= U->last_cbs[client]) stat_add(&L->st.sub_client_order_errors[k], 1);
+        U->last_cbs[client] = cbs + 1;
+    }
+    /* per-broker arrival order: ring indices strictly increase within a broker (at Order 5
+     * within each client's batches: the per-client check above) */
+    if (!U->last_cbs && pbr_index + 1 <= U->last_pbr[b]) stat_add(&L->st.sub_order_errors[k], 1);
     U->last_pbr[b] = pbr_index + 1;
     /* Order 2: one sequence, hashed in delivery order. Order 0: only each broker's sequence is
      * defined, so hash per broker and combine independently of the interleaving. */
-    if (L->cfg.order == 2)
+    if (L->cfg.order >= 2)
         U->hash = mix64(U->hash ^ pos) ^ mix64(((uint64_t)b << 56) ^ pbr_index) ^ checksum;
     else
         U->bhash[b] = mix64(U->bhash[b] ^ pbr_index) ^ checksum;
@@ -58,18 +64,39 @@ static void sub_deliver(cxl_log_t *L, subscriber_t *U, uint64_t pos, uint32_t b,
         r->client = client;
         r->size = (uint32_t)size;
         r->msg_count = msg_count;
+        r->committed = U->last_committed;
     }
 }
 
 static void sub_publish_position(cxl_log_t *L, subscriber_t *U) {
     cxl_sub_line_t *s = &L->subl[U->idx];
-    for (uint32_t b = 0; b < L->cfg.brokers; b++) cxl_commit64(&s->released[b], U->last_pbr[b]);
+    const uint64_t *rel = L->cfg.order == 5 ? U->rel5 : U->last_pbr;
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) cxl_commit64(&s->released[b], rel[b]);
     cxl_commit64(&s->delivered_batches, L->st.sub_batches[U->idx]);
     cxl_commit64(&s->heartbeat_ns, cxl_now_ns());
     cxl_commit64(&s->goi_pos, U->pos);
     cxl_flush(&s->released[0]);
     cxl_flush(s);
     cxl_sfence();
+}
+
+/* An Order 5 declared-lost marker: no batch, no payload, a client batch of the run. */
+static int marker_valid(const cxl_log_t *L, const cxl_goi_entry_t *g) {
+    return L->cfg.order == 5 && g->broker == CXL_GOI_MARKER && g->msg_count == 0 && g->size == 0 &&
+           g->client < L->npubs && (g->client_batch_seq >> CXL_SESSION_SHIFT) <= CXL_MAX_SESSION &&
+           (g->client_batch_seq & CXL_SEQ_MASK) <= L->max_pos;
+}
+
+/* Passing over a marker: part of the agreed sequence (hashed), and the client's FIFO moves
+ * past the batch it declares lost. */
+static void sub_marker(cxl_log_t *L, subscriber_t *U, uint64_t pos, const cxl_goi_entry_t *g) {
+    U->hash = mix64(U->hash ^ pos) ^ mix64(((uint64_t)g->client << 32) ^ g->client_batch_seq);
+    L->st.sub_markers[U->idx]++;
+    if (U->last_cbs) {
+        if (g->client_batch_seq + 1 <= U->last_cbs[g->client])
+            stat_add(&L->st.sub_client_order_errors[U->idx], 1);
+        U->last_cbs[g->client] = g->client_batch_seq + 1;
+    }
 }
 
 static int goi_valid(const cxl_log_t *L, const cxl_goi_entry_t *g) {
@@ -91,7 +118,7 @@ static void sub_resume(cxl_log_t *L, subscriber_t *U) {
     uint64_t pos = cxl_consume64(&s->goi_pos);
     cxl_invalidate(&L->ctrl->seq, CXL_LINE);
     uint64_t committed = cxl_consume64(&L->ctrl->seq.committed_seq);
-    if (committed > L->per_broker * L->cfg.brokers) {
+    if (committed > L->max_pos) {
         corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.committed_seq, committed);
         committed = 0;
     }
@@ -103,13 +130,54 @@ static void sub_resume(cxl_log_t *L, subscriber_t *U) {
         if (r > L->per_broker) { corrupt(L, CORRUPT_CTRL, &s->released[b], r); r = 0; }
         U->last_pbr[b] = r;
         U->next_pbr[b] = r;
+        U->rel5[b] = r;
     }
+    /* where it resumes, for the history: a re-delivery after it is no anomaly */
+    const uint32_t n = L->cfg.order == 0 ? L->cfg.brokers : 1;
+    for (uint32_t b = 0; b < n; b++) {
+        cxl_rec_frontier_t *rr = (cxl_rec_frontier_t *)rec_slot(L, CXL_REC_COMMIT);
+        if (!rr) break;
+        rr->ns = cxl_now_ns();
+        rr->value = L->cfg.order == 0 ? U->next_pbr[b] : U->pos;
+        rr->value2 = b;
+        rr->who = U->idx;
+        rr->kind = CXL_RESUME_KIND + U->idx;
+    }
+}
+
+/* Order 5: release what is known read. The sequencer writes committed_seq, then the
+ * frontiers; so every live slot below a consumed_through read before committed_seq = c has a
+ * position below c, and once this subscriber has delivered up to c it has read them all.
+ * Returns 1 when the released prefix moved. */
+static int sub5_release(cxl_log_t *L, subscriber_t *U) {
+    int moved = 0;
+    if (U->snap_state == 2 && U->pos >= U->snap_c) {
+        for (uint32_t b = 0; b < L->cfg.brokers; b++)
+            if (U->snap_cons[b] > U->rel5[b]) {
+                U->rel5[b] = U->snap_cons[b];
+                moved = 1;
+            }
+        U->snap_state = 0;
+    }
+    if (U->snap_state == 0) {
+        for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+            cxl_invalidate(&L->seql[b], CXL_LINE);
+            uint64_t v = cxl_consume64(&L->seql[b].consumed_through);
+            if (v > L->per_broker) {
+                corrupt(L, CORRUPT_CTRL, &L->seql[b].consumed_through, v);
+                v = U->rel5[b];
+            }
+            U->snap_cons[b] = v;
+        }
+        U->snap_state = 1; /* the committed_seq read that follows completes it */
+    }
+    return moved;
 }
 
 static uint64_t sub_read_committed(cxl_log_t *L, subscriber_t *U) {
     if (!FAULT(L, sub_no_invalidate_commit)) cxl_invalidate(&L->ctrl->seq, CXL_LINE);
     uint64_t c = cxl_consume64(&L->ctrl->seq.committed_seq);
-    if (c > L->per_broker * L->cfg.brokers) { /* more than the run can ever order */
+    if (c > L->max_pos) { /* more than the run can ever order */
         corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.committed_seq, c);
         return U->last_committed;
     }
@@ -180,7 +248,12 @@ CXL_INTERNAL int sub2_step(cxl_log_t *L, subscriber_t *U) {
     if (U->crashed) return STEP_DONE;
     if (!U->resumed) sub_resume(L, U);
     sub_beat(L, U, 0);
+    const int moved = L->cfg.order == 5 ? sub5_release(L, U) : 0;
     uint64_t c = sub_read_committed(L, U);
+    if (U->snap_state == 1) {
+        U->snap_c = c;
+        U->snap_state = 2;
+    }
     if (c > U->pos + L->cfg.goi_slots) {
         /* committed_seq claims more than the ring can hold unread: corrupt control block */
         corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.committed_seq, c);
@@ -199,7 +272,9 @@ CXL_INTERNAL int sub2_step(cxl_log_t *L, subscriber_t *U) {
         }
         cxl_goi_entry_t v;
         cxl_copy_out(&v, g, sizeof v);
-        if (goi_valid(L, &v)) {
+        if (marker_valid(L, &v)) {
+            sub_marker(L, U, U->pos, &v);
+        } else if (goi_valid(L, &v)) {
             sub_deliver(L, U, U->pos, v.broker, v.pbr_index, v.log_offset, v.size, v.msg_count,
                         v.client, v.client_batch_seq, v.checksum);
         } else {
@@ -214,12 +289,16 @@ CXL_INTERNAL int sub2_step(cxl_log_t *L, subscriber_t *U) {
         stat_max(&L->st.sub_last_ns[U->idx], cxl_now_ns());
         return STEP_PROGRESS;
     }
+    if (moved) {
+        sub_publish_position(L, U);
+        return STEP_PROGRESS;
+    }
     if (U->pos == c) {
-        if (sub_release_lost(L, U)) return STEP_PROGRESS;
+        if (L->cfg.order != 5 && sub_release_lost(L, U)) return STEP_PROGRESS;
         cxl_invalidate(&L->ctrl->seq, CXL_LINE);
         uint64_t done = cxl_consume64(&L->ctrl->seq.done);
         uint64_t committed = cxl_consume64(&L->ctrl->seq.committed_seq);
-        if (committed > L->per_broker * L->cfg.brokers) return STEP_IDLE; /* counted above */
+        if (committed > L->max_pos) return STEP_IDLE; /* counted above */
         if (done && done == committed + 1 && committed == U->pos) return STEP_DONE;
         if (done && done != committed + 1 && U->bad_done != done) {
             U->bad_done = done;

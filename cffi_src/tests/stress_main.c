@@ -3,7 +3,9 @@
  *
  * Part 1 (clean runs): formats an anonymous region per configuration and runs every role
  * (cxl_log_run(log, CXL_ROLE_ALL)) over Order 0 and 2, both variants, 1/2/4 brokers,
- * 0..2 subscribers, ACK 0/1/2 and tiny rings (many wrap-arounds, lots of back-pressure).
+ * 0..2 subscribers, ACK 0/1/2 and tiny rings (many wrap-arounds, lots of back-pressure);
+ * then Order 5 with each client spread over 2 or 4 brokers, hold buffers of 1..default
+ * batches, and a planted gap resolved by declared-lost markers or by fencing the session.
  * Every statistics invariant must hold; any failure is printed and the exit status is 1.
  * In the checked build (-DCXL_CHECKED) each run goes through the non-coherent model
  * (cxl_chk_begin with model on, deterministic scheduler) and must raise no error finding.
@@ -44,6 +46,8 @@ typedef struct scenario {
     uint32_t order, variant, brokers, pubs, subs, ack;
     uint32_t pbr_slots, msg_size, msgs, epoch_us;
     uint64_t goi_slots, batches, flags;
+    /* Order 5 */
+    uint32_t spread, policy, hold_cap, gap; /* gap: client + 1 whose seq 3 is never sent */
 } scenario_t;
 
 static int verbose = 0;
@@ -75,16 +79,29 @@ static cxl_log_cfg_t make_cfg(const scenario_t *s, uint64_t seed) {
     /* every other seed with a slot timeout: publisher leases, beats and the loss handshake
      * run concurrently too (live publishers are never declared lost, however slow) */
     if (seed & 1) c.slot_timeout_ns = 50000000ull;
+    if (s->order == 5) {
+        c.client_spread = s->spread;
+        c.gap_policy = s->policy;
+        c.hold_cap = s->hold_cap;
+        c.gap_client = s->gap;
+        c.gap_seq = 3;
+        /* Without a planted gap, one client per broker never times out, however slow the
+         * sanitizer makes a broker. Several clients per broker can wait for each other's
+         * ring space (each one's next batch behind the other's held ones): only the timeout
+         * ends that, so there it is short and its resolutions are allowed. */
+        c.gap_timeout_ns = (s->gap || s->pubs > 1) ? 1000000ull : 20ull * 1000000000ull;
+    }
     return c;
 }
 
 static void describe(char *buf, size_t n, const scenario_t *s) {
     snprintf(buf, n,
              "order=%u variant=%u brokers=%u pubs=%u subs=%u ack=%u pbr=%u goi=%llu msgs=%u "
-             "size=%u batches=%llu flags=%llu",
+             "size=%u batches=%llu flags=%llu spread=%u policy=%u hold=%u gap=%u",
              s->order, s->variant, s->brokers, s->pubs, s->subs, s->ack, s->pbr_slots,
              (unsigned long long)s->goi_slots, s->msgs, s->msg_size,
-             (unsigned long long)s->batches, (unsigned long long)s->flags);
+             (unsigned long long)s->batches, (unsigned long long)s->flags, s->spread, s->policy,
+             s->hold_cap, s->gap);
 }
 
 #define EXPECT(cond, ...)                                                                      \
@@ -110,19 +127,36 @@ static int check_stats(const char *name, const scenario_t *s, const cxl_log_stat
     EXPECT(st->messages_published == total * s->msgs, "published %llu messages",
            (unsigned long long)st->messages_published);
     EXPECT(st->batches_lost == 0, "%llu batches lost", (unsigned long long)st->batches_lost);
-    EXPECT(st->batches_ordered == total, "ordered %llu of %llu batches",
-           (unsigned long long)st->batches_ordered, (unsigned long long)total);
-    if (s->order == 2) {
-        EXPECT(st->committed_seq == total, "committed_seq %llu, expected %llu (dense)",
-               (unsigned long long)st->committed_seq, (unsigned long long)total);
-        EXPECT(st->messages_ordered == total * s->msgs, "ordered %llu messages",
+    /* Order 5: late, duplicate and fenced batches are resolved without a position; markers
+     * take positions of their own */
+    const uint64_t unordered = s->order == 5 ? st->o5_late + st->o5_fenced_rejects : 0;
+    const uint64_t markers = s->order == 5 ? st->o5_markers : 0;
+    EXPECT(unordered <= total, "%llu unordered of %llu", (unsigned long long)unordered,
+           (unsigned long long)total);
+    const uint64_t ordered = total - (unordered <= total ? unordered : total);
+    EXPECT(st->batches_ordered == ordered, "ordered %llu of %llu batches",
+           (unsigned long long)st->batches_ordered, (unsigned long long)ordered);
+    if (s->order >= 2) {
+        EXPECT(st->committed_seq == ordered + markers, "committed_seq %llu, expected %llu (dense)",
+               (unsigned long long)st->committed_seq, (unsigned long long)(ordered + markers));
+        EXPECT(st->messages_ordered == ordered * s->msgs, "ordered %llu messages",
                (unsigned long long)st->messages_ordered);
     }
+    if (s->order == 5 && !s->gap && s->pubs == 1)
+        EXPECT(st->o5_markers + st->o5_fences + st->o5_late + st->o5_fenced_rejects == 0,
+               "no gap planted, yet markers=%llu fences=%llu late=%llu rejected=%llu",
+               (unsigned long long)st->o5_markers, (unsigned long long)st->o5_fences,
+               (unsigned long long)st->o5_late, (unsigned long long)st->o5_fenced_rejects);
+    if (s->order == 5 && s->gap)
+        EXPECT(st->o5_markers + st->o5_fences >= 1, "planted gap never resolved");
+    if (s->order == 5 && s->hold_cap)
+        EXPECT(st->o5_hold_max <= s->hold_cap, "hold buffer held %llu, bound %u",
+               (unsigned long long)st->o5_hold_max, s->hold_cap);
     EXPECT(st->order_gaps == 0, "%llu order gaps", (unsigned long long)st->order_gaps);
     if (s->ack) {
-        EXPECT(st->batches_acked == total, "ACK frontier covers %llu of %llu",
-               (unsigned long long)st->batches_acked, (unsigned long long)total);
-        EXPECT(st->messages_acked == total * s->msgs, "acked %llu messages",
+        EXPECT(st->batches_acked == ordered, "ACK frontier covers %llu of %llu",
+               (unsigned long long)st->batches_acked, (unsigned long long)ordered);
+        EXPECT(st->messages_acked == ordered * s->msgs, "acked %llu messages",
                (unsigned long long)st->messages_acked);
     }
     EXPECT(st->ack_ahead == 0, "%llu ACK frontiers ahead", (unsigned long long)st->ack_ahead);
@@ -133,10 +167,14 @@ static int check_stats(const char *name, const scenario_t *s, const cxl_log_stat
     EXPECT(st->committed_regressions == 0, "%llu committed_seq regressions",
            (unsigned long long)st->committed_regressions);
     for (uint32_t k = 0; k < s->subs; k++) {
-        EXPECT(st->sub_batches[k] == total, "subscriber %u delivered %llu of %llu", k,
-               (unsigned long long)st->sub_batches[k], (unsigned long long)total);
-        EXPECT(st->sub_messages[k] == total * s->msgs, "subscriber %u: %llu messages", k,
+        EXPECT(st->sub_batches[k] == ordered, "subscriber %u delivered %llu of %llu", k,
+               (unsigned long long)st->sub_batches[k], (unsigned long long)ordered);
+        EXPECT(st->sub_messages[k] == ordered * s->msgs, "subscriber %u: %llu messages", k,
                (unsigned long long)st->sub_messages[k]);
+        EXPECT(st->sub_markers[k] == markers, "subscriber %u passed %llu of %llu markers", k,
+               (unsigned long long)st->sub_markers[k], (unsigned long long)markers);
+        EXPECT(st->sub_client_order_errors[k] == 0, "subscriber %u: %llu per-client order errors",
+               k, (unsigned long long)st->sub_client_order_errors[k]);
         EXPECT(st->sub_checksum_errors[k] == 0, "subscriber %u: %llu checksum errors", k,
                (unsigned long long)st->sub_checksum_errors[k]);
         EXPECT(st->sub_order_errors[k] == 0, "subscriber %u: %llu order errors", k,
@@ -145,7 +183,7 @@ static int check_stats(const char *name, const scenario_t *s, const cxl_log_stat
             EXPECT(st->sub_hash[k] == st->sub_hash[0],
                    "subscriber %u saw another sequence than subscriber 0", k);
     }
-    if (s->order == 2) EXPECT(st->epochs > 0, "no epoch sealed");
+    if (s->order >= 2) EXPECT(st->epochs > 0, "no epoch sealed");
     return bad;
 }
 
@@ -156,6 +194,18 @@ static int check_records(const char *name, const scenario_t *s, cxl_log_t *log) 
     uint64_t n, elem;
     uint64_t total = (uint64_t)s->brokers * s->pubs * s->batches;
     if (cxl_log_records(log, CXL_REC_ORDER, &p, &n, &elem) != 0) return 0;
+    if (s->order == 5) { /* batches, markers and fences: each position once, below the count */
+        unsigned char *seen5 = (unsigned char *)calloc(2 * total + 64, 1);
+        if (!seen5) return bad + 1;
+        const cxl_rec_order_t *r5 = (const cxl_rec_order_t *)p;
+        for (uint64_t i = 0; i < n; i++) {
+            if (r5[i].kind == 2) continue;
+            if (r5[i].seq >= 2 * total + 64) { EXPECT(0, "position %llu out of range", (unsigned long long)r5[i].seq); break; }
+            if (seen5[r5[i].seq]++) { EXPECT(0, "position %llu assigned twice", (unsigned long long)r5[i].seq); break; }
+        }
+        free(seen5);
+        return bad;
+    }
     EXPECT(n == total, "%llu order records for %llu batches", (unsigned long long)n,
            (unsigned long long)total);
     if (s->order != 2 || n != total) return bad;
@@ -316,10 +366,13 @@ static int run_corrupt(const scenario_t *s, uint64_t seed, const uint8_t *patch,
 }
 
 static const scenario_t corrupt_scn[] = {
-    /* order variant brokers pubs subs ack pbr size msgs epoch goi batches flags */
-    {2, 0, 2, 1, 1, 0, 16, 40, 3, 20, 64, 16, 0},
-    {2, 1, 1, 1, 2, 0, 16, 100, 2, 20, 32, 16, 1},
-    {0, 0, 2, 1, 1, 0, 16, 64, 2, 20, 32, 16, 0},
+    /* order variant brokers pubs subs ack pbr size msgs epoch goi batches flags
+     * spread policy hold gap */
+    {2, 0, 2, 1, 1, 0, 16, 40, 3, 20, 64, 16, 0, 1, 0, 0, 0},
+    {2, 1, 1, 1, 2, 0, 16, 100, 2, 20, 32, 16, 1, 1, 0, 0, 0},
+    {0, 0, 2, 1, 1, 0, 16, 64, 2, 20, 32, 16, 0, 1, 0, 0, 0},
+    /* Order 5: one client over both brokers, a hold bound of 2 */
+    {5, 0, 2, 1, 1, 0, 16, 40, 2, 20, 64, 16, 0, 2, 0, 2, 0},
 };
 #define N_CORRUPT_SCN (sizeof corrupt_scn / sizeof corrupt_scn[0])
 
@@ -370,7 +423,7 @@ static int run_crash(int role, uint32_t variant, uint64_t seed) {
     char name[128];
     snprintf(name, sizeof name, "crash %s variant=%u seed=%llu", roles[role], variant,
              (unsigned long long)seed);
-    scenario_t s = {2, variant, 2, 1, 2, 1, 4, 64, 2, 20, 16, 200, 0};
+    scenario_t s = {2, variant, 2, 1, 2, 1, 4, 64, 2, 20, 16, 200, 0, 1, 0, 0, 0};
     cxl_log_cfg_t cfg = make_cfg(&s, seed);
     const uint64_t after = 60 + seed % 50, per_broker = s.batches, total = 2 * per_broker;
     cfg.slot_timeout_ns = 5000000ull;
@@ -477,6 +530,7 @@ int main(int argc, char **argv) {
                     if (quick && ack != (uint32_t)bi % 3) continue;
                     uint32_t i = (uint32_t)runs;
                     scenario_t s;
+                    memset(&s, 0, sizeof s);
                     s.order = order;
                     s.variant = variant;
                     s.brokers = broker_set[bi];
@@ -503,6 +557,42 @@ int main(int argc, char **argv) {
                     failures += run_clean(&s, seed + i) != 0;
                     runs++;
                 }
+            }
+        }
+    }
+    /* Order 5: one client per group of `spread` brokers; hold bounds from 1 (back-pressure on
+     * almost every batch) to the default; no gap, a gap declared lost, a gap fenced */
+    static const uint32_t spread_set[][2] = {{2, 2}, {4, 4}, {4, 2}};
+    static const uint32_t hold_set[] = {0, 1, 3};
+    for (uint32_t variant = 0; variant <= 1; variant++) {
+        for (int si = 0; si < 3; si++) {
+            for (uint32_t kind = 0; kind < 3; kind++) {
+                uint32_t i = (uint32_t)runs;
+                if (quick && (kind + (uint32_t)si + variant) % 2) continue;
+                scenario_t s;
+                memset(&s, 0, sizeof s);
+                s.order = 5;
+                s.variant = variant;
+                s.brokers = spread_set[si][0];
+                s.spread = spread_set[si][1];
+                s.pubs = 1 + (i % 2);
+                s.subs = 1 + (i % 2);
+                s.ack = 1 + (i % 2);
+                s.pbr_slots = 4u << (i % 2);
+                s.msg_size = 24 + 40 * (i % 5);
+                s.msgs = 1 + i % 3;
+                s.epoch_us = 5 + 20 * (i % 3);
+                s.goi_slots = 8u << (i % 2);
+                s.batches = batches;
+                s.flags = (i % 2) ? 1 : 0;
+                s.hold_cap = hold_set[(i + kind) % 3];
+                s.gap = kind ? 1 : 0;       /* client 0 never sends seq 3 */
+                s.policy = kind == 2;       /* 0 markers, 1 fence */
+#ifdef CXL_CHECKED
+                if (!all) s.pubs = 1;
+#endif
+                failures += run_clean(&s, seed + i) != 0;
+                runs++;
             }
         }
     }

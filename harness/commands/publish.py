@@ -36,7 +36,8 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "publish", parents=[profile_options(), device_options()],
         help="run the shared log once (publishers, scanners, sequencer, subscribers)")
-    p.add_argument("--order", type=int, choices=(0, 2), default=2)
+    p.add_argument("--order", type=int, choices=(0, 2, 5), default=2,
+                   help="0 per-broker order, 2 total order, 5 total order with per-client FIFO")
     # brokers, message and batch sizes, payload and epoch default to the profile's workload
     p.add_argument("--brokers", type=int_range(1, MAX_BROKERS), default=None,
                    help="default: the profile's workload")
@@ -63,8 +64,56 @@ def register(sub: Any) -> None:
     p.add_argument("--history", metavar="FILE",
                    help="write the run's history (docs/history-format.md) as JSON Lines")
     p.add_argument("--yes", action="store_true", help="run even when the size implies hours")
+    o5 = p.add_argument_group("Order 5 (per-client FIFO; with --order 5 only)")
+    o5.add_argument("--gap-policy", choices=("markers", "fence"), default=None,
+                    help="a client gap older than the timeout: declare the missing batches lost "
+                    "(markers in the log, default) or fence the client's session")
+    o5.add_argument("--gap-timeout-ms", type=_positive_ms, default=None, metavar="MS",
+                    help="how long a client gap may stay open (default 1000; it must exceed the "
+                    "longest stall of a live broker)")
+    o5.add_argument("--hold-cap", type=int_range(1, 1 << 20), default=None, metavar="N",
+                    help="batches the sequencer may hold out of client order (default: one ring of "
+                    "every broker, which a run never fills)")
+    o5.add_argument("--client-spread", type=int_range(1, MAX_BROKERS), default=None, metavar="N",
+                    help="spread each client's batches over N brokers (a divisor of --brokers; "
+                    "default: the profile's workload.order5, else 1)")
+    o5.add_argument("--plant-gap", type=_gap, default=None, metavar="CLIENT:SEQ",
+                    help="client CLIENT never sends its batch SEQ (a gap the timeout resolves)")
     add_hosts_option(p)
     p.set_defaults(func=run)
+
+
+def _positive_ms(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
+    if not 0.0 < v <= 3_600_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: use a time above 0, at most 3600000 ms")
+    return v
+
+
+def _gap(text: str) -> tuple[int, int]:
+    client, sep, seq = text.partition(":")
+    if not sep or not client.isdigit() or not seq.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not CLIENT:SEQ (e.g. 0:5)")
+    return int(client), int(seq)
+
+
+def _order5_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The Order 5 options given; refused at other order levels (nothing is ignored silently)."""
+    given = {name: getattr(args, name, None) for name in
+             ("gap_policy", "gap_timeout_ms", "hold_cap", "client_spread", "plant_gap")}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given and args.order != 5:
+        names = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ConfigError(f"{names} apply to Order 5 only (this run is --order {args.order})",
+                          "add --order 5, or drop those options")
+    out: dict[str, Any] = {k: v for k, v in given.items() if k != "plant_gap"}
+    gap = given.get("plant_gap")
+    if gap is not None:
+        out["gap_client"], out["gap_seq"] = gap
+    return out
 
 
 def make_config(args: argparse.Namespace, profile: Profile) -> LogConfig:
@@ -82,10 +131,13 @@ def make_config(args: argparse.Namespace, profile: Profile) -> LogConfig:
     if args.total_bytes > MAX_TOTAL_BYTES:
         raise ConfigError(f"--total-bytes {args.total_bytes} is more than {MAX_TOTAL_BYTES} bytes (1 PiB)",
                           "ask for less, e.g. --total-bytes 256MiB")
+    order5 = _order5_options(args)
+    if args.order == 5 and "client_spread" not in order5 and args.brokers != base.brokers:
+        order5["client_spread"] = 1  # the profile's spread was for its own broker count
     cfg = replace(base, brokers=args.brokers, msg_size=args.msg_size, batch_bytes=args.batch_bytes,
                   total_bytes=args.total_bytes, ack=args.ack, epoch_us=args.epoch_us,
                   pbr_slots=args.ring_slots, processes=args.processes,
-                  record=True if args.history else None,
+                  record=True if args.history else None, **order5,
                   slot_timeout_ms=args.slot_timeout or 0.0,
                   watchdog_s=args.watchdog if args.watchdog is not None else 30.0)
     if args.msg_size > args.batch_bytes:
@@ -125,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
     print(result.summary_line())
     for line in crash_lines(result):
         print(line)
+    if cfg.order == 5:
+        print(order5_line(result))
     model = device_model_line(result)
     if model:
         print(model)
@@ -177,6 +231,16 @@ def _run_on_model(cfg: LogConfig, profile: Profile) -> LogResult:
           f"{run.model['early_writebacks']:,} early write-backs, {run.model['evictions']:,} evictions, "
           f"{len(run.errors)} rule error(s)")
     return run.result
+
+
+def order5_line(r: LogResult) -> str:
+    """The hold buffer and the gap resolutions of an Order 5 run."""
+    c = r.counters
+    mean = c["o5_hold_sum"] / c["o5_hold_samples"] if c.get("o5_hold_samples") else 0.0
+    return (f"  order 5: hold buffer max {c['o5_hold_max']} mean {mean:.1f} batches "
+            f"({c['o5_held']} held, full {c['o5_hold_full']} time(s)); {c['o5_markers']} declared "
+            f"lost, {c['o5_fences']} fence(s) ({c['o5_fenced_rejects']} batches never ordered), "
+            f"{c['o5_late']} late/duplicate")
 
 
 def device_model_line(r: LogResult) -> str | None:

@@ -81,8 +81,8 @@ EVENT_FIELDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "deliver": (
         "deliveries",
         ("t", "subscriber", "position", "broker", "client", "client_batch_seq", "pbr_index",
-         "checksum", "size", "committed_seq"),
-        ("committed_seq",),
+         "checksum", "size", "committed_seq", "session"),
+        ("committed_seq", "session"),
     ),
     "resume": ("resumes", ("t", "subscriber", "position", "broker"), ("broker",)),
     "follow": ("follows", ("t", "subscriber", "broker"), ()),

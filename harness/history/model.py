@@ -65,7 +65,7 @@ COMMIT_COLUMNS = ("t", "committed_seq", "broker")
 ACK_COLUMNS = ("t", "level", "broker", "client", "client_batch_seq", "pbr_index", "through_msgs")
 DELIVERY_COLUMNS = (
     "t", "subscriber", "position", "broker", "client", "client_batch_seq", "pbr_index",
-    "checksum", "size", "committed_seq",
+    "checksum", "size", "committed_seq", "session",
 )
 RESUME_COLUMNS = ("t", "subscriber", "position", "broker")
 FOLLOW_COLUMNS = ("t", "subscriber", "broker")
@@ -92,7 +92,7 @@ OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
     "orders": frozenset({"total_order", "session"}),
     "commits": frozenset({"broker"}),
     "acks": frozenset({"client", "client_batch_seq", "pbr_index", "through_msgs"}),
-    "deliveries": frozenset({"committed_seq"}),
+    "deliveries": frozenset({"committed_seq", "session"}),
     "resumes": frozenset({"broker"}),
     "follows": frozenset(),
     "markers": frozenset({"session"}),
@@ -290,7 +290,7 @@ class History:
             "orders": ORDER_COLUMNS[:-2],
             "commits": ("t", "committed_seq"),
             "acks": ("t", "broker"),
-            "deliveries": DELIVERY_COLUMNS[:-1],
+            "deliveries": DELIVERY_COLUMNS[:-2],
             "resumes": ("t", "subscriber", "position"),
             "follows": FOLLOW_COLUMNS,
             "markers": ("t", "seq", "client", "client_batch_seq"),
@@ -299,7 +299,7 @@ class History:
         # optional fields: absent is -1; anything else must be >= 0
         for name, col in (("orders", "total_order"), ("deliveries", "committed_seq"),
                           ("resumes", "broker"), ("publishes", "session"), ("orders", "session"),
-                          ("markers", "session"), ("fences", "session")):
+                          ("markers", "session"), ("fences", "session"), ("deliveries", "session")):
             self._first_bad(name, col, getattr(self, name)[col] < -1, _OPTIONAL_RANGE)
         for name, cols in nonneg.items():
             table: Table = getattr(self, name)
@@ -365,10 +365,11 @@ class History:
             "must be absent in a cumulative ack",
         )
         self._first_bad("acks", "pbr_index", ack["pbr_index"] < -1, _OPTIONAL_RANGE)
-        # uniqueness of publishes: (broker, client, client_batch_seq) and the slot
+        # uniqueness of publishes: (broker, client, session, client_batch_seq) and the slot
         self._unique_rows(
-            "publishes", ("broker", "client", "client_batch_seq"), np.ones(len(pub), dtype=bool),
-            "a batch (broker, client, client_batch_seq) is published only once",
+            "publishes", ("broker", "client", "session", "client_batch_seq"),
+            np.ones(len(pub), dtype=bool),
+            "a batch (broker, client, session, client_batch_seq) is published only once",
         )
         self._unique_rows(
             "publishes", ("broker", "pbr_index"), pub["pbr_index"] >= 0,

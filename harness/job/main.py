@@ -130,13 +130,17 @@ def representative(results: list[LogResult]) -> LogResult:
 
 def model_runs(count: int, plant_fault: str | None = None, first_seed: int = 1000) -> list[tuple[str, CheckedRun]]:
     """Runs on the checked build through the non-coherent model, cycling through both
-    variants and both order levels (:data:`harness.faults.CLEAN_VARIANTS`)."""
+    variants and the order levels, Order 5 with a planted gap resolved each way
+    (:data:`harness.faults.CLEAN_VARIANTS`)."""
     out = []
     for i in range(count):
-        variant, order, nt = CLEAN_VARIANTS[i % len(CLEAN_VARIANTS)]
+        variant, order, nt, extra = CLEAN_VARIANTS[i % len(CLEAN_VARIANTS)]
         seed = first_seed + i
-        cfg = small_config(order=order, variant=variant, seed=seed, nt_copy=nt)
-        label = f"model order{order}/{variant}{' nt-copy' if nt else ''} seed {seed}"
+        cfg = small_config(order=order, variant=variant, seed=seed, nt_copy=nt, **extra)
+        o5 = ""
+        if order == 5:
+            o5 = f" spread {cfg.client_spread}" + (f" gap by {cfg.gap_policy}" if cfg.gap_client >= 0 else "")
+        label = f"model order{order}/{variant}{' nt-copy' if nt else ''}{o5} seed {seed}"
         out.append((label, run_checked(cfg, fault=plant_fault, model=ModelConfig())))
     return out
 

@@ -13,6 +13,7 @@ from harness.log.config import (F_DETERMINISTIC, MAX_ROLES, REC_ACK, REC_COMMIT,
                                 REC_ORDER, REC_PUBLISH, ROLE_ALL, ROLE_KIND_NAMES, VARIANTS, LogConfig)
 from harness.log.live import LIVE_HANDLES, LIVE_LOCK
 from harness.native import Native, as_array, load
+from harness.order5 import gap_policy_code
 from harness.region import Region
 
 def c_config(native: Native, cfg: LogConfig, fault: int = 0, deterministic: bool = False) -> Any:
@@ -40,6 +41,13 @@ def c_config(native: Native, cfg: LogConfig, fault: int = 0, deterministic: bool
     c.crash_after = cfg.crash_after
     c.crash_scanner = cfg.crash_scanner + 1
     c.crash_subscriber = cfg.crash_subscriber + 1
+    if cfg.order == 5:
+        c.gap_policy = gap_policy_code(cfg.gap_policy)
+        c.client_spread = cfg.client_spread
+        c.gap_timeout_ns = max(1, int(cfg.gap_timeout_ms * 1e6))
+        c.hold_cap = cfg.hold_cap
+        c.gap_client = cfg.gap_client + 1
+        c.gap_seq = cfg.gap_seq
     return c
 
 

@@ -15,6 +15,7 @@ from harness.errors import ConfigError
 from harness.limits import MAX_BROKERS as MAX_BROKERS
 from harness.limits import MAX_SUBSCRIBERS as MAX_SUBSCRIBERS
 from harness.native import LIMITS, Flag, LossReason, Rec, Role, RoleKind
+from harness.order5 import GAP_POLICIES, MAX_HOLD
 
 if TYPE_CHECKING:
     from harness.profiles import Profile
@@ -89,10 +90,36 @@ class LogConfig:
     # always included). A loss of any other publisher's batch fails the run.
     expect_lost_from: tuple[int, ...] = ()
     take_over: bool = False  # take over a sequencer/scanner lease another host holds
+    # Order 5 (per-client FIFO): how a gap older than gap_timeout_ms is resolved ("markers":
+    # the missing batches are declared lost in the log; "fence": the client's session is
+    # fenced at its committed high-water mark and it continues in a new session), the
+    # sequencer's hold buffer bound (0: one ring of every broker, which a run never fills),
+    # and over how many brokers one client's batches are spread (its publishers there). The
+    # timeout must exceed the longest stall of a live broker: a shorter one declares batches of
+    # a live client lost (upstream's 5 ms suits a dedicated host, not a shared two-core one).
+    gap_policy: str = "markers"
+    gap_timeout_ms: float = 1000.0
+    hold_cap: int = 0
+    client_spread: int = 1
+    # planted gap (Order 5): client `gap_client` never sends its batch `gap_seq`
+    gap_client: int = -1
+    gap_seq: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "expect_lost_from", tuple(self.expect_lost_from))
-        _require(self.order in (0, 2), "order", self.order, "0 (per-broker) or 2 (total order)")
+        _require(self.order in (0, 2, 5), "order", self.order,
+                 "0 (per-broker), 2 (total order) or 5 (total order with per-client FIFO)")
+        _require(self.gap_policy in GAP_POLICIES, "gap_policy", self.gap_policy, " or ".join(GAP_POLICIES))
+        _require(0.0 < self.gap_timeout_ms <= 3_600_000, "gap_timeout_ms", self.gap_timeout_ms,
+                 "a positive time in ms, at most an hour")
+        _require(0 <= self.hold_cap <= MAX_HOLD, "hold_cap", self.hold_cap, f"0 (default) .. {MAX_HOLD}")
+        _require(1 <= self.client_spread <= self.brokers and self.brokers % self.client_spread == 0,
+                 "client_spread", self.client_spread,
+                 f"a divisor of brokers={self.brokers} (1 = each client on its own broker)")
+        _require(self.client_spread == 1 or self.order == 5, "client_spread", self.client_spread,
+                 "1 unless order=5 (only Order 5 orders one client's batches across brokers)")
+        _require(self.gap_client == -1 or (self.order == 5 and self.gap_client in self.clients),
+                 "gap_client", self.gap_client, f"-1 (none) or, at order 5, a client of {self.clients}")
         _require(self.variant in VARIANTS, "variant", self.variant, "per-scanner or shared-mutex")
         _require(1 <= self.brokers <= MAX_BROKERS, "brokers", self.brokers, f"1..{MAX_BROKERS}")
         _require(1 <= self.publishers_per_broker <= 64, "publishers_per_broker",
@@ -184,6 +211,19 @@ class LogConfig:
         return frozenset(self.expect_lost_from) | extra
 
     @property
+    def clients(self) -> list[int]:
+        """Client ids: a client is named by the index of its first publisher (Order 5 spreads
+        one client over ``client_spread`` brokers; otherwise each publisher is one)."""
+        ppb, s = self.publishers_per_broker, self.client_spread
+        return [b * ppb + j for b in range(0, self.brokers, s) for j in range(ppb)]
+
+    def client_of(self, publisher: int) -> int:
+        """The client a publisher index sends for."""
+        ppb, s = self.publishers_per_broker, self.client_spread
+        b = publisher // ppb
+        return (b - b % s) * ppb + publisher % ppb
+
+    @property
     def msgs_per_batch(self) -> int:
         return max(1, self.batch_bytes // self.msg_size)
 
@@ -234,6 +274,7 @@ def workload_config(profile: Profile, *, order: int = 2, variant: str = "per-sca
     total = w.total_mib << 20
     if quick:
         total = min(total, 64 << 20)
-    return LogConfig(order=order, variant=variant, brokers=w.brokers, subscribers=subscribers,
+    order5 = w.order5_settings() if order == 5 else {"order": order}
+    return LogConfig(variant=variant, brokers=w.brokers, subscribers=subscribers,
                      msg_size=w.msg_size, batch_bytes=w.batch_bytes, total_bytes=total, ack=1,
-                     epoch_us=w.epoch_us, seed=seed)
+                     epoch_us=w.epoch_us, seed=seed, **order5)
