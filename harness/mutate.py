@@ -200,7 +200,7 @@ MODEL_CONFIGS: tuple[ModelRun, ...] = (
     ModelRun("order5-gap-fence", {"order": 5, "client_spread": 2, "gap_client": 0, "gap_seq": 3,
                                   "gap_timeout_ms": 0.01, "gap_policy": "fence"}),
 )
-SEEDS = (1, 2, 3)
+SEEDS = (1, 2, 3, 4, 5, 6)  # 3 left reuse_floor's stale claim read unkilled (seed 6 kills it)
 # Each configuration runs once per seed with whole role steps only, then once per seed with
 # preemption: at a shared-memory access, now and then, another role runs a step right there.
 P_PREEMPT = 0.02
