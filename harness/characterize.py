@@ -45,6 +45,7 @@ import numpy as np
 
 from harness.discovery import NumaNode
 from harness.errors import DeviceError
+from harness.interrupt import in_worker
 from harness.native import load
 from harness.profiles import DeviceModel, Expectation, Profile
 from harness.region import HUGE_2M, ModelStats, Region, round_up
@@ -627,7 +628,8 @@ def characterize(profile: Profile, *, quick: bool = False, runs: int | None = No
     site = site or Site(profile, device=device, allow_destructive=allow_destructive, sysfs_root=sysfs_root)
     with characterization_region(region_profile, size, site=site) as (region, node):
         targets = device_model_for(profile, region.backend)
-        figures = _measure_all(region, profile, plan, llc, targets)
+        # on a worker thread: Ctrl-C stops the measurement at its next C call (harness.interrupt)
+        figures = in_worker(lambda: _measure_all(region, profile, plan, llc, targets), "cxl-characterize")
         info = region.info()
         numa = _numa_info(node, site)
         if numa is not None:

@@ -148,6 +148,9 @@ def stop_workers(grace_s: float) -> None:
     live = sys.modules.get("harness.log.live")
     if live is not None:
         live.request_stop_all()
+    work = sys.modules.get("harness.interrupt")
+    if work is not None:  # loops of C calls on a worker (characterisation) end at the next one
+        work.request_stop()
     deadline = time.monotonic() + grace_s
     me = threading.current_thread()
     for t in threading.enumerate():

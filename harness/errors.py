@@ -48,3 +48,30 @@ class Interrupted(KeyboardInterrupt):
         except ValueError:
             self.signame = f"signal {signum}"
         super().__init__(self.signame)
+
+
+def why_not_a_file(path: object) -> str:
+    """Why ``path`` cannot be read as a regular file, in words: it does not exist, is a
+    directory, a character device (``/dev/null`` reads as empty), a FIFO, a socket..."""
+    import os
+    import stat
+
+    try:
+        mode = os.stat(str(path)).st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except NotADirectoryError:
+        return "does not exist (a part of the path is not a directory)"
+    except OSError as exc:
+        return f"cannot be looked at: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    if stat.S_ISCHR(mode):
+        return "is a character device, not a regular file (it reads as empty or endless)"
+    if stat.S_ISBLK(mode):
+        return "is a block device, not a regular file"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO, not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a regular file"
+    return "is not a regular file"

@@ -9,7 +9,7 @@ import numpy as np
 
 from harness.errors import HistoryError
 from harness.history import History, check_history
-from harness.native import RESUME_KIND
+from harness.native import RESUME_KIND, LossReason
 from harness.order5 import LOSS_FENCED, LOSS_LATE, REC_KIND_BATCH, REC_KIND_FENCE, REC_KIND_MARKER
 from harness.order5 import split_session as _split_session
 
@@ -81,6 +81,8 @@ def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
                 "through_msgs": a["value2"]}
     deliveries = {}
     for k in range(cfg.subscribers):
+        if k == cfg.crash_subscriber:  # crashed on purpose: its prefix is checked on its own
+            continue
         d = recs[f"deliver{k}"]
         d_sess, d_seq = _split_session(d["client_batch_seq"])
         cols = {"t": d["ns"], "position": d["pos"], "broker": d["broker"], "client": d["client"],
@@ -100,6 +102,11 @@ def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
 _KINDS = ("header", "GOI entry", "control value", "foreign token")
 
 
+_REASONS = {int(LossReason.TIMEOUT): "publisher stopped (slot timeout)",
+            int(LossReason.CORRUPT): "corrupt header",
+            int(LossReason.ORPHAN): "committed, never ordered: its broker's scanner stopped"}
+
+
 def _loss_examples(cfg: LogConfig, recs: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Every declared-lost batch by identity (when the run kept records)."""
     if recs is None or "loss" not in recs:
@@ -110,13 +117,27 @@ def _loss_examples(cfg: LogConfig, recs: dict[str, Any] | None) -> list[dict[str
         if int(r["reason"]) in (LOSS_FENCED, LOSS_LATE):  # Order 5's own resolutions
             continue
         client = int(r["client"])
-        reason = "corrupt header" if int(r["reason"]) == 2 else "publisher stopped (slot timeout)"
+        why = int(r["reason"])
         alive = bool(r["alive"]) if "alive" in r.dtype.names else False
-        out.append({"broker": int(r["broker"]), "pbr_index": int(r["pbr_index"]),
-                    "client": None if client == 0xFFFFFFFF else client, "reason": reason,
-                    "publisher_alive": alive,
-                    "expected": client in expected and int(r["reason"]) == 1 and not alive})
+        broker = int(r["broker"])
+        ok = not alive and ((why == LossReason.TIMEOUT and client in expected)
+                            or (why == LossReason.ORPHAN and broker == cfg.crash_scanner))
+        out.append({"broker": broker, "pbr_index": int(r["pbr_index"]),
+                    "client": None if client == 0xFFFFFFFF else client,
+                    "reason": _REASONS.get(why, f"reason {why}"), "publisher_alive": alive,
+                    "expected": ok})
     return out
+
+
+def crash_description(cfg: LogConfig) -> str:
+    """The crash a run injected, in words ("" none)."""
+    if not cfg.crash_role:
+        return ""
+    what = {"publisher": "publisher {i} stopped in the middle of its batch {n}",
+            "scanner": "the scanner of broker {i} stopped mid-epoch after {n} ring slots",
+            "subscriber": "subscriber {i} stopped mid-chunk after {n} deliveries"}[cfg.crash_role]
+    how = " (its process SIGKILLed)" if cfg.crash_kill else " (its thread stopped)"
+    return what.format(i=cfg.crash_index, n=cfg.crash_after) + how
 
 
 def _loss_checks(cfg: LogConfig, s: dict[str, Any],
@@ -125,7 +146,7 @@ def _loss_checks(cfg: LogConfig, s: dict[str, Any],
     a crashed publisher's losses are named one by one as the expected outcome."""
     expected = cfg.expected_lost_publishers
     ppb = cfg.publishers_per_broker
-    crashed_brokers = {p // ppb for p in expected}
+    crashed_brokers = {p // ppb for p in expected} | ({cfg.crash_scanner} if cfg.crash_scanner >= 0 else set())
     by_broker = [int(x) for x in s.get("lost_by_broker", [0] * 8)[: cfg.brokers]]
     late = int(s.get("lost_late_commits", 0))
     examples = _loss_examples(cfg, recs)
@@ -139,13 +160,67 @@ def _loss_checks(cfg: LogConfig, s: dict[str, Any],
     out = [("no-unexpected-loss", "no batch of a live publisher declared lost",
             unexpected == 0 and late == 0, detail,
             [e for e in examples if not e["expected"]][:20])]
-    if expected:
+    if expected or cfg.crash_scanner >= 0:
+        named = [e for e in examples if e["expected"]]
         names = ", ".join(f"broker {e['broker']} slot {e['pbr_index']} (publisher {e['client']})"
-                          for e in examples if e["expected"]) or "none recorded"
-        out.append(("crash-losses-named", f"batches of crashed publisher(s) {sorted(expected)} "
-                    "declared lost, by identity", True,
+                          for e in named[:12]) or "none recorded"
+        if len(named) > 12:
+            names += f", ... ({len(named) - 12} more in the report)"
+        whose = (f"batches of crashed publisher(s) {sorted(expected)}" if expected else
+                 f"batches of broker {cfg.crash_scanner} (its scanner crashed)")
+        out.append(("crash-losses-named", f"{whose} declared lost, by identity", True,
                     f"expected outcome of the crash: {total - unexpected} declared lost: {names}",
-                    [e for e in examples if e["expected"]][:50]))
+                    named[:50]))
+    out += _crash_checks(cfg, s, recs)
+    return out
+
+
+def _crash_checks(cfg: LogConfig, s: dict[str, Any],
+                  recs: dict[str, Any] | None) -> list[tuple[str, str, bool, str, list[dict[str, Any]]]]:
+    """An injected crash must be found: the dead role detected (its beat stood still past
+    ``slot_timeout_ms`` and its thread is gone), how long that took, and for a subscriber the
+    prefix it delivered and the positions it never got, by identity."""
+    role = cfg.crash_role
+    if not role or cfg.slot_timeout_ms <= 0:
+        return []
+    crash_ns, detect_ns = int(s.get("crash_ns", 0)), int(s.get("crash_detect_ns", 0))
+    if role == "scanner":
+        found = bool(int(s.get("scanners_dead", 0)) >> cfg.crash_scanner & 1)
+    elif role == "subscriber":
+        found = bool(int(s.get("subscribers_dead", 0)) >> cfg.crash_subscriber & 1)
+    else:
+        found = detect_ns > 0
+    seen = " (as the coordinator saw the process die, polled every 10 ms)" if cfg.crash_kill and cfg.processes else ""
+    took = f"{(detect_ns - crash_ns) / 1e6:.1f} ms after the crash{seen}" if found and crash_ns and \
+        detect_ns >= crash_ns else "time of the crash unknown" if found else "never"
+    out: list[tuple[str, str, bool, str, list[dict[str, Any]]]] = [
+        ("crash-detected", f"the crashed {role} was detected as dead", found,
+         f"{crash_description(cfg)}; detected {took} (slot timeout {cfg.slot_timeout_ms:g} ms)"
+         if found else f"{crash_description(cfg)}; never detected as dead", [])]
+    if role == "subscriber":
+        k = cfg.crash_subscriber
+        pos = int(s.get("dead_sub_pos", [0] * 8)[k])
+        committed = int(s["committed_seq"])
+        examples: list[dict[str, Any]] = []
+        ok = found and pos <= committed
+        detail = (f"subscriber {k} published position {pos} before it died: positions 0..{pos - 1} "
+                  f"delivered to it, {committed - pos} committed batch(es) never delivered to it")
+        if cfg.crash_kill:
+            detail += " (its own records died with its process)"
+        elif recs is not None and f"deliver{k}" in recs:
+            got = recs[f"deliver{k}"]["pos"].tolist()
+            ok = ok and got == list(range(len(got))) and len(got) >= pos
+            detail += f" (its records: {len(got)} delivered, positions contiguous from 0: " \
+                      f"{got == list(range(len(got)))})"
+            order = recs.get("order")
+            if order is not None:
+                rest = order[order["seq"] >= len(got)]
+                rest = rest[np.argsort(rest["seq"])][:50]
+                examples = [{"position": int(r["seq"]), "broker": int(r["broker"]),
+                             "pbr_index": int(r["pbr_index"]), "client": int(r["client"]),
+                             "outcome": "not delivered to the crashed subscriber"} for r in rest]
+        out.append(("crashed-subscriber-prefix", f"crashed subscriber {k} delivered a gap-free "
+                    "prefix; what it never got is named", ok, detail, examples))
     return out
 
 
@@ -159,10 +234,12 @@ def _counter_checks(cfg: LogConfig, s: dict[str, Any],
     crashed_brokers = {p // ppb for p in crashed}
     # every batch its publisher completed is ordered (a crashed publisher's last batch was
     # never completed; a completed batch declared lost is a false loss and fails below); at
-    # Order 5 except the late, duplicate and fenced batches the sequencer resolved unordered
+    # Order 5 except the late, duplicate and fenced batches the sequencer resolved unordered;
+    # and for a crashed scanner's broker, its batches declared lost by identity
     o5_unordered = int(s.get("o5_late", 0)) + int(s.get("o5_fenced_rejects", 0)) if cfg.order == 5 else 0
     markers = int(s.get("o5_markers", 0)) if cfg.order == 5 else 0
-    expected_ordered = published - late - o5_unordered
+    orphaned = int(s.get("batches_orphaned", 0)) if cfg.crash_scanner >= 0 else 0
+    expected_ordered = published - late - o5_unordered - orphaned
     if crashed:  # a killed process reports nothing it published: what was ordered is the basis
         expected_ordered = int(s["batches_ordered"])
     delivered = s["sub_batches"][:subs]
@@ -212,13 +289,15 @@ def _counter_checks(cfg: LogConfig, s: dict[str, Any],
         out.append(("ack-not-ahead", "ACK never ahead of what was published", s["ack_ahead"] == 0,
                     f"{s['ack_ahead']} ACK frontiers ahead of the claimed slots", []))
     if subs:
-        out.append(("delivered-all", "every published batch delivered to every subscriber",
-                    all(d == expected_ordered for d in delivered),
-                    f"delivered per subscriber {delivered}, expected {expected_ordered}", []))
-        hashes = set(s["sub_hash"][:subs])
-        out.append(("subscribers-agree", "all subscribers see the same sequence",
-                    len(hashes) == 1 and len(set(delivered)) == 1,
-                    f"{len(hashes)} distinct sequence hashes over {subs} subscribers", []))
+        live = [k for k in range(subs) if k != cfg.crash_subscriber]
+        but = f" (subscriber {cfg.crash_subscriber} crashed: checked on its own)" if len(live) < subs else ""
+        out.append(("delivered-all", "every published batch delivered to every live subscriber",
+                    all(delivered[k] == expected_ordered for k in live),
+                    f"delivered per subscriber {delivered}, expected {expected_ordered}{but}", []))
+        hashes = {s["sub_hash"][k] for k in live}
+        out.append(("subscribers-agree", "all live subscribers see the same sequence",
+                    len(hashes) <= 1 and len({delivered[k] for k in live}) <= 1,
+                    f"{len(hashes)} distinct sequence hashes over {len(live)} live subscribers{but}", []))
         errors = s["sub_checksum_errors"][:subs]
         out.append(("payload-checksums", "payload checksums match at delivery", not any(errors),
                     f"checksum mismatches per subscriber {errors}", []))

@@ -41,6 +41,12 @@ ROLE_BITS = {1: "publisher", 2: "scanner", 4: "sequencer", 8: "subscriber", 16: 
 # (cxl_bench.c) and the region's own timing probes (cxl_region.c). Their sites are listed
 # (``--all``) but not mutated: no model run executes them.
 NON_PROTOCOL_FILES = frozenset({"cxl_bench.c", "cxl_region.c"})
+# Crash detection (a dead scanner or subscriber: its beat stood still and its thread is gone)
+# runs only on real threads: the deterministic model has no thread that can die alone, so no
+# model run can execute these functions. Listed (``--all``), not mutated; they are exercised by
+# the crash runs of the ASan/TSan stress driver and tests/test_crash_injection.py instead.
+THREAD_ONLY_FUNCS = frozenset({"scan_beat", "sub_beat", "seq_watch", "seq_scanner_dead",
+                               "seq_subscriber_dead", "dead_subscribers"})
 
 
 def _mutations_of(op: str) -> tuple[str, ...]:
@@ -68,7 +74,7 @@ class Site:
 
     @property
     def protocol(self) -> bool:
-        return os.path.basename(self.file) not in NON_PROTOCOL_FILES
+        return os.path.basename(self.file) not in NON_PROTOCOL_FILES and self.func not in THREAD_ONLY_FUNCS
 
     @property
     def mutations(self) -> tuple[str, ...]:

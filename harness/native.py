@@ -173,6 +173,7 @@ class LossReason(IntEnum):
     CORRUPT = _LIB.CXL_LOSS_CORRUPT
     FENCED = _LIB.CXL_LOSS_FENCED  # Order 5: a batch of a fenced session, never ordered
     LATE = _LIB.CXL_LOSS_LATE  # Order 5: below its client's next_expected (late or duplicate)
+    ORPHAN = _LIB.CXL_LOSS_ORPHAN  # committed, never ordered: its broker's scanner stopped
 
 
 class GapPolicy(IntEnum):

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from harness.errors import ProfileError
+from harness.errors import ProfileError, why_not_a_file
 
 if TYPE_CHECKING:
     import jsonschema
@@ -215,8 +215,9 @@ def _resolve(name_or_path: str | Path) -> Path:
     if isinstance(name_or_path, Path) or "/" in text or text.endswith((".yaml", ".yml")):
         path = Path(text)
         if not path.is_file():
+            why = why_not_a_file(path)
             raise ProfileError(
-                f"profile file {text} not found",
+                f"profile file {text} not found" if why == "does not exist" else f"profile file {text} {why}",
                 f"pass an existing .yaml file or one of: {', '.join(list_profiles())}",
             )
         return path

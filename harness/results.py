@@ -12,7 +12,7 @@ from harness.stats import Samples, Verdict
 
 # the summary's and the report's sections; a run's own checks (group "in-run" or "history")
 # go into "ordering" there
-CHECK_GROUPS: tuple[str, ...] = ("ordering", "flush-fence", "faults", "targets")
+CHECK_GROUPS: tuple[str, ...] = ("ordering", "flush-fence", "faults", "crash", "targets")
 
 
 @dataclass

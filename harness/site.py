@@ -155,12 +155,21 @@ class Site:
     @contextmanager
     def open_for(self, cfg: LogConfig, *, shareable: bool = False) -> Iterator[Region]:
         """The region a run of ``cfg`` needs (at least the profile's emulated size)."""
-        from harness.log import layout_size
+        from harness.errors import RegionError
+        from harness.log import explain_size, layout_size
 
-        need = layout_size(cfg)
+        layout = need = layout_size(cfg)
         if self.profile.memory.backend == "emulated":
             need = max(need, self.profile.memory.size_mib << 20)
-        with self.map(need, shareable=shareable) as region:
+        with ExitStack() as stack:
+            try:
+                region = stack.enter_context(self.map(need, shareable=shareable))
+            except RegionError as exc:
+                if not exc.problem.startswith("cannot map") or need != layout:
+                    raise
+                # the size came from the configuration: say which value made it that big
+                what, fix = explain_size(cfg)
+                raise RegionError(f"{exc.problem}: the layout is {need:,} bytes, mostly {what}", fix) from None
             yield region
 
     def device_section(self, region_info: dict[str, Any] | None) -> dict[str, Any]:

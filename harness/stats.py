@@ -26,6 +26,8 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal
 
+from harness.interrupt import check_stop
+
 CONFIDENCE = 0.95
 Kind = Literal["min", "max"]
 # Other processes using more than this share of the machine's CPUs while the samples were
@@ -245,6 +247,7 @@ class Sampler:
     last_seconds: float = 0.0
 
     def calibrate(self, min_sample_s: float) -> None:
+        check_stop()
         t = self.once()
         per = max(t.seconds, 1e-6)
         self.repeats = max(1, min(10_000, math.ceil(min_sample_s / per)))
@@ -252,6 +255,7 @@ class Sampler:
     def sample(self) -> float:
         work = secs = 0.0
         for _ in range(self.repeats):
+            check_stop()  # Ctrl-C: the measurement ends at the next call (harness.interrupt)
             t = self.once()
             work += t.work
             secs += t.seconds

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.checked import Finding, _findings
-from harness.errors import HistoryError
+from harness.errors import HistoryError, why_not_a_file
 from harness.native import load, op_codes
 
 OPS = op_codes()  # the checked build's event ops
@@ -143,7 +143,9 @@ def read_pmemcheck_log(path: str | Path) -> tuple[int, list[TraceEvent]]:
 def read_trace(path: str | Path, fmt: str = "auto") -> tuple[int, list[TraceEvent]]:
     p = Path(path)
     if not p.is_file():
-        raise HistoryError(f"{p}: no such trace file", "check the path")
+        why = why_not_a_file(p)
+        raise HistoryError(f"{p}: {'no such trace file' if why == 'does not exist' else why}",
+                           "check the path" if why == "does not exist" else "name a trace file (see docs/trace-format.md)")
     if fmt == "auto":
         with open(p, encoding="utf-8", errors="replace") as fh:
             head = fh.read(4096)

@@ -89,6 +89,66 @@ def test_run_interrupted_in_each_phase(tmp_path: Path, phase: str) -> None:
     assert not (out / "latest").exists()  # no report claims a run that did not finish
 
 
+MODEL_RUN = ["publish", "--profile", "emulated-noncoherent", "--total-bytes", "64GiB", "--batch-bytes", "4KiB",
+             "--msg-size", "256", "--yes"]  # minutes in one deterministic C call
+
+
+def test_model_run_stops_at_once(tmp_path: Path) -> None:
+    """A deterministic model run used to hold the main thread in one long C call, so Ctrl-C
+    waited for its end; now the call runs on a worker and the stop flag ends it."""
+    proc = start_cli(MODEL_RUN, tmp_path)
+    try:
+        time.sleep(4.0)  # imports, region, then well inside the C call (it prints nothing)
+        assert proc.poll() is None, stderr_lines(tmp_path)
+        took = _interrupt(proc, signal.SIGINT, tmp_path, "publish")
+    finally:
+        kill_all(proc, [])
+    assert took < 5.0, f"took {took:.1f}s to stop"
+
+
+LONG_BENCH = """
+import os, signal, sys, threading, time
+from harness.cli import stop_on_signals
+from harness.interrupt import in_worker
+from harness.native import load
+lib = load().lib
+call = lambda: lib.cxl_bench_fence_calls(10 ** 12)  # hours of fences in one C call
+threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+t0 = time.monotonic()
+try:
+    with stop_on_signals():
+        in_worker(call) if sys.argv[1] == "worker" else call()
+except KeyboardInterrupt as exc:
+    print(type(exc).__name__, f"{time.monotonic() - t0:.2f}")
+"""
+
+
+def test_a_long_benchmark_call_on_a_worker_stops_at_once() -> None:
+    """What characterisation does: its C micro-benchmarks run on a worker (in_worker) and
+    check a stop flag, so Ctrl-C ends even one call of hours within a moment."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", LONG_BENCH, "worker"], capture_output=True, text=True, timeout=60)
+    name, took = r.stdout.split()
+    assert name == "Interrupted" and float(took) < 4.0, (r.stdout, r.stderr)
+
+
+def test_characterisation_measures_on_a_worker_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.characterize as ch
+    from harness.profiles import load_profile
+
+    seen: list[bool] = []
+
+    def measure(*a: object, **k: object) -> list[object]:
+        seen.append(threading.current_thread() is threading.main_thread())
+        return []
+
+    monkeypatch.setattr(ch, "_measure_all", measure)
+    ch.characterize(load_profile("ci"), quick=True)
+    assert seen == [False]
+
+
 def test_log_handle_stops_and_joins_on_an_exception_while_waiting() -> None:
     """In-process: KeyboardInterrupt in the waiting thread stops the C run and joins it before
     propagating, so closing the handle and unmapping the region afterwards is safe."""

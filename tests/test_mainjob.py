@@ -137,6 +137,22 @@ def test_checks_cover_ordering_flush_fence_and_faults(quick_run: tuple[MainJobRe
                       | {c["name"] for c in result.summary["calibration"] if c["status"] == "fail"})
 
 
+def test_quick_run_crashes_a_publisher_and_names_the_outcome(quick_run: tuple[MainJobResult, str]) -> None:
+    """--quick includes one crash scenario (a publisher), reported as a named check of its own
+    group -- what was declared lost, the time to detect, the verdict -- never silently."""
+    result, printed = quick_run
+    checks = {c["id"]: c for c in result.summary["checks"]}
+    crash = checks["crash.publisher"]
+    assert crash["group"] == "crash" and crash["ok"], crash
+    assert "detected dead after" in crash["detail"] and "1 batch(es) declared lost" in crash["detail"]
+    assert [(e["broker"], e["pbr_index"], e["client"]) for e in crash["counterexamples"]] == [(1, 64, 1)]
+    raw = read_json(result.run_dir / "crashes.json")
+    assert [(o["role"], o["mode"], o["declared_lost"], o["ok"]) for o in raw] == [("publisher", "threads", 1, True)]
+    assert raw[0]["detect_ms"] >= 0 and result.summary["files"]["crash injection"] == "crashes.json"
+    assert "crash injection: a publisher killed mid-run" in printed
+    assert "Crash injection (named, expected outcomes)" in (result.run_dir / "index.html").read_text()
+
+
 def test_targets_and_calibration_are_the_benchmarks_and_characterisation(
         quick_run: tuple[MainJobResult, str]) -> None:
     result, _ = quick_run

@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,8 @@ def _assert_clean(r: subprocess.CompletedProcess[str], corrupt: bool = True) -> 
     assert r.returncode == 0, out[-6000:]
     # 36 Order 0/2 configurations and 18 Order 5 ones (spread, hold bounds, planted gaps)
     assert "clean runs: 54, failed: 0" in r.stdout
+    if "checked" not in r.args[0] and "-R" not in r.args:  # crash runs need real threads
+        assert "crash runs: 6, failed: 0" in r.stdout, r.stdout
     if corrupt:
         assert "corrupt rounds:" in r.stdout
 
@@ -115,3 +118,76 @@ def test_checked_driver_catches_order5_defects(built: Path, fault: int, message:
     """The Order 5 scenarios of the driver are not a rubber stamp either."""
     r = _run(built / "stress-checked-asan", "-q", "-n", "0", "-f", str(fault))
     assert r.returncode == 1 and "order=5" in r.stderr and message in r.stderr, r.stderr[-3000:]
+
+
+# ------------------------------------------------------------------------------------------
+# The command line on a sanitizer build of the extension (CXL_SANITIZE, cffi_src/build_core.py)
+
+
+@pytest.fixture(scope="module")
+def asan_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the harness package whose ``_core`` is built with ASan + UBSan."""
+    tmp = tmp_path_factory.mktemp("asan-core")
+    reason = _runtime_missing("address,undefined", tmp)
+    if reason and os.environ.get("CI") != "true":
+        pytest.skip(reason)
+    assert reason is None, reason
+    build = tmp / "build"
+    build.mkdir()
+    env = {**os.environ, "CXL_SANITIZE": "address,undefined"}
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import build_core; "
+            "print(build_core.ffi.compile(tmpdir=sys.argv[2], verbose=False))")
+    r = subprocess.run([sys.executable, "-c", code, str(CFFI), str(build)], capture_output=True, text=True,
+                       timeout=300, env=env, cwd=tmp)  # cwd outside the tree: absolute sources
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    built = Path(r.stdout.strip().splitlines()[-1])
+    pkg = tmp / "pkg"
+    shutil.copytree(ROOT / "harness", pkg / "harness", ignore=shutil.ignore_patterns("_core.*", "__pycache__"))
+    shutil.copy(built, pkg / "harness" / built.name)
+    return pkg
+
+
+def _asan_env(pkg: Path) -> dict[str, str]:
+    libs = [subprocess.run(["gcc", f"-print-file-name={lib}"], capture_output=True, text=True).stdout.strip()
+            for lib in ("libasan.so", "libubsan.so")]
+    return {**os.environ, "PYTHONPATH": str(pkg), "LD_PRELOAD": ":".join(libs),
+            "ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1", "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
+
+
+def _asan_cli(pkg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from harness.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=240,
+                          env=_asan_env(pkg), cwd=pkg)
+
+
+def test_asan_build_of_the_extension_is_the_one_loaded_and_catches_an_overflow(asan_package: Path) -> None:
+    """Not a rubber stamp: the copy loads the sanitizer build, and an out-of-bounds read through
+    it (a 64-byte checksum of a 16-byte buffer) is reported by AddressSanitizer."""
+    code = ("import harness._core as c; print(c.__file__); b = c.ffi.new('char[16]'); "
+            "c.lib.cxl_checksum_bytes(b, 64, 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env=_asan_env(asan_package), cwd=asan_package)
+    assert str(asan_package) in r.stdout
+    assert r.returncode != 0 and "AddressSanitizer" in r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("crash,processes", [("publisher:1@50%", False), ("scanner:1@50%", False),
+                                             ("subscriber:1@50%", True)])
+def test_cli_crash_paths_under_asan(asan_package: Path, crash: str, processes: bool) -> None:
+    """publish --crash on the ASan/UBSan extension: the dead role is detected, its share named,
+    the run passes, and the sanitizers see nothing (role processes inherit the preload)."""
+    args = ["publish", "--brokers", "2", "--total-bytes", "1MiB", "--batch-bytes", "4KiB", "--msg-size",
+            "256", "--ring-slots", "16", "--subscribers", "2", "--slot-timeout", "20", "--watchdog", "2",
+            "--crash", crash] + (["--processes"] if processes else [])
+    r = _asan_cli(asan_package, *args)
+    out = r.stdout + r.stderr
+    for marker in REPORT_MARKERS:
+        assert marker not in out, out[-6000:]
+    assert r.returncode == 0, out[-4000:]
+    assert "-- detected" in r.stdout and "crash verdict: expected outcome" in r.stdout
+
+
+def test_cli_bad_crash_input_under_asan(asan_package: Path) -> None:
+    r = _asan_cli(asan_package, "publish", "--crash", "scanner:9@50%", "--slot-timeout", "20")
+    assert r.returncode == 2 and "broker index 9 is out of range" in r.stderr
+    assert "Traceback" not in r.stderr

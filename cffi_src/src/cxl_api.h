@@ -94,6 +94,10 @@ uint64_t cxl_bench_copy(void *dst, const void *src, uint64_t bytes, uint64_t chu
                         uint64_t iters);
 uint64_t cxl_bench_pointer_chase(void *buf, uint64_t bytes, uint64_t steps, uint64_t seed);
 uint64_t cxl_bench_inval_reload(void *buf, uint64_t lines, uint64_t iters);
+/* Ctrl-C: every benchmark loop above ends within 4096 iterations once asked (its figure is
+ * then meaningless); cleared before the next measurement. */
+void cxl_bench_request_stop(void);
+void cxl_bench_clear_stop(void);
 
 /* ---------------------------------------------------------------- the shared log */
 typedef struct cxl_log_cfg {
@@ -117,7 +121,11 @@ typedef struct cxl_log_cfg {
     uint64_t record_capacity;  /* per record array; 0 = no per-batch records */
     uint32_t crash_client;     /* crash injection: publisher index + 1 that dies mid-batch; 0 none */
     uint32_t crash_kill;       /* 1: it SIGKILLs its own process; 0: its thread stops */
-    uint64_t crash_after;      /* batches that publisher completes before it dies */
+    uint64_t crash_after;      /* batches that publisher completes before it dies (scanner: ring
+                                * slots it scans; subscriber: batches it delivers) */
+    uint32_t crash_scanner;    /* crash injection: broker + 1 whose scanner stops mid-epoch (Order
+                                * 2; its thread stops, never its process: the sequencer shares it) */
+    uint32_t crash_subscriber; /* crash injection: subscriber index + 1 that dies mid-chunk */
     /* Order 5 (per-client FIFO); ignored at other levels */
     uint32_t gap_policy;       /* a gap older than gap_timeout_ns: 0 declared-lost markers, 1 fence */
     uint32_t client_spread;    /* brokers one client's batches are spread over (1 = its own) */
@@ -188,6 +196,13 @@ typedef struct cxl_log_stats {
     uint64_t corrupt_off[8];      /* the first few: region offset, value read, kind */
     uint64_t corrupt_val[8];
     uint64_t corrupt_kind[8];     /* 0 header, 1 GOI entry, 2 control value, 3 foreign token */
+    /* crash injection and the detection of dead roles (slot_timeout_ns > 0) */
+    uint64_t crash_ns;            /* when the injected crash happened (0: not in this process) */
+    uint64_t crash_detect_ns;     /* when a dead role was first detected */
+    uint64_t scanners_dead;       /* brokers whose scanner the sequencer found dead (bit each) */
+    uint64_t subscribers_dead;    /* subscribers the sequencer found dead (bit each) */
+    uint64_t batches_orphaned;    /* committed batches of a dead scanner's broker, declared lost */
+    uint64_t dead_sub_pos[8];     /* a dead subscriber's last published GOI position */
     /* Order 5 */
     uint64_t o5_held;             /* batches held for an earlier one of their client */
     uint64_t o5_hold_max;         /* hold buffer occupancy: highest */
@@ -257,7 +272,8 @@ typedef struct cxl_rec_loss {
     uint64_t pbr_index;
     uint32_t broker;
     uint32_t reason;  /* 1 timeout (claimed, publisher stopped), 2 corrupt header; Order 5, the
-                         sequencer: 3 batch of a fenced session, 4 late or duplicate batch */
+                         sequencer: 3 batch of a fenced session, 4 late or duplicate batch; 5
+                         committed but never ordered (its broker's scanner stopped) */
     uint32_t client;  /* the publisher that held the slot; 0xffffffff unknown */
     uint32_t alive;   /* 1: that publisher committed it after all (a false loss) */
 } cxl_rec_loss_t;
@@ -322,8 +338,10 @@ int cxl_is_checked(void);
 /* harness/native.py builds its IntEnums and limits from these: Python never re-declares a
  * number the core defines. */
 enum { CXL_KIND_PUBLISHER = 0, CXL_KIND_SCANNER = 1, CXL_KIND_SEQUENCER = 2, CXL_KIND_SUBSCRIBER = 3 };
-/* cxl_rec_loss_t.reason; FENCED and LATE: Order 5's sequencer resolved the slot unordered */
-enum { CXL_LOSS_TIMEOUT = 1, CXL_LOSS_CORRUPT = 2, CXL_LOSS_FENCED = 3, CXL_LOSS_LATE = 4 };
+/* cxl_rec_loss_t.reason; FENCED and LATE: Order 5's sequencer resolved the slot unordered;
+ * ORPHAN: committed, never ordered, its broker's scanner stopped (crash injection) */
+enum { CXL_LOSS_TIMEOUT = 1, CXL_LOSS_CORRUPT = 2, CXL_LOSS_FENCED = 3, CXL_LOSS_LATE = 4,
+       CXL_LOSS_ORPHAN = 5 };
 enum { CXL_GAP_MARKERS = 0, CXL_GAP_FENCE = 1 };  /* cxl_log_cfg_t.gap_policy (Order 5) */
 enum { CXL_ORDER_BATCH = 0, CXL_ORDER_MARKER = 1, CXL_ORDER_FENCE = 2 };  /* cxl_rec_order_t.kind */
 enum { CXL_BACKEND_EMULATED = 1, CXL_BACKEND_FILE = 2, CXL_BACKEND_DEVDAX = 3, CXL_BACKEND_NUMA = 4 };

@@ -5,9 +5,19 @@
 #include "cxl_api.h"
 #include "cxl_seam.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 static volatile uint64_t bench_sink_g;
+
+/* A stop request (Ctrl-C) ends a benchmark loop within 4096 iterations; the figure it returns
+ * is then meaningless, and the caller discards it. */
+static _Atomic int bench_stop_g;
+void cxl_bench_request_stop(void) { atomic_store_explicit(&bench_stop_g, 1, memory_order_relaxed); }
+void cxl_bench_clear_stop(void) { atomic_store_explicit(&bench_stop_g, 0, memory_order_relaxed); }
+static inline int bench_stopped(uint64_t i) {
+    return (i & 4095u) == 0 && atomic_load_explicit(&bench_stop_g, memory_order_relaxed);
+}
 
 void cxl_seam_write(void *dst, const void *src, uint64_t n, int nt) {
     if (nt) cxl_copy_in_nt(dst, src, n);
@@ -27,21 +37,22 @@ void cxl_seam_read(void *dst, const void *src, uint64_t n) {
 uint64_t cxl_bench_flush_calls(void *buf, uint64_t lines, uint64_t iters) {
     unsigned char *b = (unsigned char *)buf;
     uint64_t t0 = cxl_now_ns();
-    for (uint64_t i = 0; i < iters; i++) cxl_flush(b + (i % lines) * CXL_LINE);
+    for (uint64_t i = 0; i < iters && !bench_stopped(i); i++) cxl_flush(b + (i % lines) * CXL_LINE);
     cxl_sfence();
     return cxl_now_ns() - t0;
 }
 
 uint64_t cxl_bench_fence_calls(uint64_t iters) {
     uint64_t t0 = cxl_now_ns();
-    for (uint64_t i = 0; i < iters; i++) cxl_sfence();
+    for (uint64_t i = 0; i < iters && !bench_stopped(i); i++) cxl_sfence();
     return cxl_now_ns() - t0;
 }
 
 uint64_t cxl_bench_inval_calls(const void *buf, uint64_t lines, uint64_t iters) {
     const unsigned char *b = (const unsigned char *)buf;
     uint64_t t0 = cxl_now_ns();
-    for (uint64_t i = 0; i < iters; i++) cxl_invalidate(b + (i % lines) * CXL_LINE, CXL_LINE);
+    for (uint64_t i = 0; i < iters && !bench_stopped(i); i++)
+        cxl_invalidate(b + (i % lines) * CXL_LINE, CXL_LINE);
     return cxl_now_ns() - t0;
 }
 
@@ -51,7 +62,7 @@ uint64_t cxl_bench_store_flush_fence(void *buf, uint64_t lines, uint64_t per_fen
     unsigned char *b = (unsigned char *)buf;
     if (per_fence == 0) per_fence = 1;
     uint64_t t0 = cxl_now_ns();
-    for (uint64_t i = 0; i < iters; i++) {
+    for (uint64_t i = 0; i < iters && !bench_stopped(i); i++) {
         unsigned char *line = b + (i % lines) * CXL_LINE;
         cxl_st64(line, i);
         cxl_flush(line);
@@ -67,8 +78,8 @@ uint64_t cxl_bench_copy(void *dst, const void *src, uint64_t bytes, uint64_t chu
     const unsigned char *s = (const unsigned char *)src;
     if (chunk == 0 || chunk > bytes) chunk = bytes;
     uint64_t t0 = cxl_now_ns();
-    for (uint64_t it = 0; it < iters; it++) {
-        for (uint64_t off = 0; off + chunk <= bytes; off += chunk) {
+    for (uint64_t it = 0, k = 1; it < iters; it++) {
+        for (uint64_t off = 0; off + chunk <= bytes && !bench_stopped(k++); off += chunk) {
             if (nt) cxl_copy_in_nt(d + off, s + off, chunk);
             else cxl_copy_in(d + off, s + off, chunk);
         }
@@ -85,9 +96,9 @@ uint64_t cxl_bench_write(void *dst, uint64_t bytes, const void *src, uint64_t sr
     if (chunk > src_bytes) chunk = src_bytes;
     if (chunk == 0) return 0;
     uint64_t t0 = cxl_now_ns();
-    for (uint64_t it = 0; it < iters; it++) {
+    for (uint64_t it = 0, k = 1; it < iters; it++) {
         uint64_t from = 0;
-        for (uint64_t off = 0; off + chunk <= bytes; off += chunk) {
+        for (uint64_t off = 0; off + chunk <= bytes && !bench_stopped(k++); off += chunk) {
             if (from + chunk > src_bytes) from = 0;
             if (nt) cxl_copy_in_nt(d + off, s + from, chunk);
             else cxl_copy_in(d + off, s + from, chunk);
@@ -106,7 +117,7 @@ uint64_t cxl_bench_pointer_chase(void *buf, uint64_t bytes, uint64_t steps, uint
     if (!order) return 0;
     for (uint64_t i = 0; i < n; i++) order[i] = i;
     uint64_t x = seed | 1;
-    for (uint64_t i = n - 1; i > 0; i--) { /* Fisher-Yates with xorshift */
+    for (uint64_t i = n - 1; i > 0 && !bench_stopped(i); i--) { /* Fisher-Yates with xorshift */
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
         uint64_t j = x % (i + 1), t = order[i];
         order[i] = order[j];
@@ -118,7 +129,7 @@ uint64_t cxl_bench_pointer_chase(void *buf, uint64_t bytes, uint64_t steps, uint
     free(order);
     uint64_t off = 0;
     uint64_t t0 = cxl_now_ns();
-    for (uint64_t i = 0; i < steps; i++) {
+    for (uint64_t i = 0; i < steps && !bench_stopped(i); i++) {
         cxl_invalidate(b + off, 8);
         off = cxl_ld64(b + off);
     }
@@ -132,7 +143,7 @@ uint64_t cxl_bench_inval_reload(void *buf, uint64_t lines, uint64_t iters) {
     unsigned char *b = (unsigned char *)buf;
     uint64_t sink = 0;
     uint64_t t0 = cxl_now_ns();
-    for (uint64_t i = 0; i < iters; i++) {
+    for (uint64_t i = 0; i < iters && !bench_stopped(i); i++) {
         unsigned char *line = b + (i % lines) * CXL_LINE;
         cxl_invalidate(line, CXL_LINE);
         sink += cxl_ld64(line);

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define CXL_MAGIC 0x31474f4c4c5843ull /* "CXLLOG1" little-endian */
-#define CXL_LAYOUT_VERSION 5u
+#define CXL_LAYOUT_VERSION 6u
 #define CXL_MAX_BROKERS 8u
 #define CXL_MAX_SUBS 8u
 #define CXL_MSG_HDR 16u
@@ -57,7 +57,9 @@ typedef struct cxl_seq_ctrl {
     uint64_t ordered_msgs;   /* total messages ordered */
     uint64_t heartbeat_ns;
     uint64_t done;
-    uint64_t pad[2];
+    uint64_t sub_dead;       /* subscribers the sequencer found dead (bit per subscriber): their
+                              * released[] and goi_pos no longer hold the rings back */
+    uint64_t pad;
 } cxl_seq_ctrl_t;
 
 /* Line 3: run control, written by the coordinator (the process that created the region). */
@@ -177,7 +179,9 @@ typedef struct cxl_seq_line {
 #define CXL_LOST_RING 7u
 typedef struct cxl_scan_line {
     cxl_owner_t o;             /* line 0: the lease */
-    uint64_t pad[4];
+    uint64_t beat;             /* advanced while the scanner runs (slot_timeout_ns > 0) */
+    uint64_t ident;            /* pid | tid << 32 of the scanner's thread; 0 = unknown */
+    uint64_t pad[2];
     uint64_t lost_count;       /* line 1: slots declared lost so far */
     uint64_t lost_ring[CXL_LOST_RING]; /* slot + 1 of the last ones, at lost_count % 7 */
 } cxl_scan_line_t;
@@ -197,7 +201,10 @@ typedef struct cxl_sub_line {
     uint64_t goi_pos;          /* next GOI position to deliver (Order 2) */
     uint64_t delivered_batches;
     uint64_t heartbeat_ns;
-    uint64_t pad[5];
+    uint64_t beat;             /* advanced while the subscriber runs (slot_timeout_ns > 0) */
+    uint64_t host;             /* host identity; 0 = unknown */
+    uint64_t ident;            /* pid | tid << 32 of the subscriber's thread; 0 = unknown */
+    uint64_t pad[2];
     uint64_t released[CXL_MAX_BROKERS]; /* per broker: ring slots whose payload is read */
 } cxl_sub_line_t;
 
@@ -255,6 +262,9 @@ static_assert(sizeof(cxl_client_line_t) == 64, "client session line");
 static_assert(sizeof(cxl_scan_line_t) == 128, "scanner line pair");
 static_assert(offsetof(cxl_scan_line_t, lost_count) == 64, "lost ring on its own line");
 static_assert(sizeof(cxl_pub_line_t) == 64, "publisher lease line");
+static_assert(offsetof(cxl_scan_line_t, beat) == 32, "scanner beat after the lease");
+static_assert(offsetof(cxl_sub_line_t, beat) == 24, "subscriber beat in line 0");
+static_assert(offsetof(cxl_seq_ctrl_t, sub_dead) == 48, "dead-subscriber mask in the sequencer line");
 static_assert(offsetof(cxl_ctrl_t, reserve) == 256, "reservation line at 256");
 static_assert(offsetof(cxl_ctrl_t, seq) == 128, "sequencer line at 128");
 static_assert(sizeof(cxl_claim_line_t) == 64, "claim line");

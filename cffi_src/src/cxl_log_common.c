@@ -88,3 +88,24 @@ CXL_INTERNAL int os_thread_alive(uint32_t pid, uint32_t tid) {
     long rc = tid ? syscall(SYS_tgkill, (pid_t)pid, (pid_t)tid, 0) : kill((pid_t)pid, 0);
     return rc == 0 || errno == EPERM;
 }
+
+/* A role's thread identity as its line holds it: pid | tid << 32 (0 in the deterministic
+ * runner, where no role has a thread of its own). */
+CXL_INTERNAL uint64_t thread_ident(const cxl_log_t *L) {
+    if (L->cfg.flags & CXL_F_DETERMINISTIC) return 0;
+    return (uint64_t)(uint32_t)getpid() | (uint64_t)os_tid() << 32;
+}
+
+/* Is the role whose line says (host, ident) surely gone? Only on this host, and only with an
+ * OS identity: a role on another host, or with none, is never declared dead from here. */
+CXL_INTERNAL int peer_gone(const cxl_log_t *L, uint64_t host, uint64_t ident) {
+    if (host != L->host || !(uint32_t)ident) return 0;
+    return !os_thread_alive((uint32_t)ident, (uint32_t)(ident >> 32));
+}
+
+/* The first detection of a dead role (crash injection measures its time to detect). */
+CXL_INTERNAL void note_detect(cxl_log_t *L) {
+    uint64_t zero = 0;
+    __atomic_compare_exchange_n(&L->st.crash_detect_ns, &zero, cxl_now_ns(), 0, __ATOMIC_RELAXED,
+                                __ATOMIC_RELAXED);
+}

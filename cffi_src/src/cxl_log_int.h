@@ -53,6 +53,8 @@
 #define ENTRY_LOST 1u
 #define ENTRY_CORRUPT 2u
 #define ENTRY_LATE 4u      /* declared lost, then committed by its (live) publisher after all */
+#define ENTRY_ORPHAN 8u    /* committed, declared lost: its broker's scanner stopped */
+#define WATCH_NS 1000000u  /* the sequencer looks for dead scanners/subscribers this often */
 #define LAT_BUCKETS 768u
 #define BEAT_BYTES (256u << 10) /* a publisher's lease beats at least this often while it copies */
 #define NO_CLIENT 0xffffffffu
@@ -98,6 +100,11 @@ typedef struct scanner {
     uint32_t broker;
     uint64_t acked_msgs;     /* Order 0 acker: cumulative messages */
     uint64_t lost;
+    uint64_t beat;           /* own beat (its line's beat) */
+    uint64_t beat_steps;
+    int crashed;             /* crash injection: this scanner stopped mid-epoch */
+    _Atomic uint64_t pushed; /* ring slots pushed into the epoch buffers (release, per push) */
+    _Atomic int finished;    /* scanned its whole quota: stopped, not dead */
     char pad[64];
 } __attribute__((aligned(64))) scanner_t;
 
@@ -139,6 +146,9 @@ typedef struct subscriber {
     uint64_t bad_at;                     /* position + 1 last counted as unreadable */
     uint64_t bad_done;                   /* last corrupt `done` value counted */
     int resumed;
+    int crashed;                         /* crash injection: this subscriber is dead */
+    uint64_t beat;                       /* own beat (its line's beat) */
+    uint32_t idle_steps;
     unsigned char *scratch;              /* checked build: read_view copies here */
     uint64_t *last_cbs;                  /* Order 5: per client, last (session, seq) word + 1 */
     /* Order 5 delivers a broker's slots out of ring order (a held batch after later ones of
@@ -233,6 +243,13 @@ struct cxl_log {
     uint64_t resv_skew;             /* next_global - next_pos last seen (0 unless corrupt) */
     uint64_t committed;             /* what it last wrote to committed_seq */
     uint64_t total_msgs_ordered;
+    /* dead roles, found by their beat standing still past slot_timeout_ns and their thread gone */
+    uint64_t watch_ns;              /* last look */
+    uint32_t scan_dead;             /* brokers whose scanner is dead: the sequencer scans for them */
+    uint32_t sub_dead;              /* subscribers found dead (mirrors ctrl->seq.sub_dead) */
+    uint64_t scan_seen[CXL_MAX_BROKERS], scan_since[CXL_MAX_BROKERS];
+    uint64_t sub_seen[CXL_MAX_SUBS], sub_since[CXL_MAX_SUBS];
+    scanner_t takeover[CXL_MAX_BROKERS]; /* the sequencer's scan of a dead scanner's ring */
     entry_t *cur;                   /* the chunk being ordered: points into a buffer */
     entry_t chunk_copy[CHUNK_MAX + 1]; /* planted seq_dup_identity needs a private copy */
     uint64_t chunk_pos[CHUNK_MAX + 1];
@@ -378,12 +395,17 @@ CXL_INTERNAL void corrupt(cxl_log_t *L, int kind, const void *loc, uint64_t valu
 CXL_INTERNAL uint64_t host_identity(void);
 CXL_INTERNAL uint32_t os_tid(void);
 CXL_INTERNAL int os_thread_alive(uint32_t pid, uint32_t tid);
+CXL_INTERNAL int peer_gone(const cxl_log_t *L, uint64_t host, uint64_t ident);
+CXL_INTERNAL uint64_t thread_ident(const cxl_log_t *L);
+CXL_INTERNAL void note_detect(cxl_log_t *L);
 
 /* cxl_publisher.c */
 CXL_INTERNAL int pub_step(cxl_log_t *L, publisher_t *P);
 
 /* cxl_scanner.c */
 CXL_INTERNAL int scan_step(cxl_log_t *L, scanner_t *S);
+CXL_INTERNAL int scan_take(cxl_log_t *L, scanner_t *S, entry_t *out);
+CXL_INTERNAL void record_loss(cxl_log_t *L, const entry_t *e);
 CXL_INTERNAL int ack0_step(cxl_log_t *L, scanner_t *S);
 CXL_INTERNAL int identity_valid(const cxl_log_t *L, uint32_t b, uint32_t client, uint64_t cbs, uint64_t pbr_index);
 CXL_INTERNAL int header_valid(const cxl_log_t *L, const cxl_batch_hdr_t *v, uint32_t b, uint64_t abs);

@@ -5,6 +5,19 @@
 
 /* ------------------------------------------------------------------ publisher */
 
+/* Subscribers the sequencer found dead (bit each): they no longer hold the ring back. Only
+ * real threads can die alone, so never in the deterministic runner. */
+static uint64_t dead_subscribers(cxl_log_t *L) {
+    cxl_invalidate(&L->ctrl->seq, CXL_LINE);
+    uint64_t dead = cxl_consume64(&L->ctrl->seq.sub_dead);
+    uint64_t all = (1ull << L->cfg.subscribers) - 1;
+    if (dead & ~all) {
+        corrupt(L, CORRUPT_CTRL, &L->ctrl->seq.sub_dead, dead);
+        return 0;
+    }
+    return dead;
+}
+
 /* Lowest ring index still in use on broker b: ordering must have consumed it and every
  * subscriber must have read its payload. `limit` is the highest value possible (slots claimed
  * so far): a frontier beyond it is corrupt and ignored, never followed. */
@@ -13,6 +26,8 @@ static uint64_t reuse_floor(cxl_log_t *L, publisher_t *P, uint64_t limit) {
     if (!FAULT(L, pub_no_invalidate_frontier)) cxl_invalidate(&L->seql[b], CXL_LINE);
     uint64_t f = cxl_consume64(&L->seql[b].consumed_through);
     uint64_t rel[CXL_MAX_SUBS];
+    uint64_t dead = L->cfg.slot_timeout_ns && L->cfg.order == 2 &&
+                    !(L->cfg.flags & CXL_F_DETERMINISTIC) ? dead_subscribers(L) : 0;
     for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
         cxl_invalidate(&L->subl[k].released[b], 8);
         rel[k] = cxl_consume64(&L->subl[k].released[b]);
@@ -27,6 +42,7 @@ static uint64_t reuse_floor(cxl_log_t *L, publisher_t *P, uint64_t limit) {
     }
     for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
         uint64_t r = rel[k];
+        if (dead >> k & 1) continue;
         if (r > limit) {
             corrupt(L, CORRUPT_CTRL, &L->subl[k].released[b], r);
             r = P->floor;
@@ -100,6 +116,7 @@ static int pub_crash_here(cxl_log_t *L, publisher_t *P, uint32_t m) {
     if (!L->cfg.crash_client || L->cfg.crash_client != P->client + 1 ||
         P->done != L->cfg.crash_after || m != L->cfg.msgs_per_batch / 2)
         return 0;
+    stat_max(&L->st.crash_ns, cxl_now_ns());
     if (L->cfg.crash_kill) kill(getpid(), SIGKILL);
     P->crashed = 1;
     return 1;

@@ -71,7 +71,7 @@ static int scan_declare_lost(cxl_log_t *L, scanner_t *S, cxl_batch_hdr_t *h, uin
 }
 
 /* Try to take the next slot. Returns 1 with *out filled, 0 if it is not there yet. */
-static int scan_take(cxl_log_t *L, scanner_t *S, entry_t *out) {
+CXL_INTERNAL int scan_take(cxl_log_t *L, scanner_t *S, entry_t *out) {
     const uint32_t b = S->broker;
     cxl_batch_hdr_t *h = slot_at(L, b, S->next);
     if (!FAULT(L, scan_no_invalidate_token)) cxl_invalidate(&h->log_offset, CXL_LINE);
@@ -124,6 +124,8 @@ static int scan_take(cxl_log_t *L, scanner_t *S, entry_t *out) {
         if (scan_declare_lost(L, S, h, want)) {
             out->flags |= ENTRY_LATE;
             stat_add(&L->st.lost_late_commits, 1);
+        } else {
+            note_detect(L);
         }
         S->wait_slot = 0; /* the next slot starts its own clock */
         return 1;
@@ -148,14 +150,16 @@ static int scan_take(cxl_log_t *L, scanner_t *S, entry_t *out) {
     return 1;
 }
 
-static void record_loss(cxl_log_t *L, const entry_t *e) {
+CXL_INTERNAL void record_loss(cxl_log_t *L, const entry_t *e) {
     stat_add(&L->st.lost_by_broker[e->broker], 1);
     cxl_rec_loss_t *r = (cxl_rec_loss_t *)rec_slot(L, CXL_REC_LOSS);
     if (!r) return;
     r->ns = cxl_now_ns();
     r->pbr_index = e->pbr_index;
     r->broker = e->broker;
-    r->reason = (e->flags & ENTRY_CORRUPT) ? CXL_LOSS_CORRUPT : CXL_LOSS_TIMEOUT;
+    r->reason = (e->flags & ENTRY_CORRUPT) ? CXL_LOSS_CORRUPT
+                : (e->flags & ENTRY_ORPHAN)  ? CXL_LOSS_ORPHAN
+                                             : CXL_LOSS_TIMEOUT;
     r->client = e->client;
     r->alive = (e->flags & ENTRY_LATE) ? 1 : 0;
 }
@@ -173,10 +177,29 @@ static uint64_t scanner_enter(cxl_log_t *L, scanner_t *S) {
 /* Collect up to SCAN_CHUNK committed slots. Per-scanner variant: into this scanner's own
  * buffer, no lock. Shared-mutex variant (the seed's "before"): each push takes the one mutex
  * and appends to the shared buffer of the current epoch, as the seed did per batch. */
+/* Crash injection: the scanner stops here, announced in its epoch and in the middle of a
+ * chunk; its thread ends (never its process, which the sequencer shares). */
+static int scan_crash_here(cxl_log_t *L, scanner_t *S) {
+    if (L->cfg.crash_scanner != S->broker + 1 || S->next != L->cfg.crash_after || L->cfg.order != 2)
+        return 0;
+    S->crashed = 1;
+    stat_max(&L->st.crash_ns, cxl_now_ns());
+    return 1;
+}
+
+/* The scanner's beat in its own line (only when roles can be declared dead). */
+static void scan_beat(cxl_log_t *L, scanner_t *S) {
+    cxl_scan_line_t *sl = &L->scanl[S->broker];
+    cxl_st64_shared(&sl->ident, thread_ident(L)); /* a later run may run it on a new thread */
+    cxl_st64_shared(&sl->beat, ++S->beat);
+    cxl_flush(sl);
+}
+
 static uint64_t scan_collect(cxl_log_t *L, scanner_t *S, ebuf_t *own) {
     uint64_t n = 0;
     const int shared = L->cfg.variant == 1;
     while (S->next < S->quota && n < SCAN_CHUNK) {
+        if (L->cfg.crash_scanner && scan_crash_here(L, S)) break;
         /* the ring is read in order: fetch a few headers ahead of the token poll */
         const cxl_batch_hdr_t *ahead = slot_at(L, S->broker, S->next + 8);
         __builtin_prefetch(ahead);
@@ -196,16 +219,22 @@ static uint64_t scan_collect(cxl_log_t *L, scanner_t *S, ebuf_t *own) {
         }
         if (e.flags) record_loss(L, &e);
         S->next++;
+        /* what is pushed: where the sequencer takes over should this scanner die */
+        atomic_store_explicit(&S->pushed, S->next, memory_order_release);
         n++;
     }
     return n;
 }
 
 CXL_INTERNAL int scan_step(cxl_log_t *L, scanner_t *S) {
+    if (S->crashed) return STEP_DONE;
     if (S->next >= S->quota) return STEP_DONE;
+    if (L->cfg.slot_timeout_ns && !(L->cfg.flags & CXL_F_DETERMINISTIC) && (S->beat_steps++ & 15) == 0)
+        scan_beat(L, S);
     uint64_t n;
     if (L->cfg.variant == 1) {
         n = scan_collect(L, S, NULL);
+        if (S->crashed) return STEP_DONE;
     } else {
         if ((L->cfg.flags & CXL_F_DETERMINISTIC) && S->phase == 0) {
             S->pending_epoch = scanner_enter(L, S);
@@ -215,9 +244,11 @@ CXL_INTERNAL int scan_step(cxl_log_t *L, scanner_t *S) {
         uint64_t e = S->phase ? S->pending_epoch : scanner_enter(L, S);
         S->phase = 0;
         n = scan_collect(L, S, &L->bufs[e % 3][S->broker]);
+        if (S->crashed) return STEP_DONE; /* dies announced: the seal must not wait for it */
         atomic_store(&S->active, QUIESCENT);
     }
     if (S->next >= S->quota) {
+        atomic_store(&S->finished, 1);
         atomic_fetch_add(&L->scanners_done, 1);
         return STEP_DONE;
     }

@@ -29,7 +29,8 @@ static int seq_seal(cxl_log_t *L) {
     }
     if (!FAULT(L, seq_unsealed_read)) {
         for (uint32_t b = 0; b < L->cfg.brokers; b++)
-            if (atomic_load(&L->scan[b].active) == L->seal_epoch) return 0;
+            if (!(L->scan_dead >> b & 1) && atomic_load(&L->scan[b].active) == L->seal_epoch)
+                return 0;
     }
     L->sealing = 0;
     return 1;
@@ -68,6 +69,7 @@ static uint64_t goi_room(cxl_log_t *L, uint64_t next_pos) {
     if (!L->cfg.subscribers) return L->cfg.goi_slots;
     uint64_t lo = UINT64_MAX;
     for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
+        if (L->sub_dead >> k & 1) continue; /* a dead subscriber holds the GOI back no more */
         cxl_invalidate(&L->subl[k], CXL_LINE);
         uint64_t p = cxl_consume64(&L->subl[k].goi_pos);
         if (p > next_pos) { /* a subscriber ahead of what exists: corrupt, not trusted */
@@ -288,12 +290,138 @@ static int seq_drained(cxl_log_t *L) {
     return 1;
 }
 
+/* ------------------------------------------------------------------ dead roles */
+
+/* A role is dead when its beat stood still for slot_timeout_ns and its thread is gone (same
+ * host only: see peer_gone). `seen`/`since` are this sequencer's memory of the beat. */
+static int beat_stopped(cxl_log_t *L, uint64_t beat, uint64_t *seen, uint64_t *since,
+                        uint64_t now) {
+    if (beat != *seen || !*since) {
+        *seen = beat;
+        *since = now;
+        return 0;
+    }
+    return now - *since > L->cfg.slot_timeout_ns;
+}
+
+/* A dead scanner: the sequencer scans its ring from where it stopped pushing. Its entries
+ * already pushed are ordered as usual; every later committed batch of that broker is declared
+ * lost by identity (never ordered, never acknowledged), so the broker's publishers are not
+ * held back and every other broker is ordered as before. */
+static void seq_scanner_dead(cxl_log_t *L, uint32_t b) {
+    scanner_t *S = &L->scan[b], *T = &L->takeover[b];
+    uint64_t from = atomic_load_explicit(&S->pushed, memory_order_acquire);
+    cxl_scan_line_t *sl = &L->scanl[b];
+    cxl_invalidate(&sl->lost_count, CXL_LINE);
+    uint64_t lost = cxl_consume64(&sl->lost_count);
+    if (lost > L->per_broker) {
+        corrupt(L, CORRUPT_CTRL, &sl->lost_count, lost);
+        lost = 0;
+    }
+    memset(T, 0, sizeof *T);
+    atomic_store(&T->active, QUIESCENT);
+    T->broker = b;
+    T->quota = L->per_broker;
+    T->next = from < L->per_broker ? from : L->per_broker;
+    T->lost_count = lost;
+    T->foreign_at = UINT64_MAX;
+    L->scan_dead |= 1u << b;
+    L->st.scanners_dead |= 1u << b;
+    note_detect(L);
+}
+
+static void seq_subscriber_dead(cxl_log_t *L, uint32_t k) {
+    cxl_sub_line_t *s = &L->subl[k];
+    uint64_t pos = cxl_consume64(&s->goi_pos);
+    L->st.dead_sub_pos[k] = pos <= L->next_pos ? pos : L->next_pos;
+    L->sub_dead |= 1u << k;
+    L->st.subscribers_dead |= 1u << k;
+    cxl_commit64(&L->ctrl->seq.sub_dead, L->sub_dead);
+    cxl_flush(&L->ctrl->seq);
+    cxl_sfence();
+    note_detect(L);
+}
+
+/* A role thread of this process that ended signalled it under done_mu (role_finished): taking
+ * the mutex orders everything it did before anything done after it is found dead (what a
+ * join would give; another process's role needs nothing of the kind). */
+static void sync_with_ended(cxl_log_t *L) {
+    pthread_mutex_lock(&L->done_mu);
+    pthread_mutex_unlock(&L->done_mu);
+}
+
+static void seq_watch(cxl_log_t *L) {
+    if (!L->cfg.slot_timeout_ns || (L->cfg.flags & CXL_F_DETERMINISTIC)) return;
+    uint64_t now = cxl_now_ns();
+    if (now - L->watch_ns < WATCH_NS) return;
+    L->watch_ns = now;
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+        if ((L->scan_dead >> b & 1) || atomic_load(&L->scan[b].finished)) continue;
+        cxl_scan_line_t *sl = &L->scanl[b];
+        cxl_invalidate(sl, CXL_LINE);
+        if (!beat_stopped(L, cxl_consume64(&sl->beat), &L->scan_seen[b], &L->scan_since[b], now))
+            continue;
+        if (peer_gone(L, cxl_consume64(&sl->o.host), cxl_consume64(&sl->ident))) {
+            sync_with_ended(L);
+            seq_scanner_dead(L, b);
+        }
+        else
+            L->scan_since[b] = now; /* slow, not dead */
+    }
+    for (uint32_t k = 0; k < L->cfg.subscribers; k++) {
+        if (L->sub_dead >> k & 1) continue;
+        cxl_sub_line_t *s = &L->subl[k];
+        cxl_invalidate(s, CXL_LINE);
+        if (!beat_stopped(L, cxl_consume64(&s->beat), &L->sub_seen[k], &L->sub_since[k], now))
+            continue;
+        if (peer_gone(L, cxl_consume64(&s->host), cxl_consume64(&s->ident))) {
+            sync_with_ended(L);
+            seq_subscriber_dead(L, k);
+        }
+        else
+            L->sub_since[k] = now;
+    }
+}
+
+/* The sequencer scans a dead scanner's ring into that broker's buffer of the current epoch
+ * (nobody else writes it now): committed batches become lost entries that keep their identity;
+ * slots whose publisher died are resolved by scan_take's own timeout. */
+static void seq_takeover(cxl_log_t *L) {
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+        if (!(L->scan_dead >> b & 1)) continue;
+        scanner_t *T = &L->takeover[b];
+        if (T->next >= T->quota) continue;
+        const int shared = L->cfg.variant == 1;
+        if (shared) pthread_mutex_lock(&L->mu);
+        ebuf_t *buf = shared ? &L->shared[atomic_load(&L->epoch) % 3]
+                             : &L->bufs[atomic_load(&L->epoch) % 3][b];
+        for (uint64_t n = 0; n < SCAN_CHUNK && T->next < T->quota && buf->count < buf->cap; n++) {
+            entry_t e;
+            if (!scan_take(L, T, &e)) break;
+            if (!e.flags) {
+                e.flags = ENTRY_LOST | ENTRY_ORPHAN;
+                stat_add(&L->st.batches_orphaned, 1);
+            }
+            buf->e[buf->count++] = e;
+            record_loss(L, &e);
+            T->next++;
+        }
+        if (shared) pthread_mutex_unlock(&L->mu);
+        if (T->next >= T->quota) atomic_fetch_add(&L->scanners_done, 1);
+    }
+}
+
 /* Seal and merge the next epoch when the current one is fully written. */
 static int seq_next_epoch(cxl_log_t *L) {
     const int det = (L->cfg.flags & CXL_F_DETERMINISTIC) != 0;
+    seq_watch(L);
     uint32_t done = atomic_load(&L->scanners_done);
     if (!L->sealing && !det && cxl_now_ns() < L->next_epoch_ns && done < L->cfg.brokers)
         return STEP_IDLE;
+    if (!L->sealing && L->scan_dead) {
+        seq_takeover(L);
+        done = atomic_load(&L->scanners_done);
+    }
     if (!seq_seal(L)) return STEP_IDLE;
     seq_merge(L);
     L->next_epoch_ns = cxl_now_ns() + (uint64_t)L->cfg.epoch_us * 1000u;

@@ -219,8 +219,35 @@ static int sub_release_lost(cxl_log_t *L, subscriber_t *U) {
     return 1;
 }
 
+/* The subscriber's beat in its own line (only when roles can be declared dead): on each
+ * step that delivered something, and every 16th idle one. */
+static void sub_beat(cxl_log_t *L, subscriber_t *U, int progress) {
+    /* the deterministic runner has no thread that could die alone: nothing to beat for */
+    if (!L->cfg.slot_timeout_ns || (L->cfg.flags & CXL_F_DETERMINISTIC)) return;
+    if (!progress && (U->idle_steps++ & 15)) return;
+    cxl_sub_line_t *s = &L->subl[U->idx];
+    cxl_st64_shared(&s->host, L->host);
+    cxl_st64_shared(&s->ident, thread_ident(L)); /* a later run may run it on a new thread */
+    cxl_st64_shared(&s->beat, ++U->beat);
+    cxl_flush(s);
+    cxl_sfence(); /* the line's next release (goi_pos) covers no unfenced store */
+}
+
+/* Crash injection: the subscriber dies in the middle of a chunk (delivered, position not yet
+ * published); with crash_kill its whole process is SIGKILLed. */
+static int sub_crash_here(cxl_log_t *L, subscriber_t *U) {
+    if (L->cfg.crash_subscriber != U->idx + 1 || L->st.sub_batches[U->idx] != L->cfg.crash_after)
+        return 0;
+    stat_max(&L->st.crash_ns, cxl_now_ns());
+    if (L->cfg.crash_kill) kill(getpid(), SIGKILL);
+    U->crashed = 1;
+    return 1;
+}
+
 CXL_INTERNAL int sub2_step(cxl_log_t *L, subscriber_t *U) {
+    if (U->crashed) return STEP_DONE;
     if (!U->resumed) sub_resume(L, U);
+    sub_beat(L, U, 0);
     const int moved = L->cfg.order == 5 ? sub5_release(L, U) : 0;
     uint64_t c = sub_read_committed(L, U);
     if (U->snap_state == 1) {
@@ -234,6 +261,7 @@ CXL_INTERNAL int sub2_step(cxl_log_t *L, subscriber_t *U) {
     }
     uint64_t n = 0;
     while (U->pos < c && n < SUB_CHUNK) {
+        if (L->cfg.crash_subscriber && sub_crash_here(L, U)) return STEP_DONE;
         cxl_goi_entry_t *g = &L->goi[U->pos & L->goi_mask];
         if (!FAULT(L, sub_no_invalidate_goi)) cxl_invalidate(g, CXL_LINE);
         if (cxl_consume64(&g->token) != U->pos + 1) {
@@ -257,6 +285,7 @@ CXL_INTERNAL int sub2_step(cxl_log_t *L, subscriber_t *U) {
     }
     if (n) {
         sub_publish_position(L, U);
+        sub_beat(L, U, 1);
         stat_max(&L->st.sub_last_ns[U->idx], cxl_now_ns());
         return STEP_PROGRESS;
     }

@@ -15,6 +15,8 @@
  * timeout and a watchdog. Nothing is asserted about the outcome except that it terminates
  * (stall reported, not waited on) and that the sanitizers see no invalid access.
  *
+ * Part 3 (crash runs): a publisher, a scanner or a subscriber stops mid-run (run_crash).
+ *
  * Built with -DCXL_FUZZ_MAIN=0 and -fsanitize=fuzzer (clang) the same corrupt-run code is a
  * libFuzzer target: the input is a list of (offset, byte) patches applied to a filled region.
  *
@@ -409,6 +411,96 @@ static int corrupt_rounds(int rounds, uint64_t seed) {
     return 0;
 }
 
+#ifndef CXL_CHECKED
+/* Part 3 (crash runs, thread runner only: the checked build runs one deterministic thread):
+ * one role stops mid-run -- a publisher mid-batch, a scanner mid-epoch (announced, pushes not
+ * published), a subscriber mid-chunk -- with a slot timeout. The dead role must be detected
+ * and exactly its share resolved: the publisher's one slot lost (its broker then stalls and
+ * the watchdog ends the run), the scanner's broker's later batches declared lost (the run
+ * completes), the subscriber left behind (the run completes: the rings do not wait for it). */
+static int run_crash(int role, uint32_t variant, uint64_t seed) {
+    static const char *const roles[] = {"publisher", "scanner", "subscriber"};
+    char name[128];
+    snprintf(name, sizeof name, "crash %s variant=%u seed=%llu", roles[role], variant,
+             (unsigned long long)seed);
+    scenario_t s = {2, variant, 2, 1, 2, 1, 4, 64, 2, 20, 16, 200, 0, 1, 0, 0, 0};
+    cxl_log_cfg_t cfg = make_cfg(&s, seed);
+    const uint64_t after = 60 + seed % 50, per_broker = s.batches, total = 2 * per_broker;
+    cfg.slot_timeout_ns = 5000000ull;
+    cfg.watchdog_ns = 500000000ull;
+    cfg.crash_after = after;
+    if (role == 0) cfg.crash_client = 2;       /* publisher 1 (broker 1) */
+    else if (role == 1) cfg.crash_scanner = 2; /* broker 1's scanner */
+    else cfg.crash_subscriber = 2;             /* subscriber 1 */
+    cfg.record_capacity = total + 16;
+    uint64_t size = cxl_layout_size(&cfg);
+    void *base = size ? map_region(size) : NULL;
+    if (!base || cxl_layout_init(base, size, &cfg) != 0) {
+        fprintf(stderr, "FAIL [%s]: cannot make the region\n", name);
+        return 1;
+    }
+    char err[256] = "";
+    cxl_log_t *log = cxl_log_new(base, size, &cfg, err, sizeof err);
+    if (!log) {
+        fprintf(stderr, "FAIL [%s]: cxl_log_new: %s\n", name, err);
+        munmap(base, size);
+        return 1;
+    }
+    int rc = cxl_log_run(log, CXL_ROLE_ALL);
+    cxl_log_stats_t *st = (cxl_log_stats_t *)calloc(1, sizeof *st);
+    if (!st) return 1;
+    cxl_log_stats(log, st);
+    int bad = 0;
+    EXPECT(st->crash_ns && st->crash_detect_ns >= st->crash_ns, "crash at %llu, detected at %llu",
+           (unsigned long long)st->crash_ns, (unsigned long long)st->crash_detect_ns);
+    EXPECT(st->ordered_by_broker[0] == per_broker, "broker 0 ordered %llu of %llu",
+           (unsigned long long)st->ordered_by_broker[0], (unsigned long long)per_broker);
+    EXPECT(st->order_gaps == 0, "%llu order gaps", (unsigned long long)st->order_gaps);
+    EXPECT(st->lost_late_commits == 0, "%llu false losses", (unsigned long long)st->lost_late_commits);
+    EXPECT(st->corrupt_ctrl + st->corrupt_headers + st->corrupt_goi + st->foreign_tokens == 0,
+           "corrupt values read");
+    EXPECT(st->committed_seq == st->batches_ordered, "committed_seq %llu, ordered %llu",
+           (unsigned long long)st->committed_seq, (unsigned long long)st->batches_ordered);
+    if (role == 0) {
+        EXPECT(st->stalled == 1 && rc == 1, "the crashed publisher's broker did not stall (rc %d)", rc);
+        EXPECT(st->batches_lost == 1 && st->lost_by_broker[1] == 1, "%llu lost, expected 1",
+               (unsigned long long)st->batches_lost);
+        EXPECT(st->ordered_by_broker[1] == after, "broker 1 ordered %llu, expected %llu",
+               (unsigned long long)st->ordered_by_broker[1], (unsigned long long)after);
+    } else if (role == 1) {
+        EXPECT(rc == 0 && !st->stalled, "run did not complete (rc %d, stalled %llu)", rc,
+               (unsigned long long)st->stalled);
+        EXPECT(st->scanners_dead == 2, "dead scanners 0x%llx", (unsigned long long)st->scanners_dead);
+        EXPECT(st->batches_orphaned == per_broker - after && st->batches_lost == per_broker - after,
+               "%llu orphaned, %llu lost, expected %llu", (unsigned long long)st->batches_orphaned,
+               (unsigned long long)st->batches_lost, (unsigned long long)(per_broker - after));
+        EXPECT(st->batches_ordered == total - (per_broker - after), "ordered %llu",
+               (unsigned long long)st->batches_ordered);
+        EXPECT(st->batches_acked == st->batches_ordered, "ACK covers %llu, ordered %llu",
+               (unsigned long long)st->batches_acked, (unsigned long long)st->batches_ordered);
+        for (uint32_t k = 0; k < 2; k++)
+            EXPECT(st->sub_batches[k] == st->batches_ordered, "subscriber %u delivered %llu", k,
+                   (unsigned long long)st->sub_batches[k]);
+    } else {
+        EXPECT(rc == 0 && !st->stalled, "run did not complete (rc %d, stalled %llu)", rc,
+               (unsigned long long)st->stalled);
+        EXPECT(st->subscribers_dead == 2, "dead subscribers 0x%llx", (unsigned long long)st->subscribers_dead);
+        EXPECT(st->batches_lost == 0 && st->batches_ordered == total, "lost %llu, ordered %llu",
+               (unsigned long long)st->batches_lost, (unsigned long long)st->batches_ordered);
+        EXPECT(st->sub_batches[0] == total && st->sub_batches[1] == after,
+               "delivered %llu and %llu", (unsigned long long)st->sub_batches[0],
+               (unsigned long long)st->sub_batches[1]);
+        EXPECT(st->dead_sub_pos[1] <= after, "dead subscriber's position %llu",
+               (unsigned long long)st->dead_sub_pos[1]);
+    }
+    if (verbose) printf("%s %s\n", bad ? "FAIL" : "ok  ", name);
+    free(st);
+    cxl_log_free(log);
+    munmap(base, size);
+    return bad;
+}
+#endif
+
 int main(int argc, char **argv) {
     int quick = 0, rounds = 24, all = 0;
     uint64_t seed = 1;
@@ -505,6 +597,16 @@ int main(int argc, char **argv) {
         }
     }
     printf("clean runs: %d, failed: %d\n", runs, failures);
+#ifndef CXL_CHECKED
+    int crash_runs = 0, crash_failed = 0;
+    for (int role = 0; role < 3; role++)
+        for (uint32_t variant = 0; variant <= 1; variant++) {
+            crash_failed += run_crash(role, variant, seed + (uint64_t)crash_runs) != 0;
+            crash_runs++;
+        }
+    printf("crash runs: %d, failed: %d\n", crash_runs, crash_failed);
+    failures += crash_failed;
+#endif
     if (rounds > 0 && corrupt_rounds(quick ? rounds / 3 : rounds, seed) != 0) failures++;
     return failures ? 1 : 0;
 }

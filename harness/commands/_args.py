@@ -42,6 +42,28 @@ def int_range(lo: int, hi: int | None = None, example: int | None = None) -> Cal
     return parse
 
 
+def float_range(lo: float, hi: float, example: float | None = None) -> Callable[[str], float]:
+    """argparse ``type=``: a finite number in [lo, hi]; anything else is a usage error naming it."""
+    def num(x: float) -> str:
+        return str(int(x)) if x == int(x) else repr(x)
+
+    span = f"{num(lo)}..{num(hi)}"
+
+    def parse(text: str) -> float:
+        fix = f"use {span}" + (f", e.g. {num(example)}" if example is not None else "")
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number (fix: {fix})") from None
+        if not math.isfinite(value) or value < lo or value > hi:
+            shown = text.strip() if len(text.strip()) <= 30 else text.strip()[:27] + "..."
+            raise argparse.ArgumentTypeError(f"{shown} is out of range (fix: {fix})")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
 def ring_slots(text: str) -> int:
     """argparse ``type=`` for ``--ring-slots``: a power of two the C slot count can hold."""
     value = int_range(2, MAX_RING_SLOTS, 256)(text)

@@ -14,10 +14,12 @@ from harness.commands._args import (
     confirm_long_run,
     device_options,
     estimated_seconds,
+    float_range,
     int_range,
     profile_options,
     ring_slots,
 )
+from harness.crash import PROCESS_WATCHDOG_S, apply_crash, crash_lines, parse_crash
 from harness.errors import ConfigError
 from harness.hosts.cli import add_hosts_option, publish_on_hosts
 from harness.limits import MAX_BROKERS, MAX_SUBSCRIBERS
@@ -49,6 +51,15 @@ def register(sub: Any) -> None:
     p.add_argument("--ring-slots", type=ring_slots, default=256, help="PBR slots per broker (power of two)")
     p.add_argument("--processes", action="store_true", help="each role group in its own OS process")
     p.add_argument("--seed", type=int_range(0, UINT64_MAX, 1), default=1)
+    p.add_argument("--slot-timeout", type=float_range(0.001, 3_600_000.0, 50), metavar="MS",
+                   help="declare a claimed, never committed slot (and a dead scanner or "
+                        "subscriber) lost/dead after this many ms; default: never")
+    p.add_argument("--watchdog", type=float_range(0.1, 86_400.0, 30), metavar="S",
+                   help="end the run when nothing progressed for this long (default 30 s)")
+    p.add_argument("--crash", type=parse_crash, metavar="ROLE[:INDEX]@WHEN",
+                   help="kill one role mid-run: publisher|scanner|subscriber, INDEX default 0, "
+                        "WHEN a share (50%%) or a count of its batches (10000); needs "
+                        "--slot-timeout (see docs/architecture.md, Crash injection)")
     p.add_argument("--json", metavar="FILE", help="write the full result as JSON")
     p.add_argument("--history", metavar="FILE",
                    help="write the run's history (docs/history-format.md) as JSON Lines")
@@ -126,7 +137,9 @@ def make_config(args: argparse.Namespace, profile: Profile) -> LogConfig:
     cfg = replace(base, brokers=args.brokers, msg_size=args.msg_size, batch_bytes=args.batch_bytes,
                   total_bytes=args.total_bytes, ack=args.ack, epoch_us=args.epoch_us,
                   pbr_slots=args.ring_slots, processes=args.processes,
-                  record=True if args.history else None, **order5)
+                  record=True if args.history else None, **order5,
+                  slot_timeout_ms=args.slot_timeout or 0.0,
+                  watchdog_s=args.watchdog if args.watchdog is not None else 30.0)
     if args.msg_size > args.batch_bytes:
         raise ConfigError(f"--msg-size {args.msg_size} is larger than --batch-bytes {args.batch_bytes}: "
                           "a batch holds whole messages",
@@ -149,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
     for option in ("json", "history"):
         if getattr(args, option):
             check_output_file(getattr(args, option), f"--{option}")
+    if args.crash is not None:
+        cfg = with_crash(cfg, args, model=profile.coherence == "noncoherent-model")
     confirm_long_run("publish", estimated_seconds(cfg.total_bytes, cfg.total_batches), args.yes,
                      f"publishing {cfg.total_bytes:,} bytes in {cfg.total_batches:,} batches")
     if getattr(args, "hosts", None):
@@ -160,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
                          shareable=args.processes) as region:
             result = run_log(cfg, region=region, progress=True)
     print(result.summary_line())
+    for line in crash_lines(result):
+        print(line)
     if cfg.order == 5:
         print(order5_line(result))
     model = device_model_line(result)
@@ -177,6 +194,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"history written to {args.history} (check it with: cxl-harness check-history "
               f"{args.history})")
     return 0 if result.ok else 1
+
+
+def with_crash(cfg: LogConfig, args: argparse.Namespace, model: bool) -> LogConfig:
+    """``cfg`` with the crash of ``--crash``; a crashed publisher's broker can never finish, so
+    unless ``--watchdog`` is given the run ends after a short quiet time -- and says so."""
+    import dataclasses
+
+    cfg = apply_crash(cfg, args.crash, slot_timeout_given=args.slot_timeout is not None,
+                      model=model, hosts=bool(getattr(args, "hosts", None)))
+    if cfg.crash_role == "publisher" and args.watchdog is None:
+        quiet = max(PROCESS_WATCHDOG_S if cfg.processes else 2.0, 20 * cfg.slot_timeout_ms / 1000)
+        cfg = dataclasses.replace(cfg, watchdog_s=quiet)
+        print(f"note: --crash {args.crash}: its broker can never finish its quota, so the run ends "
+              f"when nothing progressed for {quiet:g} s (set it with --watchdog)", file=sys.stderr)
+    if cfg.crash_role == "scanner" and cfg.processes:
+        print(f"note: --crash {args.crash}: the scanners share their process with the sequencer; "
+              "the scanner's thread stops, its process lives on", file=sys.stderr)
+    return cfg
 
 
 def _run_on_model(cfg: LogConfig, profile: Profile) -> LogResult:

@@ -10,7 +10,9 @@ One call of :func:`run_main_job`:
 4. runs the same-run ratio benchmarks and the seed's ablations (:mod:`harness.benchmarks`,
    when that module is installed; otherwise the targets are computed from step 3's runs);
 5. runs fault-free runs on the checked build through the non-coherent model (flush/fence
-   trace rules) and the fault catalogue (its quick subset with ``--quick``);
+   trace rules) and the fault catalogue (its quick subset with ``--quick``), then crashes a
+   role mid-run (``--quick``: a publisher; full: a publisher, a scanner and a subscriber),
+   each reported as a named check: what was declared lost, the time to detect, the verdict;
 6. compares with the profile's targets and writes ``<out>/<timestamp>/`` holding
    ``index.html``, ``summary.json`` (``cxl-harness-summary/2``), ``pyperf.json``,
    ``benchmark.json`` (pytest-benchmark format) and the raw results, and points
@@ -36,6 +38,7 @@ from typing import Any, TextIO
 
 import harness
 from harness import benchmarks
+from harness import crash as crash_mod
 from harness.characterize import characterize
 from harness.checked import CheckedRun, ModelConfig, fault_doc, run_checked, small_config
 from harness.faults import CLEAN_VARIANTS, run_catalogue
@@ -60,6 +63,7 @@ RUNS_FILENAME = "log-runs.json"
 CHARACTERIZATION_FILENAME = "characterization.json"
 BENCHMARKS_FILENAME = "benchmarks.json"
 FAULTS_FILENAME = "faults.json"
+CRASHES_FILENAME = "crashes.json"
 
 
 @dataclass(frozen=True)
@@ -183,12 +187,17 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
     model = model_runs(n_model, options.plant_fault)
     say("fault catalogue" + (" (quick subset)" if quick else " (every planted defect)"))
     catalogue = run_catalogue(quick=quick, clean_runs=0, seeds=(1, 2, 3))
+    say("crash injection: " + ("a publisher" if quick else "a publisher, a scanner and a subscriber")
+        + " killed mid-run")
+    crashes = crash_mod.run_scenarios(quick)
+    for o in crashes:
+        say(f"  {o.detail}")
 
     # The summary.
     ordering = ordering_checks([(label, str(i + 1), r) for label, rs in runs.items()
                                 for i, r in enumerate(rs)])
     faults, fault_check = fault_sections(catalogue)
-    checks = ordering + flush_fence_checks(model) + [fault_check]
+    checks = ordering + flush_fence_checks(model) + [fault_check] + crash_mod.crash_checks(crashes)
     calibration = calibration_items(character)
     targets = summary_targets(target_list)
     ablations = summary_ablations(results)
@@ -225,6 +234,7 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
         "log runs": (RUNS_FILENAME, {label: [r.to_dict() for r in rs] for label, rs in runs.items()}),
         "fault catalogue": (FAULTS_FILENAME, {**catalogue.to_dict(),
                                               "model_runs": [{"label": lb, **run.to_dict()} for lb, run in model]}),
+        "crash injection": (CRASHES_FILENAME, [o.to_dict() for o in crashes]),
     }
     summary["meta"]["finished"] = _now()
     summary["meta"]["quick"] = quick

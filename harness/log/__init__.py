@@ -12,8 +12,8 @@ only polls a progress counter for the progress bar.
 Running *and checking* a log is ``harness.runlog.run_log``, above this package and the checks.
 """
 
-from harness.log.binding import (LogHandle, attach_check, c_config, format_region, layout_size,
-                                 region_size)
+from harness.log.binding import (LogHandle, attach_check, c_config, explain_size, format_region,
+                                 layout_parts, layout_size, region_size)
 from harness.log.config import (F_DETERMINISTIC, LOSS_CORRUPT, LOSS_TIMEOUT, MAX_BATCHES, MAX_BROKERS,
                                 MAX_GOI_SLOTS, MAX_PBR_SLOTS, MAX_ROLES, MAX_SUBSCRIBERS, NO_CLIENT,
                                 RECORD_LIMIT, REC_ACK, REC_COMMIT, REC_DELIVER, REC_LOSS, REC_ORDER,
@@ -31,7 +31,7 @@ __all__ = [
     "MAX_PBR_SLOTS", "MAX_ROLES", "MAX_SUBSCRIBERS", "NO_CLIENT", "RECORD_LIMIT", "REC_ACK", "REC_COMMIT",
     "REC_DELIVER", "REC_LOSS", "REC_ORDER", "REC_PUBLISH", "ROLE_ALL", "ROLE_KIND_NAMES", "ROLE_PUBLISHERS",
     "ROLE_SCANNERS", "ROLE_SUBSCRIBERS", "SCHEDULING", "VARIANTS", "Latency", "LogConfig", "LogHandle",
-    "LogResult", "RoleGroup", "RoleProcess", "RoleResult", "attach_check", "c_config", "config_json",
+    "LogResult", "RoleGroup", "RoleProcess", "RoleResult", "attach_check", "c_config", "config_json", "explain_size", "layout_parts",
     "format_region", "latency_from_hist", "layout_size", "make_result", "merge_records", "merge_stats",
     "open_private", "region_size", "request_stop_all", "shm_region", "start_role_processes",
     "stop_role_processes", "supervise", "workload_config",

@@ -39,6 +39,8 @@ def c_config(native: Native, cfg: LogConfig, fault: int = 0, deterministic: bool
     c.crash_client = cfg.crash_publisher + 1
     c.crash_kill = 1 if cfg.crash_kill else 0
     c.crash_after = cfg.crash_after
+    c.crash_scanner = cfg.crash_scanner + 1
+    c.crash_subscriber = cfg.crash_subscriber + 1
     if cfg.order == 5:
         c.gap_policy = gap_policy_code(cfg.gap_policy)
         c.client_spread = cfg.client_spread
@@ -49,14 +51,42 @@ def c_config(native: Native, cfg: LogConfig, fault: int = 0, deterministic: bool
     return c
 
 
+def layout_parts(cfg: LogConfig) -> list[tuple[int, str, str]]:
+    """The region's big areas, largest first: (bytes, what it is in the options, a fix)."""
+    stride = cfg.msgs_per_batch * ((16 + cfg.msg_size + 63) // 64 * 64)
+    rings = cfg.brokers * cfg.pbr_slots
+    half = max(2, cfg.pbr_slots // 1024)
+    parts = [
+        (rings * stride, f"the logs: --ring-slots {cfg.pbr_slots} x {_size(stride)} per slot "
+         f"(--batch-bytes {cfg.batch_bytes}) x {cfg.brokers} broker(s)",
+         f"use --ring-slots {half} or a smaller --batch-bytes"),
+        (rings * 128, f"the ring headers: --ring-slots {cfg.pbr_slots} x 128 B x {cfg.brokers} broker(s)",
+         f"use --ring-slots {half}"),
+        (cfg.goi_slots * 64, f"the global order index: goi_slots={cfg.goi_slots} x 64 B",
+         f"use goi_slots={max(2, cfg.goi_slots // 1024)}"),
+    ]
+    return sorted(parts, key=lambda p: -p[0])
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):,.1f} {unit}"
+    return f"{n} B"
+
+
+def explain_size(cfg: LogConfig) -> tuple[str, str]:
+    """One phrase naming what makes the layout of ``cfg`` big, and its fix."""
+    size, what, fix = layout_parts(cfg)[0]
+    return f"{what} = {_size(size)}", fix
+
+
 def layout_size(cfg: LogConfig, native: Native | None = None) -> int:
     native = native or load()
     size = int(native.lib.cxl_layout_size(c_config(native, cfg)))
     if size == 0:
-        raise ConfigError(
-            f"the layout for pbr_slots={cfg.pbr_slots}, goi_slots={cfg.goi_slots}, "
-            f"brokers={cfg.brokers}, batch_bytes={cfg.batch_bytes} does not fit in a 64-bit region",
-            "use smaller rings or batches")
+        what, fix = explain_size(cfg)
+        raise ConfigError(f"the layout does not fit in a 64-bit region: {what}", fix)
     return size
 
 
@@ -98,9 +128,9 @@ class LogHandle:
     def _place(self) -> None:
         """Apply the configuration's scheduling: bounded pinned workers or thread per role."""
         cpus = sorted(os.sched_getaffinity(0))[: int(self.native.lib.cxl_log_max_workers())]
-        # A crashed publisher is told from a slow one by its thread being gone: an injected
-        # crash therefore needs the publisher on a thread of its own.
-        pooled = self.cfg.scheduling == "workers" and self.cfg.crash_publisher < 0
+        # A crashed role is told from a slow one by its thread being gone: an injected crash
+        # therefore needs every role on a thread of its own.
+        pooled = self.cfg.scheduling == "workers" and not self.cfg.crash_role
         workers = len(cpus) if pooled else 0
         arr = self.native.ffi.new("int[]", cpus or [0])
         if self.native.lib.cxl_log_set_workers(self.ptr, workers, arr, len(cpus) if workers else 0):
@@ -130,8 +160,8 @@ class LogHandle:
         stood). The C call runs in a worker thread while this one waits in short, interruptible
         steps: a signal (Ctrl-C) reaches Python at once, and any exception here first stops the
         run and joins the worker, so nothing is freed or unmapped under running roles.
-        Deterministic runs (one thread, seeded scheduler, the model's agent identity per
-        thread) stay on the calling thread. Raises RegionError when another sequencer/scanner
+        Deterministic runs too (one worker thread steps every role; the checked build's agent
+        identity is set per step). Raises RegionError when another sequencer/scanner
         owns the region."""
         rc = self._run_c(roles, pub_brokers, sub_mask, progress)
         if rc == -2:
@@ -142,8 +172,6 @@ class LogHandle:
 
     def _run_c(self, roles: int, pub_brokers: int, sub_mask: int, progress: bool) -> int:
         lib = self.native.lib
-        if self.ccfg.flags & F_DETERMINISTIC and not progress:
-            return int(lib.cxl_log_run_subset(self.ptr, roles, pub_brokers, sub_mask))
         rc: list[int] = []
         done = threading.Event()  # not Thread.join: an interrupted join may call a live thread ended
 

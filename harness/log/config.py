@@ -78,6 +78,14 @@ class LogConfig:
     crash_publisher: int = -1
     crash_after: int = 0
     crash_kill: bool = False
+    # the scanner of broker `crash_scanner` stops mid-epoch after scanning `crash_after` slots
+    # (Order 2; its thread, never its process: the sequencer shares it). The sequencer finds it
+    # dead (slot_timeout_ms) and declares that broker's later batches lost, by identity.
+    crash_scanner: int = -1
+    # subscriber `crash_subscriber` dies mid-chunk after delivering `crash_after` batches (its
+    # thread stops; with crash_kill its process is SIGKILLed). The sequencer finds it dead
+    # (slot_timeout_ms) and the rings no longer wait for it.
+    crash_subscriber: int = -1
     # publishers whose batches may be declared lost: crashed on purpose (crash_publisher is
     # always included). A loss of any other publisher's batch fails the run.
     expect_lost_from: tuple[int, ...] = ()
@@ -143,10 +151,58 @@ class LogConfig:
         npubs = self.brokers * self.publishers_per_broker
         _require(-1 <= self.crash_publisher < npubs, "crash_publisher", self.crash_publisher,
                  f"-1 (none) or a publisher index 0..{npubs - 1}")
-        _require(0 <= self.crash_after < self.batches_per_publisher, "crash_after", self.crash_after,
-                 f"0..{self.batches_per_publisher - 1} (batches the publisher completes first)")
+        _require(-1 <= self.crash_scanner < self.brokers, "crash_scanner", self.crash_scanner,
+                 f"-1 (none) or a broker index 0..{self.brokers - 1}")
+        _require(-1 <= self.crash_subscriber < self.subscribers, "crash_subscriber", self.crash_subscriber,
+                 f"-1 (none) or a subscriber index 0..{self.subscribers - 1}" if self.subscribers
+                 else "-1 (the run has no subscriber)")
+        crashes = sum(x >= 0 for x in (self.crash_publisher, self.crash_scanner, self.crash_subscriber))
+        _require(crashes <= 1, "crash_publisher/crash_scanner/crash_subscriber",
+                 (self.crash_publisher, self.crash_scanner, self.crash_subscriber), "one crash per run")
+        limit = self.crash_after_limit
+        _require(0 <= self.crash_after < limit, "crash_after", self.crash_after,
+                 f"0..{limit - 1} ({self.crash_after_unit} the {self.crash_role or 'publisher'} "
+                 "completes first)")
+        if self.crash_scanner >= 0 or self.crash_subscriber >= 0:
+            _require(self.order == 2, "order", self.order,
+                     f"order 2: a dead {self.crash_role} is found and worked around by the sequencer")
+            _require(self.slot_timeout_ms > 0, "slot_timeout_ms", self.slot_timeout_ms,
+                     f"a positive timeout: a dead {self.crash_role} is declared dead after it")
+        _require(not (self.crash_kill and self.crash_scanner >= 0), "crash_kill", self.crash_kill,
+                 "False for a scanner crash (the scanners share their process with the sequencer)")
         _require(all(0 <= p < npubs for p in self.expect_lost_from), "expect_lost_from",
                  self.expect_lost_from, f"publisher indices 0..{npubs - 1}")
+
+    @property
+    def crash_role(self) -> str:
+        """The role crashed on purpose ("" none)."""
+        for role, index in (("publisher", self.crash_publisher), ("scanner", self.crash_scanner),
+                            ("subscriber", self.crash_subscriber)):
+            if index >= 0:
+                return role
+        return ""
+
+    @property
+    def crash_index(self) -> int:
+        return max(self.crash_publisher, self.crash_scanner, self.crash_subscriber)
+
+    @property
+    def crash_after_limit(self) -> int:
+        """One more than the largest ``crash_after`` the crashed role can reach."""
+        if self.crash_scanner >= 0:
+            return self.batches_per_publisher * self.publishers_per_broker
+        if self.crash_subscriber >= 0:
+            return self.total_batches
+        return self.batches_per_publisher
+
+    @property
+    def crash_after_unit(self) -> str:
+        return {"scanner": "ring slots", "subscriber": "batches delivered"}.get(self.crash_role, "batches")
+
+    @property
+    def orphaned_broker(self) -> int:
+        """The broker whose scanner is crashed on purpose (its batches declared lost), or -1."""
+        return self.crash_scanner
 
     @property
     def expected_lost_publishers(self) -> frozenset[int]:

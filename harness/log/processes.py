@@ -112,6 +112,7 @@ class RoleProcess:
             raise
         finally:
             os.close(region_fd)
+        self.died_ns = 0  # when supervise saw it die (time.monotonic_ns, the C core's clock)
         with LIVE_LOCK:
             LIVE_PROCESSES.add(self)
 
@@ -250,14 +251,31 @@ def stop_role_processes(procs: list[RoleProcess], grace_s: float = 2.0) -> None:
         p.close()
 
 
-def supervise(procs: list[RoleProcess], timeout: float, poll_s: float = 0.01) -> list[RoleResult]:
+def supervise(procs: list[RoleProcess], timeout: float, poll_s: float = 0.01,
+              expect_killed: RoleProcess | None = None) -> list[RoleResult]:
     """Wait for every role process. The first one that dies or fails stops all the others at
     once and raises RoleProcessError naming it (role, PID, signal or status); so does a run
-    past ``timeout``, and so does any exception here (Ctrl-C): no child is left running."""
+    past ``timeout``, and so does any exception here (Ctrl-C): no child is left running.
+    ``expect_killed`` is the one process an injected crash SIGKILLs: its death is the expected
+    outcome (the time it was seen is kept in ``died_ns``), and it has no result."""
     deadline = time.monotonic() + timeout
     try:
         while True:
             codes = [p.proc.poll() for p in procs]
+            if expect_killed is not None and expect_killed in procs:
+                i = procs.index(expect_killed)
+                if codes[i] == -signal.SIGKILL:
+                    expect_killed.died_ns = time.monotonic_ns()
+                    expect_killed.proc.wait()
+                    expect_killed._forget()
+                    expect_killed.close()
+                    procs = procs[:i] + procs[i + 1:]
+                    codes = codes[:i] + codes[i + 1:]
+                elif codes[i] == 0:
+                    raise RoleProcessError(f"{expect_killed.describe_exit()}: it was to be killed by "
+                                           "the injected crash, and finished instead",
+                                           "the crash point lies beyond what the role reaches; "
+                                           "use a smaller WHEN")
             failed = [p for p, c in zip(procs, codes) if c not in (None, 0)]
             if failed:
                 first = min(failed, key=lambda p: p.proc.returncode if p.proc.returncode < 0 else 1 << 30)

@@ -38,6 +38,7 @@ GROUP_TITLES: dict[str, str] = {
     "ordering": "Ordering invariants",
     "flush-fence": "Flush/fence discipline",
     "faults": "Fault plan",
+    "crash": "Crash injection (named, expected outcomes)",
     "targets": "Throughput/latency targets",
 }
 
