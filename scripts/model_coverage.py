@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "cffi_src"))
 
 PROTOCOL = ("cxl_log_layout.c", "cxl_log_common.c", "cxl_publisher.c", "cxl_scanner.c",
-            "cxl_sequencer.c", "cxl_subscriber.c", "cxl_runner.c")
+            "cxl_sequencer.c", "cxl_order5.c", "cxl_subscriber.c", "cxl_runner.c")
 
 
 def build(tmp: Path) -> Path:

@@ -1,8 +1,10 @@
-"""The command line starts light: building every sub-command's parser imports neither the C
-core nor numpy, matplotlib or jinja2, and the package's module-level imports form no circle."""
+"""The command line starts light: building every sub-command's parser imports neither the
+checked build nor numpy, matplotlib or jinja2 (the normal build's constants only), and the
+package's module-level imports form no circle."""
 
 from __future__ import annotations
 
+import argparse
 import ast
 import subprocess
 import sys
@@ -75,3 +77,13 @@ def test_every_package_is_listed_for_installation() -> None:
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "harness").rglob("__init__.py")}
     assert found - listed == set()
+
+
+def test_no_doubled_percent_in_any_help() -> None:
+    """argparse formats argument help with %, never a description: a '%%' there shows as is."""
+    from harness.cli import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subs.choices.items():
+        assert "%%" not in sub.format_help(), name

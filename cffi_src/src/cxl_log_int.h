@@ -1,7 +1,7 @@
 /*
  * cxl_log_int.h -- private to the log's C files: the role structures, the log object and the
  * small helpers every role uses. One file per role includes it (cxl_log_layout.c,
- * cxl_publisher.c, cxl_scanner.c, cxl_sequencer.c, cxl_subscriber.c, cxl_runner.c,
+ * cxl_publisher.c, cxl_scanner.c, cxl_sequencer.c, cxl_order5.c, cxl_subscriber.c, cxl_runner.c,
  * cxl_log_common.c); nothing outside the core does. Shared memory is still reached only
  * through cxl_seam.h.
  */
@@ -412,7 +412,21 @@ CXL_INTERNAL int header_valid(const cxl_log_t *L, const cxl_batch_hdr_t *v, uint
 CXL_INTERNAL void publish_frontier(cxl_log_t *L, uint32_t b, uint64_t consumed, uint64_t batches, uint64_t msgs, uint64_t lost);
 CXL_INTERNAL void publish_durable(cxl_log_t *L, uint32_t b, uint64_t batches, uint64_t msgs);
 
-/* cxl_sequencer.c */
+/* cxl_sequencer.c (shared with cxl_order5.c) */
+CXL_INTERNAL uint64_t goi_room(cxl_log_t *L, uint64_t next_pos);
+CXL_INTERNAL void goi_write_body(cxl_goi_entry_t *g, const entry_t *e, uint64_t order);
+CXL_INTERNAL void seq_account(cxl_log_t *L, const entry_t *e);
+CXL_INTERNAL void seq_commit(cxl_log_t *L, uint64_t hi, uint64_t now);
+CXL_INTERNAL int seq_drained(cxl_log_t *L);
+CXL_INTERNAL void seq_merge(cxl_log_t *L);
+CXL_INTERNAL uint64_t seq_reserve(cxl_log_t *L, uint64_t n);
+CXL_INTERNAL int seq_seal(cxl_log_t *L);
+/* A macro, not a function: each call is its own seam site (one mutation point per fence). */
+#define seq_fence(L)                                                                       \
+    do {                                                                                   \
+        if (!FAULT((L), seq_no_fence_at_all)) cxl_sfence();                                \
+    } while (0)
+
 CXL_INTERNAL int seq_step(cxl_log_t *L);
 CXL_INTERNAL int seq5_step(cxl_log_t *L);
 

@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
         help="throughput ratios measured in the same run, ablations, sequencer capacity",
         description="Order 2 vs Order 0 and vs the best raw copy, per-scanner vs shared mutex, "
         "fence amortisation, per-epoch vs per-batch reservation, sequencer drain, sustained small "
-        "batches. Interleaved A/B pairs of calibrated samples are added until the 95%% interval "
+        "batches. Interleaved A/B pairs of calibrated samples are added until the 95% interval "
         "of the ratio is within the profile's precision or the budget is spent; each target is "
         "MET, MISSED or INCONCLUSIVE. Exit 0 unless a target is MISSED (or INCONCLUSIVE with "
         "--strict).")

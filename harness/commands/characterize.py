@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
         help="measure load latency, flush+fence cost and copy bandwidth of the memory",
         description="Idle load latency (pointer chase over more than the LLC), store+flush+fence "
         "per line and per two and four lines, invalidate+reload, regular and non-temporal copy "
-        "bandwidth with one and two writers, read bandwidth; median and 95%% interval of calibrated "
+        "bandwidth with one and two writers, read bandwidth; median and 95% interval of calibrated "
         "samples, compared with the profile's device-model targets or expected figures.")
     p.add_argument("--quick", action="store_true",
                    help="fewer, shorter runs (the pointer chase may then fit in the LLC)")
