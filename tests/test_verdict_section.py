@@ -22,7 +22,9 @@ def test_host_limited_and_inconclusive_are_listed_not_failed() -> None:
     v = verdict_section([Check("c", "c", True, "")], [], cal, [], "here")
     assert v["ok"] and v["failed"] == []
     assert v["inconclusive"] == ["write", "read"]
-    assert "1 calibration item(s) within tolerance" in v["summary"]
+    assert "1 of 3 calibration item(s) within tolerance" in v["summary"]
+    none = verdict_section([], [], [_item("copy", None, "no-expectation")], [], "here")
+    assert "no calibration target" in none["summary"]
     strict = verdict_section([], [], cal, [], "here", strict=True)
     assert not strict["ok"] and strict["failed"] == ["write", "read"]
 

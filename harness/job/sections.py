@@ -312,6 +312,14 @@ def _calibration_verdict(item: Mapping[str, Any]) -> str | None:
     return {"pass": "MET", "fail": "MISSED"}.get(str(item.get("status")))
 
 
+def _calibration_phrase(calibration: Sequence[Mapping[str, Any]]) -> str:
+    judged = [c for c in calibration if _calibration_verdict(c) is not None]
+    if not judged:
+        return "no calibration target judged"
+    met = sum(_calibration_verdict(c) == "MET" for c in judged)
+    return f"{met} of {len(judged)} calibration item(s) within tolerance"
+
+
 def verdict_section(checks: Sequence[Check], targets: Sequence[TargetCheck],
                     calibration: list[dict[str, Any]], faults: list[dict[str, Any]],
                     where: str, *, strict: bool = False) -> dict[str, Any]:
@@ -332,7 +340,7 @@ def verdict_section(checks: Sequence[Check], targets: Sequence[TargetCheck],
             if inconclusive else "")
     if not failed:
         summary = (f"all {len(checks)} checks passed, {met} of {len(targets)} target(s) met{note}, "
-                   f"{sum(_calibration_verdict(c) == 'MET' for c in calibration)} calibration item(s) within tolerance, "
+                   f"{_calibration_phrase(calibration)}, "
                    f"{len(faults)} planted fault(s) caught on {where}")
     else:
         parts = []
