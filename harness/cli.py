@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from harness.errors import HarnessError, Interrupted
+from harness.interrupt import StopRequested
 
 # Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -136,6 +137,12 @@ def stop_on_signals() -> Iterator[None]:
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
+    except StopRequested:
+        # the stop flag the handler set ended a worker's loop, and its StopRequested reached
+        # this thread before the handler's own Interrupted could: the same interruption
+        if seen:
+            raise Interrupted(seen[0]) from None
+        raise
     finally:
         for s, h in previous.items():
             # once stopped by a signal the process is on its way out: a late second Ctrl-C
