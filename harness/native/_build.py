@@ -128,3 +128,8 @@ def c_string(native: Native, ptr: Any) -> str:
 
 def is_null(native: Native, ptr: Any) -> bool:
     return bool(ptr is None or ptr == native.ffi.NULL)
+
+
+def at(native: Native, base: Any, offset: int) -> Any:
+    """The ``char *`` ``offset`` bytes into a mapping (an opaque pointer for other calls)."""
+    return native.ffi.cast("char *", base) + offset
