@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from enum import IntEnum, IntFlag
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -124,10 +123,6 @@ def c_string(native: Native, ptr: Any) -> str:
     if ptr == native.ffi.NULL:
         return ""
     return str(native.ffi.string(ptr).decode(errors="replace"))
-
-
-def is_null(native: Native, ptr: Any) -> bool:
-    return bool(ptr is None or ptr == native.ffi.NULL)
 
 
 def at(native: Native, base: Any, offset: int) -> Any:

@@ -187,11 +187,6 @@ def seam_read(native: Native, base: Any, offset: int, n: int) -> bytes:
     return bytes(native.ffi.buffer(out, n))
 
 
-def seam_read_into(native: Native, dst: Any, base: Any, offset: int, n: int) -> None:
-    """Like :func:`seam_read` into a buffer the caller keeps (from :func:`scratch`)."""
-    native.lib.cxl_seam_read(dst, at(native, base, offset), n)
-
-
 def scratch(native: Native, n: int) -> Any:
     """``n`` bytes of private memory (``char[]``), freed when the last reference goes."""
     return native.ffi.new("char[]", n)
