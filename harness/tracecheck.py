@@ -166,19 +166,24 @@ def check_events(region_size: int, events: Iterable[TraceEvent], source: str = "
         cchk.begin(None, region_size)
     except CoreError:
         raise HistoryError(f"cannot track a region of {region_size} bytes", "split the trace") from None
-    keep = cchk.Locations()  # C keeps the location strings: hold them until we read findings
-    n = 0
     try:
-        for e in events:
-            loc, _, line = e.loc.rpartition(":")
-            file_s, line_no = (loc, int(line)) if line.isdigit() and loc else (e.loc, 0)
-            cchk.feed(e.agent, OPS[e.op], e.off, e.size, keep.get(file_s), line_no)
-            n += 1
+        n = cchk.feed(_fed(events))
         cchk.finish()
         findings = _findings(log_agents=False)
     finally:
         cchk.end()
     return TraceReport(source, n, findings)
+
+
+def _fed(events: Iterable[TraceEvent]) -> Iterator[tuple[int, int, int, int, str, int]]:
+    """Events as the checker takes them: the op's code, the location as file and line."""
+    where: dict[str, tuple[str, int]] = {}  # a trace repeats few locations many times
+    for e in events:
+        at = where.get(e.loc)
+        if at is None:
+            loc, _, line = e.loc.rpartition(":")
+            at = where[e.loc] = (loc, int(line)) if line.isdigit() and loc else (e.loc, 0)
+        yield e.agent, OPS[e.op], e.off, e.size, at[0], at[1]
 
 
 def check_trace_file(path: str | Path, fmt: str = "auto") -> TraceReport:

@@ -9,9 +9,9 @@ and copies its answers out as small dataclasses. The checker is one per process:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.errors import CoreError
 from harness.native._build import Native, c_string, load
@@ -97,7 +97,9 @@ def begin(base: Any, size: int, cfg: CheckConfig = CheckConfig()) -> None:
 
 
 def end() -> None:
+    """End the run: the checker's state is freed (read its findings before)."""
     _chk().lib.cxl_chk_end()
+    _KEPT.clear()
 
 
 def finish() -> None:
@@ -114,24 +116,24 @@ def handoff() -> None:
     _chk().lib.cxl_chk_handoff()
 
 
-class Locations:
-    """Location strings for :func:`feed`, kept alive (the checker points at them) until the
-    findings are read; one C copy per distinct text."""
-
-    def __init__(self) -> None:
-        self._native = _chk()
-        self._keep: dict[str, Any] = {}
-
-    def get(self, text: str) -> Any:
-        c = self._keep.get(text)
-        if c is None:
-            c = self._keep[text] = self._native.ffi.new("char[]", text.encode())
-        return c
+_KEPT: dict[str, Any] = {}  # location strings the checker points at, until end()
 
 
-def feed(agent: int, op: int, off: int, size: int, file: Any, line_no: int) -> None:
-    """One recorded event (``file``: from :meth:`Locations.get`)."""
-    _chk().lib.cxl_chk_feed(agent, op, off, size, file, line_no)
+def feed(events: Iterable[tuple[int, int, int, int, str, int]]) -> int:
+    """Feed recorded events (agent, op, offset, size, source file, line) to the checker
+    begun with ``base`` None; returns how many. One C copy of each distinct file name is kept
+    (the findings point at them) until :func:`end`."""
+    native = _chk()
+    lib, new = native.lib, native.ffi.new
+    kept = _KEPT
+    n = 0
+    for agent, op, off, size, file, line_no in events:
+        c_file = kept.get(file)
+        if c_file is None:
+            c_file = kept[file] = new("char[]", file.encode())
+        lib.cxl_chk_feed(agent, op, off, size, c_file, line_no)
+        n += 1
+    return n
 
 
 @dataclass(frozen=True)
@@ -192,12 +194,12 @@ def schedule() -> list[int]:
     made = int(lib.cxl_chk_schedule(ffi.NULL, 0))
     buf = ffi.new("uint32_t[]", max(made, 1))
     lib.cxl_chk_schedule(buf, made)
-    return [int(x) for x in ffi.unpack(buf, made)]
+    picks: list[int] = ffi.unpack(buf, made)  # already a list of Python ints
+    return picks
 
 
-@dataclass(frozen=True)
-class Event:
-    """``cxl_chk_event_t``: one event of the trace the checker kept."""
+class Event(NamedTuple):
+    """``cxl_chk_event_t``: one event of the trace the checker kept (a tuple: traces are long)."""
 
     agent: int
     op: int
