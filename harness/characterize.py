@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import os
 import statistics
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -467,42 +466,43 @@ def read_gbps(region: Region, dst: Any, nbytes: int, chunk: int = READ_CHUNK) ->
     return nbytes / max(1, int(lib.cxl_now_ns() - t0))
 
 
-def copy_writers_gbps(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool,
-                      writers: int) -> float:
-    """GB/s of ``writers`` threads writing nbytes together into disjoint parts of the region
-    (the C call releases the GIL), from a common start to the last finish."""
+@dataclass(frozen=True)
+class Together:
+    """One pass of several writers released together: GB/s from the first start to the last
+    finish, and how long (ns) they all wrote at once and how far apart they started."""
+
+    gbps: float
+    span_ns: int
+    skew_ns: int
+    overlap_ns: int
+
+
+def write_together(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool,
+                   writers: int, stagger_ns: int = 0) -> Together:
+    """``writers`` C threads writing nbytes together into disjoint parts of the region,
+    released by a spin barrier (Python threads behind a barrier start up to a scheduler slice
+    apart on a busy machine: there two writers ran one after the other). ``stagger_ns``
+    plants a start skew (writer i starts i x stagger_ns late): tests show the check catches it."""
     lib, ffi = region.native.lib, region.native.ffi
     per = (nbytes // writers) // chunk * chunk
     if per <= 0:
         raise DeviceError(f"{nbytes} bytes is too little for {writers} writers of {chunk} B chunks",
                           "use a larger region")
-    base = ffi.cast("char *", region.base)
-    barrier = threading.Barrier(writers + 1)
-    errors: list[BaseException] = []
+    out = ffi.new("uint64_t[3]")
+    rc = int(lib.cxl_bench_write_together(region.base, per, src.ptr, src.nbytes, chunk, int(nt),
+                                          writers, stagger_ns, out))
+    if rc != 0:
+        raise DeviceError(f"{writers} writers could not be run together (error {-rc}: "
+                          f"{os.strerror(-rc)})", "run with fewer writers")
+    span = max(1, int(out[0]))
+    return Together(per * writers / span, span, int(out[1]), int(out[2]))
 
-    spans: list[tuple[int, int]] = []
 
-    def work(i: int) -> None:
-        barrier.wait()
-        try:
-            t0 = int(lib.cxl_now_ns())
-            lib.cxl_bench_write(base + i * per, per, src.ptr, src.nbytes, chunk, int(nt), 1)
-            spans.append((t0, int(lib.cxl_now_ns())))
-        except BaseException as exc:  # a writer's failure fails the sample
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    # from the first writer's start to the last one's finish (each thread times itself: the
-    # main thread may be descheduled while they run)
-    dt = max(e for _, e in spans) - min(b for b, _ in spans)
-    return per * writers / max(1, dt)
+def copy_writers_gbps(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool,
+                      writers: int) -> float:
+    """GB/s of ``writers`` threads writing nbytes together into disjoint parts of the region,
+    from the first start to the last finish (:func:`write_together`)."""
+    return write_together(region, src, nbytes, chunk, nt, writers).gbps
 
 
 # ------------------------------------------------------------------------------------------

@@ -90,6 +90,14 @@ uint64_t cxl_bench_store_flush_fence(void *buf, uint64_t lines, uint64_t lines_p
  * resident) buffer, as the log's publishers copy from their payload pool; ns for `iters`. */
 uint64_t cxl_bench_write(void *dst, uint64_t bytes, const void *src, uint64_t src_bytes,
                          uint64_t chunk, int nt, uint64_t iters);
+/* `writers` threads (the caller and writers-1 started here, 16 at most) each write `per`
+ * bytes into consecutive parts of dst, released together by a spin barrier (writer i starts
+ * i * stagger_ns later: tests plant a start skew with it; 0 otherwise). out[0]: ns from the
+ * first start to the last finish; out[1]: ns between the first and the last start; out[2]:
+ * ns all of them were writing at once. 0, or -EINVAL/-EOVERFLOW/-EAGAIN/-ETIMEDOUT. */
+int cxl_bench_write_together(void *dst, uint64_t per, const void *src, uint64_t src_bytes,
+                             uint64_t chunk, int nt, uint32_t writers, uint64_t stagger_ns,
+                             uint64_t *out);
 uint64_t cxl_bench_copy(void *dst, const void *src, uint64_t bytes, uint64_t chunk, int nt,
                         uint64_t iters);
 uint64_t cxl_bench_pointer_chase(void *buf, uint64_t bytes, uint64_t steps, uint64_t seed);
