@@ -469,19 +469,32 @@ def read_gbps(region: Region, dst: Any, nbytes: int, chunk: int = READ_CHUNK) ->
 @dataclass(frozen=True)
 class Together:
     """One pass of several writers released together: GB/s from the first start to the last
-    finish, and how long (ns) they all wrote at once and how far apart they started."""
+    finish, how far apart (ns) they started, how long they all wrote at once, and how many
+    passes it took to get one where they did (``together``: the last pass did)."""
 
     gbps: float
     span_ns: int
     skew_ns: int
     overlap_ns: int
+    passes: int = 1
+
+    @property
+    def together(self) -> bool:
+        """Started within 5 % of the span of each other and all writing for half of it."""
+        return self.skew_ns <= self.span_ns // 20 and 2 * self.overlap_ns >= self.span_ns
+
+
+TOGETHER_PASSES = 8  # passes tried for one where the writers really ran together
 
 
 def write_together(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool,
                    writers: int, stagger_ns: int = 0) -> Together:
     """``writers`` C threads writing nbytes together into disjoint parts of the region,
-    released by a spin barrier (Python threads behind a barrier start up to a scheduler slice
-    apart on a busy machine: there two writers ran one after the other). ``stagger_ns``
+    released by a spin barrier. Python threads behind a barrier start up to a scheduler slice
+    apart on a busy machine (there two writers ran one after the other); even spinning C
+    threads do when another process preempts one of them at the release, so a pass where the
+    writers did not run together (:attr:`Together.together`) is not a figure of writers
+    together: it is run again, up to TOGETHER_PASSES times (the last one counts). ``stagger_ns``
     plants a start skew (writer i starts i x stagger_ns late): tests show the check catches it."""
     lib, ffi = region.native.lib, region.native.ffi
     per = (nbytes // writers) // chunk * chunk
@@ -489,13 +502,18 @@ def write_together(region: Region, src: CopySource, nbytes: int, chunk: int, nt:
         raise DeviceError(f"{nbytes} bytes is too little for {writers} writers of {chunk} B chunks",
                           "use a larger region")
     out = ffi.new("uint64_t[3]")
-    rc = int(lib.cxl_bench_write_together(region.base, per, src.ptr, src.nbytes, chunk, int(nt),
-                                          writers, stagger_ns, out))
-    if rc != 0:
-        raise DeviceError(f"{writers} writers could not be run together (error {-rc}: "
-                          f"{os.strerror(-rc)})", "run with fewer writers")
-    span = max(1, int(out[0]))
-    return Together(per * writers / span, span, int(out[1]), int(out[2]))
+    got = Together(0.0, 1, 0, 0)
+    for attempt in range(1, TOGETHER_PASSES + 1):
+        rc = int(lib.cxl_bench_write_together(region.base, per, src.ptr, src.nbytes, chunk, int(nt),
+                                              writers, stagger_ns, out))
+        if rc != 0:
+            raise DeviceError(f"{writers} writers could not be run together (error {-rc}: "
+                              f"{os.strerror(-rc)})", "run with fewer writers")
+        span = max(1, int(out[0]))
+        got = Together(per * writers / span, span, int(out[1]), int(out[2]), attempt)
+        if got.together:
+            break
+    return got
 
 
 def copy_writers_gbps(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool,
