@@ -64,6 +64,14 @@ void cxl_region_unmap(cxl_region_t *r);
 /* Attach a device model to a mapped region (once; -EINVAL bad figures, -EBUSY already has
  * one, -ENOSPC too many modelled regions, -ENOMEM). The model is freed with the region. */
 int cxl_region_set_model(cxl_region_t *r, const cxl_devmodel_cfg_t *cfg);
+/* Put the model's channel state (write and read channels' free-at times, the utilisation
+ * window, the latency multiplier) in a shared mapping of the regular file fd, so that every
+ * process that attaches it to its model of the same device shares one bandwidth cap and one
+ * utilisation. create = 1: the file must be empty; it is sized (one page) and initialised
+ * (the coordinator, before it starts the others); 0: attach an initialised one (its size,
+ * magic and version are checked: -EPROTO otherwise). Before any agent runs on the region.
+ * -EINVAL, -ENOENT (no model), -EBUSY (shared already), -EEXIST, -errno (fstat, mmap). */
+int cxl_region_model_share(cxl_region_t *r, int fd, int create);
 int cxl_region_model_stats(const cxl_region_t *r, cxl_devmodel_stats_t *out); /* -ENOENT: none */
 void cxl_region_model_reset(cxl_region_t *r);  /* statistics and channel state to zero */
 /* Characterisation only: with unpadded = 1 the region's model does every operation as it
