@@ -43,8 +43,9 @@ from typing import Any
 import numpy as np
 
 from harness.discovery import NumaNode
-from harness.errors import DeviceError
+from harness.errors import CoreError, DeviceError
 from harness.interrupt import in_worker
+from harness.native import devmodel as cdevmodel
 from harness.native import load
 from harness.profiles import DeviceModel, Expectation, Profile
 from harness.region import HUGE_2M, ModelStats, Region, round_up
@@ -496,21 +497,20 @@ def write_together(region: Region, src: CopySource, nbytes: int, chunk: int, nt:
     writers did not run together (:attr:`Together.together`) is not a figure of writers
     together: it is run again, up to TOGETHER_PASSES times (the last one counts). ``stagger_ns``
     plants a start skew (writer i starts i x stagger_ns late): tests show the check catches it."""
-    lib, ffi = region.native.lib, region.native.ffi
     per = (nbytes // writers) // chunk * chunk
     if per <= 0:
         raise DeviceError(f"{nbytes} bytes is too little for {writers} writers of {chunk} B chunks",
                           "use a larger region")
-    out = ffi.new("uint64_t[3]")
     got = Together(0.0, 1, 0, 0)
     for attempt in range(1, TOGETHER_PASSES + 1):
-        rc = int(lib.cxl_bench_write_together(region.base, per, src.ptr, src.nbytes, chunk, int(nt),
-                                              writers, stagger_ns, out))
-        if rc != 0:
-            raise DeviceError(f"{writers} writers could not be run together (error {-rc}: "
-                              f"{os.strerror(-rc)})", "run with fewer writers")
-        span = max(1, int(out[0]))
-        got = Together(per * writers / span, span, int(out[1]), int(out[2]), attempt)
+        try:
+            p = cdevmodel.write_together(region.native, region.base, per, src.ptr, src.nbytes, chunk,
+                                         nt, writers, stagger_ns)
+        except CoreError as exc:
+            raise DeviceError(f"{writers} writers could not be run together ({exc.problem})",
+                              "run with fewer writers") from None
+        span = max(1, p.span_ns)
+        got = Together(per * writers / span, span, p.skew_ns, p.overlap_ns, attempt)
         if got.together:
             break
     return got
