@@ -357,7 +357,8 @@ class Region:
                 parts = ([stats] if stats else []) + [ModelStats.from_dict(m) for _, m in processes
                                                       if m and "ops" in m]
                 stats = ModelStats.merged(parts)
-            model = {"targets": self.device_model.to_dict(), **(stats.to_dict() if stats else {})}
+            model = {"targets": self.device_model.to_dict(), **(stats.to_dict() if stats else {}),
+                     "shared_channels": self._channels_fd >= 0}
             if processes:
                 model["processes"] = [{"label": label, **(m or {"targets": None})}
                                       for label, m in processes]
