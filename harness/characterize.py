@@ -821,23 +821,38 @@ class Accuracy:
                 "seconds": self.seconds, "busy": self.busy}
 
 
+ACCURACY_CALL_S = 50e-6  # one C call of the accuracy loop: ~50 us of operations
+
+
 def emulation_accuracy(target_ns: float, plan: SamplePlan, *, applied_ns: float | None = None,
                        tolerance: float = 0.05, iters: int | None = None) -> Accuracy:
     """Measure what a flush+fence costs on a region whose device model targets ``target_ns``.
 
     ``applied_ns`` (default: the target) is what the region's model really carries: tests
-    plant a wrong value there to show that the check catches a miscalibrated seam."""
+    plant a wrong value there to show that the check catches a miscalibrated seam.
+
+    Each sample is one short C call (``iters`` operations, by default ~50 us of them) and the
+    plan should ask for many (``min_sample_s`` well under a call). A padded operation never
+    gets back time that the kernel or the hypervisor takes from its thread: measured on the
+    2-core CI VM, interruptions landing in the spin-wait carried 1.6-4.9 % of every 2 ms
+    sample (per operation the median was on target), which read as a clean model paying
+    +3-7 %. Most 50 us samples carry none, and their median is the model's own accuracy.
+    ``busy`` is other processes' share of the CPUs over the whole measurement (a sample is
+    too short for /proc/stat's ticks)."""
+    from harness.noise import CpuMeter
+
     applied = target_ns if applied_ns is None else applied_ns
-    n = iters or max(1000, int(2e6 / max(target_ns, 50.0)))
+    n = iters or max(16, int(ACCURACY_CALL_S * 1e9 / max(target_ns, 50.0)))
     model = DeviceModel(flush_fence_ns=applied, host_flush=False)
     with Region.emulated(8 << 20, hugepages=True, device_model=model) as region:
         sampler = Sampler(lambda: Timed(float(n), region.native.lib.cxl_bench_store_flush_fence(
             region.base, 4096, 1, n) / 1e9), "cost")
-        res = measure_single(sampler, plan)
+        with CpuMeter().span() as span:
+            res = measure_single(sampler, plan)
     ratios = Samples.of([v * 1e9 / target_ns for v in res.a])
     # a spin-wait loses whatever time another process takes from it: on a busy machine only
     # what that much noise cannot explain is decided (the test retries, then skips)
-    busy = statistics.median(res.other_cpu) if res.other_cpu else None
+    busy = span.other_share
     verdict, reason = band_verdict(ratios, 1.0, tolerance, busy)
     return Accuracy(target_ns, applied, ratios, verdict, reason, res.seconds, busy)
 

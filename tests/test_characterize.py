@@ -29,10 +29,10 @@ from harness.profiles import DeviceModel, load_profile
 from harness.region import Region
 from harness.stats import Plan, Sampler, Samples, Timed, Verdict, measure_single
 
-# Accuracy samples: 2 ms each (short, so that most miss other processes' time slices), +-2 %
-# at 95 %, 9 to 40 of them, 4 s; doubled once when the machine is too noisy to decide, then
-# the test skips with the reason.
-ACCURACY_PLAN = Plan(min_sample_s=0.002, precision=0.02, min_pairs=9, max_pairs=40, budget_s=4.0)
+# Accuracy samples: one ~50 us call each (most miss the kernel's and other processes' time
+# slices, see emulation_accuracy), +-1 % at 95 %, 30 to 200 of them, 4 s; doubled once when
+# the machine is too noisy to decide, then the test skips with the reason.
+ACCURACY_PLAN = Plan(min_sample_s=0.00001, precision=0.01, min_pairs=30, max_pairs=200, budget_s=4.0)
 
 
 @pytest.fixture(scope="module")
@@ -323,13 +323,14 @@ def test_llc_bytes_reads_the_largest_cache(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# The device model's flush+fence costs its target: +-10 %, judged on the 95 % interval
+# The device model's flush+fence costs its target: +-5 %, judged on the 95 % interval
 
 
-# The profiles' tolerance (+-10 %): a 1 us target was measured up to 6.8 % over on a clean
-# fresh-clone CI run, so a +-5 % band made the clean case a coin flip; the planted defect pays
-# 25 % more, well outside the band on any run.
-TOLERANCE = 0.10
+# +-5 %: on short samples a clean model measured +0.2 to +3.2 % (300 ns to 2 us targets, the
+# 2-core CI VM, shared), the planted defect pays 10 % more. (On 2 ms samples the time the
+# kernel took from the spin-wait read as +3-7 %, and the band had been widened to +-10 %
+# with a +25 % plant.)
+TOLERANCE = 0.05
 
 
 def _accuracy(target: float, applied: float | None = None) -> tuple[Verdict, str]:
@@ -349,8 +350,8 @@ def test_injected_flush_delay_is_accurate(target: float) -> None:
 
 
 def test_accuracy_check_catches_a_miscalibrated_seam() -> None:
-    # planted: the model pays 25 % more than its target -- the check must say so
-    verdict, reason = _accuracy(1000.0, applied=1250.0)
+    # planted: the model pays 10 % more than its target -- the check must say so
+    verdict, reason = _accuracy(1000.0, applied=1100.0)
     assert verdict == Verdict.MISSED, reason
 
 

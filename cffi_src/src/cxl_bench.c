@@ -63,12 +63,17 @@ uint64_t cxl_bench_store_flush_fence(void *buf, uint64_t lines, uint64_t per_fen
                                      uint64_t iters) {
     unsigned char *b = (unsigned char *)buf;
     if (per_fence == 0) per_fence = 1;
+    if (lines == 0) lines = 1;
+    /* no division in the loop: at a 300 ns target the ~5 ns of two 64-bit divisions per line
+     * showed as +2 % in the emulation's accuracy */
+    uint64_t slot = 0, k = 0;
     uint64_t t0 = cxl_now_ns();
     for (uint64_t i = 0; i < iters && !bench_stopped(i); i++) {
-        unsigned char *line = b + (i % lines) * CXL_LINE;
+        unsigned char *line = b + slot * CXL_LINE;
+        if (++slot == lines) slot = 0;
         cxl_st64(line, i);
         cxl_flush(line);
-        if ((i + 1) % per_fence == 0) cxl_sfence();
+        if (++k == per_fence) { k = 0; cxl_sfence(); }
     }
     cxl_sfence();
     return cxl_now_ns() - t0;

@@ -691,11 +691,15 @@ uint64_t cxl_dm_bench_guard(void *buf, uint64_t lines, uint64_t iters, int op, i
  * off every later target so that an operation costs its target, not target + overhead. The
  * statistics are reset afterwards. */
 static uint64_t self_cost(const void *line, int kind, uint64_t target) {
+    _Alignas(64) uint64_t store_line[8] = {0};
     uint64_t best = UINT64_MAX;
     for (int batch = 0; batch < 7; batch++) {
         uint64_t t0 = cxl_rdtsc();
         for (int i = 0; i < 32; i++) {
             if (kind == CXL_DM_FLUSH) {
+                /* a store, a flush and the fence: the least a caller does (the store goes to a
+                 * private line: the region may hold another process's data already) */
+                __atomic_store_n(&store_line[i & 7], (uint64_t)i, __ATOMIC_RELAXED);
                 if (cxl_dm_flush_begin(line)) cxl_raw_flush_line(line);
                 cxl_raw_sfence();
                 cxl_dm_fence_end();
