@@ -102,7 +102,8 @@ uint64_t cxl_bench_write(void *dst, uint64_t bytes, const void *src, uint64_t sr
  * bytes into consecutive parts of dst, released together by a spin barrier (writer i starts
  * i * stagger_ns later: tests plant a start skew with it; 0 otherwise). out[0]: ns from the
  * first start to the last finish; out[1]: ns between the first and the last start; out[2]:
- * ns all of them were writing at once. 0, or -EINVAL/-EOVERFLOW/-EAGAIN/-ETIMEDOUT. */
+ * ns all of them were writing at once; out[3]: the bytes they wrote together in that time.
+ * 0, or -EINVAL/-EOVERFLOW/-E2BIG (over 4M chunks each)/-ENOMEM/-EAGAIN/-ETIMEDOUT. */
 int cxl_bench_write_together(void *dst, uint64_t per, const void *src, uint64_t src_bytes,
                              uint64_t chunk, int nt, uint32_t writers, uint64_t stagger_ns,
                              uint64_t *out);

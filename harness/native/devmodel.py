@@ -25,11 +25,13 @@ def share_channels(h: RegionHandle, fd: int, create: bool) -> None:
 @dataclass(frozen=True)
 class WritersPass:
     """One pass of writers released together: ns from the first start to the last finish,
-    between the first and the last start, and while all of them were writing."""
+    between the first and the last start, and while all of them were writing; the bytes they
+    wrote in that last time (each chunk counted by the share of its time inside it)."""
 
     span_ns: int
     skew_ns: int
     overlap_ns: int
+    overlap_bytes: int
 
 
 def write_together(native: Native, base: Any, per: int, src: Any, src_bytes: int, chunk: int,
@@ -38,9 +40,9 @@ def write_together(native: Native, base: Any, per: int, src: Any, src_bytes: int
     parts of ``base``, released by a spin barrier; writer i starts ``i * stagger_ns`` late (a
     planted start skew, for tests). CoreError: EINVAL/EOVERFLOW bad arguments, EAGAIN a
     thread could not be started, ETIMEDOUT a writer never started."""
-    out = native.ffi.new("uint64_t[3]")
+    out = native.ffi.new("uint64_t[4]")
     rc = int(native.lib.cxl_bench_write_together(base, per, src, src_bytes, chunk, int(nt), writers,
                                                  stagger_ns, out))
     if rc != 0:
         raise CoreError("cxl_bench_write_together", -rc)
-    return WritersPass(int(out[0]), int(out[1]), int(out[2]))
+    return WritersPass(int(out[0]), int(out[1]), int(out[2]), int(out[3]))
