@@ -56,10 +56,11 @@ enum cxl_flush_kind {
  * bucket shared by every agent (thread) on the region: a virtual time at which the device's
  * write (read) channel is next free, advanced with a lock-free compare-and-swap. A copy ends
  * no earlier than its slot in that schedule, so four writers together cannot exceed the cap
- * (a thread charges copies under 4 KiB in batches of 4 KiB: see cxl_region.c). The model's
- * state is per process: every process that maps the region attaches the same model (role
- * processes get it from their coordinator), with channels of its own; the agents of one
- * process share them, agents of different processes do not.
+ * (a thread charges copies under 4 KiB in batches of 4 KiB: see cxl_region.c). Every
+ * process that maps the region attaches the same model (role processes get it from their
+ * coordinator); the channels (cxl_dm_chan_t) are the model's own unless the processes share
+ * them through one mapping (cxl_region_model_share: the coordinator's role processes do), so
+ * that agents of different processes also write through one cap.
  *
  * Load-dependent latency: the channels' busy time over a short window gives the utilisation;
  * an optional curve (utilisation -> latency multiplier, piecewise linear) scales the latency

@@ -3,7 +3,9 @@
 Run by the coordinator (``harness.log.RoleProcess``) as ``python -m harness.log.role_process ...``.
 It attaches to the region through a descriptor it inherited (``--region /proc/self/fd/N``)
 with the device model the coordinator's region carries (``--device-model``: a region of an
-emulated profile costs what the device costs in every process that maps it), writes its
+emulated profile costs what the device costs in every process that maps it) and that model's
+channels, shared with the coordinator and the other role processes through an inherited
+descriptor (``--device-channels-fd``: one bandwidth cap and one utilisation), writes its
 statistics, what its device model did and its per-batch records (.npz) to the inherited
 ``--out-fd``, and dies with its coordinator: PR_SET_PDEATHSIG is set before anything else,
 and a coordinator already gone by then is noticed through the parent PID. SIGINT is ignored
