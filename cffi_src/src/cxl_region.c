@@ -209,11 +209,11 @@ typedef struct dm_box {
 
 static void chan_init(cxl_dm_chan_t *c, uint64_t now) {
     memset(c, 0, sizeof *c);
-    c->magic = CXL_DM_CHAN_MAGIC;
     c->version = CXL_DM_CHAN_VERSION;
     c->size = (uint32_t)sizeof *c;
     c->win_start = now;
     c->mult_1024 = 1024;
+    __atomic_store_n(&c->magic, CXL_DM_CHAN_MAGIC, __ATOMIC_RELEASE);
 }
 
 #define CXL_DM_CHAN_MAP 4096 /* the shared channel file: one page */
@@ -357,8 +357,7 @@ int cxl_region_model_share(cxl_region_t *r, int fd, int create) {
     if (p == MAP_FAILED) return -errno;
     cxl_dm_chan_t *c = (cxl_dm_chan_t *)p;
     if (create) {
-        chan_init(c, cxl_rdtsc());
-        __atomic_thread_fence(__ATOMIC_RELEASE);
+        chan_init(c, cxl_rdtsc()); /* the magic last, released: an attacher sees it all */
     } else if (__atomic_load_n(&c->magic, __ATOMIC_ACQUIRE) != CXL_DM_CHAN_MAGIC ||
                c->version != CXL_DM_CHAN_VERSION || c->size != sizeof *c) {
         munmap(p, CXL_DM_CHAN_MAP);
