@@ -524,7 +524,7 @@ def write_together(region: Region, src: CopySource, nbytes: int, chunk: int, nt:
 def copy_writers_gbps(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool,
                       writers: int) -> float:
     """GB/s of ``writers`` threads writing nbytes together into disjoint parts of the region,
-    from the first start to the last finish (:func:`write_together`)."""
+    while all of them were writing (:func:`write_together`)."""
     return write_together(region, src, nbytes, chunk, nt, writers).gbps
 
 
