@@ -178,9 +178,10 @@ MODEL_CONFIGS: tuple[ModelRun, ...] = (
                                             "pbr_slots": 2}),
     ModelRun("order2-crashed-publisher", {"slot_timeout_ms": 50.0, "crash_publisher": 0,
                                           "crash_after": 1}),
-    # Order 0 with a crashed publisher is left out: its fault-free run fails dense-prefix (the
-    # acker's ACK frontier counts a declared-lost slot that has no order record); see
-    # docs/validation.md.
+    # Order 0: the acker's frontier moves past the declared-lost slot, whose position (its
+    # ring index) stays empty
+    ModelRun("order0-crashed-publisher", {"order": 0, "slot_timeout_ms": 50.0, "crash_publisher": 0,
+                                          "crash_after": 1}),
     ModelRun("order2-leases-large-batches", {"slot_timeout_ms": 1000.0, "batch_bytes": 300_000,
                                              "total_bytes": 4 * 300_000, "pbr_slots": 2}),
     ModelRun("order2-resumed-subscribers", {"resume_subscribers": True}),

@@ -257,6 +257,18 @@ def test_preemption_inside_a_step_finds_the_frontier_ahead_of_the_commit() -> No
     assert run_checked(cfg, model=ModelConfig(p_preempt=0.02)).clean
 
 
+@pytest.mark.parametrize("order", [0, 2])
+def test_a_crashed_publisher_is_declared_lost_before_the_model_run_stalls(order: int) -> None:
+    """The slot timeout is wall-clock; the deterministic runner's idle limit counts steps, and
+    on a quiet host it ran out in about 60 ms: a crashed publisher's slot with a longer timeout
+    was never declared lost (crash-detected failed about one model run in two at 50 ms). The
+    runner now waits the timeout out before it calls such a run stalled."""
+    cfg = small_config(seed=1, order=order, slot_timeout_ms=300.0, crash_publisher=0, crash_after=1)
+    run = run_checked(cfg)
+    assert run.result.counters["batches_lost"] == 1 and run.result.counters["stalled"] == 1
+    assert run.clean, [(c.id, c.detail) for c in run.result.failed()]
+
+
 def test_a_schedule_replays() -> None:
     a = run_checked(small_config(seed=9), model=ModelConfig(p_preempt=0.02))
     prefix = [(p + 1) % 7 for p in a.schedule[:50]]
