@@ -193,6 +193,10 @@ MODEL_CONFIGS: tuple[ModelRun, ...] = (
     ModelRun("order5-ack2", {"order": 5, "client_spread": 2, "ack": 2}),
     ModelRun("order5-wrapping-rings", {"order": 5, "client_spread": 2, "pbr_slots": 2,
                                        "total_bytes": _WRAP}),
+    # one subscriber: the release rule's premature release (a frontier seen ahead of
+    # committed_seq) is then the only release the publisher waits for, and shows at once
+    ModelRun("order5-wrapping-rings-1-subscriber", {"order": 5, "client_spread": 2, "pbr_slots": 2,
+                                                    "total_bytes": _WRAP, "subscribers": 1}),
     ModelRun("order5-crashed-publisher", {"order": 5, "client_spread": 2, "slot_timeout_ms": 50.0,
                                           "crash_publisher": 0, "crash_after": 1,
                                           "gap_timeout_ms": 0.01}),

@@ -19,8 +19,9 @@ def register(sub: Any) -> None:
     p.add_argument("--only", action="append", metavar="SITE",
                    help="mutate only this site: a key such as write_header/flush#1, or file:line "
                         "(repeatable)")
-    p.add_argument("--seeds", type=int_range(1, 100, 3), default=3,
-                   help="seeds per model run configuration (each also runs with preemption)")
+    p.add_argument("--seeds", type=int_range(1, 100, 6), default=None,
+                   help="seeds per model run configuration (each also runs with preemption; "
+                        "default: the pinned test's seeds, 1-6)")
     p.add_argument("--counterexample", action="store_true",
                    help="for each killed mutant, reduce the killing run to its shortest schedule "
                         "and tell it as a story")
@@ -32,7 +33,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.mutate import counterexample, run_mutation, select, sites
+    from harness.mutate import SEEDS, counterexample, run_mutation, select, sites
 
     if args.list:
         found = sites(protocol_only=not args.all)
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(found)} sites")
         return 0
     select(sites(), args.only)  # an unknown site is a usage error before anything runs
-    seeds = tuple(range(1, args.seeds + 1))
+    seeds = SEEDS if args.seeds is None else tuple(range(1, args.seeds + 1))
     live = not args.json and sys.stdout.isatty()
 
     def progress(o: Any) -> None:
