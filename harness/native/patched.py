@@ -84,7 +84,9 @@ class CheckedBuilder:
         return dest
 
     def _cc(self, src: Path, obj: Path, include: Path, extra: list[str] | None = None) -> None:
-        cmd = [self.compiler, "-c", *self._flags, *(extra or []), f"-I{include}", str(src), "-o", str(obj)]
+        # __FILE__ (the sites' and the rules' locations) as in the installed build
+        where = f"-fmacro-prefix-map={src.parent}=cffi_src/src"
+        cmd = [self.compiler, "-c", *self._flags, *(extra or []), where, f"-I{include}", str(src), "-o", str(obj)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise HarnessError(f"compiling {src.name} failed: {done.stderr.strip()[-2000:]}",
