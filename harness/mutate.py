@@ -164,9 +164,10 @@ MODEL_CONFIGS: tuple[ModelRun, ...] = (
                                             "pbr_slots": 2}),
     ModelRun("order2-crashed-publisher", {"slot_timeout_ms": 50.0, "crash_publisher": 0,
                                           "crash_after": 1}),
-    # Order 0 with a crashed publisher is left out: its fault-free run fails dense-prefix (the
-    # acker's ACK frontier counts a declared-lost slot that has no order record); see
-    # docs/validation.md.
+    # Order 0: the acker's frontier moves past the declared-lost slot, whose position (its
+    # ring index) stays empty
+    ModelRun("order0-crashed-publisher", {"order": 0, "slot_timeout_ms": 50.0, "crash_publisher": 0,
+                                          "crash_after": 1}),
     ModelRun("order2-leases-large-batches", {"slot_timeout_ms": 1000.0, "batch_bytes": 300_000,
                                              "total_bytes": 4 * 300_000, "pbr_slots": 2}),
     ModelRun("order2-resumed-subscribers", {"resume_subscribers": True}),
@@ -178,6 +179,10 @@ MODEL_CONFIGS: tuple[ModelRun, ...] = (
     ModelRun("order5-ack2", {"order": 5, "client_spread": 2, "ack": 2}),
     ModelRun("order5-wrapping-rings", {"order": 5, "client_spread": 2, "pbr_slots": 2,
                                        "total_bytes": _WRAP}),
+    # one subscriber: the release rule's premature release (a frontier seen ahead of
+    # committed_seq) is then the only release the publisher waits for, and shows at once
+    ModelRun("order5-wrapping-rings-1-subscriber", {"order": 5, "client_spread": 2, "pbr_slots": 2,
+                                                    "total_bytes": _WRAP, "subscribers": 1}),
     ModelRun("order5-crashed-publisher", {"order": 5, "client_spread": 2, "slot_timeout_ms": 50.0,
                                           "crash_publisher": 0, "crash_after": 1,
                                           "gap_timeout_ms": 0.01}),
