@@ -161,7 +161,9 @@ def stop_workers(grace_s: float) -> None:
     deadline = time.monotonic() + grace_s
     me = threading.current_thread()
     for t in threading.enumerate():
-        if t is me or t.daemon:
+        # a thread still inside start() (the signal came while its starter waited there) is
+        # not alive yet and cannot be joined: its starter stops it and waits for it
+        if t is me or t.daemon or not t.is_alive():
             continue
         t.join(max(0.0, deadline - time.monotonic()))
 

@@ -139,7 +139,10 @@ def test_merged_history_catches_a_defect_in_one_hosts_records(shm: Path, monkeyp
     assert "unique-positions" in {c.id for c in failed}
     views = [v for ex in examples for v in ex.get("views", [])]
     assert {(v["observer"], v.get("host")) for v in views} == {("sequencer", "a"), ("subscriber 0", "b")}, views
-    assert {v["batch"]["publisher_host"] for v in views} == {"a"}  # broker 1's publishers run on a
+    # brokers 0 and 1 have their publishers on a, 2 and 3 on b; which brokers' batches sit at
+    # the swapped positions depends on the run's timing
+    assert all(v["batch"]["publisher_host"] == ("a" if v["batch"]["broker"] in (0, 1) else "b")
+               for v in views), views
     assert_clean(shm)
 
 
