@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.log import LogConfig, LogHandle, LogResult, format_region, layout_size
 from harness.runlog import build_result
 from harness.native import Native, RoleKind, Severity, agent_kind, load
@@ -29,6 +29,35 @@ class ModelConfig:
     # per shared-memory access: another role runs a whole step right there, splitting the
     # current role's step (0: roles only ever alternate between whole steps)
     p_preempt: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExploreSpec:
+    """One execution of a systematic exploration (harness.explore.search): every role runs as a
+    coroutine, and at every shared-memory access and control atomic the explorer chooses what
+    happens next. ``prefix`` replays the first choices (option codes); after them the default
+    policy runs. ``tso``: the control atomics' stores wait in per-agent store buffers (x86-TSO);
+    ``model_choices``: the non-coherent model's choices (early write-back, eviction, a stale
+    copy refetched) are options too; ``free_switch``/``free_drain``: a switch at a step's end / a
+    store-buffer drain is no deviation (it costs nothing against the bound)."""
+
+    prefix: tuple[int, ...] = ()
+    tso: bool = False
+    model_choices: bool = True
+    free_switch: bool = False
+    free_drain: bool = False
+    max_points: int = 200_000
+
+    @property
+    def flags(self) -> int:
+        return (1 * self.tso) | (2 * self.model_choices) | (4 * self.free_switch) | (8 * self.free_drain)
+
+
+# one recorded choice point (cxl_chk_xpoint_t) and one option (cxl_chk_xopt_t)
+XPOINT_DTYPE = [("hash", "<u8"), ("rd", "<u8", (4,)), ("wr", "<u8", (4,)), ("chosen", "<u4"),
+                ("dflt", "<u4"), ("opt_lo", "<u4"), ("nopts", "<u4"), ("agent", "<u4"), ("flags", "<u4")]
+XOPT_DTYPE = [("code", "<u4"), ("cost", "<u4")]
+XO_KINDS = {1: "run", 2: "drain", 3: "early", 4: "evict", 5: "refresh"}
 
 
 @dataclass
@@ -60,6 +89,11 @@ class CheckedRun:
     schedule: list[int] = field(default_factory=list)  # the runner's role picks, in order
     points: int = 0            # preemption points (shared-memory accesses inside role steps)
     trace: list[dict[str, Any]] = field(default_factory=list)  # with ModelConfig.keep_trace
+    # an explored run (ExploreSpec): its choice points and their options, and how it ended
+    # (0 ran to its end, 1 no role could go on, 2 the point bound was hit)
+    xpoints: Any = None
+    xopts: Any = None
+    xoutcome: int = 0
 
     @property
     def errors(self) -> list[Finding]:
@@ -131,7 +165,8 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
                 check_history: bool = True, persistence: bool = True,
                 schedule: list[int] | None = None, after_schedule: str = "seeded",
                 preempt_at: tuple[int, int, int] | None = None,
-                device_model: DeviceModel | None = None) -> CheckedRun:
+                device_model: DeviceModel | None = None,
+                explore: ExploreSpec | None = None) -> CheckedRun:
     """One deterministic (single-thread, seeded scheduler) run on the checked build.
 
     With ``persistence`` (the default) the end-of-run check follows: every store the run made
@@ -142,6 +177,9 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
     take turns); the run's own picks come back in :attr:`CheckedRun.schedule`.
     ``preempt_at`` = (point, role, steps) plans one preemption instead of random ones: at the
     point-th shared-memory access inside a step, role index ``role`` runs ``steps`` steps.
+
+    ``explore``: run it as one execution of a systematic exploration (:class:`ExploreSpec`);
+    the run's choice points come back in :attr:`CheckedRun.xpoints`.
 
     ``device_model``: what the region's operations cost (a profile's, from
     :func:`harness.runner.device_model_for`), attached when the region is opened, as on the
@@ -167,6 +205,11 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
         native.lib.cxl_chk_set_schedule_mode(modes[after_schedule])
         at, prole, psteps = preempt_at if preempt_at else ((1 << 64) - 1, 0, 0)
         native.lib.cxl_chk_plan_preempt(at, prole, psteps)
+        if explore is not None:
+            pre = list(explore.prefix)
+            native.lib.cxl_chk_explore_set(1, explore.flags,
+                                           native.ffi.new("uint32_t[]", pre) if pre else native.ffi.NULL,
+                                           len(pre), explore.max_points)
         if native.lib.cxl_chk_begin(region.base, region.size, chk) != 0:
             raise ConfigError("the checker could not allocate its state", "use a smaller configuration")
         try:
@@ -201,16 +244,93 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
             native.lib.cxl_chk_schedule(buf, made)
             sched = list(native.ffi.unpack(buf, made))
             trace = _trace(native, region.base) if model.keep_trace else []
+            xpoints = xopts = None
+            xoutcome = 0
+            if explore is not None:
+                xpoints, xopts, xoutcome = _explored(native)
         finally:
             native.lib.cxl_chk_end()
             native.lib.cxl_chk_set_schedule(native.ffi.NULL, 0)
             native.lib.cxl_chk_set_schedule_mode(0)
             native.lib.cxl_chk_plan_preempt((1 << 64) - 1, 0, 0)
+            native.lib.cxl_chk_explore_set(0, 0, native.ffi.NULL, 0, 0)
+        if xoutcome == 3:
+            raise HarnessError(f"replaying {len(explore.prefix) if explore else 0} choices did not "
+                               "reach the same choice points: the run is not deterministic",
+                               "report it: every source of nondeterminism must go through the checker")
         result = build_result(cfg, stats, recs, region.info(), rc, check_history)
     return CheckedRun(result, findings, events,
                       {"early_writebacks": int(early[0]), "evictions": int(evict[0]),
                        "stale_reads": int(stale[0]), "preemptions": preempts},
-                      schedule=sched, trace=trace, points=points)
+                      schedule=sched, trace=trace, points=points, xpoints=xpoints, xopts=xopts,
+                      xoutcome=xoutcome)
+
+
+def _explored(native: Native) -> tuple[Any, Any, int]:
+    """The choice points and options of the explored run just made (copied out)."""
+    import numpy as np
+
+    ffi, lib = native.ffi, native.lib
+    pts, opts, nopts = ffi.new("cxl_chk_xpoint_t **"), ffi.new("cxl_chk_xopt_t **"), ffi.new("uint64_t *")
+    n = int(lib.cxl_chk_explore_points(pts, opts, nopts))
+    pdt, odt = np.dtype(XPOINT_DTYPE), np.dtype(XOPT_DTYPE)
+    assert pdt.itemsize == ffi.sizeof("cxl_chk_xpoint_t") and odt.itemsize == ffi.sizeof("cxl_chk_xopt_t")
+    p = np.frombuffer(ffi.buffer(pts[0], n * pdt.itemsize), dtype=pdt).copy() if n else np.zeros(0, pdt)
+    m = int(nopts[0])
+    o = np.frombuffer(ffi.buffer(opts[0], m * odt.itemsize), dtype=odt).copy() if m else np.zeros(0, odt)
+    return p, o, int(lib.cxl_chk_explore_outcome())
+
+
+def ctl_sites() -> list[dict[str, Any]]:
+    """The control sites of the checked build (cxl_ctl.h): every control atomic of the seal."""
+    native = load(True)
+    ffi, lib = native.ffi, native.lib
+    out = []
+    info = ffi.new("cxl_ctl_site_t *")
+    for i in range(lib.cxl_chk_ctl_site_count()):
+        lib.cxl_chk_ctl_site_info(i, info)
+        out.append({"id": i, "file": ffi.string(info.file).decode().rsplit("/", 1)[-1],
+                    "func": ffi.string(info.func).decode(), "line": int(info.line),
+                    "kind": {1: "load", 2: "store", 3: "rmw"}.get(int(info.kind), "?"),
+                    "order": int(info.order), "weak": int(info.weak)})
+    return out
+
+
+def ctl_weaken(site_id: int | None, order: int = -1) -> None:
+    """Replace the memory order of control site ``site_id`` (None: every site back to its own)."""
+    lib = load(True).lib
+    if site_id is None:
+        lib.cxl_chk_ctl_weaken(1 << 31, -1)
+        return
+    if lib.cxl_chk_ctl_weaken(site_id, order) != 0:
+        raise ConfigError(f"no control site {site_id} (or order {order})",
+                          f"pick one of 0..{lib.cxl_chk_ctl_site_count() - 1} and an order -1..5")
+
+
+def toy_run(agents: int, steps: int, shared: bool, spec: ExploreSpec) -> tuple[Any, Any, int]:
+    """One execution of the explorer's toy program (cxl_chk_toy_run): ``agents`` agents, each
+    ``steps`` steps of one control store, to its own word or (``shared``) to one word."""
+    native = load(True)
+    lib, ffi = native.lib, native.ffi
+    with Region.emulated(4096, checked=True) as region:
+        chk = ffi.new("cxl_chk_cfg_t *")
+        chk.model = 1
+        pre = list(spec.prefix)
+        lib.cxl_chk_explore_set(1, spec.flags, ffi.new("uint32_t[]", pre) if pre else ffi.NULL, len(pre),
+                                spec.max_points)
+        try:
+            if lib.cxl_chk_begin(region.base, region.size, chk) != 0:
+                raise ConfigError("the checker could not allocate its state", "use a smaller configuration")
+            try:
+                rc = lib.cxl_chk_toy_run(agents, steps, int(shared))
+                if rc < 0:
+                    raise ConfigError(f"the toy program refused {agents} agent(s) x {steps} step(s)",
+                                      "use 1..16 agents and at least one step")
+                return _explored(native)
+            finally:
+                lib.cxl_chk_end()
+        finally:
+            lib.cxl_chk_explore_set(0, 0, ffi.NULL, 0, 0)
 
 
 OP_NAMES = {1: "store", 2: "nt-store", 3: "load", 4: "flush", 5: "fence", 6: "invalidate",
