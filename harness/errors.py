@@ -12,6 +12,19 @@ class HarnessError(Exception):
         super().__init__(f"{problem} (fix: {fix})" if fix else problem)
 
 
+class CoreError(HarnessError):
+    """A call into the C core returned an error: ``call`` is the C function, ``errno`` the
+    (positive) error number it returned. Callers that know what the call was for turn it into
+    their own error (harness.region into a RegionError with the path and the fix)."""
+
+    def __init__(self, call: str, err: int, fix: str | None = None) -> None:
+        import os
+
+        self.call = call
+        self.errno = err
+        super().__init__(f"{call} failed: {os.strerror(err)} (errno {err})", fix)
+
+
 class ProfileError(HarnessError):
     """A hardware profile is missing, malformed or names unknown values."""
 

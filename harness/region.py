@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.discovery import DaxDevice, NumaNode
-from harness.errors import DeviceError, RegionError
+from harness.errors import CoreError, DeviceError, RegionError
 from harness.native import Backend, Native, flush_instruction, load
+from harness.native import region as cregion
 from harness.profiles import DeviceModel as DeviceModel
 
 BACKENDS = ("emulated", "file", "devdax", "numa")
@@ -120,10 +121,11 @@ class RegionInfo:
 class Region:
     """A mapped shared-memory region. Use as a context manager, or call close()."""
 
-    def __init__(self, native: Native, handle: Any, path: str | None, created: bool,
+    def __init__(self, native: Native, handle: cregion.RegionHandle, path: str | None, created: bool,
                  device_model: DeviceModel | None = None) -> None:
         self._native = native
-        self._h = handle
+        self._h: cregion.RegionHandle | None = handle
+        self._size = handle.size
         self.path = path
         self._created = created
         self.device_model: DeviceModel | None = None
@@ -139,38 +141,33 @@ class Region:
 
     def _attach(self, m: DeviceModel) -> None:
         """Give the region its device model (once, when it is opened)."""
-        cfg = self._native.ffi.new("cxl_devmodel_cfg_t *")
-        cfg.load_ns, cfg.flush_fence_ns = m.load_ns, m.flush_fence_ns
-        cfg.write_gbps, cfg.read_gbps, cfg.window_us = m.write_bw_gbps, m.read_bw_gbps, m.window_us
-        if len(m.latency_curve) > 8:
-            raise RegionError(f"latency curve of {len(m.latency_curve)} points", "give at most 8")
-        cfg.curve_n = len(m.latency_curve)
-        for i, (u, mult) in enumerate(m.latency_curve):
-            cfg.curve_util[i], cfg.curve_mult[i] = u, mult
-        cfg.host_flush, cfg.invalidate_flushes = int(m.host_flush), int(m.invalidate_flushes)
-        rc = self._native.lib.cxl_region_set_model(self._h, cfg)
-        if rc != 0:
+        cfg = cregion.ModelConfig(m.load_ns, m.flush_fence_ns, m.write_bw_gbps, m.read_bw_gbps,
+                                  m.window_us, tuple(m.latency_curve), bool(m.host_flush),
+                                  bool(m.invalidate_flushes))
+        try:
+            cregion.set_model(self._open(), cfg)
+        except CoreError as exc:
             why = {errno.EINVAL: f"figures out of range in {m}",
                    errno.ENOSPC: "too many regions with a device model are open (16 at most)"}
-            raise RegionError(f"cannot attach the device model: {why.get(-rc, os.strerror(-rc))}",
-                              "use non-negative figures and an ascending curve, or close regions")
+            raise RegionError(f"cannot attach the device model: {why.get(exc.errno, os.strerror(exc.errno))}",
+                              "use non-negative figures and an ascending curve, or close regions") from None
         self.device_model = m
 
     def model_stats(self) -> ModelStats | None:
         """What the device model did since the region was opened or reset; None without one."""
         if self._h is None or self.device_model is None:
             return None
-        st = self._native.ffi.new("cxl_devmodel_stats_t *")
-        if self._native.lib.cxl_region_model_stats(self._h, st) != 0:
+        st = cregion.model_counts(self._h)
+        if st is None:
             return None
-        ops = {k: ModelOps(int(st.ops[i]), float(st.target_ns[i]), int(st.ops_short[i]),
-                           float(st.short_ns[i]), int(st.ops_queued[i])) for i, k in enumerate(KINDS)}
-        return ModelStats(ops, float(st.utilisation), float(st.multiplier))
+        ops = {k: ModelOps(st.ops[i], st.target_ns[i], st.ops_short[i], st.short_ns[i], st.ops_queued[i])
+               for i, k in enumerate(KINDS)}
+        return ModelStats(ops, st.utilisation, st.multiplier)
 
     def reset_model(self) -> None:
         """Zero the model's statistics and channel state (between characterisation figures)."""
         if self._h is not None and self.device_model is not None:
-            self._native.lib.cxl_region_model_reset(self._h)
+            cregion.model_reset(self._h)
 
     @contextmanager
     def unpadded(self) -> Iterator[None]:
@@ -183,15 +180,18 @@ class Region:
         if self._h is None or self.device_model is None:
             yield
             return
-        lib = self._native.lib
-        if lib.cxl_region_model_unpadded(self._h, 1) != 0:
-            raise RegionError("cannot measure the region without its padding", "report this")
-        lib.cxl_region_model_reset(self._h)
+        h = self._h
+        try:
+            cregion.model_unpadded(h, True)
+        except CoreError as exc:
+            raise RegionError(f"cannot measure the region without its padding ({exc.problem})",
+                              "report this") from None
+        cregion.model_reset(h)
         try:
             yield
         finally:
-            lib.cxl_region_model_unpadded(self._h, 0)
-            lib.cxl_region_model_reset(self._h)
+            cregion.model_unpadded(h, False)
+            cregion.model_reset(h)
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -199,10 +199,11 @@ class Region:
                  device_model: DeviceModel | None = None) -> Region:
         _check_size(size)
         native = load(checked)
-        h = native.ffi.new("cxl_region_t *")
-        rc = native.lib.cxl_region_map_anon(h, size, int(hugepages))
-        if rc != 0:
-            raise RegionError(f"cannot map {size} bytes of memory: {os.strerror(-rc)}", "ask for a smaller size")
+        try:
+            h = cregion.map_anon(native, size, hugepages)
+        except CoreError as exc:
+            raise RegionError(f"cannot map {size} bytes of memory: {os.strerror(exc.errno)}",
+                              "ask for a smaller size") from None
         return cls(native, h, None, False, device_model)
 
     @classmethod
@@ -226,10 +227,10 @@ class Region:
         elif not p.parent.is_dir():
             raise RegionError(f"directory {p.parent} does not exist", "create the directory first")
         native = load(checked)
-        h = native.ffi.new("cxl_region_t *")
-        rc = native.lib.cxl_region_map_file(h, os.fsencode(p), size, int(create), int(lock))
-        if rc != 0:
-            raise RegionError(_file_error(p, -rc), _file_fix(-rc))
+        try:
+            h = cregion.map_file(native, p, size, create, lock)
+        except CoreError as exc:
+            raise RegionError(_file_error(p, exc.errno), _file_fix(exc.errno)) from None
         return cls(native, h, str(p), create, device_model)
 
     @classmethod
@@ -246,10 +247,10 @@ class Region:
             )
         _check_devdax(path, size, align, Path(sysfs_root), dax)
         native = load(False)
-        h = native.ffi.new("cxl_region_t *")
-        rc = native.lib.cxl_region_map_devdax(h, os.fsencode(path), size, align, int(lock))
-        if rc != 0:
-            raise DeviceError(_file_error(Path(path), -rc), _file_fix(-rc))
+        try:
+            h = cregion.map_devdax(native, path, size, align, lock)
+        except CoreError as exc:
+            raise DeviceError(_file_error(Path(path), exc.errno), _file_fix(exc.errno)) from None
         return cls(native, h, path, False)
 
     @classmethod
@@ -269,11 +270,11 @@ class Region:
                 "pass --allow-destructive (or set memory.allow_destructive: true in the profile)",
             )
         native = load(False)
-        h = native.ffi.new("cxl_region_t *")
-        rc = native.lib.cxl_region_map_numa(h, size, node)
-        if rc != 0:
-            raise DeviceError(f"cannot bind {size} bytes to NUMA node {node}: {os.strerror(-rc)}",
-                              "check the node has that much free memory (numactl -H)")
+        try:
+            h = cregion.map_numa(native, size, node)
+        except CoreError as exc:
+            raise DeviceError(f"cannot bind {size} bytes to NUMA node {node}: {os.strerror(exc.errno)}",
+                              "check the node has that much free memory (numactl -H)") from None
         return cls(native, h, None, False)
 
     # -- use ------------------------------------------------------------------------------
@@ -281,33 +282,35 @@ class Region:
     def native(self) -> Native:
         return self._native
 
-    @property
-    def base(self) -> Any:
+    def _open(self) -> cregion.RegionHandle:
         if self._h is None:
             raise RegionError("region is closed", "map a new region")
-        return self._h.base
+        return self._h
+
+    @property
+    def base(self) -> Any:
+        """The mapping's first byte: an opaque pointer for the binding (harness.native)."""
+        return self._open().base
 
     @property
     def size(self) -> int:
-        return int(self._h.size)
+        return self._size
 
     @property
     def fd(self) -> int:
         """The open file descriptor of a file or device region (-1 for anonymous memory)."""
-        if self._h is None:
-            raise RegionError("region is closed", "map a new region")
-        return int(self._h.fd)
+        return self._open().fd
 
     @property
     def backend(self) -> str:
-        return Backend(int(self._h.backend)).name.lower()
+        return Backend(self._open().backend).name.lower()
 
     def info(self, processes: list[tuple[str, dict[str, Any] | None]] | None = None) -> RegionInfo:
         """What the region is and what its device model did. ``processes``: what the other
         processes that mapped this region (role processes) report from theirs, by label
         (their :attr:`RegionInfo.device_model`); the totals then count their operations
         with this process's own, and ``device_model.processes`` lists each."""
-        h = self._h
+        h = self._open()
         stats = self.model_stats()
         model = None
         if self.device_model is not None:
@@ -320,9 +323,9 @@ class Region:
                 model["processes"] = [{"label": label, **(m or {"targets": None})}
                                       for label, m in processes]
         return RegionInfo(
-            backend=self.backend, size=int(h.size), align=int(h.align), path=self.path,
-            numa_node=int(h.numa_node) if h.numa_node >= 0 else None,
-            hugepages=bool(h.hugepages), locked=bool(h.locked),
+            backend=self.backend, size=h.size, align=h.align, path=self.path,
+            numa_node=h.numa_node if h.numa_node >= 0 else None,
+            hugepages=h.hugepages, locked=h.locked,
             flush_instruction=flush_instruction(),
             device_model=model,
         )
@@ -330,16 +333,14 @@ class Region:
     def write(self, offset: int, data: bytes, nt: bool = False) -> None:
         """Copy ``data`` into the region through the seam, then flush and fence it."""
         self._bounds(offset, len(data))
-        dst = self._native.ffi.cast("char *", self.base) + offset
-        self._native.lib.cxl_seam_write(dst, data, len(data), int(nt))
-        self._native.lib.cxl_seam_persist(dst, len(data))
+        base = self.base
+        cregion.seam_write(self._native, base, offset, data, nt)
+        cregion.seam_persist(self._native, base, offset, len(data))
 
     def read(self, offset: int, n: int) -> bytes:
         """Invalidate and read ``n`` bytes through the seam."""
         self._bounds(offset, n)
-        out = self._native.ffi.new("char[]", n)
-        self._native.lib.cxl_seam_read(out, self._native.ffi.cast("char *", self.base) + offset, n)
-        return bytes(self._native.ffi.buffer(out, n))
+        return cregion.seam_read(self._native, self.base, offset, n)
 
     def _bounds(self, offset: int, n: int) -> None:
         if offset < 0 or n < 0 or offset + n > self.size:
@@ -348,7 +349,7 @@ class Region:
 
     def close(self) -> None:
         if self._h is not None:
-            self._native.lib.cxl_region_unmap(self._h)
+            cregion.unmap(self._h)
             self._h = None
 
     def __enter__(self) -> Region:
