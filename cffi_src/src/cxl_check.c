@@ -256,7 +256,8 @@ typedef struct co {
     int status;
     int boundary;             /* suspended between two steps (or before its first) */
     int wrote;                /* stored something in its current step */
-    uint64_t block_mark;      /* blocked: enabled again once a visible write came after this */
+    uint64_t block_mark;      /* blocked: enabled again once a visible write came after this
+                               * (the visible writes counted when its idle step began) */
     uint64_t hist;            /* hash of every value it read: its local state is a function of it */
     sb_entry_t sb[SB_MAX];    /* x86-TSO store buffer of its control stores, oldest first */
     uint32_t nsb;
@@ -938,6 +939,7 @@ static void co_entry(int i) {
         cxl_chk_set_agent(c->agent);
         c->wrote = 0;
         c->boundary = 0;
+        const uint64_t mark = X.wmark; /* a write by another agent during the step unblocks it too */
         int rc = X.step(X.arg, (uint32_t)i);
         lock();
         c->hist = mix64(c->hist, (uint64_t)rc + 0x57e9);
@@ -947,7 +949,7 @@ static void co_entry(int i) {
         } else if (rc == 0 && !c->wrote) { /* an idle step that changed nothing: wait for a write */
             sb_drain_all(c);
             c->status = CO_BLOCKED;
-            c->block_mark = X.wmark;
+            c->block_mark = mark;
         } else if (c->group && rc == 1) {
             X.wmark++; /* the process memory it shares (epoch buffers) may have changed */
         }
