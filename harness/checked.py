@@ -11,6 +11,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.log import LogConfig, LogHandle, LogResult, format_region, layout_size
 from harness.runlog import build_result
 from harness.native import Native, RoleKind, Severity, agent_kind, load
+from harness.native import explore as native_explore
 from harness.region import DeviceModel, Region
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
@@ -53,10 +54,6 @@ class ExploreSpec:
         return (1 * self.tso) | (2 * self.model_choices) | (4 * self.free_switch) | (8 * self.free_drain)
 
 
-# one recorded choice point (cxl_chk_xpoint_t) and one option (cxl_chk_xopt_t)
-XPOINT_DTYPE = [("hash", "<u8"), ("rd", "<u8", (4,)), ("wr", "<u8", (4,)), ("chosen", "<u4"),
-                ("dflt", "<u4"), ("opt_lo", "<u4"), ("nopts", "<u4"), ("agent", "<u4"), ("flags", "<u4")]
-XOPT_DTYPE = [("code", "<u4"), ("cost", "<u4")]
 XO_KINDS = {1: "run", 2: "drain", 3: "early", 4: "evict", 5: "refresh"}
 
 
@@ -206,10 +203,7 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
         at, prole, psteps = preempt_at if preempt_at else ((1 << 64) - 1, 0, 0)
         native.lib.cxl_chk_plan_preempt(at, prole, psteps)
         if explore is not None:
-            pre = list(explore.prefix)
-            native.lib.cxl_chk_explore_set(1, explore.flags,
-                                           native.ffi.new("uint32_t[]", pre) if pre else native.ffi.NULL,
-                                           len(pre), explore.max_points)
+            native_explore.explore_set(native, True, explore.flags, explore.prefix, explore.max_points)
         if native.lib.cxl_chk_begin(region.base, region.size, chk) != 0:
             raise ConfigError("the checker could not allocate its state", "use a smaller configuration")
         try:
@@ -247,13 +241,13 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
             xpoints = xopts = None
             xoutcome = 0
             if explore is not None:
-                xpoints, xopts, xoutcome = _explored(native)
+                xpoints, xopts, xoutcome = native_explore.explore_points(native)
         finally:
             native.lib.cxl_chk_end()
             native.lib.cxl_chk_set_schedule(native.ffi.NULL, 0)
             native.lib.cxl_chk_set_schedule_mode(0)
             native.lib.cxl_chk_plan_preempt((1 << 64) - 1, 0, 0)
-            native.lib.cxl_chk_explore_set(0, 0, native.ffi.NULL, 0, 0)
+            native_explore.explore_set(native, False)
         if xoutcome == 3:
             raise HarnessError(f"replaying {len(explore.prefix) if explore else 0} choices did not "
                                "reach the same choice points: the run is not deterministic",
@@ -266,75 +260,37 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
                       xoutcome=xoutcome)
 
 
-def _explored(native: Native) -> tuple[Any, Any, int]:
-    """The choice points and options of the explored run just made (copied out)."""
-    import numpy as np
-
-    ffi, lib = native.ffi, native.lib
-    pts, opts, nopts = ffi.new("cxl_chk_xpoint_t **"), ffi.new("cxl_chk_xopt_t **"), ffi.new("uint64_t *")
-    n = int(lib.cxl_chk_explore_points(pts, opts, nopts))
-    pdt, odt = np.dtype(XPOINT_DTYPE), np.dtype(XOPT_DTYPE)
-    assert pdt.itemsize == ffi.sizeof("cxl_chk_xpoint_t") and odt.itemsize == ffi.sizeof("cxl_chk_xopt_t")
-    p = np.frombuffer(ffi.buffer(pts[0], n * pdt.itemsize), dtype=pdt).copy() if n else np.zeros(0, pdt)
-    m = int(nopts[0])
-    o = np.frombuffer(ffi.buffer(opts[0], m * odt.itemsize), dtype=odt).copy() if m else np.zeros(0, odt)
-    return p, o, int(lib.cxl_chk_explore_outcome())
-
-
 def ctl_sites() -> list[dict[str, Any]]:
     """The control sites of the checked build (cxl_ctl.h): every control atomic of the seal."""
-    native = load(True)
-    ffi, lib = native.ffi, native.lib
-    out = []
-    info = ffi.new("cxl_ctl_site_t *")
-    for i in range(lib.cxl_chk_ctl_site_count()):
-        lib.cxl_chk_ctl_site_info(i, info)
-        out.append({"id": i, "file": ffi.string(info.file).decode().rsplit("/", 1)[-1],
-                    "func": ffi.string(info.func).decode(), "line": int(info.line),
-                    "kind": {1: "load", 2: "store", 3: "rmw"}.get(int(info.kind), "?"),
-                    "order": int(info.order), "weak": int(info.weak)})
-    return out
+    return native_explore.ctl_sites(load(True))
 
 
 def ctl_weaken(site_id: int | None, order: int = -1) -> None:
     """Replace the memory order of control site ``site_id`` (None: every site back to its own)."""
-    lib = load(True).lib
-    if site_id is None:
-        lib.cxl_chk_ctl_weaken(1 << 31, -1)
-        return
-    if lib.cxl_chk_ctl_weaken(site_id, order) != 0:
+    native = load(True)
+    if not native_explore.ctl_weaken(native, site_id, order):
         raise ConfigError(f"no control site {site_id} (or order {order})",
-                          f"pick one of 0..{lib.cxl_chk_ctl_site_count() - 1} and an order -1..5")
+                          f"pick one of 0..{native_explore.ctl_site_count(native) - 1} and an order -1..5")
 
 
 def toy_run(agents: int, steps: int, shared: bool, spec: ExploreSpec) -> tuple[Any, Any, int]:
     """One execution of the explorer's toy program (cxl_chk_toy_run): ``agents`` agents, each
     ``steps`` steps of one control store, to its own word or (``shared``) to one word."""
     native = load(True)
-    lib, ffi = native.lib, native.ffi
     with Region.emulated(4096, checked=True) as region:
-        chk = ffi.new("cxl_chk_cfg_t *")
-        chk.model = 1
-        pre = list(spec.prefix)
-        lib.cxl_chk_explore_set(1, spec.flags, ffi.new("uint32_t[]", pre) if pre else ffi.NULL, len(pre),
-                                spec.max_points)
+        native_explore.explore_set(native, True, spec.flags, spec.prefix, spec.max_points)
         try:
-            if lib.cxl_chk_begin(region.base, region.size, chk) != 0:
-                raise ConfigError("the checker could not allocate its state", "use a smaller configuration")
-            try:
-                rc = lib.cxl_chk_toy_run(agents, steps, int(shared))
-                if rc < 0:
-                    raise ConfigError(f"the toy program refused {agents} agent(s) x {steps} step(s)",
-                                      "use 1..16 agents and at least one step")
-                return _explored(native)
-            finally:
-                lib.cxl_chk_end()
+            if native_explore.toy_run(native, region.base, region.size, agents, steps, shared) < 0:
+                raise ConfigError(f"the toy program refused {agents} agent(s) x {steps} step(s)",
+                                  "use 1..16 agents and at least one step")
+            return native_explore.explore_points(native)
         finally:
-            lib.cxl_chk_explore_set(0, 0, ffi.NULL, 0, 0)
+            native_explore.explore_set(native, False)
 
 
 OP_NAMES = {1: "store", 2: "nt-store", 3: "load", 4: "flush", 5: "fence", 6: "invalidate",
-            7: "publish", 8: "consume", 9: "commit", 10: "rmw"}
+            7: "publish", 8: "consume", 9: "commit", 10: "rmw",
+            11: "ctl-load", 12: "ctl-store", 13: "ctl-rmw"}
 
 
 def _trace(native: Native, base: Any) -> list[dict[str, Any]]:

@@ -39,7 +39,10 @@ def main() -> None:
     ap.add_argument("--bound", type=int, default=1, help="with --search: deviations allowed (-1: none)")
     ap.add_argument("--no-tso", action="store_true", help="with --search: control stores are not buffered")
     ap.add_argument("--weaken", action="store_true", help="with --search: each seq_cst control store weakened")
-    ap.add_argument("--max-seconds", type=float, default=290.0, help="with --search: per scope and question")
+    ap.add_argument("--max-seconds", type=float, default=290.0, help="with --search: per scope")
+    ap.add_argument("--question-seconds", type=float, default=120.0,
+                    help="with --search --faults/--weaken: per fault or weakening and scope")
+    ap.add_argument("--skip-scopes", action="store_true", help="with --search: only the questions")
     a = ap.parse_args()
     if a.search:
         search_main(a)
@@ -95,7 +98,7 @@ def search_main(a: argparse.Namespace) -> None:
     bound = None if a.bound < 0 else a.bound
     tso = not a.no_tso
     out: dict[str, Any] = {"scopes": []}
-    for sc in SCOPES:
+    for sc in [] if a.skip_scopes else SCOPES:
         e = search_scope(sc, tso=tso, bound=bound, max_seconds=a.max_seconds)
         out["scopes"].append(e.to_dict())
         if not a.json:
@@ -110,13 +113,40 @@ def search_main(a: argparse.Namespace) -> None:
         for name in fault_names():
             for sc in SCOPES:
                 e = search_scope(sc, fault=name, tso=tso, bound=bound, stop_at_first=True,
-                                 max_seconds=min(a.max_seconds, 30.0))
+                                 max_seconds=a.question_seconds)
                 if e.violations:
                     found[name] = f"{sc.name}: {e.executions} execution(s): {e.violations[0][:100]}"
                     break
             if not a.json:
                 print(f"  {name}: {found.get(name, 'not found in scope')}", flush=True)
         out["faults_found"] = found
+    if a.mutants:
+        from harness.mutate import mutation, run_mutation, sites
+
+        killed = [o for o in run_mutation().outcomes if o.status == "killed"]
+        by_key = {s.key: s for s in sites()}
+        found_m: dict[str, str] = {}
+        missed_m: list[str] = []
+        for o in killed:
+            site, kind = by_key[o.site], o.mutation
+            hit = ""
+            with mutation(site, kind):
+                for sc in SCOPES:
+                    e = search_scope(sc, tso=tso, bound=bound, stop_at_first=True,
+                                     max_seconds=a.question_seconds)
+                    if e.violations:
+                        hit = f"{sc.name}: {e.executions} execution(s)"
+                        break
+            name = f"{site.key}:{kind}"
+            if hit:
+                found_m[name] = hit
+            else:
+                missed_m.append(name)
+            if not a.json:
+                print(f"  {name}: {hit or 'not found in scope'}", flush=True)
+        out["mutants_found"], out["mutants_not_found"] = found_m, missed_m
+        if not a.json:
+            print(f"killed site mutants found by the search: {len(found_m)}/{len(killed)}")
     if a.weaken:
         res: dict[str, dict[str, bool]] = {}
         for s in ctl_sites():
@@ -129,7 +159,7 @@ def search_main(a: argparse.Namespace) -> None:
                 try:
                     res[key]["tso" if t else "sc"] = any(
                         search_scope(sc, tso=t, bound=bound, stop_at_first=True,
-                                     max_seconds=min(a.max_seconds, 60.0)).violations for sc in SCOPES[:2])
+                                     max_seconds=a.question_seconds).violations for sc in SCOPES[:2])
                 finally:
                     ctl_weaken(None)
             if not a.json:

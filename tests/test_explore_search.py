@@ -71,12 +71,12 @@ def test_a_planted_fault_is_found() -> None:
 def test_a_weakened_seal_store_is_found_under_tso_only() -> None:
     site = _enter_store()
     try:
-        ctl_weaken(site, 3)  # seq_cst -> release: the store may wait in the store buffer
-        found = search_scope(SCOPES[0], tso=True, bound=1, stop_at_first=True, max_seconds=60)
+        ctl_weaken(site, 3)  # seq_cst -> release: the announcement may wait in the store buffer
+        found = search_scope(SCOPES[0], tso=True, bound=1, stop_at_first=True)
         assert not found.clean and "broker-order" in found.violations[0]
-        sc = search_scope(SCOPES[0], tso=False, bound=1, stop_at_first=True, max_seconds=60)
-        assert sc.clean and sc.complete
+        # without store buffers the same store is as good as seq_cst: the whole bounded space is clean
+        sc = search_scope(SCOPES[0], tso=False, bound=1, stop_at_first=True)
+        assert sc.clean and sc.complete and sc.executions > found.executions / 2
     finally:
         ctl_weaken(None)
-    clean = search_scope(SCOPES[0], tso=True, bound=1, stop_at_first=True, max_executions=found.executions + 50)
-    assert clean.clean
+    assert all(s["weak"] == -1 for s in ctl_sites())
