@@ -37,6 +37,7 @@ from harness.characterize import CopySource, store_flush_fence_ns
 from harness.log import (ROLE_PUBLISHERS, ROLE_SCANNERS, LogConfig, LogHandle, LogResult, format_region,
                          layout_size, workload_config)
 from harness.runlog import run_log
+from harness.native import bench
 from harness.profiles import Profile
 from harness.region import Region
 from harness.site import Site
@@ -279,19 +280,18 @@ def copy_once(region: Region, src: CopySource, area: int, chunk: int, nt: bool, 
     finish. Like the publishers, every thread copies from a small cache-resident source
     (``src``), so the ceiling is the region's write bandwidth, not a DRAM-to-DRAM copy. Work
     is MiB."""
-    lib, ffi = region.native.lib, region.native.ffi
+    native, base = region.native, region.base
     per = (area // threads) // chunk * chunk
     if per <= 0:
         raise ValueError(f"copy area {area} B too small for {threads} thread(s) of {chunk} B chunks")
     iters = max(1, -(-total_bytes // (per * threads)))
     barrier = threading.Barrier(threads + 1)
-    base = ffi.cast("char *", region.base)
     errors: list[BaseException] = []
 
     def work(i: int) -> None:
         barrier.wait()
         try:
-            lib.cxl_bench_write(base + i * per, per, src.ptr, src.nbytes, chunk, int(nt), iters)
+            bench.write(native, base, i * per, per, src.ptr, src.nbytes, chunk, nt, iters)
         except BaseException as exc:  # a thread's failure must fail the sample, not vanish
             errors.append(exc)
 

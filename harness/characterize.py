@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import os
 import statistics
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -44,9 +43,11 @@ from typing import Any
 import numpy as np
 
 from harness.discovery import NumaNode
-from harness.errors import DeviceError
+from harness.errors import CoreError, DeviceError
 from harness.interrupt import in_worker
-from harness.native import load
+from harness.native import bench, load
+from harness.native import devmodel as cdevmodel
+from harness.native import region as cregion
 from harness.profiles import DeviceModel, Expectation, Profile
 from harness.region import HUGE_2M, ModelStats, Region, round_up
 from harness.site import Site, device_model_for
@@ -404,13 +405,9 @@ def llc_bytes(sysfs_root: str | Path = "/") -> int:
 # Primitive measurements (each returns one sample)
 
 
-def _ptr(region: Region, offset: int = 0) -> Any:
-    return region.native.ffi.cast("char *", region.base) + offset
-
-
 def load_latency_ns(region: Region, nbytes: int, steps: int, seed: int = 1) -> float:
     """ns per dependent load (invalidate + load) over a random cycle of nbytes."""
-    ns = region.native.lib.cxl_bench_pointer_chase(region.base, nbytes, steps, seed)
+    ns = bench.pointer_chase(region.native, region.base, nbytes, steps, seed)
     if ns == 0:
         raise DeviceError(f"pointer chase over {nbytes} bytes could not run", "use a larger region")
     return float(ns) / steps
@@ -418,25 +415,25 @@ def load_latency_ns(region: Region, nbytes: int, steps: int, seed: int = 1) -> f
 
 def store_flush_fence_ns(region: Region, lines_per_fence: int, iters: int, lines: int = 4096) -> float:
     """ns per line: store a word, flush the line, one fence every lines_per_fence lines."""
-    ns = region.native.lib.cxl_bench_store_flush_fence(region.base, lines, lines_per_fence, iters)
+    ns = bench.store_flush_fence(region.native, region.base, lines, lines_per_fence, iters)
     return float(ns) / iters
 
 
 def inval_reload_ns(region: Region, iters: int, lines: int = 4096) -> float:
-    return float(region.native.lib.cxl_bench_inval_reload(region.base, lines, iters)) / iters
+    return float(bench.inval_reload(region.native, region.base, lines, iters)) / iters
 
 
 def flush_ns(region: Region, iters: int, lines: int = 4096) -> float:
     """ns per flush instruction (flushes back to back, one fence at the end)."""
-    return float(region.native.lib.cxl_bench_flush_calls(region.base, lines, iters)) / iters
+    return float(bench.flush_calls(region.native, region.base, lines, iters)) / iters
 
 
 def fence_ns(region: Region, iters: int) -> float:
-    return float(region.native.lib.cxl_bench_fence_calls(iters)) / iters
+    return float(bench.fence_calls(region.native, iters)) / iters
 
 
 def invalidate_ns(region: Region, iters: int, lines: int = 4096) -> float:
-    return float(region.native.lib.cxl_bench_inval_calls(region.base, lines, iters)) / iters
+    return float(bench.inval_calls(region.native, region.base, lines, iters)) / iters
 
 
 class CopySource:
@@ -445,64 +442,82 @@ class CopySource:
     def __init__(self, region: Region, nbytes: int) -> None:
         self.nbytes = nbytes
         self.array = np.full(nbytes, 0x5A, dtype=np.uint8)
-        self.ptr = region.native.ffi.cast("char *", region.native.ffi.from_buffer(self.array))
+        self.ptr = bench.host_pointer(region.native, self.array)
 
 
 def copy_gbps(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool,
               offset: int = 0) -> float:
     """GB/s (1e9 bytes/s) copying nbytes into the region in chunks (nt: non-temporal)."""
     nbytes = nbytes // chunk * chunk
-    ns = region.native.lib.cxl_bench_copy(_ptr(region, offset), src.ptr, nbytes, chunk, int(nt), 1)
+    ns = bench.copy(region.native, region.base, offset, src.ptr, nbytes, chunk, nt)
     return nbytes / max(1, int(ns))
 
 
 def read_gbps(region: Region, dst: Any, nbytes: int, chunk: int = READ_CHUNK) -> float:
     """GB/s reading nbytes out of the region through the seam (invalidate + copy out)."""
-    lib, ffi = region.native.lib, region.native.ffi
-    base = ffi.cast("char *", region.base)
     nbytes = max(chunk, nbytes // chunk * chunk)
-    t0 = lib.cxl_now_ns()
-    for off in range(0, nbytes, chunk):
-        lib.cxl_seam_read(dst, base + off, chunk)
-    return nbytes / max(1, int(lib.cxl_now_ns() - t0))
+    return nbytes / max(1, bench.seam_read_pass(region.native, dst, region.base, nbytes, chunk))
 
 
-def copy_writers_gbps(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool,
-                      writers: int) -> float:
-    """GB/s of ``writers`` threads writing nbytes together into disjoint parts of the region
-    (the C call releases the GIL), from a common start to the last finish."""
-    lib, ffi = region.native.lib, region.native.ffi
+@dataclass(frozen=True)
+class Together:
+    """One pass of several writers released together: GB/s while all of them were writing
+    (from the first start to the last finish when they never all were), how far apart (ns)
+    they started, how long they all wrote at once, and how many passes it took to get one
+    where they did (``together``: the last pass did)."""
+
+    gbps: float
+    span_ns: int
+    skew_ns: int
+    overlap_ns: int
+    passes: int = 1
+
+    @property
+    def together(self) -> bool:
+        """All of them were writing for at least half of the pass."""
+        return 2 * self.overlap_ns >= self.span_ns
+
+
+TOGETHER_PASSES = 8  # passes tried for one where the writers really ran together
+
+
+def write_together(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool,
+                   writers: int, stagger_ns: int = 0) -> Together:
+    """GB/s of ``writers`` C threads writing nbytes together into disjoint parts of the region,
+    released by a spin barrier, over the time all of them were writing. Python threads behind
+    a barrier started up to a scheduler slice apart on the busy 2-core VM (two writers then
+    wrote one after the other, and the figure read one writer plus a gap); even spinning C
+    threads do when another process preempts one of them at the release, and a writer
+    preempted mid-pass leaves the others writing alone. So the figure is the bytes written
+    while all of them were writing over that time, and a pass where they were not for at least
+    half of it (:attr:`Together.together`) is run again, up to TOGETHER_PASSES times (the last
+    counts, from the first start to the last finish). ``stagger_ns`` plants a start skew
+    (writer i starts i x stagger_ns late): tests show the check catches it."""
     per = (nbytes // writers) // chunk * chunk
     if per <= 0:
         raise DeviceError(f"{nbytes} bytes is too little for {writers} writers of {chunk} B chunks",
                           "use a larger region")
-    base = ffi.cast("char *", region.base)
-    barrier = threading.Barrier(writers + 1)
-    errors: list[BaseException] = []
-
-    spans: list[tuple[int, int]] = []
-
-    def work(i: int) -> None:
-        barrier.wait()
+    got = Together(0.0, 1, 0, 0)
+    for attempt in range(1, TOGETHER_PASSES + 1):
         try:
-            t0 = int(lib.cxl_now_ns())
-            lib.cxl_bench_write(base + i * per, per, src.ptr, src.nbytes, chunk, int(nt), 1)
-            spans.append((t0, int(lib.cxl_now_ns())))
-        except BaseException as exc:  # a writer's failure fails the sample
-            errors.append(exc)
+            p = cdevmodel.write_together(region.native, region.base, per, src.ptr, src.nbytes, chunk,
+                                         nt, writers, stagger_ns)
+        except CoreError as exc:
+            raise DeviceError(f"{writers} writers could not be run together ({exc.problem})",
+                              "run with fewer writers") from None
+        span = max(1, p.span_ns)
+        got = Together(per * writers / span, span, p.skew_ns, p.overlap_ns, attempt)
+        if got.together:
+            got = replace(got, gbps=p.overlap_bytes / max(1, p.overlap_ns))
+            break
+    return got
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    # from the first writer's start to the last one's finish (each thread times itself: the
-    # main thread may be descheduled while they run)
-    dt = max(e for _, e in spans) - min(b for b, _ in spans)
-    return per * writers / max(1, dt)
+
+def copy_writers_gbps(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool,
+                      writers: int) -> float:
+    """GB/s of ``writers`` threads writing nbytes together into disjoint parts of the region,
+    while all of them were writing (:func:`write_together`)."""
+    return write_together(region, src, nbytes, chunk, nt, writers).gbps
 
 
 # ------------------------------------------------------------------------------------------
@@ -677,8 +692,8 @@ def _measure_all(region: Region, profile: Profile, plan: Plan, llc: int,
     params: dict[str, Any] = {"region_bytes": chase, "llc_bytes": llc, "exceeds_llc": chase > llc,
                               "cache_resident_by_design": emulated}
     stated = model is not None and model.load_ns > 0
-    lat, host = measured(lambda: _cost(lambda n: int(region.native.lib.cxl_bench_pointer_chase(
-        region.base, chase, n, 1)), sp), "load", params, stated)
+    lat, host = measured(lambda: _cost(lambda n: bench.pointer_chase(
+        region.native, region.base, chase, n, 1), sp), "load", params, stated)
     add(Figure("load_latency_ns", "load latency (pointer chase, invalidate before each load)", "ns",
                lat, host=host, params=params, **(target(model.load_ns) if model and stated
                                                  else _expect(exp.load_latency_ns))))
@@ -703,8 +718,8 @@ def _measure_all(region: Region, profile: Profile, plan: Plan, llc: int,
 
     # the amortisation, as a same-run ratio of interleaved pairs
     def line_sampler(k: int) -> Sampler:
-        return Sampler(lambda: Timed(float(it), region.native.lib.cxl_bench_store_flush_fence(
-            region.base, 4096, k, it) / 1e9), "cost")
+        return Sampler(lambda: Timed(float(it), bench.store_flush_fence(
+            region.native, region.base, 4096, k, it) / 1e9), "cost")
     pairs = measure_pairs(line_sampler(1), line_sampler(2), sp)
     goal = model.fence_ns(1) / (model.fence_ns(2) / 2) if model and model.flush_fence_ns > 0 else None
     add(Figure("fence_amortisation", "speed-up of one fence per two lines over one fence per line "
@@ -714,7 +729,7 @@ def _measure_all(region: Region, profile: Profile, plan: Plan, llc: int,
 
     params = {"lines": 4096}
     with tracker.figure("load", params):
-        inv = _cost(lambda n: int(region.native.lib.cxl_bench_inval_reload(region.base, 4096, n)), sp)
+        inv = _cost(lambda n: bench.inval_reload(region.native, region.base, 4096, n), sp)
     add(Figure("inval_reload_ns", "invalidate + reload of a line", "ns/line", inv, params=params))
 
     # bandwidth
@@ -747,7 +762,7 @@ def _measure_all(region: Region, profile: Profile, plan: Plan, llc: int,
                **(target(model.write_bw_gbps) if model and stated else {})))
     if model is not None and model.read_bw_gbps > 0:
         read_bytes = min(copy_bytes, 16 << 20)
-        dst = region.native.ffi.new("char[]", READ_CHUNK)
+        dst = cregion.scratch(region.native, READ_CHUNK)
         params = {"bytes": read_bytes, "chunk": READ_CHUNK}
         rd, host = measured(lambda: _rate(lambda: read_gbps(region, dst, read_bytes), read_bytes, sp),
                             "load", params, True)
@@ -758,15 +773,14 @@ def _measure_all(region: Region, profile: Profile, plan: Plan, llc: int,
 
 def _flush_fence_once(region: Region, lines_per_fence: int) -> Callable[[int], int]:
     def once(n: int) -> int:
-        return int(region.native.lib.cxl_bench_store_flush_fence(region.base, 4096, lines_per_fence, n))
+        return bench.store_flush_fence(region.native, region.base, 4096, lines_per_fence, n)
     return once
 
 
 def _write_once(region: Region, src: CopySource, nbytes: int, chunk: int, nt: bool) -> float:
     """GB/s of one pass writing nbytes from a cache-resident source (as the publishers do)."""
-    lib = region.native.lib
     nbytes = nbytes // chunk * chunk
-    ns = lib.cxl_bench_write(region.base, nbytes, src.ptr, src.nbytes, chunk, int(nt), 1)
+    ns = bench.write(region.native, region.base, 0, nbytes, src.ptr, src.nbytes, chunk, nt)
     return nbytes / max(1, int(ns))
 
 
@@ -803,23 +817,38 @@ class Accuracy:
                 "seconds": self.seconds, "busy": self.busy}
 
 
+ACCURACY_CALL_S = 50e-6  # one C call of the accuracy loop: ~50 us of operations
+
+
 def emulation_accuracy(target_ns: float, plan: SamplePlan, *, applied_ns: float | None = None,
                        tolerance: float = 0.05, iters: int | None = None) -> Accuracy:
     """Measure what a flush+fence costs on a region whose device model targets ``target_ns``.
 
     ``applied_ns`` (default: the target) is what the region's model really carries: tests
-    plant a wrong value there to show that the check catches a miscalibrated seam."""
+    plant a wrong value there to show that the check catches a miscalibrated seam.
+
+    Each sample is one short C call (``iters`` operations, by default ~50 us of them) and the
+    plan should ask for many (``min_sample_s`` well under a call). A padded operation never
+    gets back time that the kernel or the hypervisor takes from its thread: measured on the
+    2-core CI VM, interruptions landing in the spin-wait carried 1.6-4.9 % of every 2 ms
+    sample (per operation the median was on target), which read as a clean model paying
+    +3-7 %. Most 50 us samples carry none, and their median is the model's own accuracy.
+    ``busy`` is other processes' share of the CPUs over the whole measurement (a sample is
+    too short for /proc/stat's ticks)."""
+    from harness.noise import CpuMeter
+
     applied = target_ns if applied_ns is None else applied_ns
-    n = iters or max(1000, int(2e6 / max(target_ns, 50.0)))
+    n = iters or max(16, int(ACCURACY_CALL_S * 1e9 / max(target_ns, 50.0)))
     model = DeviceModel(flush_fence_ns=applied, host_flush=False)
     with Region.emulated(8 << 20, hugepages=True, device_model=model) as region:
-        sampler = Sampler(lambda: Timed(float(n), region.native.lib.cxl_bench_store_flush_fence(
-            region.base, 4096, 1, n) / 1e9), "cost")
-        res = measure_single(sampler, plan)
+        sampler = Sampler(lambda: Timed(float(n), bench.store_flush_fence(
+            region.native, region.base, 4096, 1, n) / 1e9), "cost")
+        with CpuMeter().span() as span:
+            res = measure_single(sampler, plan)
     ratios = Samples.of([v * 1e9 / target_ns for v in res.a])
     # a spin-wait loses whatever time another process takes from it: on a busy machine only
     # what that much noise cannot explain is decided (the test retries, then skips)
-    busy = statistics.median(res.other_cpu) if res.other_cpu else None
+    busy = span.other_share
     verdict, reason = band_verdict(ratios, 1.0, tolerance, busy)
     return Accuracy(target_ns, applied, ratios, verdict, reason, res.seconds, busy)
 
@@ -834,11 +863,11 @@ def ci_overhead_ns(plan: SamplePlan, *, iters: int = 100_000) -> dict[str, Sampl
     is open makes every seam call look its region up: a planted overhead the tests use)."""
     out: dict[str, Samples] = {}
     with Region.emulated(2 << 20, hugepages=True) as region:
-        lib = region.native.lib
+        native = region.native
 
         def side(op: int, seam: int) -> Sampler:
-            return Sampler(lambda: Timed(float(iters), lib.cxl_dm_bench_guard(
-                region.base, 64, iters, op, seam) / 1e9), "cost")
+            return Sampler(lambda: Timed(float(iters), bench.dm_bench_guard(
+                native, region.base, 64, iters, op, bool(seam)) / 1e9), "cost")
         for op, name in enumerate(GUARD_OPS):
             pairs = measure_pairs(side(op, 1), side(op, 0), plan, ratio=lambda a, b: (a - b) * 1e9)
             out[name] = Samples.of(pairs.ratios, "ns/op")

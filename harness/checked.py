@@ -7,10 +7,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, CoreError, HarnessError
 from harness.log import LogConfig, LogHandle, LogResult, format_region, layout_size
 from harness.runlog import build_result
-from harness.native import Native, RoleKind, Severity, agent_kind, load
+from harness.native import RoleKind, Severity, agent_kind, load
+from harness.native import check as cchk
 from harness.native import explore as native_explore
 from harness.region import DeviceModel, Region
 
@@ -119,13 +120,11 @@ def agent_name(agent: int) -> str:
 
 
 def fault_names() -> list[str]:
-    lib = load(True).lib
-    return [load(True).ffi.string(lib.cxl_fault_name(i)).decode() for i in range(1, lib.cxl_fault_count() + 1)]
+    return cchk.fault_names()
 
 
 def fault_doc(name: str) -> str:
-    native = load(True)
-    return str(native.ffi.string(native.lib.cxl_fault_doc(fault_id(name))).decode())
+    return cchk.fault_doc(fault_id(name))
 
 
 def fault_id(name: str | None) -> int:
@@ -138,15 +137,12 @@ def fault_id(name: str | None) -> int:
 
 
 def rule_names() -> list[str]:
-    native = load(True)
-    return [native.ffi.string(native.lib.cxl_chk_rule_name(i)).decode()
-            for i in range(1, native.lib.cxl_chk_rule_count() + 1)]
+    return cchk.rule_names()
 
 
 def rule_doc(rule: str) -> str:
     """What trace rule ``rule`` checks (one sentence, from the checked build)."""
-    native = load(True)
-    return str(native.ffi.string(native.lib.cxl_chk_rule_doc(rule_names().index(rule) + 1)).decode())
+    return cchk.rule_doc(rule_names().index(rule) + 1)
 
 
 def small_config(order: int = 2, variant: str = "per-scanner", seed: int = 1, **kw: Any) -> LogConfig:
@@ -188,76 +184,67 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
     native = load(True)
     size = (layout_size(cfg, native) + 4095) // 4096 * 4096
     with Region.emulated(size, checked=True, device_model=device_model) as region:
-        chk = native.ffi.new("cxl_chk_cfg_t *")
-        chk.model = int(model.enabled)
-        chk.keep_trace = int(model.keep_trace)
-        chk.trace_capacity = model.trace_capacity
-        chk.seed = cfg.seed
-        chk.p_early = model.p_early
-        chk.p_evict = model.p_evict
-        chk.p_preempt = model.p_preempt
-        picks = list(schedule or [])
-        native.lib.cxl_chk_set_schedule(native.ffi.new("uint32_t[]", picks) if picks else native.ffi.NULL,
-                                        len(picks))
-        native.lib.cxl_chk_set_schedule_mode(modes[after_schedule])
-        at, prole, psteps = preempt_at if preempt_at else ((1 << 64) - 1, 0, 0)
-        native.lib.cxl_chk_plan_preempt(at, prole, psteps)
+        chk = cchk.CheckConfig(model=model.enabled, keep_trace=model.keep_trace,
+                               trace_capacity=model.trace_capacity, seed=cfg.seed,
+                               p_early=model.p_early, p_evict=model.p_evict, p_preempt=model.p_preempt)
+        cchk.set_schedule(list(schedule or []))
+        cchk.set_schedule_mode(modes[after_schedule])
+        if preempt_at:
+            cchk.plan_preempt(*preempt_at)
+        else:
+            cchk.plan_preempt()
         if explore is not None:
             native_explore.explore_set(native, True, explore.flags, explore.prefix, explore.max_points)
-        if native.lib.cxl_chk_begin(region.base, region.size, chk) != 0:
-            raise ConfigError("the checker could not allocate its state", "use a smaller configuration")
+        try:
+            cchk.begin(region.base, region.size, chk)
+        except CoreError:
+            raise ConfigError("the checker could not allocate its state", "use a smaller configuration") from None
         try:
             # the region is formatted under the checker too, by its own agent, which then hands
             # every line it made durable over to the roles
-            native.lib.cxl_chk_set_agent(AGENT_FORMATTER)
+            cchk.set_agent(AGENT_FORMATTER)
             try:
                 format_region(region, cfg)
             finally:
-                native.lib.cxl_chk_set_agent(0)
-            native.lib.cxl_chk_handoff()
+                cchk.set_agent(0)
+            cchk.handoff()
             h = LogHandle(region, cfg, fault=fault_id(fault), deterministic=True)
             try:
                 rc = h.run()
                 if persistence:
-                    native.lib.cxl_chk_finish()
+                    cchk.finish()
                 stats, recs = h.stats(), h.records()
             finally:
                 h.close()
-            findings = _findings(native)
+            findings = _findings()
             if persistence and cfg.crash_publisher >= 0:
                 # a publisher crashed on purpose: what it left unflushed is lost by design
                 crashed = agent_name(cfg.crash_publisher)
                 findings = [f for f in findings
                             if not (f.rule == "unpersisted_at_end" and f.agent == crashed)]
-            early, evict, stale = (native.ffi.new("uint64_t *") for _ in range(3))
-            events = int(native.lib.cxl_chk_model_stats(early, evict, stale))
-            preempts = int(native.lib.cxl_chk_preempt_count())
-            points = int(native.lib.cxl_chk_preempt_points())
-            made = int(native.lib.cxl_chk_schedule(native.ffi.NULL, 0))
-            buf = native.ffi.new("uint32_t[]", max(made, 1))
-            native.lib.cxl_chk_schedule(buf, made)
-            sched = list(native.ffi.unpack(buf, made))
-            trace = _trace(native, region.base) if model.keep_trace else []
+            counts = cchk.model_counts()
+            sched = cchk.schedule()
+            trace = _trace() if model.keep_trace else []
             xpoints = xopts = None
             xoutcome = 0
             if explore is not None:
                 xpoints, xopts, xoutcome = native_explore.explore_points(native)
         finally:
-            native.lib.cxl_chk_end()
-            native.lib.cxl_chk_set_schedule(native.ffi.NULL, 0)
-            native.lib.cxl_chk_set_schedule_mode(0)
-            native.lib.cxl_chk_plan_preempt((1 << 64) - 1, 0, 0)
+            cchk.end()
+            cchk.set_schedule([])
+            cchk.set_schedule_mode(0)
+            cchk.plan_preempt()
             native_explore.explore_set(native, False)
         if xoutcome == 3:
             raise HarnessError(f"replaying {len(explore.prefix) if explore else 0} choices did not "
                                "reach the same choice points: the run is not deterministic",
                                "report it: every source of nondeterminism must go through the checker")
         result = build_result(cfg, stats, recs, region.info(), rc, check_history)
-    return CheckedRun(result, findings, events,
-                      {"early_writebacks": int(early[0]), "evictions": int(evict[0]),
-                       "stale_reads": int(stale[0]), "preemptions": preempts},
-                      schedule=sched, trace=trace, points=points, xpoints=xpoints, xopts=xopts,
-                      xoutcome=xoutcome)
+    return CheckedRun(result, findings, counts.events,
+                      {"early_writebacks": counts.early_writebacks, "evictions": counts.evictions,
+                       "stale_reads": counts.stale_reads, "preemptions": counts.preemptions},
+                      schedule=sched, trace=trace, points=counts.preempt_points, xpoints=xpoints,
+                      xopts=xopts, xoutcome=xoutcome)
 
 
 def ctl_sites() -> list[dict[str, Any]]:
@@ -293,35 +280,24 @@ OP_NAMES = {1: "store", 2: "nt-store", 3: "load", 4: "flush", 5: "fence", 6: "in
             11: "ctl-load", 12: "ctl-store", 13: "ctl-rmw"}
 
 
-def _trace(native: Native, base: Any) -> list[dict[str, Any]]:
+def _trace() -> list[dict[str, Any]]:
     """The event trace the checker kept (ModelConfig.keep_trace), one dict per event."""
-    ffi, lib = native.ffi, native.lib
-    ptr = ffi.new("cxl_chk_event_t **")
-    n = int(lib.cxl_chk_trace(ptr))
-    out = []
-    for i in range(n):
-        e = ptr[0][i]
-        out.append({"i": i, "agent": int(e.agent), "op": OP_NAMES.get(int(e.op), str(e.op)),
-                    "off": int(e.off), "size": int(e.size), "value": int(e.value),
-                    "location": (ffi.string(e.file).decode() if e.file != ffi.NULL else "?")
-                    + (f":{e.line_no}" if e.line_no else "")})
-    return out
+    return [{"i": i, "agent": e.agent, "op": OP_NAMES.get(e.op, str(e.op)), "off": e.off,
+             "size": e.size, "value": e.value,
+             "location": (e.file if e.file is not None else "?") + (f":{e.line_no}" if e.line_no else "")}
+            for i, e in enumerate(cchk.trace())]
 
 
-def _findings(native: Native, log_agents: bool = True) -> list[Finding]:
-    ffi, lib = native.ffi, native.lib
-    buf = ffi.new("cxl_chk_finding_t[512]")
+def _findings(log_agents: bool = True) -> list[Finding]:
+    """The checker's findings of the run that just ended, errors first, most frequent first."""
     out = []
-    for i in range(lib.cxl_chk_findings(buf, 512)):
-        f = buf[i]
-        loc = ffi.string(f.file).decode() if f.file != ffi.NULL else "?"
-        loc += f":{f.line_no}" if f.line_no else ""
-        name = agent_name if log_agents else (lambda a: f"agent {a}")
+    name = agent_name if log_agents else (lambda a: f"agent {a}")
+    for f in cchk.findings():
+        loc = (f.file if f.file is not None else "?") + (f":{f.line_no}" if f.line_no else "")
         out.append(Finding(
-            rule=ffi.string(lib.cxl_chk_rule_name(f.rule)).decode(),
-            severity="error" if f.severity == ERROR else "warning",
+            rule=f.rule, severity="error" if f.severity == ERROR else "warning",
             agent=name(f.agent), other_agent=name(f.other_agent) if f.other_agent >= 0 else None,
-            line_offset=int(f.line_off), count=int(f.count), location=loc, first_event=int(f.first_event),
-            doc=ffi.string(lib.cxl_chk_rule_doc(f.rule)).decode()))
+            line_offset=f.line_off, count=f.count, location=loc, first_event=f.first_event,
+            doc=f.doc))
     out.sort(key=lambda x: (x.severity != "error", -x.count))
     return out

@@ -14,15 +14,17 @@ class HarnessError(Exception):
 
 class CoreError(HarnessError):
     """A call into the C core returned an error: ``call`` is the C function, ``errno`` the
-    (positive) error number it returned. Callers that know what the call was for turn it into
-    their own error (harness.region into a RegionError with the path and the fix)."""
+    (positive) error number it returned (0 when it gives none), ``text`` the core's own words
+    for it. Callers that know what the call was for turn it into their own error
+    (harness.region into a RegionError with the path and the fix)."""
 
-    def __init__(self, call: str, err: int, fix: str | None = None) -> None:
+    def __init__(self, call: str, err: int = 0, text: str = "", fix: str | None = None) -> None:
         import os
 
         self.call = call
         self.errno = err
-        super().__init__(f"{call} failed: {os.strerror(err)} (errno {err})", fix)
+        self.text = text or (os.strerror(err) if err else "failed")
+        super().__init__(f"{call}: {self.text}" + (f" (errno {err})" if err else ""), fix)
 
 
 class ProfileError(HarnessError):

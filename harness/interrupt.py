@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from harness.native.bench import set_stop
+
 T = TypeVar("T")
 _STOP = threading.Event()
 
@@ -22,22 +24,9 @@ class StopRequested(Exception):
     """Raised in a worker by :func:`check_stop` once a stop was requested."""
 
 
-_CORES = ("harness._core", "harness._core_checked")
-
-
-def _bench_flag(name: str) -> None:
-    """Set or clear the C benchmarks' stop flag in each C core already loaded."""
-    import sys
-
-    for core in _CORES:
-        mod = sys.modules.get(core)
-        if mod is not None:
-            getattr(mod.lib, name)()
-
-
 def request_stop() -> None:
     _STOP.set()
-    _bench_flag("cxl_bench_request_stop")  # a benchmark loop in C ends within 4096 iterations
+    set_stop(True)  # a benchmark loop in C ends within 4096 iterations
 
 
 def stop_requested() -> bool:
@@ -57,7 +46,7 @@ def in_worker(fn: Callable[[], T], name: str = "cxl-work") -> T:
     if threading.current_thread() is not threading.main_thread():
         return fn()
     _STOP.clear()  # a new piece of work: an earlier stop (already handled) does not carry over
-    _bench_flag("cxl_bench_clear_stop")
+    set_stop(False)
     out: list[T] = []
     err: list[BaseException] = []
     done = threading.Event()

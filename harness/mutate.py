@@ -30,7 +30,7 @@ from harness.checked import CheckedRun, ModelConfig, agent_name, fault_names, ru
 from harness.errors import ConfigError, HarnessError
 from harness.faults import detections
 from harness.log import LogConfig
-from harness.native import Native, load
+from harness.native import check as cchk
 
 OPS = {1: "flush", 2: "flush_range", 3: "sfence", 4: "mfence", 5: "lfence", 6: "invalidate",
        7: "publish", 8: "commit", 9: "take_lines"}
@@ -81,24 +81,15 @@ class Site:
         return _mutations_of(self.op)
 
 
-def _native() -> Native:
-    native = load(True)
-    if not hasattr(native.lib, "cxl_chk_site_count"):  # pragma: no cover - stale build only
+def _need_sites() -> None:
+    if not cchk.has_sites():  # pragma: no cover - stale build only
         raise ConfigError("the checked build has no site list", "rebuild it: bash scripts/setup.sh")
-    return native
 
 
 def sites(protocol_only: bool = True) -> list[Site]:
     """Every seam call site of the checked build, read from the binary, in source order."""
-    native = _native()
-    ffi, lib = native.ffi, native.lib
-    raw = []
-    info = ffi.new("cxl_site_t *")
-    for i in range(lib.cxl_chk_site_count()):
-        if lib.cxl_chk_site_info(i, info) != 0:
-            continue
-        raw.append((i, ffi.string(info.file).decode(), int(info.line), ffi.string(info.func).decode(),
-                    OPS.get(int(info.op), f"op{int(info.op)}")))
+    _need_sites()
+    raw = [(s.index, s.file, s.line, s.func, OPS.get(s.op, f"op{s.op}")) for s in cchk.sites()]
     raw.sort(key=lambda r: (r[3], r[4], r[1], r[2]))
     ordinal: dict[tuple[str, str], int] = defaultdict(int)
     out = []
@@ -111,13 +102,8 @@ def sites(protocol_only: bool = True) -> list[Site]:
 
 def site_hits() -> dict[int, tuple[int, int]]:
     """Executions and role bits per site index since the last reset."""
-    native = _native()
-    info = native.ffi.new("cxl_site_t *")
-    out = {}
-    for i in range(native.lib.cxl_chk_site_count()):
-        if native.lib.cxl_chk_site_info(i, info) == 0:
-            out[i] = (int(info.hits), int(info.roles))
-    return out
+    _need_sites()
+    return {s.index: (s.hits, s.roles) for s in cchk.sites()}
 
 
 def roles_of(bits: int) -> list[str]:
@@ -133,14 +119,14 @@ class mutation:
         self.site, self.kind = site, kind
 
     def __enter__(self) -> mutation:
-        lib = _native().lib
-        lib.cxl_chk_site_mutate(0xFFFFFFFF, 0)
-        if lib.cxl_chk_site_mutate(self.site.index, MUTATIONS[self.kind]) != 0:
+        _need_sites()
+        cchk.clear_mutations()
+        if not cchk.site_mutate(self.site.index, MUTATIONS[self.kind]):
             raise ConfigError(f"site {self.site.key} cannot be mutated", "rebuild the checked build")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _native().lib.cxl_chk_site_mutate(0xFFFFFFFF, 0)
+        cchk.clear_mutations()
 
 
 # ------------------------------------------------------------------------------------------
@@ -178,9 +164,10 @@ MODEL_CONFIGS: tuple[ModelRun, ...] = (
                                             "pbr_slots": 2}),
     ModelRun("order2-crashed-publisher", {"slot_timeout_ms": 50.0, "crash_publisher": 0,
                                           "crash_after": 1}),
-    # Order 0 with a crashed publisher is left out: its fault-free run fails dense-prefix (the
-    # acker's ACK frontier counts a declared-lost slot that has no order record); see
-    # docs/validation.md.
+    # Order 0: the acker's frontier moves past the declared-lost slot, whose position (its
+    # ring index) stays empty
+    ModelRun("order0-crashed-publisher", {"order": 0, "slot_timeout_ms": 50.0, "crash_publisher": 0,
+                                          "crash_after": 1}),
     ModelRun("order2-leases-large-batches", {"slot_timeout_ms": 1000.0, "batch_bytes": 300_000,
                                              "total_bytes": 4 * 300_000, "pbr_slots": 2}),
     ModelRun("order2-resumed-subscribers", {"resume_subscribers": True}),
@@ -192,6 +179,10 @@ MODEL_CONFIGS: tuple[ModelRun, ...] = (
     ModelRun("order5-ack2", {"order": 5, "client_spread": 2, "ack": 2}),
     ModelRun("order5-wrapping-rings", {"order": 5, "client_spread": 2, "pbr_slots": 2,
                                        "total_bytes": _WRAP}),
+    # one subscriber: the release rule's premature release (a frontier seen ahead of
+    # committed_seq) is then the only release the publisher waits for, and shows at once
+    ModelRun("order5-wrapping-rings-1-subscriber", {"order": 5, "client_spread": 2, "pbr_slots": 2,
+                                                    "total_bytes": _WRAP, "subscribers": 1}),
     ModelRun("order5-crashed-publisher", {"order": 5, "client_spread": 2, "slot_timeout_ms": 50.0,
                                           "crash_publisher": 0, "crash_after": 1,
                                           "gap_timeout_ms": 0.01}),
@@ -307,15 +298,15 @@ def run_detections(run: CheckedRun) -> tuple[list[str], str, int]:
 
 def baseline(configs: Iterable[ModelRun] = MODEL_CONFIGS, seeds: tuple[int, ...] = SEEDS,
              model: ModelConfig = ModelConfig()) -> Baseline:
-    native = _native()
+    _need_sites()
     t0 = time.perf_counter()
     reached: dict[int, list[str]] = defaultdict(list)
     roles: dict[int, int] = defaultdict(int)
     failures: list[str] = []
     runs = 0
-    native.lib.cxl_chk_site_mutate(0xFFFFFFFF, 0)
+    cchk.clear_mutations()
     for mc in configs:
-        native.lib.cxl_chk_site_reset()
+        cchk.site_reset()
         for seed, pre in schedules(seeds):
             run = run_checked(mc.config(seed), model=_model(model, pre))
             runs += 1
@@ -329,12 +320,12 @@ def baseline(configs: Iterable[ModelRun] = MODEL_CONFIGS, seeds: tuple[int, ...]
     # Sites no fault-free run executes may belong to the code of a planted catalogue fault.
     fault_only: dict[int, list[str]] = defaultdict(list)
     for name in fault_names():
-        native.lib.cxl_chk_site_reset()
+        cchk.site_reset()
         run_checked(small_config(seed=seeds[0]), fault=name, model=model)
         for idx, (hits, _) in site_hits().items():
             if hits and idx not in reached:
                 fault_only[idx].append(name)
-    native.lib.cxl_chk_site_reset()
+    cchk.site_reset()
     return Baseline(runs, failures, dict(reached), dict(roles), time.perf_counter() - t0,
                     dict(fault_only))
 

@@ -20,6 +20,7 @@ from typing import Any
 from harness.discovery import DaxDevice, NumaNode
 from harness.errors import CoreError, DeviceError, RegionError
 from harness.native import Backend, Native, flush_instruction, load
+from harness.native import devmodel as cdevmodel
 from harness.native import region as cregion
 from harness.profiles import DeviceModel as DeviceModel
 
@@ -129,6 +130,8 @@ class Region:
         self.path = path
         self._created = created
         self.device_model: DeviceModel | None = None
+        self._channels_fd = -1  # the shared channel file this region's model uses (share_channels)
+        self._channels_own = False  # ... and whether this region opened it
         m = device_model
         if m is not None and (any(v != 0 for v in (m.load_ns, m.flush_fence_ns, m.write_bw_gbps,
                                                    m.read_bw_gbps)) or m.latency_curve
@@ -152,6 +155,42 @@ class Region:
             raise RegionError(f"cannot attach the device model: {why.get(exc.errno, os.strerror(exc.errno))}",
                               "use non-negative figures and an ascending curve, or close regions") from None
         self.device_model = m
+
+    @property
+    def channels_fd(self) -> int:
+        """The descriptor of the shared channel file this region's model uses, or -1."""
+        return self._channels_fd
+
+    def share_channels(self, fd: int | None = None) -> int:
+        """Share the device model's channel state (write and read channels, utilisation
+        window) with other processes that map the same device: with ``fd`` None, a new
+        channel file is made (an anonymous memfd: nothing on any file system to clean up, gone
+        with its last descriptor and mapping) and initialised, and its descriptor returned for
+        the other processes to inherit; with ``fd``, that file (initialised by the process
+        that made it) is attached. Before any agent runs on the region; once."""
+        if self._h is None or self.device_model is None:
+            raise RegionError("the region has no device model whose channels could be shared",
+                              "open the region with a device model")
+        if self._channels_fd >= 0:
+            raise RegionError(f"the region's channels are shared already (descriptor {self._channels_fd})",
+                              "share them once, when the region is opened")
+        create = fd is None
+        if fd is None:
+            fd = os.memfd_create("cxl-device-channels", os.MFD_CLOEXEC)
+        elif fd < 0:
+            raise RegionError(f"channel file descriptor {fd} is not valid", "pass the inherited descriptor")
+        try:
+            cdevmodel.share_channels(self._h, fd, create)
+        except CoreError as exc:
+            if create:
+                os.close(fd)
+            why = {errno.EPROTO: "it is not an initialised channel file of this version",
+                   errno.EINVAL: "it is not a regular file",
+                   errno.EEXIST: "it is not empty"}.get(exc.errno, os.strerror(exc.errno))
+            raise RegionError(f"cannot share the device model's channels through descriptor {fd}: {why}",
+                              "pass the descriptor the coordinator made (Region.share_channels())") from None
+        self._channels_fd, self._channels_own = fd, create
+        return fd
 
     def model_stats(self) -> ModelStats | None:
         """What the device model did since the region was opened or reset; None without one."""
@@ -318,7 +357,8 @@ class Region:
                 parts = ([stats] if stats else []) + [ModelStats.from_dict(m) for _, m in processes
                                                       if m and "ops" in m]
                 stats = ModelStats.merged(parts)
-            model = {"targets": self.device_model.to_dict(), **(stats.to_dict() if stats else {})}
+            model = {"targets": self.device_model.to_dict(), **(stats.to_dict() if stats else {}),
+                     "shared_channels": self._channels_fd >= 0}
             if processes:
                 model["processes"] = [{"label": label, **(m or {"targets": None})}
                                       for label, m in processes]
@@ -349,8 +389,11 @@ class Region:
 
     def close(self) -> None:
         if self._h is not None:
-            cregion.unmap(self._h)
+            cregion.unmap(self._h)  # the model's mapping of a shared channel file goes with it
             self._h = None
+        if self._channels_own and self._channels_fd >= 0:
+            os.close(self._channels_fd)
+        self._channels_fd, self._channels_own = -1, False
 
     def __enter__(self) -> Region:
         return self

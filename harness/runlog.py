@@ -84,7 +84,12 @@ def _run_processes(cfg: LogConfig, region: Region | None, check_history: bool) -
         # children attach to this very file through the descriptor, never by name
         where = f"/proc/self/fd/{region.fd}" if region.fd >= 0 else str(region.path)
         # ... and map it with the device model this region carries
-        procs = start_role_processes(where, region.size, cfg, groups, device_model=region.device_model)
+        # ... sharing its channels: one bandwidth cap and one utilisation for every process
+        channels = -1
+        if region.device_model is not None:
+            channels = region.channels_fd if region.channels_fd >= 0 else region.share_channels()
+        procs = start_role_processes(where, region.size, cfg, groups, device_model=region.device_model,
+                                     channels_fd=channels)
         expected = procs[killed] if killed >= 0 else None
         results = supervise(procs, cfg.watchdog_s + 60, expect_killed=expected)
         # the killed one has no result: the others' groups, in order

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.checked import Finding, _findings
-from harness.errors import HistoryError, why_not_a_file
-from harness.native import load, op_codes
+from harness.errors import CoreError, HistoryError, why_not_a_file
+from harness.native import check as cchk
+from harness.native import op_codes
 
 OPS = op_codes()  # the checked build's event ops
 FORMAT = "cxl-trace"
@@ -161,27 +162,28 @@ def read_trace(path: str | Path, fmt: str = "auto") -> tuple[int, list[TraceEven
 
 def check_events(region_size: int, events: Iterable[TraceEvent], source: str = "trace") -> TraceReport:
     """Run the trace rules over ``events`` (a region of ``region_size`` bytes)."""
-    native = load(True)
-    ffi, lib = native.ffi, native.lib
-    cfg = ffi.new("cxl_chk_cfg_t *")
-    keep: dict[str, Any] = {}  # C keeps the location strings: hold them until we read findings
-    if lib.cxl_chk_begin(ffi.NULL, region_size, cfg) != 0:
-        raise HistoryError(f"cannot track a region of {region_size} bytes", "split the trace")
-    n = 0
     try:
-        for e in events:
-            loc, _, line = e.loc.rpartition(":")
-            file_s, line_no = (loc, int(line)) if line.isdigit() and loc else (e.loc, 0)
-            c_file = keep.get(file_s)
-            if c_file is None:
-                c_file = keep[file_s] = ffi.new("char[]", file_s.encode())
-            lib.cxl_chk_feed(e.agent, OPS[e.op], e.off, e.size, c_file, line_no)
-            n += 1
-        lib.cxl_chk_finish()
-        findings = _findings(native, log_agents=False)
+        cchk.begin(None, region_size)
+    except CoreError:
+        raise HistoryError(f"cannot track a region of {region_size} bytes", "split the trace") from None
+    try:
+        n = cchk.feed(_fed(events))
+        cchk.finish()
+        findings = _findings(log_agents=False)
     finally:
-        lib.cxl_chk_end()
+        cchk.end()
     return TraceReport(source, n, findings)
+
+
+def _fed(events: Iterable[TraceEvent]) -> Iterator[tuple[int, int, int, int, str, int]]:
+    """Events as the checker takes them: the op's code, the location as file and line."""
+    where: dict[str, tuple[str, int]] = {}  # a trace repeats few locations many times
+    for e in events:
+        at = where.get(e.loc)
+        if at is None:
+            loc, _, line = e.loc.rpartition(":")
+            at = where[e.loc] = (loc, int(line)) if line.isdigit() and loc else (e.loc, 0)
+        yield e.agent, OPS[e.op], e.off, e.size, at[0], at[1]
 
 
 def check_trace_file(path: str | Path, fmt: str = "auto") -> TraceReport:
@@ -199,11 +201,7 @@ def write_jsonl_trace(path: str | Path, region_size: int, events: Iterable[Trace
 
 def events_from_checked_trace() -> Iterator[TraceEvent]:
     """The events the checked build kept during its last run (ModelConfig(keep_trace=True))."""
-    native = load(True)
-    ffi, lib = native.ffi, native.lib
-    ptr = ffi.new("cxl_chk_event_t **")
     names = {v: k for k, v in OPS.items()}
-    for i in range(lib.cxl_chk_trace(ptr)):
-        e = ptr[0][i]
-        loc = f"{ffi.string(e.file).decode()}:{e.line_no}" if e.file != ffi.NULL else ""
-        yield TraceEvent(int(e.agent), names[int(e.op)], int(e.off), int(e.size), loc, int(e.value))
+    for e in cchk.trace():
+        loc = f"{e.file}:{e.line_no}" if e.file is not None else ""
+        yield TraceEvent(e.agent, names[e.op], e.off, e.size, loc, e.value)

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Shortest counterexample for every fault of the catalogue: the seeded run that catches it,
-reduced to the fewest role steps that still show the expected rule or check.
+reduced to the fewest role steps that still show the expected rule or check
+(harness.counterexamples; the report's Mutation section shows the same).
 
-    .venv/bin/python scripts/counterexamples.py [--story] [FAULT ...]
+    .venv/bin/python scripts/counterexamples.py [--story] [--json] [FAULT ...]
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from harness.checked import fault_names, run_checked, small_config
-from harness.explore import shrink
-from harness.faults import detections
+from harness.counterexamples import FaultCounterexample, fault_counterexamples
 
 
 def main() -> None:
@@ -21,25 +20,21 @@ def main() -> None:
     ap.add_argument("--story", action="store_true", help="print each counterexample's story")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    rows = []
-    for name in a.faults or fault_names():
-        for seed in (1, 2, 3):
-            by, _ = detections(run_checked(small_config(seed=seed), fault=name))
-            if by:
-                break
-        if not by:
-            print(f"{name}: not caught")
-            continue
-        # the most specific detection: a trace rule when one fired, else the first check
-        cx = shrink(small_config(seed=seed), by[0], fault=name)
-        rows.append({"fault": name, "seed": seed, **cx.to_dict()})
-        if not a.json:
-            print(f"{name:28} {by[0]:36} {cx.original_steps:7} -> {cx.length:3} step(s) "
-                  f"({cx.runs} replays, {cx.seconds:.1f}s, then {cx.after})")
-            if a.story:
-                print("\n".join(cx.story))
+
+    def show(cx: FaultCounterexample) -> None:
+        if a.json:
+            return
+        if not cx.caught:
+            print(f"{cx.fault}: not caught")
+            return
+        print(f"{cx.fault:28} {cx.target:36} {cx.original_steps:7} -> {cx.steps:3} step(s) "
+              f"({cx.replays} replays, {cx.seconds:.1f}s, then {cx.then})")
+        if a.story:
+            print("\n".join(cx.story))
+
+    rows = fault_counterexamples(a.faults or None, progress=show)
     if a.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([r.to_dict() for r in rows if r.caught], indent=2))
 
 
 if __name__ == "__main__":

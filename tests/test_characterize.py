@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 from pathlib import Path
 
 import pytest
 
 from harness.characterize import (
     FAIL,
+    CopySource,
     NO_EXPECTATION,
     PASS,
     Characterization,
@@ -20,15 +22,17 @@ from harness.characterize import (
     characterize,
     emulation_accuracy,
     llc_bytes,
+    write_together,
 )
 from harness.commands import characterize as cmd
 from harness.profiles import DeviceModel, load_profile
-from harness.stats import Plan, Samples, Verdict
+from harness.region import Region
+from harness.stats import Plan, Sampler, Samples, Timed, Verdict, measure_single
 
-# Accuracy samples: 2 ms each (short, so that most miss other processes' time slices), +-2 %
-# at 95 %, 9 to 40 of them, 4 s; doubled once when the machine is too noisy to decide, then
-# the test skips with the reason.
-ACCURACY_PLAN = Plan(min_sample_s=0.002, precision=0.02, min_pairs=9, max_pairs=40, budget_s=4.0)
+# Accuracy samples: one ~50 us call each (most miss the kernel's and other processes' time
+# slices, see emulation_accuracy), +-1 % at 95 %, 30 to 200 of them, 4 s; doubled once when
+# the machine is too noisy to decide, then the test skips with the reason.
+ACCURACY_PLAN = Plan(min_sample_s=0.00001, precision=0.01, min_pairs=30, max_pairs=200, budget_s=4.0)
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +138,50 @@ def test_a_device_faster_than_the_host_is_host_limited_and_a_reachable_miss_is_m
     f = _write_figure(_bw_profile(tmp_path, 3.0), DeviceModel(write_bw_gbps=2.4, host_flush=False))
     assert f.verdict is not None and f.verdict[0] is FigureVerdict.MISSED, f.verdict
     assert not f.host_limited and f.host_stats is not None and f.host_stats.interval[0] > 3.0
+
+
+# Two writers together on a device whose write bandwidth the host reaches with room to spare:
+# the pooled profile's 9.5 GB/s, the quick characterisation's 4 MiB pass (2 MiB per writer,
+# ~0.22 ms at the cap). Python threads behind a barrier started ~0.5 ms apart on the busy
+# 2-core VM, so the two writers wrote one after the other with a gap between them, and the
+# figure read 70-89 % of the cap while the host alone wrote 20+ GB/s.
+TWO_WRITER_PLAN = Plan(min_sample_s=0.002, precision=0.02, min_pairs=9, max_pairs=40, budget_s=4.0)
+TWO_WRITER_BYTES = 4 << 20
+
+
+def _two_writers(stagger_ns: int = 0) -> tuple[Verdict, str]:
+    gbps = load_profile("emulated-cxl-pooled").device_model.write_bw_gbps
+    model = DeviceModel(write_bw_gbps=gbps, host_flush=False)
+    reason = ""
+    with Region.emulated(64 << 20, hugepages=True, device_model=model) as region:
+        src = CopySource(region, 4 << 20)
+
+        def sampler() -> Sampler:
+            return Sampler(lambda: Timed(float(TWO_WRITER_BYTES), TWO_WRITER_BYTES / 1e9 / write_together(
+                region, src, TWO_WRITER_BYTES, 65536, True, 2, stagger_ns).gbps), "rate")
+        for scale in (1.0, 3.0):  # one longer retry when too noisy to decide, then skip
+            plan = TWO_WRITER_PLAN.scaled(scale)
+            with region.unpadded():  # the host alone, same writers, same run
+                host = Samples.of([v / 1e9 / gbps for v in measure_single(sampler(), plan).a])
+            if host.interval[0] < 1.1:
+                reason = f"the host alone wrote {host.text()} x the {gbps:g} GB/s target"
+                continue
+            res = measure_single(sampler(), plan)
+            busy = statistics.median(res.other_cpu) if res.other_cpu else None
+            verdict, reason = band_verdict(Samples.of([v / 1e9 / gbps for v in res.a]), 1.0, 0.10, busy)
+            if verdict is not Verdict.INCONCLUSIVE:
+                return verdict, reason
+    pytest.skip(f"machine too busy to judge two writers against the cap: {reason}")
+
+
+def test_two_writers_together_reach_the_shared_cap() -> None:
+    verdict, reason = _two_writers()
+    assert verdict is Verdict.MET, reason
+    # planted: the second writer starts 1.5 runs late (what the Python-thread measurement did
+    # on a busy machine) -- the channel idles between them, and the check must say so
+    run_ns = int(TWO_WRITER_BYTES / 2 / load_profile("emulated-cxl-pooled").device_model.write_bw_gbps)
+    verdict, reason = _two_writers(stagger_ns=run_ns * 3 // 2)
+    assert verdict is Verdict.MISSED, reason
 
 
 def _fence_profile(tmp_path: Path, ns: float, tolerance_pct: float) -> Path:
@@ -275,13 +323,14 @@ def test_llc_bytes_reads_the_largest_cache(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# The device model's flush+fence costs its target: +-10 %, judged on the 95 % interval
+# The device model's flush+fence costs its target: +-5 %, judged on the 95 % interval
 
 
-# The profiles' tolerance (+-10 %): a 1 us target was measured up to 6.8 % over on a clean
-# fresh-clone CI run, so a +-5 % band made the clean case a coin flip; the planted defect pays
-# 25 % more, well outside the band on any run.
-TOLERANCE = 0.10
+# +-5 %: on short samples a clean model measured +0.2 to +3.2 % (300 ns to 2 us targets, the
+# 2-core CI VM, shared), the planted defect pays 10 % more. (On 2 ms samples the time the
+# kernel took from the spin-wait read as +3-7 %, and the band had been widened to +-10 %
+# with a +25 % plant.)
+TOLERANCE = 0.05
 
 
 def _accuracy(target: float, applied: float | None = None) -> tuple[Verdict, str]:
@@ -301,8 +350,8 @@ def test_injected_flush_delay_is_accurate(target: float) -> None:
 
 
 def test_accuracy_check_catches_a_miscalibrated_seam() -> None:
-    # planted: the model pays 25 % more than its target -- the check must say so
-    verdict, reason = _accuracy(1000.0, applied=1250.0)
+    # planted: the model pays 10 % more than its target -- the check must say so
+    verdict, reason = _accuracy(1000.0, applied=1100.0)
     assert verdict == Verdict.MISSED, reason
 
 

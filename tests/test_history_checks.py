@@ -802,6 +802,50 @@ def test_order0_planted_defects() -> None:
     assert rep.result("dense-prefix").anomaly.examples[0]["stream"] == f"broker {c['broker']}"  # type: ignore[union-attr]
 
 
+def _order0_with_a_lost_slot(dense_numbering: bool = False) -> list[Event]:
+    """Broker 0 of an Order 0 log: slot 1 claimed by a publisher that crashed, declared lost by
+    the broker's acker; slots 0 and 2 ordered and delivered. The core numbers a broker's log
+    by ring index, so slot 2 is at position 2 and position 1 stays empty (``dense_numbering``:
+    a history that numbers the log without holes instead)."""
+    ev: list[Event] = [{"type": "header", "format": "cxl-history", "version": 1, "order": 0,
+                        "brokers": 1}]
+    t = 0
+    for pbr, outcome in ((0, "ok"), (1, "unknown"), (2, "ok")):
+        t += 10
+        ev.append({"type": "publish", "t": t, "broker": 0, "client": pbr % 2 if pbr != 1 else 1,
+                   "client_batch_seq": pbr // 2 if pbr != 1 else 0, "pbr_index": pbr,
+                   "outcome": outcome, "msg_count": 1, "size": 64, "checksum": 100 + pbr})
+    ev.append({"type": "loss", "t": 40, "broker": 0, "pbr_index": 1})
+    pos = {0: 0, 2: 1 if dense_numbering else 2}
+    for i, (pbr, p) in enumerate(pos.items()):
+        ev.append({"type": "order", "t": 50 + i, "seq": p, "broker": 0, "client": 0,
+                   "client_batch_seq": i, "pbr_index": pbr})
+    ev.append({"type": "commit", "t": 60, "broker": 0, "committed_seq": max(pos.values()) + 1})
+    for i, (pbr, p) in enumerate(pos.items()):
+        ev.append({"type": "deliver", "t": 70 + i, "subscriber": 0, "position": p, "broker": 0,
+                   "client": 0, "client_batch_seq": i, "pbr_index": pbr, "checksum": 100 + pbr,
+                   "size": 64})
+    return ev
+
+
+def test_order0_declared_lost_slot_explains_its_position() -> None:
+    """At Order 0 the acker's frontier moves past a slot it declared lost, and subscribers skip
+    it: the position is resolved (a crashed publisher's run failed dense-prefix, and with
+    several publishers per broker delivery-contiguous, before this was counted)."""
+    rep = run_checks(_order0_with_a_lost_slot())
+    assert rep.ok, rep.to_dict()
+    assert rep.result("dense-prefix").status == "passed"
+    # without the loss record, position 1 is a hole below committed_seq and a skip
+    unexplained = [e for e in _order0_with_a_lost_slot() if e["type"] != "loss"]
+    assert {"dense-prefix", "delivery-contiguous"} <= set(run_checks(unexplained).failed_ids())
+    # a log numbered without holes gives the lost slot no position: still valid, and a hole
+    # there is not explained by the loss
+    assert run_checks(_order0_with_a_lost_slot(dense_numbering=True)).ok
+    holed = _order0_with_a_lost_slot(dense_numbering=True)
+    holed = [e for e in holed if not (e["type"] in ("order", "deliver") and e["pbr_index"] == 0)]
+    assert "dense-prefix" in run_checks(holed).failed_ids()
+
+
 def test_unpublished_history_without_subscribers_or_orders() -> None:
     ev = [{"type": "header", "format": "cxl-history", "version": 1, "order": 2}]
     rep = run_checks(ev)

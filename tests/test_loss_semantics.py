@@ -104,6 +104,25 @@ def test_crashed_publisher_thread_loss_is_named_and_expected() -> None:
     assert r.ok, [(c.id, c.detail) for c in r.failed()]
 
 
+@pytest.mark.parametrize("ppb", [1, 2])
+def test_order0_crashed_publisher_loss_keeps_its_position(ppb: int) -> None:
+    """Order 0: the broker's acker declares the crashed publisher's slot lost and its frontier
+    moves past it; the slot's position (its ring index) stays empty and subscribers skip it.
+    The history checks count that position as resolved (before, dense-prefix failed every such
+    run, and with two publishers per broker delivery-contiguous too)."""
+    cfg = _crash_cfg(order=0, publishers_per_broker=ppb, pbr_slots=128)
+    r = run_log(cfg)
+    assert r.batches_lost == 1
+    (loss,) = r.records["loss"]
+    assert int(loss["client"]) == 1 and int(loss["broker"]) == 1 // ppb  # publisher 1's slot
+    order = r.records["order"]
+    mine = order[order["broker"] == int(loss["broker"])]
+    assert int(loss["pbr_index"]) not in set(mine["seq"].tolist())  # the position stays empty
+    assert (mine["seq"] == mine["pbr_index"]).all()                 # positions are ring indexes
+    assert _check(r, "dense-prefix").ok and _check(r, "delivery-contiguous").ok
+    assert r.ok, [(c.id, c.detail) for c in r.failed()]
+
+
 def test_loss_of_a_publisher_not_crashed_on_purpose_fails_the_run() -> None:
     """The same crash, judged as if nobody had been crashed on purpose: the loss fails it."""
     cfg = _crash_cfg()

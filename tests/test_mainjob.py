@@ -345,3 +345,56 @@ def test_role_placement_and_noise_are_in_the_summary_and_report(quick_run: tuple
     assert "Load average (1, 5, 15 min)" in page and "Quick run" in page
     bench = read_json(result.run_dir / "benchmarks.json")
     assert bench["results"]["order2_vs_order0"]["params"]["placement"]["roles"]
+
+
+# ------------------------------------------------------------------ the Mutation section
+
+def test_quick_run_leaves_the_mutation_section_out_and_says_why(quick_run: tuple[MainJobResult, str]) -> None:
+    result, log = quick_run
+    assert "mutation" not in result.summary and "mutation:" not in log
+    assert not (result.run_dir / "mutation.json").exists()
+    page = (result.run_dir / "index.html").read_text(encoding="utf-8")
+    assert 'id="mutation-not-computed"' in page and "Not computed in this run" in page
+
+
+@pytest.mark.parametrize(("choice", "quick", "parts"), [
+    ("auto", True, (False, False)), ("auto", False, (True, False)), ("off", False, (False, False)),
+    ("sites", True, (True, False)), ("all", True, (True, True))])
+def test_mutation_choice(choice: str, quick: bool, parts: tuple[bool, bool]) -> None:
+    assert MainJobOptions(quick=quick, mutation=choice).mutation_parts == parts
+
+
+def test_mutation_choice_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown mutation choice 'some'"):
+        _ = MainJobOptions(mutation="some").mutation_parts
+    with pytest.raises(SystemExit):
+        cli(["--quick", "--out", str(tmp_path), "--mutation", "some"])
+    assert "invalid choice: 'some'" in capsys.readouterr().err
+
+
+@pytest.mark.checker
+def test_mutation_parts_make_the_section_and_the_raw_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a full run adds (the site mutants cut to one site here; the counterexamples of
+    the catalogue's caught faults, the quick subset)."""
+    import functools
+
+    import harness.mutate
+    from harness.faults import run_catalogue
+    from harness.job.main import mutation_parts
+    from harness.report.summary import validate_summary
+
+    monkeypatch.setattr(harness.mutate, "run_mutation",
+                        functools.partial(harness.mutate.run_mutation, ["write_header/flush#3"]))
+    catalogue = run_catalogue(quick=True, clean_runs=0, seeds=(1, 2, 3))
+    said: list[str] = []
+    section, raw = mutation_parts(MainJobOptions(quick=True, mutation="sites"), catalogue, said.append)
+    assert section is not None and raw is not None
+    assert section["sites"]["mutants"] == 1 and section["sites"]["killed"] == 1 and section["patches"] is None
+    caught = [o.name for o in catalogue.outcomes if o.caught]
+    assert [c["fault"] for c in section["counterexamples"]] == caught and caught
+    assert all(c["steps"] >= 1 and c["story"] for c in section["counterexamples"])
+    assert raw["format"] == "cxl-mutation/1" and raw["sites"]["outcomes"][0]["site"] == "write_header/flush#3"
+    validate_summary({"schema": "cxl-harness-summary/2", "verdict": {"ok": True}, "mutation": section})
+    assert any("site mutants killed" in s for s in said)

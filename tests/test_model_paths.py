@@ -50,8 +50,10 @@ def test_role_processes_map_the_region_with_its_model(tmp_path: Path,
     for label, p in per.items():  # every role process mapped the region with the model
         assert p["targets"] == model["targets"], label
         assert sum(int(o["ops"]) for o in p["ops"].values()) > 0, (label, p["ops"])
-    # the publishers' copies into the region went through their process's write channel
+    # the publishers' copies into the region went through the device's one write channel,
+    # shared by the coordinator and every role process (not a bucket per process)
     assert _padded(per["publishers"], "write")[0] > 0
+    assert model["shared_channels"] and all(p["shared_channels"] for p in per.values()), per
     # the totals are the coordinator's own operations plus every role process's
     for kind in ("load", "flush_fence", "write"):
         assert _padded(model, kind)[0] >= sum(_padded(p, kind)[0] for p in per.values())

@@ -28,7 +28,8 @@ from harness.report import charts
 from harness.report.render import fmt_bytes, fmt_ns, fmt_num, fmt_pct
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "reports"
-SECTION_IDS = ["verdict", "meta", "device", "calibration", "checks", "targets", "charts", "ablations", "faults", "raw"]
+SECTION_IDS = ["verdict", "meta", "device", "calibration", "checks", "targets", "charts", "ablations", "faults",
+               "mutation", "raw"]
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -519,3 +520,77 @@ def test_format_1_summaries_are_upgraded_for_compare() -> None:
     assert series["interval"][0] == [y - e, y + e]
     html = render_html(fixture("pass"), previous=old)  # compares without error
     assert "Compared with an earlier run" in html
+
+
+# --------------------------------------------------------------------------- the Mutation section
+
+
+@functools.lru_cache(maxsize=1)
+def real_mutation() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """Real results, small: two site mutants (one killed, one equivalent) after the full
+    fault-free baseline, two patch mutants (one killed, one equivalent) with one seed, and the
+    shortest counterexamples of two catalogue faults."""
+    from harness.counterexamples import fault_counterexamples
+    from harness.mutate import run_mutation
+    from harness.patchmut import run_patches
+
+    sites = run_mutation(["write_header/flush#3", "write_payload/sfence#1"]).to_dict()
+    patches = run_patches(["sub-checksum-range", "order0-durable-with-frontier"], seeds=(1,)).to_dict()
+    cx = [c.to_dict() for c in fault_counterexamples(["pub_no_payload_flush", "seq_unsealed_read"])]
+    return sites, patches, cx
+
+
+@pytest.mark.checker
+def test_mutation_section_renders_the_computed_score() -> None:
+    from harness.report.mutation import mutation_section
+
+    sites, patches, cx = real_mutation()
+    summary = {**fixture("pass"), "mutation": mutation_section(sites, patches, cx)}
+    validate_summary(summary)
+    html = render_html(summary)
+    text = text_of(html, "mutation")
+    assert "not computed" not in text.lower()
+    st = summary["mutation"]["sites"]
+    assert st["mutants"] == 3 and st["killed"] == 2 and st["equivalent"] == 1  # write_payload/sfence#1: delete, late
+    cells = re.findall(r'<td class="num">([^<]*)</td>', html.split('id="mutation-sites"')[1].split("</table>")[0])
+    assert cells[:8] == [str(st["sites"]), "3", "2", "1", "0", "0", "0", "100.0 %"], cells
+    assert "NO SURVIVOR" in text
+    assert "write_payload/sfence#1:delete" in text  # the equivalent one, with its reason
+    assert "extra_fence ablation" in text
+    assert "sub-checksum-range" in text and "KILLED" in text and "check:payload-checksums" in text
+    assert "order0-durable-with-frontier" in text and "EQUIVALENT" in text
+    assert "2 mutants: 1 killed, 1 equivalent, 0 survived" in text
+    # every caught fault's reduced schedule and its story
+    for row in cx:
+        assert text_of(html, f"cx-{row['fault'].replace('_', '-')}").startswith(row["fault"])
+        assert " ".join(row["story"][0].split()) in text
+    assert "rule:unflushed_before_publish" in text and "check:sequencer-broker-order" in text
+
+
+def test_mutation_section_absent_is_explained(pass_html: str) -> None:
+    assert "Not computed in this run" in text_of(pass_html, "mutation-not-computed")
+    assert "cxl-harness mutate --json" in text_of(pass_html, "mutation-not-computed")
+    assert 'id="mutation-sites"' not in pass_html
+
+
+@pytest.mark.checker
+def test_cli_report_reads_mutation_json_beside_the_summary(tmp_path: Path) -> None:
+    sites, patches, cx = real_mutation()
+    for name, data in (("sites", sites), ("patches", patches), ("cx", cx)):
+        run = _run_dir(tmp_path, name, fixture("pass"))
+        (run / "mutation.json").write_text(json.dumps(data))
+        assert _run_cli(str(run)) == 0
+        text = text_of((run / "index.html").read_text(), "mutation")
+        assert "From mutation.json" in text
+        assert ("NO SURVIVOR" in text) == (name == "sites")
+        assert ("sub-checksum-range" in text) == (name == "patches")
+        assert ("pub_no_payload_flush" in text) == (name == "cx")
+
+
+def test_cli_report_bad_mutation_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for body, msg in (("{not json", "cannot be read as JSON"), ('{"x": 1}', "not the output of"),
+                      ('{"sites": 3}', "not the output of")):
+        run = _run_dir(tmp_path, f"r{len(body)}", fixture("pass"))
+        (run / "mutation.json").write_text(body)
+        with pytest.raises(HarnessError, match=msg):
+            render_report(fixture("pass"), run)

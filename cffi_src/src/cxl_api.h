@@ -64,6 +64,14 @@ void cxl_region_unmap(cxl_region_t *r);
 /* Attach a device model to a mapped region (once; -EINVAL bad figures, -EBUSY already has
  * one, -ENOSPC too many modelled regions, -ENOMEM). The model is freed with the region. */
 int cxl_region_set_model(cxl_region_t *r, const cxl_devmodel_cfg_t *cfg);
+/* Put the model's channel state (write and read channels' free-at times, the utilisation
+ * window, the latency multiplier) in a shared mapping of the regular file fd, so that every
+ * process that attaches it to its model of the same device shares one bandwidth cap and one
+ * utilisation. create = 1: the file must be empty; it is sized (one page) and initialised
+ * (the coordinator, before it starts the others); 0: attach an initialised one (its size,
+ * magic and version are checked: -EPROTO otherwise). Before any agent runs on the region.
+ * -EINVAL, -ENOENT (no model), -EBUSY (shared already), -EEXIST, -errno (fstat, mmap). */
+int cxl_region_model_share(cxl_region_t *r, int fd, int create);
 int cxl_region_model_stats(const cxl_region_t *r, cxl_devmodel_stats_t *out); /* -ENOENT: none */
 void cxl_region_model_reset(cxl_region_t *r);  /* statistics and channel state to zero */
 /* Characterisation only: with unpadded = 1 the region's model does every operation as it
@@ -90,6 +98,15 @@ uint64_t cxl_bench_store_flush_fence(void *buf, uint64_t lines, uint64_t lines_p
  * resident) buffer, as the log's publishers copy from their payload pool; ns for `iters`. */
 uint64_t cxl_bench_write(void *dst, uint64_t bytes, const void *src, uint64_t src_bytes,
                          uint64_t chunk, int nt, uint64_t iters);
+/* `writers` threads (the caller and writers-1 started here, 16 at most) each write `per`
+ * bytes into consecutive parts of dst, released together by a spin barrier (writer i starts
+ * i * stagger_ns later: tests plant a start skew with it; 0 otherwise). out[0]: ns from the
+ * first start to the last finish; out[1]: ns between the first and the last start; out[2]:
+ * ns all of them were writing at once; out[3]: the bytes they wrote together in that time.
+ * 0, or -EINVAL/-EOVERFLOW/-E2BIG (over 4M chunks each)/-ENOMEM/-EAGAIN/-ETIMEDOUT. */
+int cxl_bench_write_together(void *dst, uint64_t per, const void *src, uint64_t src_bytes,
+                             uint64_t chunk, int nt, uint32_t writers, uint64_t stagger_ns,
+                             uint64_t *out);
 uint64_t cxl_bench_copy(void *dst, const void *src, uint64_t bytes, uint64_t chunk, int nt,
                         uint64_t iters);
 uint64_t cxl_bench_pointer_chase(void *buf, uint64_t bytes, uint64_t steps, uint64_t seed);

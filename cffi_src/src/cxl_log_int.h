@@ -417,6 +417,8 @@ CXL_INTERNAL void publish_durable(cxl_log_t *L, uint32_t b, uint64_t batches, ui
 CXL_INTERNAL uint64_t goi_room(cxl_log_t *L, uint64_t next_pos);
 CXL_INTERNAL void goi_write_body(cxl_goi_entry_t *g, const entry_t *e, uint64_t order);
 CXL_INTERNAL void seq_account(cxl_log_t *L, const entry_t *e);
+CXL_INTERNAL void record_order(cxl_log_t *L, const entry_t *ents, const uint64_t *pos,
+                               const uint8_t *kinds, uint64_t n, uint64_t now);
 CXL_INTERNAL void seq_commit(cxl_log_t *L, uint64_t hi, uint64_t now);
 CXL_INTERNAL int seq_drained(cxl_log_t *L);
 CXL_INTERNAL void seq_merge(cxl_log_t *L);

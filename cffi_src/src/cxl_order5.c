@@ -294,25 +294,8 @@ static void o5_write_goi(cxl_log_t *L) {
 }
 
 static void o5_record(cxl_log_t *L, uint64_t now) {
-    uint64_t order = L->total_msgs_ordered;
-    for (uint32_t i = 0; i < L->o5n; i++) {
-        const entry_t *e = &L->o5out[i];
-        cxl_rec_order_t *r = (cxl_rec_order_t *)rec_slot(L, CXL_REC_ORDER);
-        if (r) {
-            r->seq = L->o5pos[i];
-            r->pbr_index = e->pbr_index;
-            r->commit_ns = now;
-            r->first_msg_order = order;
-            r->client_batch_seq = e->client_batch_seq;
-            r->broker = e->broker;
-            r->msg_count = e->msg_count;
-            r->client = e->client;
-            r->kind = L->o5kind[i];
-        }
-        if (L->o5kind[i] == O5_MARKER) continue;
-        if (e->publish_ns && now > e->publish_ns) L->st.lat_hist[lat_bucket(now - e->publish_ns)]++;
-        order += e->msg_count;
-    }
+    /* the epoch's batches and markers (never flagged: o5_take accounts those), as at Order 2 */
+    record_order(L, L->o5out, L->o5pos, L->o5kind, L->o5n, now);
     for (uint32_t i = 0; i < L->fence_n; i++) {
         const o5_client_t *C = &L->o5[L->fence_c[i]];
         cxl_rec_order_t *r = (cxl_rec_order_t *)rec_slot(L, CXL_REC_ORDER);

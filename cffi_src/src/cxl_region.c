@@ -203,7 +203,31 @@ typedef struct dm_box {
     cxl_devmodel_t m;
     uint64_t saved[4]; /* load_cycles, flush_cycles, wr_cpb_1024, rd_cpb_1024 */
     int unpadded;
+    cxl_dm_chan_t *shared;  /* the shared channel mapping (cxl_region_model_share), or NULL */
+    cxl_dm_chan_t own __attribute__((aligned(64))); /* the channels when none is shared */
 } dm_box_t;
+
+static void chan_init(cxl_dm_chan_t *c, uint64_t now) {
+    memset(c, 0, sizeof *c);
+    c->version = CXL_DM_CHAN_VERSION;
+    c->size = (uint32_t)sizeof *c;
+    c->win_start = now;
+    c->mult_1024 = 1024;
+    __atomic_store_n(&c->magic, CXL_DM_CHAN_MAGIC, __ATOMIC_RELEASE);
+}
+
+#define CXL_DM_CHAN_MAP 4096 /* the shared channel file: one page */
+
+/* The multiplier and utilisation in force, bounded: a shared channel mapping may hold
+ * anything another process wrote (the curve's multipliers are 1..100, utilisation 0..4). */
+static inline uint64_t dm_mult(const cxl_devmodel_t *m) {
+    uint64_t x = __atomic_load_n(&m->ch->mult_1024, __ATOMIC_ACQUIRE);
+    return x < 1024 ? 1024 : (x > 100u * 1024 ? 100u * 1024 : x);
+}
+static inline uint64_t dm_util(const cxl_devmodel_t *m) {
+    uint64_t x = __atomic_load_n(&m->ch->util_1024, __ATOMIC_RELAXED);
+    return x > 4096 ? 4096 : x;
+}
 
 int cxl_region_set_model(cxl_region_t *r, const cxl_devmodel_cfg_t *cfg) {
     if (!r || !r->base || !cfg) return -EINVAL;
@@ -237,8 +261,9 @@ int cxl_region_set_model(cxl_region_t *r, const cxl_devmodel_cfg_t *cfg) {
     }
     m->host_flush = cfg->host_flush ? 1 : 0;
     m->invalidate_flushes = cfg->invalidate_flushes ? 1 : 0;
-    m->mult_1024 = 1024;
-    m->win_start = cxl_rdtsc();
+    chan_init(&box->own, cxl_rdtsc());
+    m->ch = &box->own;
+    m->ahead_max = ns_cycles(10e9); /* 10 s: no slot is booked further ahead than that */
     pthread_mutex_lock(&dm_mu_g);
     int slot = -1;
     for (int i = 0; i < DM_SLOTS && slot < 0; i++)
@@ -271,7 +296,9 @@ static void model_detach(cxl_region_t *r) {
     /* threads still holding this model in their pending state drop it at their next call */
     __atomic_fetch_add(&dm_epoch_g, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&dm_mu_g);
-    free(r->model);
+    dm_box_t *box = (dm_box_t *)r->model;
+    if (box->shared) munmap(box->shared, CXL_DM_CHAN_MAP);
+    free(box);
     r->model = NULL;
 }
 
@@ -287,8 +314,8 @@ int cxl_region_model_stats(const cxl_region_t *r, cxl_devmodel_stats_t *out) {
         out->short_ns[i] = (double)__atomic_load_n(&m->short_cycles[i], __ATOMIC_RELAXED) / k;
         out->target_ns[i] = (double)__atomic_load_n(&m->target_cycles[i], __ATOMIC_RELAXED) / k;
     }
-    out->utilisation = (double)__atomic_load_n(&m->util_1024, __ATOMIC_RELAXED) / 1024.0;
-    out->multiplier = (double)__atomic_load_n(&m->mult_1024, __ATOMIC_RELAXED) / 1024.0;
+    out->utilisation = (double)dm_util(m) / 1024.0;
+    out->multiplier = (double)dm_mult(m) / 1024.0;
     return 0;
 }
 
@@ -303,12 +330,42 @@ void cxl_region_model_reset(cxl_region_t *r) {
         __atomic_store_n(&m->target_cycles[i], 0, __ATOMIC_RELAXED);
     }
     uint64_t now = cxl_rdtsc();
-    __atomic_store_n(&m->wr_free, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&m->rd_free, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&m->win_busy, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&m->win_start, now, __ATOMIC_RELAXED);
-    __atomic_store_n(&m->util_1024, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&m->mult_1024, 1024, __ATOMIC_RELEASE);
+    cxl_dm_chan_t *c = m->ch; /* a shared channel is reset for every process that shares it */
+    __atomic_store_n(&c->wr_free, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->rd_free, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->win_busy, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->win_start, now, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->util_1024, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->mult_1024, 1024, __ATOMIC_RELEASE);
+}
+
+int cxl_region_model_share(cxl_region_t *r, int fd, int create) {
+    if (!r || fd < 0) return -EINVAL;
+    dm_box_t *box = (dm_box_t *)r->model;
+    if (!box) return -ENOENT;
+    if (box->shared) return -EBUSY;
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -errno;
+    if (!S_ISREG(st.st_mode)) return -EINVAL;
+    if (create) {
+        if (st.st_size != 0) return -EEXIST; /* never initialise over another file's contents */
+        if (ftruncate(fd, CXL_DM_CHAN_MAP) != 0) return -errno;
+    } else if (st.st_size != CXL_DM_CHAN_MAP) {
+        return -EPROTO;
+    }
+    void *p = mmap(NULL, CXL_DM_CHAN_MAP, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) return -errno;
+    cxl_dm_chan_t *c = (cxl_dm_chan_t *)p;
+    if (create) {
+        chan_init(c, cxl_rdtsc()); /* the magic last, released: an attacher sees it all */
+    } else if (__atomic_load_n(&c->magic, __ATOMIC_ACQUIRE) != CXL_DM_CHAN_MAGIC ||
+               c->version != CXL_DM_CHAN_VERSION || c->size != sizeof *c) {
+        munmap(p, CXL_DM_CHAN_MAP);
+        return -EPROTO;
+    }
+    box->shared = c;
+    __atomic_store_n(&box->m.ch, c, __ATOMIC_RELEASE);
+    return 0;
 }
 
 int cxl_region_model_unpadded(cxl_region_t *r, int unpadded) {
@@ -363,24 +420,33 @@ static uint64_t curve_at(const cxl_devmodel_t *m, uint64_t u) {
  * the compare-and-swap and sets the multiplier for the next window). */
 static void window_charge(cxl_devmodel_t *m, uint64_t busy, uint64_t now) {
     if (m->curve_n == 0) return;
-    __atomic_fetch_add(&m->win_busy, busy, __ATOMIC_RELAXED);
-    uint64_t start = __atomic_load_n(&m->win_start, __ATOMIC_RELAXED);
-    if (now - start < m->window_cycles || (int64_t)(now - start) < 0) return;
-    if (!__atomic_compare_exchange_n(&m->win_start, &start, now, 0, __ATOMIC_ACQ_REL,
+    cxl_dm_chan_t *c = m->ch;
+    __atomic_fetch_add(&c->win_busy, busy, __ATOMIC_RELAXED);
+    uint64_t start = __atomic_load_n(&c->win_start, __ATOMIC_RELAXED);
+    int64_t age = (int64_t)(now - start);
+    /* a window opened in the future, or absurdly long ago (another process's clock of a
+     * shared mapping, or garbage there): closed now, over one window's span */
+    int bogus = age < -(int64_t)m->ahead_max || age > (int64_t)m->ahead_max;
+    if (!bogus && (age < 0 || (uint64_t)age < m->window_cycles)) return;
+    if (!__atomic_compare_exchange_n(&c->win_start, &start, now, 0, __ATOMIC_ACQ_REL,
                                      __ATOMIC_RELAXED))
         return;
-    uint64_t b = __atomic_exchange_n(&m->win_busy, 0, __ATOMIC_ACQ_REL);
-    uint64_t span = now - start;
+    uint64_t b = __atomic_exchange_n(&c->win_busy, 0, __ATOMIC_ACQ_REL);
+    uint64_t span = bogus ? m->window_cycles : now - start;
     uint64_t u = span ? (b > (span << 2) ? 4096 : (b << 10) / span) : 0;
-    __atomic_store_n(&m->util_1024, u, __ATOMIC_RELAXED);
-    __atomic_store_n(&m->mult_1024, curve_at(m, u), __ATOMIC_RELEASE);
+    __atomic_store_n(&c->util_1024, u, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->mult_1024, curve_at(m, u), __ATOMIC_RELEASE);
 }
 
-/* A slot of `cost` cycles on a channel, no earlier than `now`: returns its start. */
-static uint64_t channel_reserve(uint64_t *free_at, uint64_t cost, uint64_t now) {
+/* A slot of `cost` cycles on a channel, no earlier than `now`: returns its start. A free-at
+ * time more than ahead_max ahead is not a booking (garbage in a shared mapping): the slot
+ * starts now and replaces it. */
+static uint64_t channel_reserve(const cxl_devmodel_t *m, uint64_t *free_at, uint64_t cost,
+                                uint64_t now) {
     uint64_t cur = __atomic_load_n(free_at, __ATOMIC_RELAXED), start;
     do {
-        start = (int64_t)(cur - now) > 0 ? cur : now;
+        int64_t ahead = (int64_t)(cur - now);
+        start = ahead > 0 && (uint64_t)ahead <= m->ahead_max ? cur : now;
     } while (!__atomic_compare_exchange_n(free_at, &cur, start + cost, 1, __ATOMIC_ACQ_REL,
                                           __ATOMIC_RELAXED));
     return start;
@@ -439,7 +505,7 @@ static void write_settle(void) {
     if (!m || wr_bytes == 0) return;
     uint64_t cost = per_bytes(wr_bytes, m->wr_cpb_1024);
     uint64_t now = cxl_rdtsc();
-    uint64_t start = channel_reserve(&m->wr_free, cost, wr_t0);
+    uint64_t start = channel_reserve(m, &m->ch->wr_free, cost, wr_t0);
     if (start != wr_t0) __atomic_fetch_add(&m->ops_queued[CXL_DM_WRITE], 1, __ATOMIC_RELAXED);
     window_charge(m, cost, now);
     uint64_t deadline = start + cost;
@@ -479,7 +545,7 @@ static void nt_settle(void) {
     cxl_devmodel_t *m = nt_m;
     nt_m = NULL;
     uint64_t now = cxl_rdtsc();
-    uint64_t want = scaled(m->flush_cycles, __atomic_load_n(&m->mult_1024, __ATOMIC_ACQUIRE));
+    uint64_t want = scaled(m->flush_cycles, dm_mult(m));
     uint64_t deadline = nt_end + (want > m->self_flush_cycles ? want - m->self_flush_cycles : 0);
     account(m, CXL_DM_FLUSH, nt_end, deadline, now);
     spin_until(deadline);
@@ -495,7 +561,7 @@ void cxl_dm_fence_end(void) {
     if (pend_n == 0) return;
     cxl_devmodel_t *m = pend_m;
     uint64_t now = cxl_rdtsc();
-    uint64_t mult = __atomic_load_n(&m->mult_1024, __ATOMIC_ACQUIRE);
+    uint64_t mult = dm_mult(m);
     /* first line's latency, then each further line in flight behind it at the link rate */
     uint64_t extra = per_bytes((pend_n - 1) * CXL_LINE, m->wr_cpb_1024);
     uint64_t lat = scaled(m->flush_cycles, mult);
@@ -530,11 +596,11 @@ void cxl_dm_invalidate(const void *p, size_t n, int touch) {
         cxl_raw_lfence();
     }
     if (m->load_cycles == 0 && m->rd_cpb_1024 == 0) return;
-    uint64_t mult = __atomic_load_n(&m->mult_1024, __ATOMIC_ACQUIRE);
+    uint64_t mult = dm_mult(m);
     uint64_t stream = per_bytes(lines * CXL_LINE, m->rd_cpb_1024);
     uint64_t start = t0;
     if (stream) {
-        start = channel_reserve(&m->rd_free, stream, t0);
+        start = channel_reserve(m, &m->ch->rd_free, stream, t0);
         if (start != t0) __atomic_fetch_add(&m->ops_queued[CXL_DM_LOAD], 1, __ATOMIC_RELAXED);
         window_charge(m, stream, t0);
     }
@@ -624,11 +690,15 @@ uint64_t cxl_dm_bench_guard(void *buf, uint64_t lines, uint64_t iters, int op, i
  * off every later target so that an operation costs its target, not target + overhead. The
  * statistics are reset afterwards. */
 static uint64_t self_cost(const void *line, int kind, uint64_t target) {
+    _Alignas(64) uint64_t store_line[8] = {0};
     uint64_t best = UINT64_MAX;
     for (int batch = 0; batch < 7; batch++) {
         uint64_t t0 = cxl_rdtsc();
         for (int i = 0; i < 32; i++) {
             if (kind == CXL_DM_FLUSH) {
+                /* a store, a flush and the fence: the least a caller does (the store goes to a
+                 * private line: the region may hold another process's data already) */
+                __atomic_store_n(&store_line[i & 7], (uint64_t)i, __ATOMIC_RELAXED);
                 if (cxl_dm_flush_begin(line)) cxl_raw_flush_line(line);
                 cxl_raw_sfence();
                 cxl_dm_fence_end();

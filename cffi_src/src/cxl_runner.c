@@ -268,6 +268,11 @@ static int run_deterministic(cxl_log_t *L, role_t *roles, uint32_t n) {
     /* a hard bound too: a role that keeps claiming progress without finishing is a stall */
     uint64_t steps = 0, step_limit = 1000000 + 20000ull * (L->per_broker * L->cfg.brokers + 1);
     uint32_t left = n;
+    /* A crashed publisher's slot is declared lost on a wall-clock timeout, and idle steps can
+     * outrun it on a fast host: such a run is called stalled only once the timeout (and half
+     * again) has passed since its idle streak began, so the loss is always seen. */
+    const uint64_t wait_ns = L->cfg.crash_client ? L->cfg.slot_timeout_ns + L->cfg.slot_timeout_ns / 2 : 0;
+    uint64_t idle_since = 0;
 #ifdef CXL_CHECKED
     if (cxl_chk_explore_on()) return run_explored(L, roles, n);
     det_ctx_t ctx = {roles, n, 0, &left};
@@ -296,10 +301,13 @@ static int run_deterministic(cxl_log_t *L, role_t *roles, uint32_t n) {
             idle_streak = 0;
         } else if (rc == STEP_PROGRESS) {
             idle_streak = 0;
-        } else if (++idle_streak > limit) {
-            L->st.stalled = 1;
-            L->st.stall_role = watchdog_roles(roles, n);
-            DET_RETURN(1);
+        } else {
+            if (wait_ns && idle_streak == 0) idle_since = cxl_now_ns();
+            if (++idle_streak > limit && (!wait_ns || cxl_now_ns() - idle_since >= wait_ns)) {
+                L->st.stalled = 1;
+                L->st.stall_role = watchdog_roles(roles, n);
+                DET_RETURN(1);
+            }
         }
     }
     DET_RETURN(0);

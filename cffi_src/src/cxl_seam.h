@@ -15,6 +15,7 @@
 #ifndef CXL_SEAM_H
 #define CXL_SEAM_H
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -55,16 +56,45 @@ enum cxl_flush_kind {
  * bucket shared by every agent (thread) on the region: a virtual time at which the device's
  * write (read) channel is next free, advanced with a lock-free compare-and-swap. A copy ends
  * no earlier than its slot in that schedule, so four writers together cannot exceed the cap
- * (a thread charges copies under 4 KiB in batches of 4 KiB: see cxl_region.c). The model's
- * state is per process: every process that maps the region attaches the same model (role
- * processes get it from their coordinator), with channels of its own; the agents of one
- * process share them, agents of different processes do not.
+ * (a thread charges copies under 4 KiB in batches of 4 KiB: see cxl_region.c). Every
+ * process that maps the region attaches the same model (role processes get it from their
+ * coordinator); the channels (cxl_dm_chan_t) are the model's own unless the processes share
+ * them through one mapping (cxl_region_model_share: the coordinator's role processes do), so
+ * that agents of different processes also write through one cap.
  *
  * Load-dependent latency: the channels' busy time over a short window gives the utilisation;
  * an optional curve (utilisation -> latency multiplier, piecewise linear) scales the latency
  * targets of later operations. */
 #define CXL_DM_CURVE_MAX 8
 enum { CXL_DM_LOAD = 0, CXL_DM_FLUSH = 1, CXL_DM_WRITE = 2, CXL_DM_KINDS = 3 };
+
+/* The device's channel state, atomics only: what every agent of the device shares. In a
+ * process's own memory, or (cxl_region_model_share) in a small shared mapping that every
+ * process attaching the model maps, so that agents of different processes share one
+ * bandwidth cap and one utilisation. Each word that agents write has a line of its own, away
+ * from the model's read-only targets that every seam call reads. What is read from a shared
+ * mapping is bounded where it is used (another process may have written anything). */
+#define CXL_DM_CHAN_MAGIC 0x314e414843444d43ull /* "CMDCHAN1" */
+#define CXL_DM_CHAN_VERSION 1u
+typedef struct cxl_dm_chan {
+    uint64_t magic;
+    uint32_t version, size;
+    uint64_t pad0[6];
+    uint64_t wr_free;              /* TSC at which the write channel is next free */
+    uint64_t pad1[7];
+    uint64_t rd_free;              /* ... the read channel */
+    uint64_t pad2[7];
+    uint64_t win_start;            /* the utilisation window opened at this TSC */
+    uint64_t win_busy;             /* channel-busy cycles charged in this window */
+    uint64_t pad3[6];
+    uint64_t mult_1024;            /* the latency multiplier now in force */
+    uint64_t util_1024;            /* the utilisation of the last closed window */
+    uint64_t pad4[6];
+} cxl_dm_chan_t;
+static_assert(sizeof(cxl_dm_chan_t) == 5 * 64, "channel state: five lines");
+static_assert(offsetof(cxl_dm_chan_t, wr_free) == 64 && offsetof(cxl_dm_chan_t, rd_free) == 128 &&
+              offsetof(cxl_dm_chan_t, win_start) == 192 && offsetof(cxl_dm_chan_t, mult_1024) == 256,
+              "one line per written word group");
 
 typedef struct cxl_devmodel {
     /* targets in TSC cycles (x 1024 for the per-byte costs) */
@@ -80,13 +110,9 @@ typedef struct cxl_devmodel {
     uint64_t self_load_cycles;     /* ... and per invalidate (calibrated when attached) */
     int host_flush;                /* also issue the host's own flush instruction */
     int invalidate_flushes;        /* non-coherent hardware: invalidate = flush the line */
-    /* shared state, atomics only */
-    uint64_t wr_free;              /* TSC at which the write channel is next free */
-    uint64_t rd_free;
-    uint64_t win_start;
-    uint64_t win_busy;             /* channel-busy cycles charged in this window */
-    uint64_t mult_1024;            /* the latency multiplier now in force */
-    uint64_t util_1024;            /* the utilisation of the last closed window */
+    /* the device's channels: this model's own, or a mapping every process shares */
+    struct cxl_dm_chan *ch;
+    uint64_t ahead_max;            /* a channel free-at time further ahead is not believed */
     /* statistics, per operation kind */
     uint64_t ops[CXL_DM_KINDS];
     uint64_t ops_short[CXL_DM_KINDS];     /* the host alone took longer than the target */

@@ -258,14 +258,20 @@ CXL_INTERNAL void seq_commit(cxl_log_t *L, uint64_t hi, uint64_t now) {
     }
 }
 
-static void seq_record(cxl_log_t *L, uint64_t n, uint64_t now) {
+/* The order records of one round (Order 2 and Order 5 alike): entry i of `ents`, at global
+ * position pos[i], of kind kinds[i] (NULL: every one a batch). A batch also counts its commit
+ * latency and advances the running message order; a marker (Order 5) takes a position but no
+ * messages. Entries a scanner flagged (lost or corrupt) have no position and no record. */
+CXL_INTERNAL void record_order(cxl_log_t *L, const entry_t *ents, const uint64_t *pos,
+                               const uint8_t *kinds, uint64_t n, uint64_t now) {
     uint64_t order = L->total_msgs_ordered;
     for (uint64_t i = 0; i < n; i++) {
-        const entry_t *e = &L->cur[i];
+        const entry_t *e = &ents[i];
         if (e->flags) continue;
+        const uint8_t kind = kinds ? kinds[i] : (uint8_t)CXL_ORDER_BATCH;
         cxl_rec_order_t *r = (cxl_rec_order_t *)rec_slot(L, CXL_REC_ORDER);
         if (r) {
-            r->seq = L->chunk_pos[i];
+            r->seq = pos[i];
             r->pbr_index = e->pbr_index;
             r->commit_ns = now;
             r->first_msg_order = order;
@@ -273,7 +279,9 @@ static void seq_record(cxl_log_t *L, uint64_t n, uint64_t now) {
             r->broker = e->broker;
             r->msg_count = e->msg_count;
             r->client = e->client;
+            r->kind = kind;
         }
+        if (kind == CXL_ORDER_MARKER) continue;
         if (e->publish_ns && now > e->publish_ns) L->st.lat_hist[lat_bucket(now - e->publish_ns)]++;
         order += e->msg_count;
     }
@@ -470,7 +478,7 @@ CXL_INTERNAL int seq_step(cxl_log_t *L) {
     uint64_t hi = seq_assign(L, n, live, live_taken);
     seq_write_goi(L, n);
     uint64_t now = cxl_now_ns();
-    seq_record(L, n, now);
+    record_order(L, L->cur, L->chunk_pos, NULL, n, now);
     uint64_t order0 = L->total_msgs_ordered;
     for (uint64_t i = 0; i < n; i++)
         if (!L->cur[i].flags) L->total_msgs_ordered += L->cur[i].msg_count;

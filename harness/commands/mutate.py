@@ -19,20 +19,27 @@ def register(sub: Any) -> None:
     p.add_argument("--only", action="append", metavar="SITE",
                    help="mutate only this site: a key such as write_header/flush#1, or file:line "
                         "(repeatable)")
-    p.add_argument("--seeds", type=int_range(1, 100, 3), default=3,
-                   help="seeds per model run configuration (each also runs with preemption)")
+    p.add_argument("--seeds", type=int_range(1, 100, 6), default=None,
+                   help="seeds per model run configuration (each also runs with preemption; "
+                        "default: the pinned test's seeds, 1-6)")
     p.add_argument("--counterexample", action="store_true",
                    help="for each killed mutant, reduce the killing run to its shortest schedule "
                         "and tell it as a story")
+    p.add_argument("--patches", action="store_true",
+                   help="the patch mutants instead (bounds, order, checks changed in the C source, "
+                        "one rebuild each); --only then names a patch mutant")
     p.add_argument("--list", action="store_true",
-                   help="list the sites found in the checked build and exit")
+                   help="list the sites found in the checked build (with --patches: the patch "
+                        "mutants) and exit")
     p.add_argument("--all", action="store_true",
                    help="with --list: also the seam calls outside the protocol (benchmarks)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.mutate import counterexample, run_mutation, select, sites
+    if args.patches:
+        return run_patches(args)
+    from harness.mutate import SEEDS, counterexample, run_mutation, select, sites
 
     if args.list:
         found = sites(protocol_only=not args.all)
@@ -48,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(found)} sites")
         return 0
     select(sites(), args.only)  # an unknown site is a usage error before anything runs
-    seeds = tuple(range(1, args.seeds + 1))
+    seeds = SEEDS if args.seeds is None else tuple(range(1, args.seeds + 1))
     live = not args.json and sys.stdout.isatty()
 
     def progress(o: Any) -> None:
@@ -93,4 +100,56 @@ def run(args: argparse.Namespace) -> int:
     return 0 if rep.ok else 1
 
 
-__all__ = ["register", "run"]
+def run_patches(args: argparse.Namespace) -> int:
+    """``mutate --patches``: each patch mutant built and run (harness.patchmut)."""
+    from harness.errors import ConfigError
+    from harness.patchmut import by_name, run_patches as run_all
+
+    if args.counterexample:
+        raise ConfigError("--counterexample is for site mutants only",
+                          "drop --patches, or drop --counterexample")
+    if args.all and not args.list:
+        raise ConfigError("--all goes with --list", "add --list, or drop --all")
+    chosen = by_name(args.only)  # an unknown name is a usage error before anything is built
+    if args.list:
+        if args.json:
+            print(json.dumps([{"name": m.name, "what": m.what,
+                               "files": sorted({e.file for e in m.edits})} for m in chosen], indent=2))
+            return 0
+        width = max(len(m.name) for m in chosen)
+        for m in chosen:
+            print(f"{m.name:<{width}}  {', '.join(sorted({e.file for e in m.edits}))}: {m.what}")
+        print(f"{len(chosen)} patch mutants")
+        return 0
+    seeds = None if args.seeds is None else tuple(range(1, args.seeds + 1))
+    live = not args.json and sys.stdout.isatty()
+
+    def progress(o: Any) -> None:
+        if live:
+            print(f"  {o.name} ... {o.status}", file=sys.stderr)
+
+    rep = run_all([m.name for m in chosen], seeds=seeds, progress=progress)
+    d = rep.to_dict()
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return 0 if rep.ok else 1
+    c = rep.control
+    print(f"control (unpatched, built like the mutants): {c.runs} model runs clean "
+          f"(build {c.build_seconds:.1f}s, {c.seconds:.1f}s)")
+    width = max((len(o.name) for o in rep.outcomes), default=10)
+    for o in rep.outcomes:
+        if o.status == "killed":
+            where = f" in {o.config} seed {o.seed}" + (f", preemption {o.preempt}" if o.preempt else "") \
+                if o.config else " (static check)"
+            tail = f"by {', '.join(o.by[:3])}{where} ({o.runs} run(s))"
+        else:
+            tail = o.reason or o.diagnostic or f"no check fired in {o.runs} run(s)"
+        status = o.status.upper() if o.status in ("survived", "crashed", "hung", "build-failed") else o.status
+        print(f"{o.name:<{width}}  {status:<10}  build {o.build_seconds:4.1f}s  total {o.seconds:5.1f}s  {tail}")
+    print(f"{d['mutants']} patch mutants: {d['killed']} killed, {d['equivalent']} equivalent, "
+          f"{d['survived']} survived, {d['crashed']} crashed, {d['hung']} hung; {rep.seconds:.1f}s; "
+          f"{'PASS' if rep.ok else 'FAIL'}")
+    return 0 if rep.ok else 1
+
+
+__all__ = ["register", "run", "run_patches"]

@@ -183,6 +183,20 @@ class _Ctx:
         self.starts: dict[tuple[int, int], int] = {}  # (subscriber, stream) -> first position
         self.u = int(h.uncertainty)
 
+    def lost_positions(self, broker: int) -> Array:
+        """Order 0: the positions of broker ``broker``'s log that a declared-lost slot holds,
+        sorted. The core numbers a broker's log by ring index (position = ``pbr_index``), so
+        a slot its acker declared lost keeps its position, empty. A history that numbers the
+        log densely instead (some order event or delivery at a position other than its
+        ``pbr_index``) gives a lost slot no position: then none."""
+        O, D = self.O, self.D
+        om, dm = O["broker"] == broker, D["broker"] == broker
+        if bool((O["seq"][om] != O["pbr_index"][om]).any()) or \
+                bool((D["position"][dm] != D["pbr_index"][dm]).any()):
+            return np.zeros(0, dtype=_I64)
+        lost = np.unique(self.L["pbr_index"][self.L["broker"] == broker])
+        return np.setdiff1d(lost, O["seq"][om])
+
     def partial_followers(self) -> dict[int, Array]:
         """Subscribers that follow only some brokers (they have follow events): their
         brokers."""
@@ -359,6 +373,8 @@ def _dense_prefix(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
         u = np.unique(c.O["seq"][c.o_stream == s])
         if c.order == 5:  # a declared-lost marker occupies its position too
             u = np.union1d(u, c.h.markers["seq"])
+        elif c.order == 0:  # a declared-lost slot holds its ring index in its broker's log
+            u = np.union1d(u, c.lost_positions(int(s)))
         u = u[u < committed]
         count += committed - int(u.size)
         if committed > u.size and len(examples) < c.k:
@@ -634,6 +650,15 @@ def _delivery_contiguous(c: _Ctx) -> tuple[int, list[dict[str, Any]]]:
         part = (np.isin(D["subscriber"][rows], list(partial)) if partial
                 else np.zeros(rows.size, dtype=bool))
         skip &= ~((n_mk == val - prev - 1) & ~part)
+    if c.order == 0 and len(c.L) and skip.any():
+        # Order 0: a position is a ring index, and a slot the broker declared lost has no
+        # batch to deliver: skipping exactly declared-lost slots of that broker is no skip
+        brokers = D["broker"][rows]
+        for br in np.unique(brokers[skip]):
+            lp = c.lost_positions(int(br))
+            m = skip & (brokers == br)
+            n_lost = np.searchsorted(lp, val[m], "left") - np.searchsorted(lp, prev[m] + 1, "left")
+            skip[m] = n_lost != val[m] - prev[m] - 1
     bad = np.flatnonzero(skip)
     out: list[dict[str, Any]] = []
 
@@ -1376,7 +1401,8 @@ CHECKS: tuple[CheckSpec, ...] = (
               "No batch is ordered twice, and no subscriber delivers a batch at two positions.",
               _no_duplicates),
     CheckSpec("dense-prefix", "committed-hole",
-              "Every position below the highest observed committed_seq has an order event.",
+              "Every position below the highest observed committed_seq has an order event (or is "
+              "declared lost: a slot of its broker at Order 0, a marker at Order 5).",
               _dense_prefix),
     CheckSpec("commit-monotonic", "nonmonotonic-commit",
               "Observations of committed_seq never decrease over time.",
@@ -1392,7 +1418,8 @@ CHECKS: tuple[CheckSpec, ...] = (
               "A subscriber never delivers a position at or below one it already delivered.",
               _delivery_monotonic),
     CheckSpec("delivery-contiguous", "poll-skip",
-              "A subscriber delivers positions 0, 1, 2, ... without skipping any.",
+              "A subscriber delivers positions 0, 1, 2, ... without skipping any (but declared-lost "
+              "positions).",
               _delivery_contiguous),
     CheckSpec("no-lost-ack", "lost-write",
               "After drain, every acknowledged batch (publish ok, or acked) not declared lost is "

@@ -13,7 +13,11 @@ One call of :func:`run_main_job`:
    trace rules) and the fault catalogue (its quick subset with ``--quick``), then crashes a
    role mid-run (``--quick``: a publisher; full: a publisher, a scanner and a subscriber),
    each reported as a named check: what was declared lost, the time to detect, the verdict;
-6. compares with the profile's targets and writes ``<out>/<timestamp>/`` holding
+6. in full runs (``mutation``: auto; ``sites``/``all`` ask for it with ``--quick`` too) runs
+   the site mutants (:mod:`harness.mutate`), the shortest counterexample of each caught
+   catalogue fault (:mod:`harness.counterexamples`) and, with ``all``, the patch mutants
+   (:mod:`harness.patchmut`), for the report's Mutation section and ``mutation.json``;
+7. compares with the profile's targets and writes ``<out>/<timestamp>/`` holding
    ``index.html``, ``summary.json`` (``cxl-harness-summary/2``), ``pyperf.json``,
    ``benchmark.json`` (pytest-benchmark format) and the raw results, and points
    ``<out>/latest`` at it.
@@ -41,7 +45,8 @@ from harness import benchmarks
 from harness import crash as crash_mod
 from harness.characterize import characterize
 from harness.checked import CheckedRun, ModelConfig, fault_doc, run_checked, small_config
-from harness.faults import CLEAN_VARIANTS, run_catalogue
+from harness.errors import ConfigError
+from harness.faults import CLEAN_VARIANTS, CatalogueResult, run_catalogue
 from harness.job.exports import (BENCHMARK_FILENAME, PYPERF_FILENAME, benchmark_items, log_run_items,
                                  log_run_pyperf, pyperf_text, pytest_benchmark_json)
 from harness.job.sections import (calibration_items, characterization_ablation, device_section,
@@ -52,6 +57,8 @@ from harness.log import LogResult, workload_config
 from harness.machine import _now, meta_section
 from harness.native import flush_instruction
 from harness.profiles import Profile
+from harness.report.mutation import MUTATION_FILENAME, mutation_section
+from harness.report.mutation import raw_file as mutation_raw_file
 from harness.report.rundir import jsonable, load_previous, write_run_dir
 from harness.report.summary import SCHEMA_ID, SUMMARY_FILENAME
 from harness.runlog import run_log
@@ -82,6 +89,17 @@ class MainJobOptions:
     plant_fault: str | None = None  # self-test: plant a catalogue defect in the model runs
     run_name: str | None = None  # the run directory's name (default: a timestamp)
     strict: bool = False  # an INCONCLUSIVE target fails the run
+    # the Mutation section: auto (site mutants and counterexamples in full runs, none with
+    # quick), off, sites, all (with the patch mutants)
+    mutation: str = "auto"
+
+    @property
+    def mutation_parts(self) -> tuple[bool, bool]:
+        """(site mutants and counterexamples, patch mutants) this run computes."""
+        if self.mutation not in ("auto", "off", "sites", "all"):
+            raise ConfigError(f"unknown mutation choice {self.mutation!r}", "use auto, off, sites or all")
+        sites = self.mutation in ("sites", "all") or (self.mutation == "auto" and not self.quick)
+        return sites, self.mutation == "all"
 
 
 @dataclass
@@ -145,6 +163,33 @@ def model_runs(count: int, plant_fault: str | None = None, first_seed: int = 100
     return out
 
 
+def mutation_parts(options: MainJobOptions, catalogue: CatalogueResult, say: Callable[[str], None]
+                   ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The summary's ``mutation`` section and the raw ``mutation.json``, when asked for."""
+    sites_on, patches_on = options.mutation_parts
+    if not sites_on and not patches_on:
+        return None, None
+    from harness.counterexamples import fault_counterexamples
+    from harness.mutate import run_mutation
+
+    say("mutation: every seam call of the protocol switched off in turn")
+    site_rep = run_mutation().to_dict()
+    say(f"  {site_rep['killed']} of {site_rep['mutants']} site mutants killed, "
+        f"{site_rep['equivalent']} equivalent, {site_rep['survived']} survived ({site_rep['seconds']:.0f}s)")
+    caught = [o.name for o in catalogue.outcomes if o.caught]
+    say(f"  shortest counterexample of each of the {len(caught)} caught faults")
+    cx = [c.to_dict() for c in fault_counterexamples(caught)]
+    patches = None
+    if patches_on:
+        from harness.patchmut import run_patches
+
+        say("  patch mutants: bounds, order and checks changed in the C source, one rebuild each")
+        patches = run_patches().to_dict()
+        say(f"  {patches['killed']} of {patches['mutants']} patch mutants killed, "
+            f"{patches['equivalent']} equivalent, {patches['survived']} survived ({patches['seconds']:.0f}s)")
+    return mutation_section(site_rep, patches, cx), mutation_raw_file(site_rep, patches, cx)
+
+
 def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJobResult:
     """Run everything and write the report; see the module docstring."""
     out = stream if stream is not None else sys.stdout
@@ -193,6 +238,8 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
     for o in crashes:
         say(f"  {o.detail}")
 
+    mutation, mutation_raw = mutation_parts(options, catalogue, say)
+
     # The summary.
     ordering = ordering_checks([(label, str(i + 1), r) for label, rs in runs.items()
                                 for i, r in enumerate(rs)])
@@ -220,6 +267,8 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
         "targets": targets,
         "faults": faults,
     }
+    if mutation is not None:
+        summary["mutation"] = mutation
 
     # Raw files next to the summary.
     suite = benchmarks.pyperf_suite(results, {"profile": profile.name, **benchmarks.run_metadata()})
@@ -236,6 +285,8 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
                                               "model_runs": [{"label": lb, **run.to_dict()} for lb, run in model]}),
         "crash injection": (CRASHES_FILENAME, [o.to_dict() for o in crashes]),
     }
+    if mutation_raw is not None:
+        raw["mutation"] = (MUTATION_FILENAME, mutation_raw)
     summary["meta"]["finished"] = _now()
     summary["meta"]["quick"] = quick
     summary["meta"]["warnings"] = benchmarks.noise_warnings(summary["meta"]["machine_state"], results)

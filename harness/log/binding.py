@@ -8,47 +8,52 @@ import threading
 import time
 from typing import Any
 
-from harness.errors import ConfigError, RegionError
+from harness.errors import ConfigError, CoreError, RegionError
 from harness.log.config import (F_DETERMINISTIC, MAX_ROLES, REC_ACK, REC_COMMIT, REC_DELIVER, REC_LOSS,
                                 REC_ORDER, REC_PUBLISH, ROLE_ALL, ROLE_KIND_NAMES, VARIANTS, LogConfig)
 from harness.log.live import LIVE_HANDLES, LIVE_LOCK
-from harness.native import Native, as_array, load
+from harness.native import Native, load
+from harness.native import log as clog
 from harness.order5 import gap_policy_code
 from harness.region import Region
 
-def c_config(native: Native, cfg: LogConfig, fault: int = 0, deterministic: bool = False) -> Any:
-    c = native.ffi.new("cxl_log_cfg_t *")
-    c.brokers = cfg.brokers
-    c.publishers_per_broker = cfg.publishers_per_broker
-    c.subscribers = cfg.subscribers
-    c.order = cfg.order
-    c.variant = VARIANTS[cfg.variant]
-    c.ack_level = cfg.ack
-    c.pbr_slots = cfg.pbr_slots
-    c.msg_size = cfg.msg_size
-    c.msgs_per_batch = cfg.msgs_per_batch
-    c.epoch_us = cfg.epoch_us
-    c.goi_slots = cfg.goi_slots
-    c.batches_per_publisher = cfg.batches_per_publisher
-    c.seed = cfg.seed
-    c.flags = cfg.flags() | (F_DETERMINISTIC if deterministic else 0)
-    c.fault = fault
-    c.slot_timeout_ns = int(cfg.slot_timeout_ms * 1e6)
-    c.watchdog_ns = int(cfg.watchdog_s * 1e9)
-    c.record_capacity = cfg.total_batches + 16 if cfg.recording else 0
-    c.crash_client = cfg.crash_publisher + 1
-    c.crash_kill = 1 if cfg.crash_kill else 0
-    c.crash_after = cfg.crash_after
-    c.crash_scanner = cfg.crash_scanner + 1
-    c.crash_subscriber = cfg.crash_subscriber + 1
+def c_fields(cfg: LogConfig, fault: int = 0, deterministic: bool = False) -> dict[str, int]:
+    """The fields of the C configuration (``cxl_log_cfg_t``) for ``cfg``."""
+    c = {
+        "brokers": cfg.brokers,
+        "publishers_per_broker": cfg.publishers_per_broker,
+        "subscribers": cfg.subscribers,
+        "order": cfg.order,
+        "variant": VARIANTS[cfg.variant],
+        "ack_level": cfg.ack,
+        "pbr_slots": cfg.pbr_slots,
+        "msg_size": cfg.msg_size,
+        "msgs_per_batch": cfg.msgs_per_batch,
+        "epoch_us": cfg.epoch_us,
+        "goi_slots": cfg.goi_slots,
+        "batches_per_publisher": cfg.batches_per_publisher,
+        "seed": cfg.seed,
+        "flags": cfg.flags() | (F_DETERMINISTIC if deterministic else 0),
+        "fault": fault,
+        "slot_timeout_ns": int(cfg.slot_timeout_ms * 1e6),
+        "watchdog_ns": int(cfg.watchdog_s * 1e9),
+        "record_capacity": cfg.total_batches + 16 if cfg.recording else 0,
+        "crash_client": cfg.crash_publisher + 1,
+        "crash_kill": 1 if cfg.crash_kill else 0,
+        "crash_after": cfg.crash_after,
+        "crash_scanner": cfg.crash_scanner + 1,
+        "crash_subscriber": cfg.crash_subscriber + 1,
+    }
     if cfg.order == 5:
-        c.gap_policy = gap_policy_code(cfg.gap_policy)
-        c.client_spread = cfg.client_spread
-        c.gap_timeout_ns = max(1, int(cfg.gap_timeout_ms * 1e6))
-        c.hold_cap = cfg.hold_cap
-        c.gap_client = cfg.gap_client + 1
-        c.gap_seq = cfg.gap_seq
+        c.update(gap_policy=gap_policy_code(cfg.gap_policy), client_spread=cfg.client_spread,
+                 gap_timeout_ns=max(1, int(cfg.gap_timeout_ms * 1e6)), hold_cap=cfg.hold_cap,
+                 gap_client=cfg.gap_client + 1, gap_seq=cfg.gap_seq)
     return c
+
+
+def c_config(native: Native, cfg: LogConfig, fault: int = 0, deterministic: bool = False) -> Any:
+    """The C configuration for ``cfg`` in ``native``'s build: an opaque handle."""
+    return clog.log_cfg(native, c_fields(cfg, fault, deterministic))
 
 
 def layout_parts(cfg: LogConfig) -> list[tuple[int, str, str]]:
@@ -83,7 +88,7 @@ def explain_size(cfg: LogConfig) -> tuple[str, str]:
 
 def layout_size(cfg: LogConfig, native: Native | None = None) -> int:
     native = native or load()
-    size = int(native.lib.cxl_layout_size(c_config(native, cfg)))
+    size = clog.layout_size(native, c_config(native, cfg))
     if size == 0:
         what, fix = explain_size(cfg)
         raise ConfigError(f"the layout does not fit in a 64-bit region: {what}", fix)
@@ -98,17 +103,20 @@ def format_region(region: Region, cfg: LogConfig) -> None:
     if region.size < need:
         raise RegionError(f"region of {region.size} bytes is smaller than the {need} bytes this "
                           "configuration needs", "use a larger region or smaller rings/batches")
-    if native.lib.cxl_layout_init(region.base, region.size, c) != 0:
-        raise RegionError("could not format the region", "check the configuration")
+    try:
+        clog.layout_init(native, region.base, region.size, c)
+    except CoreError:
+        raise RegionError("could not format the region", "check the configuration") from None
 
 
 def attach_check(region: Region, cfg: LogConfig) -> None:
     """Refuse a region whose magic, version or geometry do not match ``cfg``."""
     native = region.native
-    err = native.ffi.new("char[256]")
-    if native.lib.cxl_layout_attach(region.base, region.size, c_config(native, cfg), err, 256) != 0:
-        raise RegionError(f"cannot attach: {native.ffi.string(err).decode()}",
-                          "format the region for this configuration, or use the matching one")
+    try:
+        clog.layout_attach(native, region.base, region.size, c_config(native, cfg))
+    except CoreError as exc:
+        raise RegionError(f"cannot attach: {exc.text}",
+                          "format the region for this configuration, or use the matching one") from None
 
 
 class LogHandle:
@@ -118,37 +126,33 @@ class LogHandle:
         self.native = region.native
         self.cfg = cfg
         self.ccfg = c_config(self.native, cfg, fault, deterministic)
-        err = self.native.ffi.new("char[256]")
-        self.ptr = self.native.lib.cxl_log_new(region.base, region.size, self.ccfg, err, 256)
-        if self.ptr == self.native.ffi.NULL:
-            raise RegionError(f"cannot attach: {self.native.ffi.string(err).decode()}",
-                              "format the region for this configuration")
+        self.ptr: Any = None  # the C log (cxl_log_t *), opaque
+        try:
+            self.ptr = clog.log_new(self.native, region.base, region.size, self.ccfg)
+        except CoreError as exc:
+            raise RegionError(f"cannot attach: {exc.text}",
+                              "format the region for this configuration") from None
         self._place()
 
     def _place(self) -> None:
         """Apply the configuration's scheduling: bounded pinned workers or thread per role."""
-        cpus = sorted(os.sched_getaffinity(0))[: int(self.native.lib.cxl_log_max_workers())]
+        cpus = sorted(os.sched_getaffinity(0))[: clog.max_workers(self.native)]
         # A crashed role is told from a slow one by its thread being gone: an injected crash
         # therefore needs every role on a thread of its own.
         pooled = self.cfg.scheduling == "workers" and not self.cfg.crash_role
         workers = len(cpus) if pooled else 0
-        arr = self.native.ffi.new("int[]", cpus or [0])
-        if self.native.lib.cxl_log_set_workers(self.ptr, workers, arr, len(cpus) if workers else 0):
+        if not clog.set_workers(self.native, self.ptr, workers, cpus):
             raise ConfigError(f"cannot place roles on CPUs {cpus}", "run with scheduling='threads'")
 
     def placement(self) -> dict[str, Any]:
         """Where the roles of the last run ran (worker thread and pinned CPU per role)."""
-        ffi, lib = self.native.ffi, self.native.lib
-        out = ffi.new("cxl_placement_t[]", MAX_ROLES)
-        n = int(lib.cxl_log_placement(self.ptr, out, MAX_ROLES))
         seen: dict[int, int] = {}
         roles = []
-        for i in range(n):
-            kind = int(out[i].kind)
-            index = seen.get(kind, 0)
-            seen[kind] = index + 1
-            roles.append({"role": f"{ROLE_KIND_NAMES.get(kind, kind)} {index}",
-                          "worker": int(out[i].worker), "cpu": int(out[i].cpu)})
+        for p in clog.placement(self.native, self.ptr, MAX_ROLES):
+            index = seen.get(p.kind, 0)
+            seen[p.kind] = index + 1
+            roles.append({"role": f"{ROLE_KIND_NAMES.get(p.kind, p.kind)} {index}",
+                          "worker": p.worker, "cpu": p.cpu})
         workers = len({r["worker"] for r in roles})
         mode = "workers" if roles and workers < len(roles) else "threads"
         return {"scheduling": mode, "requested": self.cfg.scheduling, "threads": workers,
@@ -165,19 +169,19 @@ class LogHandle:
         owns the region."""
         rc = self._run_c(roles, pub_brokers, sub_mask, progress)
         if rc == -2:
-            reason = self.native.ffi.string(self.native.lib.cxl_log_error(self.ptr)).decode()
+            reason = clog.log_error(self.native, self.ptr)
             raise RegionError(f"cannot run: {reason}",
                               "one sequencer and one scanner per broker may run on a region")
         return rc
 
     def _run_c(self, roles: int, pub_brokers: int, sub_mask: int, progress: bool) -> int:
-        lib = self.native.lib
+        native, log = self.native, self.ptr
         rc: list[int] = []
         done = threading.Event()  # not Thread.join: an interrupted join may call a live thread ended
 
         def work() -> None:
             try:
-                rc.append(int(lib.cxl_log_run_subset(self.ptr, roles, pub_brokers, sub_mask)))
+                rc.append(clog.run_subset(native, log, roles, pub_brokers, sub_mask))
             finally:
                 done.set()
 
@@ -199,13 +203,13 @@ class LogHandle:
 
                     bar = tqdm(total=total, unit="msg", unit_scale=True, desc="ordering", leave=False)
                 if bar is not None:
-                    bar.n = int(lib.cxl_log_progress(self.ptr))
+                    bar.n = clog.progress(native, log)
                     bar.refresh()
         except BaseException:
             # stop and wait for the C call to return before anything is freed; asked again in
             # case the run had not yet started when the first request came
             while not done.is_set():
-                lib.cxl_log_request_stop(self.ptr)
+                clog.request_stop(native, log)
                 done.wait(0.05)
             raise
         finally:
@@ -218,47 +222,35 @@ class LogHandle:
 
     def progress(self) -> int:
         """Messages ordered (or acknowledged) so far: what a progress display shows."""
-        return int(self.native.lib.cxl_log_progress(self.ptr)) if self.ptr is not None else 0
+        return clog.progress(self.native, self.ptr) if self.ptr is not None else 0
 
     def request_stop(self) -> None:
         """Ask the running roles to stop (safe from any thread; the run then returns)."""
         if self.ptr is not None:
-            self.native.lib.cxl_log_request_stop(self.ptr)
+            clog.request_stop(self.native, self.ptr)
 
     def stats(self) -> dict[str, Any]:
-        st = self.native.ffi.new("cxl_log_stats_t *")
-        self.native.lib.cxl_log_stats(self.ptr, st)
-        out = _stats_dict(self.native, st)
+        out = clog.stats(self.native, self.ptr)
         out["placement"] = self.placement()
         return out
 
     def records(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        ffi, lib = self.native.ffi, self.native.lib
         kinds: dict[str, tuple[int, str]] = {"publish": (REC_PUBLISH, "cxl_rec_publish_t"), "order": (REC_ORDER, "cxl_rec_order_t"),
                  "commit": (REC_COMMIT, "cxl_rec_frontier_t"), "ack": (REC_ACK, "cxl_rec_frontier_t"),
                  "loss": (REC_LOSS, "cxl_rec_loss_t")}
         for k in range(self.cfg.subscribers):
             kinds[f"deliver{k}"] = (REC_DELIVER + k, "cxl_rec_deliver_t")
         for name, (kind, ctype) in kinds.items():
-            ptr, count, elem = ffi.new("void **"), ffi.new("uint64_t *"), ffi.new("uint64_t *")
-            if lib.cxl_log_records(self.ptr, kind, ptr, count, elem) == 0:
-                arr = as_array(self.native, ptr[0], int(count[0]), ctype)
+            arr = clog.records(self.native, self.ptr, kind, ctype)
+            if arr is not None:
                 out[name] = arr[arr["msg_count"] > 0] if name == "publish" else arr
         return out
 
     def close(self) -> None:
         if self.ptr is not None:
-            self.native.lib.cxl_log_free(self.ptr)
+            clog.log_free(self.native, self.ptr)
             self.ptr = None
-
-
-def _stats_dict(native: Native, st: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for fname, _ in native.ffi.typeof("cxl_log_stats_t").fields:
-        v = getattr(st, fname)
-        out[fname] = list(v) if not isinstance(v, int) else int(v)
-    return out
 
 
 def region_size(cfg: LogConfig) -> int:

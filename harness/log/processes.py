@@ -85,7 +85,7 @@ class RoleProcess:
     only, which then stops the children."""
 
     def __init__(self, path: str, size: int, cfg: LogConfig, group: RoleGroup, workdir: str | None = None,
-                 device_model: DeviceModel | None = None):
+                 device_model: DeviceModel | None = None, channels_fd: int = -1):
         import subprocess
         import sys
 
@@ -103,9 +103,11 @@ class RoleProcess:
                  "--size", str(size), "--config", config_json(cfg), "--roles", str(group.roles),
                  "--pub-brokers", str(group.pub_brokers), "--sub-mask", str(group.sub_mask),
                  "--out-fd", str(self.out_fd),
-                 *(("--device-model", device_model_to_json(device_model)) if device_model else ())],
+                 *(("--device-model", device_model_to_json(device_model)) if device_model else ()),
+                 *(("--device-channels-fd", str(channels_fd)) if device_model and channels_fd >= 0 else ())],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.err,
-                pass_fds=(region_fd, self.out_fd), process_group=0)
+                pass_fds=(region_fd, self.out_fd, *((channels_fd,) if device_model and channels_fd >= 0 else ())),
+                process_group=0)
         except BaseException:
             os.close(self.out_fd)
             self.err.close()
@@ -225,15 +227,18 @@ def open_private(path: Path, unlink: bool = False) -> int:
 
 def start_role_processes(path: str, size: int, cfg: LogConfig, groups: list[RoleGroup],
                          workdir: str | None = None,
-                         device_model: DeviceModel | None = None) -> list[RoleProcess]:
+                         device_model: DeviceModel | None = None,
+                         channels_fd: int = -1) -> list[RoleProcess]:
     """Start one process per group on the region file ``path``; ``workdir`` is where their
     private result directories are made (default: the system's temporary directory). Each
     maps the region with ``device_model`` (that of the region they share, normally
-    ``region.device_model``; None: the region has none)."""
+    ``region.device_model``; None: the region has none) and, given ``channels_fd`` (the
+    coordinator's ``Region.share_channels()``), shares that model's channels with it, so that
+    the device's bandwidth cap and utilisation are the same for every process."""
     procs: list[RoleProcess] = []
     try:
         for g in groups:
-            procs.append(RoleProcess(path, size, cfg, g, workdir, device_model))
+            procs.append(RoleProcess(path, size, cfg, g, workdir, device_model, channels_fd))
     except BaseException:
         stop_role_processes(procs)
         raise

@@ -3,7 +3,9 @@
 Run by the coordinator (``harness.log.RoleProcess``) as ``python -m harness.log.role_process ...``.
 It attaches to the region through a descriptor it inherited (``--region /proc/self/fd/N``)
 with the device model the coordinator's region carries (``--device-model``: a region of an
-emulated profile costs what the device costs in every process that maps it), writes its
+emulated profile costs what the device costs in every process that maps it) and that model's
+channels, shared with the coordinator and the other role processes through an inherited
+descriptor (``--device-channels-fd``: one bandwidth cap and one utilisation), writes its
 statistics, what its device model did and its per-batch records (.npz) to the inherited
 ``--out-fd``, and dies with its coordinator: PR_SET_PDEATHSIG is set before anything else,
 and a coordinator already gone by then is noticed through the parent PID. SIGINT is ignored
@@ -16,7 +18,10 @@ import argparse
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.region import Region
 
 PR_SET_PDEATHSIG = 1
 EXIT_ORPHANED = 3
@@ -47,7 +52,35 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out-fd", type=int, required=True, help="inherited descriptor for the results")
     p.add_argument("--device-model", default=None,
                    help="the device model the region carries (JSON of DeviceModel.to_dict())")
+    p.add_argument("--device-channels-fd", type=int, default=-1,
+                   help="inherited descriptor of the coordinator's shared channel file for that model")
     return p.parse_args(argv)
+
+
+def open_role_region(path: str, size: int, model_json: str | None, channels_fd: int) -> Region:
+    """The region as a role process maps it: the coordinator's file, with the device model it
+    carries (attached where this process opens its mapping), sharing the coordinator's
+    channels when it passed their descriptor (closed here once mapped: the mapping keeps
+    them)."""
+    from harness.errors import RegionError
+    from harness.region import Region, device_model_from_json
+
+    model = device_model_from_json(model_json) if model_json else None
+    if channels_fd >= 0 and model is None:
+        raise RegionError(f"--device-channels-fd {channels_fd} without --device-model",
+                          "pass the model whose channels they are")
+    region = Region.file(path, size, create=False, lock=False, device_model=model)
+    try:
+        if channels_fd >= 0:
+            if region.device_model is None:
+                raise RegionError("--device-channels-fd for a device model that pads nothing",
+                                  "pass channels only with a device model")
+            region.share_channels(channels_fd)
+            os.close(channels_fd)
+    except BaseException:
+        region.close()
+        raise
+    return region
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,12 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from harness.log import LogConfig, LogHandle, attach_check
-    from harness.region import Region, device_model_from_json
 
     cfg = LogConfig(**json.loads(a.config))
-    # the region's device model, attached where this process opens its mapping of the region
-    model = device_model_from_json(a.device_model) if a.device_model else None
-    with Region.file(a.region, a.size, create=False, lock=False, device_model=model) as region:
+    with open_role_region(a.region, a.size, a.device_model, a.device_channels_fd) as region:
         if a.region_fd >= 0:
             os.close(a.region_fd)  # mapped now; the coordinator's lock is not ours to hold
         attach_check(region, cfg)

@@ -10,6 +10,8 @@ return as opaque values:
 - :mod:`harness.native.enums`: the core's numbers (role masks, flags, record kinds, ...),
   read from the compiled module, never re-declared in Python;
 - :mod:`harness.native.region`: mapping regions, their device model, the seam's copies;
+- :mod:`harness.native.devmodel`: the device model's channels shared between processes, and
+  writers released together (the two-writer figure);
 - :mod:`harness.native.log`: the layout and a log run (``cxl_log_*``, ``cxl_layout_*``);
 - :mod:`harness.native.bench`: the characterisation kernels (``cxl_bench_*``);
 - :mod:`harness.native.check`: the checked build's event stream, faults and check sites.

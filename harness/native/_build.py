@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from enum import IntEnum, IntFlag
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -126,5 +125,6 @@ def c_string(native: Native, ptr: Any) -> str:
     return str(native.ffi.string(ptr).decode(errors="replace"))
 
 
-def is_null(native: Native, ptr: Any) -> bool:
-    return bool(ptr is None or ptr == native.ffi.NULL)
+def at(native: Native, base: Any, offset: int) -> Any:
+    """The ``char *`` ``offset`` bytes into a mapping (an opaque pointer for other calls)."""
+    return native.ffi.cast("char *", base) + offset

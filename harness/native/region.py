@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import CoreError, RegionError
-from harness.native._build import Native
+from harness.native._build import Native, at
 
 MODEL_KINDS = 3  # operation kinds of the device model: load, flush + fence, write (C order)
 MAX_CURVE = 8  # points of a latency curve (cxl_devmodel_cfg_t.curve_util)
@@ -170,11 +170,6 @@ def model_unpadded(h: RegionHandle, unpadded: bool) -> None:
 
 
 # -- the seam --------------------------------------------------------------------------------
-def at(native: Native, base: Any, offset: int) -> Any:
-    """The ``char *`` ``offset`` bytes into a mapping (an opaque pointer for other calls)."""
-    return native.ffi.cast("char *", base) + offset
-
-
 def seam_write(native: Native, base: Any, offset: int, data: bytes, nt: bool = False) -> None:
     """Copy ``data`` to ``base + offset`` through the seam (``nt``: non-temporal stores)."""
     native.lib.cxl_seam_write(at(native, base, offset), data, len(data), int(nt))
@@ -190,11 +185,6 @@ def seam_read(native: Native, base: Any, offset: int, n: int) -> bytes:
     out = native.ffi.new("char[]", n)
     native.lib.cxl_seam_read(out, at(native, base, offset), n)
     return bytes(native.ffi.buffer(out, n))
-
-
-def seam_read_into(native: Native, dst: Any, base: Any, offset: int, n: int) -> None:
-    """Like :func:`seam_read` into a buffer the caller keeps (from :func:`scratch`)."""
-    native.lib.cxl_seam_read(dst, at(native, base, offset), n)
 
 
 def scratch(native: Native, n: int) -> Any:

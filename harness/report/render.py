@@ -24,6 +24,8 @@ from markupsafe import Markup
 import harness
 from harness.stats import compare_samples
 from harness.report import charts
+from harness.report.mutation import MUTATION_FILENAME, NOT_COMPUTED
+from harness.report.mutation import from_file as mutation_from_file
 from harness.report.summary import (  # noqa: F401  (REPORT_FILENAME re-exported)
     CHECK_GROUPS,
     REPORT_FILENAME,
@@ -416,6 +418,9 @@ def build_context(
         for index, ab in enumerate(summary["ablations"])
     ]
     calibration_svg = charts.calibration_chart(summary["calibration"])
+    mutation = summary.get("mutation")
+    if not mutation and (raw_dir / MUTATION_FILENAME).is_file():
+        mutation = mutation_from_file(raw_dir / MUTATION_FILENAME)
 
     meta = summary["meta"]
     return {
@@ -435,6 +440,8 @@ def build_context(
         "charts": [{"title": t, "svg": Markup(svg)} for t, svg in chart_list if svg],
         "ablations": [{**view, "svg": Markup(view["svg"]) if view["svg"] else None} for view in ablation_views],
         "raw_files": _raw_files(summary, out_dir, raw_dir),
+        "mutation": mutation or None,
+        "mutation_note": NOT_COMPUTED,
         "version": harness.__version__,
     }
 

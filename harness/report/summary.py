@@ -53,6 +53,14 @@ format is ``cxl-harness-summary/2``:
 ``hosts`` (optional)
     A multi-host run (``--hosts``): ``hosts`` (per host: ``name``, ``gateway``, ``device``,
     ``roles``, ``identity``, figures), ``failures``, ``timings_s``; see harness/hosts/report.py.
+``mutation`` (optional)
+    The mutation score, when the run computed it (full runs; see harness/report/mutation.py):
+    ``source``, ``sites`` (``sites``, ``mutants``, ``killed``, ``equivalent``, ``fault_only``,
+    ``survived``, ``unreached``, ``score``, ``seconds``, ``configs``, ``baseline_runs``,
+    ``survivors``, ``equivalents``; or null), ``patches`` (``mutants``, ``killed``,
+    ``equivalent``, ``survived``, ``crashed``, ``hung``, ``seconds``, ``outcomes``; or null),
+    ``counterexamples`` (``fault``, ``target``, ``steps``, ``original_steps``, ``then``,
+    ``story``: the shortest counterexample of each caught catalogue fault).
 ``files``
     Raw files written next to the summary, by role (``summary``, ``pyperf``, ``benchmark``),
     as paths relative to the summary's directory.
@@ -258,6 +266,7 @@ class Summary(TypedDict):
     faults: list[Fault]
     files: dict[str, str]
     hosts: NotRequired[dict[str, Any]]  # a multi-host run only (harness/hosts/report.py)
+    mutation: NotRequired[dict[str, Any]]  # when the run computed it (harness/report/mutation.py)
 
 
 # --------------------------------------------------------------------------- JSON schema
