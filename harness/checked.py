@@ -7,11 +7,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.errors import ConfigError, CoreError
+from harness.errors import ConfigError, CoreError, HarnessError
 from harness.log import LogConfig, LogHandle, LogResult, format_region, layout_size
 from harness.runlog import build_result
 from harness.native import RoleKind, Severity, agent_kind, load
 from harness.native import check as cchk
+from harness.native import explore as native_explore
 from harness.region import DeviceModel, Region
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
@@ -30,6 +31,31 @@ class ModelConfig:
     # per shared-memory access: another role runs a whole step right there, splitting the
     # current role's step (0: roles only ever alternate between whole steps)
     p_preempt: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExploreSpec:
+    """One execution of a systematic exploration (harness.explore.search): every role runs as a
+    coroutine, and at every shared-memory access and control atomic the explorer chooses what
+    happens next. ``prefix`` replays the first choices (option codes); after them the default
+    policy runs. ``tso``: the control atomics' stores wait in per-agent store buffers (x86-TSO);
+    ``model_choices``: the non-coherent model's choices (early write-back, eviction, a stale
+    copy refetched) are options too; ``free_switch``/``free_drain``: a switch at a step's end / a
+    store-buffer drain is no deviation (it costs nothing against the bound)."""
+
+    prefix: tuple[int, ...] = ()
+    tso: bool = False
+    model_choices: bool = True
+    free_switch: bool = False
+    free_drain: bool = False
+    max_points: int = 200_000
+
+    @property
+    def flags(self) -> int:
+        return (1 * self.tso) | (2 * self.model_choices) | (4 * self.free_switch) | (8 * self.free_drain)
+
+
+XO_KINDS = {1: "run", 2: "drain", 3: "early", 4: "evict", 5: "refresh"}
 
 
 @dataclass
@@ -61,6 +87,11 @@ class CheckedRun:
     schedule: list[int] = field(default_factory=list)  # the runner's role picks, in order
     points: int = 0            # preemption points (shared-memory accesses inside role steps)
     trace: list[dict[str, Any]] = field(default_factory=list)  # with ModelConfig.keep_trace
+    # an explored run (ExploreSpec): its choice points and their options, and how it ended
+    # (0 ran to its end, 1 no role could go on, 2 the point bound was hit)
+    xpoints: Any = None
+    xopts: Any = None
+    xoutcome: int = 0
 
     @property
     def errors(self) -> list[Finding]:
@@ -127,7 +158,8 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
                 check_history: bool = True, persistence: bool = True,
                 schedule: list[int] | None = None, after_schedule: str = "seeded",
                 preempt_at: tuple[int, int, int] | None = None,
-                device_model: DeviceModel | None = None) -> CheckedRun:
+                device_model: DeviceModel | None = None,
+                explore: ExploreSpec | None = None) -> CheckedRun:
     """One deterministic (single-thread, seeded scheduler) run on the checked build.
 
     With ``persistence`` (the default) the end-of-run check follows: every store the run made
@@ -138,6 +170,9 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
     take turns); the run's own picks come back in :attr:`CheckedRun.schedule`.
     ``preempt_at`` = (point, role, steps) plans one preemption instead of random ones: at the
     point-th shared-memory access inside a step, role index ``role`` runs ``steps`` steps.
+
+    ``explore``: run it as one execution of a systematic exploration (:class:`ExploreSpec`);
+    the run's choice points come back in :attr:`CheckedRun.xpoints`.
 
     ``device_model``: what the region's operations cost (a profile's, from
     :func:`harness.runner.device_model_for`), attached when the region is opened, as on the
@@ -158,6 +193,8 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
             cchk.plan_preempt(*preempt_at)
         else:
             cchk.plan_preempt()
+        if explore is not None:
+            native_explore.explore_set(native, True, explore.flags, explore.prefix, explore.max_points)
         try:
             cchk.begin(region.base, region.size, chk)
         except CoreError:
@@ -188,20 +225,59 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
             counts = cchk.model_counts()
             sched = cchk.schedule()
             trace = _trace() if model.keep_trace else []
+            xpoints = xopts = None
+            xoutcome = 0
+            if explore is not None:
+                xpoints, xopts, xoutcome = native_explore.explore_points(native)
         finally:
             cchk.end()
             cchk.set_schedule([])
             cchk.set_schedule_mode(0)
             cchk.plan_preempt()
+            native_explore.explore_set(native, False)
+        if xoutcome == 3:
+            raise HarnessError(f"replaying {len(explore.prefix) if explore else 0} choices did not "
+                               "reach the same choice points: the run is not deterministic",
+                               "report it: every source of nondeterminism must go through the checker")
         result = build_result(cfg, stats, recs, region.info(), rc, check_history)
     return CheckedRun(result, findings, counts.events,
                       {"early_writebacks": counts.early_writebacks, "evictions": counts.evictions,
                        "stale_reads": counts.stale_reads, "preemptions": counts.preemptions},
-                      schedule=sched, trace=trace, points=counts.preempt_points)
+                      schedule=sched, trace=trace, points=counts.preempt_points, xpoints=xpoints,
+                      xopts=xopts, xoutcome=xoutcome)
+
+
+def ctl_sites() -> list[dict[str, Any]]:
+    """The control sites of the checked build (cxl_ctl.h): every control atomic of the seal."""
+    return native_explore.ctl_sites(load(True))
+
+
+def ctl_weaken(site_id: int | None, order: int = -1) -> None:
+    """Replace the memory order of control site ``site_id`` (None: every site back to its own)."""
+    native = load(True)
+    if not native_explore.ctl_weaken(native, site_id, order):
+        raise ConfigError(f"no control site {site_id} (or order {order})",
+                          f"pick one of 0..{native_explore.ctl_site_count(native) - 1} and an order -1..5")
+
+
+def toy_run(agents: int, steps: int, shared: bool, spec: ExploreSpec) -> tuple[Any, Any, int]:
+    """One execution of the explorer's toy program (cxl_chk_toy_run): ``agents`` agents, each
+    ``steps`` steps of one control store, to its own word or (``shared``) to one word."""
+    native = load(True)
+    with Region.emulated(4096, checked=True) as region:
+        native_explore.explore_set(native, True, spec.flags, spec.prefix, spec.max_points)
+        try:
+            if native_explore.toy_run(native, region.base, region.size, agents, steps, shared) < 0:
+                raise ConfigError(f"the toy program refused {agents} agent(s) x {steps} step(s)",
+                                  "use 1..16 agents and at least one step")
+            return native_explore.explore_points(native)
+        finally:
+            native_explore.explore_set(native, False)
 
 
 OP_NAMES = {1: "store", 2: "nt-store", 3: "load", 4: "flush", 5: "fence", 6: "invalidate",
-            7: "publish", 8: "consume", 9: "commit", 10: "rmw"}
+            7: "publish", 8: "consume", 9: "commit", 10: "rmw",
+            11: "ctl-load", 12: "ctl-store", 13: "ctl-rmw"}
 
 
 def _trace() -> list[dict[str, Any]]:

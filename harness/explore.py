@@ -332,3 +332,195 @@ def explore(scope: Scope, fault: str | None = None, seeds: tuple[int, ...] = (1,
                         return Exploration(scope.name, len(seeds), runs, len(digests), depth, violations,
                                            time.perf_counter() - t0)
     return Exploration(scope.name, len(seeds), runs, len(digests), depth, violations, time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------------------------
+# Systematic search: a depth-first search over every choice of every choice point
+
+
+@dataclass
+class Search:
+    """What a systematic search explored (see :func:`search`)."""
+
+    scope: str
+    executions: int             # runs made (each replays a prefix of choices, then defaults)
+    points: int                 # choice points met past the replayed prefixes (states explored)
+    distinct_states: int        # distinct state hashes among them
+    revisits: int               # points cut because their state was explored already
+    sleep_cut: int              # executions cut because the default choice was asleep
+    max_depth: int              # most choice points in one execution
+    bound: int | None           # deviations allowed (None: unbounded)
+    complete: bool              # the whole bounded space was searched (no budget cut)
+    violations: list[str]
+    seconds: float
+    reduction: str = "state hashing + sleep sets"
+
+    @property
+    def clean(self) -> bool:
+        return not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["clean"] = self.clean
+        return d
+
+
+@dataclass
+class _Node:
+    opts: list[tuple[int, int]]
+    chosen: int
+    cost: int
+    explored: dict[int, tuple[int, int, int, int] | None]
+    sleep: dict[int, tuple[int, int, int, int]]
+
+
+def _fp(p: Any) -> tuple[int, int, int, int]:
+    """A choice's footprint: (agent, shares process memory, read bloom, write bloom)."""
+    rd = int(p["rd"][0]) | int(p["rd"][1]) << 64 | int(p["rd"][2]) << 128 | int(p["rd"][3]) << 192
+    wr = int(p["wr"][0]) | int(p["wr"][1]) << 64 | int(p["wr"][2]) << 128 | int(p["wr"][3]) << 192
+    return int(p["agent"]), int(p["flags"]) & 1, rd, wr
+
+
+def _independent(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Two choices commute: different agents, not both of the roles that share process memory
+    (scanners, sequencer), and no cache line or control word that one writes and the other
+    touches (invalidations, flushes and fences count as writes of their lines)."""
+    if a[0] == b[0] or (a[1] and b[1]):
+        return False
+    return not (a[3] & (b[2] | b[3]) or b[3] & a[2])
+
+
+Executor = Callable[[tuple[int, ...]], tuple[Any, Any, str | None]]
+
+
+def search(execute: Executor, name: str = "", bound: int | None = 1, hashing: bool = True,
+           sleep_sets: bool = True, max_executions: int | None = None, max_seconds: float | None = None,
+           stop_at_first: bool = False) -> Search:
+    """Stateless depth-first search over the choice points of ``execute`` (which runs one
+    execution replaying a prefix of option codes and returns its points, options and a
+    violation or None). Every option of every point is tried, except: options whose deviations
+    (preemptions, delays, drains, model choices) would exceed ``bound``; with ``hashing``, a point
+    whose state was already explored with at least as much budget left and a sleep set no larger;
+    with ``sleep_sets``, options asleep (an equivalent order of independent choices was explored)."""
+    t0 = time.perf_counter()
+    stack: list[_Node] = []
+    prefix: tuple[int, ...] = ()
+    visited: dict[int, tuple[float, frozenset[int]]] = {}
+    executions = points = revisits = sleep_cut = depth = 0
+    violations: list[str] = []
+    complete = True
+    inf = float("inf")
+    while True:
+        if (max_executions is not None and executions >= max_executions) or \
+                (max_seconds is not None and time.perf_counter() - t0 > max_seconds):
+            complete = False
+            break
+        pts, opts, bad = execute(prefix)
+        executions += 1
+        depth = max(depth, len(pts))
+        if bad:
+            violations.append(f"execution {executions} ({len(prefix)} choices replayed): {bad}")
+            if stop_at_first:
+                complete = False
+                break
+        start = len(prefix)
+        if start:
+            stack[start - 1].explored[stack[start - 1].chosen] = _fp(pts[start - 1])
+        for k in range(start, len(pts)):
+            p = pts[k]
+            if k:
+                prev = stack[k - 1]
+                if prev.chosen in prev.sleep:
+                    sleep_cut += 1
+                    break
+                pf = prev.explored[prev.chosen]
+                assert pf is not None
+                cost = prev.cost + next(c for code, c in prev.opts if code == prev.chosen)
+                sl: dict[int, tuple[int, int, int, int]] = {}
+                if sleep_sets:
+                    for code, f in list(prev.sleep.items()) + list(prev.explored.items()):
+                        if code != prev.chosen and f is not None and _independent(f, pf):
+                            sl[code] = f
+            else:
+                cost, sl = 0, {}
+            points += 1
+            h = int(p["hash"])
+            left = inf if bound is None else bound - cost
+            if hashing:
+                seen = visited.get(h)
+                if seen is not None and seen[0] >= left and seen[1] <= sl.keys():
+                    revisits += 1
+                    break
+                visited[h] = (left, frozenset(sl))
+            lo, n = int(p["opt_lo"]), int(p["nopts"])
+            o = [(int(opts[i]["code"]), int(opts[i]["cost"])) for i in range(lo, lo + n)]
+            stack.append(_Node(o, int(p["chosen"]), cost, {int(p["chosen"]): _fp(p)}, sl))
+        del stack[len(pts):]
+        # backtrack: the deepest point with an option not yet tried, not asleep, within the bound
+        while stack:
+            node = stack[-1]
+            alt = next((code for code, c in node.opts if code not in node.explored and code not in node.sleep
+                        and (bound is None or node.cost + c <= bound)), None)
+            if alt is not None:
+                node.chosen = alt
+                node.explored[alt] = None
+                prefix = tuple(x.chosen for x in stack)
+                break
+            stack.pop()
+        else:
+            break
+    return Search(name, executions, points, len(visited) if hashing else points, revisits, sleep_cut, depth,
+                  bound, complete, violations, time.perf_counter() - t0,
+                  " + ".join(x for x, on in (("state hashing", hashing), ("sleep sets", sleep_sets)) if on)
+                  or "none")
+
+
+def log_executor(cfg: LogConfig, fault: str | None = None, tso: bool = False, model_choices: bool = True,
+                 free_switch: bool = False, free_drain: bool = False) -> Executor:
+    """Executions of the log in ``cfg`` on the checked build, every rule and invariant checked
+    (harness.faults.detections), for :func:`search`."""
+    from harness.checked import ExploreSpec
+
+    model = ModelConfig(True, 0.0, 0.0, False, 0, 0.0)  # the model's choices are enumerated instead
+
+    def execute(prefix: tuple[int, ...]) -> tuple[Any, Any, str | None]:
+        spec = ExploreSpec(prefix, tso, model_choices, free_switch, free_drain)
+        try:
+            run = run_checked(cfg, fault=fault, model=model, explore=spec)
+        except HarnessError as exc:
+            if "not deterministic" in str(exc):
+                raise
+            return np.zeros(0), np.zeros(0), f"check:attach: {exc}"
+        by, diag = detections(run)
+        bad = None
+        if by:
+            bad = f"{', '.join(by)}: {diag}"
+        elif run.xoutcome:
+            bad = "no role could go on (a stall)" if run.xoutcome == 1 else "the point bound was hit"
+        return run.xpoints, run.xopts, bad
+
+    return execute
+
+
+def search_scope(scope: Scope, fault: str | None = None, seed: int = 1, tso: bool = True, bound: int | None = 1,
+                 **kw: Any) -> Search:
+    """:func:`search` over one scope (the roles of ``scope.config(seed)``)."""
+    model_choices = kw.pop("model_choices", True)
+    free_switch = kw.pop("free_switch", False)
+    free_drain = kw.pop("free_drain", False)
+    ex = log_executor(scope.config(seed), fault, tso, model_choices, free_switch, free_drain)
+    return search(ex, scope.name, bound=bound, **kw)
+
+
+def toy_executor(agents: int, steps: int, shared: bool) -> Executor:
+    """The explorer's toy program (harness.checked.toy_run) as an :data:`Executor`."""
+    from harness.checked import ExploreSpec, toy_run
+
+    def execute(prefix: tuple[int, ...]) -> tuple[Any, Any, str | None]:
+        pts, opts, _ = toy_run(agents, steps, shared, ExploreSpec(prefix, model_choices=False))
+        return pts, opts, None
+
+    return execute
+
+
+__all__ += ["Search", "log_executor", "search", "search_scope", "toy_executor"]

@@ -4,6 +4,14 @@ seeded base schedules, at every shared-memory access inside a role step, by ever
 Then the same over the catalogue faults and the killed site mutants: which are found in scope.
 
     .venv/bin/python scripts/explore_scopes.py [--seeds 1] [--steps 1] [--faults] [--mutants] [--json]
+
+With --search, the systematic search instead (harness.explore.search_scope): a depth-first
+search over every choice point (which agent runs at every shared-memory access and control
+atomic, x86-TSO store-buffer drains, the non-coherent model's choices), bounded by --bound
+deviations, with state hashing and sleep sets; --faults then asks which catalogue faults it
+finds, --weaken which seq_cst control stores weakened to release it finds (with and without TSO).
+
+    .venv/bin/python scripts/explore_scopes.py --search [--bound 1] [--no-tso] [--faults] [--weaken]
 """
 
 from __future__ import annotations
@@ -27,7 +35,18 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=None,
                     help="with --mutants: at most this many executions per mutant and scope")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--search", action="store_true", help="the systematic search (see above)")
+    ap.add_argument("--bound", type=int, default=1, help="with --search: deviations allowed (-1: none)")
+    ap.add_argument("--no-tso", action="store_true", help="with --search: control stores are not buffered")
+    ap.add_argument("--weaken", action="store_true", help="with --search: each seq_cst control store weakened")
+    ap.add_argument("--max-seconds", type=float, default=290.0, help="with --search: per scope")
+    ap.add_argument("--question-seconds", type=float, default=120.0,
+                    help="with --search --faults/--weaken: per fault or weakening and scope")
+    ap.add_argument("--skip-scopes", action="store_true", help="with --search: only the questions")
     a = ap.parse_args()
+    if a.search:
+        search_main(a)
+        return
     seeds, steps = tuple(range(1, a.seeds + 1)), tuple(a.steps)
     out: dict[str, Any] = {"scopes": []}
     for sc in SCOPES:
@@ -68,6 +87,84 @@ def main() -> None:
             print(f"killed site mutants found in scope: {len(found_m)}/{len(found_m) + len(missed_m)}")
             for m in missed_m:
                 print(f"    not in scope: {m}")
+    if a.json:
+        print(json.dumps(out, indent=2))
+
+
+def search_main(a: argparse.Namespace) -> None:
+    from harness.checked import ctl_sites, ctl_weaken
+    from harness.explore import search_scope
+
+    bound = None if a.bound < 0 else a.bound
+    tso = not a.no_tso
+    out: dict[str, Any] = {"scopes": []}
+    for sc in [] if a.skip_scopes else SCOPES:
+        e = search_scope(sc, tso=tso, bound=bound, max_seconds=a.max_seconds)
+        out["scopes"].append(e.to_dict())
+        if not a.json:
+            print(f"{sc.name}: {e.executions} executions, {e.points} states explored, {e.distinct_states} "
+                  f"distinct, {e.revisits} revisits cut, {e.sleep_cut} sleep-set cuts, max depth {e.max_depth}, "
+                  f"bound {bound}, {'complete' if e.complete else 'NOT complete (time budget)'}, "
+                  f"{e.seconds:.1f}s, {len(e.violations)} violation(s)", flush=True)
+            for v in e.violations[:3]:
+                print(f"    {v}")
+    if a.faults:
+        found: dict[str, str] = {}
+        for name in fault_names():
+            for sc in SCOPES:
+                e = search_scope(sc, fault=name, tso=tso, bound=bound, stop_at_first=True,
+                                 max_seconds=a.question_seconds)
+                if e.violations:
+                    found[name] = f"{sc.name}: {e.executions} execution(s): {e.violations[0][:100]}"
+                    break
+            if not a.json:
+                print(f"  {name}: {found.get(name, 'not found in scope')}", flush=True)
+        out["faults_found"] = found
+    if a.mutants:
+        from harness.mutate import mutation, run_mutation, sites
+
+        killed = [o for o in run_mutation().outcomes if o.status == "killed"]
+        by_key = {s.key: s for s in sites()}
+        found_m: dict[str, str] = {}
+        missed_m: list[str] = []
+        for o in killed:
+            site, kind = by_key[o.site], o.mutation
+            hit = ""
+            with mutation(site, kind):
+                for sc in SCOPES:
+                    e = search_scope(sc, tso=tso, bound=bound, stop_at_first=True,
+                                     max_seconds=a.question_seconds)
+                    if e.violations:
+                        hit = f"{sc.name}: {e.executions} execution(s)"
+                        break
+            name = f"{site.key}:{kind}"
+            if hit:
+                found_m[name] = hit
+            else:
+                missed_m.append(name)
+            if not a.json:
+                print(f"  {name}: {hit or 'not found in scope'}", flush=True)
+        out["mutants_found"], out["mutants_not_found"] = found_m, missed_m
+        if not a.json:
+            print(f"killed site mutants found by the search: {len(found_m)}/{len(killed)}")
+    if a.weaken:
+        res: dict[str, dict[str, bool]] = {}
+        for s in ctl_sites():
+            if s["kind"] != "store" or s["order"] != 5:
+                continue
+            key = f"{s['func']}:{s['file']}:{s['line']}"
+            res[key] = {}
+            for t in (True, False):
+                ctl_weaken(s["id"], 3)
+                try:
+                    res[key]["tso" if t else "sc"] = any(
+                        search_scope(sc, tso=t, bound=bound, stop_at_first=True,
+                                     max_seconds=a.question_seconds).violations for sc in SCOPES[:2])
+                finally:
+                    ctl_weaken(None)
+            if not a.json:
+                print(f"  weakened {key}: found with TSO {res[key]['tso']}, without {res[key]['sc']}", flush=True)
+        out["weakened"] = res
     if a.json:
         print(json.dumps(out, indent=2))
 

@@ -16,6 +16,7 @@
 #include "cxl_seam.h"
 
 #include <pthread.h>
+#include <ucontext.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,6 +152,7 @@ static uint32_t plan_role_g, plan_steps_g;
 static __thread int in_preempt = 0;
 
 static pthread_mutex_t chk_mu = PTHREAD_MUTEX_INITIALIZER;
+extern uint64_t cxl_chk_clock_ns; /* cxl_cpu.c: a frozen clock while exploring */
 static __thread int cur_agent = 0;
 
 /* ------------------------------------------------------------------ bookkeeping */
@@ -228,6 +230,149 @@ static void trace_event(int agent, int op, uint64_t off, uint64_t size, uint64_t
     e->line_no = ln;
 }
 
+/* ------------------------------------------------------------------ exploration
+ *
+ * Stateless model checking of the deterministic run: every role is a coroutine (ucontext) and
+ * every shared-memory access and control atomic is a choice point (x_point) at which the
+ * explorer decides what happens next. The choices of a run are replayed from a prefix and
+ * otherwise take the default policy (the running agent goes on; at a step's end the next
+ * enabled agent in round-robin order; no drain; no model event). Each point is recorded with
+ * its state hash, its options (with their cost: a deviation from the default) and the
+ * footprint of what ran after it; the depth-first search itself is in harness/explore.py. */
+
+#define CO_MAX 16
+#define SB_MAX 16
+#define CTL_MAX 64
+#define XOPT_MAX 64
+#define XINV_MAX 64
+enum { CO_RUN = 0, CO_BLOCKED = 1, CO_DONE = 2 };
+
+typedef struct sb_entry { uint32_t var; uint32_t pad; uint64_t val; } sb_entry_t;
+
+typedef struct co {
+    ucontext_t uc;
+    void *stack;
+    int agent, group;
+    int status;
+    int boundary;             /* suspended between two steps (or before its first) */
+    int wrote;                /* stored something in its current step */
+    uint64_t block_mark;      /* blocked: enabled again once a visible write came after this
+                               * (the visible writes counted when its idle step began) */
+    uint64_t hist;            /* hash of every value it read: its local state is a function of it */
+    sb_entry_t sb[SB_MAX];    /* x86-TSO store buffer of its control stores, oldest first */
+    uint32_t nsb;
+    const void *pend_p;       /* the access it is suspended before */
+    uint64_t pend_n;
+    int pend_load;
+    uint64_t inv[XINV_MAX];   /* lines it invalidated in its current step */
+    uint32_t ninv;
+} co_t;
+
+static struct {
+    int on;                   /* configured: the next deterministic run explores */
+    uint32_t flags;
+    uint32_t *prefix;
+    uint64_t nprefix, max_points;
+    int running;
+    uint32_t n;
+    co_t co[CO_MAX];
+    int cur;
+    ucontext_t main_uc;
+    cxl_chk_co_step_fn step;
+    void *arg;
+    uint64_t wmark;           /* visible writes so far (region home, control words) */
+    int outcome;
+    cxl_chk_xpoint_t *pts;
+    uint64_t npts, cap_pts;
+    cxl_chk_xopt_t *opts;
+    uint64_t nopts, cap_opts;
+    int64_t cur_pt;           /* the point whose chosen option is running */
+    void *ctl_addr[CTL_MAX];
+    uint32_t ctl_size[CTL_MAX];
+    uint32_t nctl;
+    uint64_t *contrib;        /* per line: its share of the state hash, as last computed */
+    uint8_t *marked;
+    uint64_t *mlist;
+    uint64_t nmarked, cap_mlist, hlines;
+} X;
+
+static inline uint64_t mix64(uint64_t h, uint64_t v) {
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h ^= h >> 31; h *= 0x7fb5d329728ea185ull; h ^= h >> 27; h *= 0x81dadef4bc2dd44dull; h ^= h >> 33;
+    return h;
+}
+
+static uint64_t hash_bytes(uint64_t h, const void *p, uint64_t n) {
+    const unsigned char *b = (const unsigned char *)p;
+    for (; n >= 8; n -= 8, b += 8) { uint64_t w; memcpy(&w, b, 8); h = mix64(h, w); }
+    if (n) { uint64_t w = 0; memcpy(&w, b, n); h = mix64(h, w ^ (n << 56)); }
+    return h;
+}
+
+static co_t *x_cur(void) { return X.running && X.cur >= 0 ? &X.co[X.cur] : NULL; }
+
+static void x_mark(uint64_t li) {
+    if (!X.running || li >= G.lines || X.marked[li]) return;
+    if (X.nmarked == X.cap_mlist) {
+        uint64_t cap = X.cap_mlist ? X.cap_mlist * 2 : 1024;
+        uint64_t *p = (uint64_t *)realloc(X.mlist, cap * sizeof *p);
+        if (!p) abort();
+        X.mlist = p;
+        X.cap_mlist = cap;
+    }
+    X.marked[li] = 1;
+    X.mlist[X.nmarked++] = li;
+}
+
+/* footprint of the running choice: line ids, control words after the lines */
+static void x_fp(uint64_t id, int write) {
+    if (!X.running || X.cur_pt < 0) return;
+    uint64_t b = mix64(0x51ed27, id) & 255;
+    cxl_chk_xpoint_t *pt = &X.pts[X.cur_pt];
+    if (write) pt->wr[b >> 6] |= 1ull << (b & 63);
+    else pt->rd[b >> 6] |= 1ull << (b & 63);
+}
+
+static void x_visible(void) { if (X.running) X.wmark++; }
+static void x_wrote(void) { co_t *c = x_cur(); if (c) c->wrote = 1; }
+static void x_hist(uint64_t v) { co_t *c = x_cur(); if (c) c->hist = mix64(c->hist, v); }
+
+
+static uint32_t ctl_var(void *p, unsigned size) {
+    for (uint32_t i = 0; i < X.nctl; i++) if (X.ctl_addr[i] == p) return i;
+    if (X.nctl == CTL_MAX) return CTL_MAX - 1;
+    X.ctl_addr[X.nctl] = p;
+    X.ctl_size[X.nctl] = size;
+    return X.nctl++;
+}
+
+static uint64_t ctl_raw_ld(const void *p, unsigned size) {
+    if (size == 4) return __atomic_load_n((const uint32_t *)p, __ATOMIC_SEQ_CST);
+    return __atomic_load_n((const uint64_t *)p, __ATOMIC_SEQ_CST);
+}
+
+static void ctl_raw_st(void *p, unsigned size, uint64_t v) {
+    if (size == 4) __atomic_store_n((uint32_t *)p, (uint32_t)v, __ATOMIC_SEQ_CST);
+    else __atomic_store_n((uint64_t *)p, v, __ATOMIC_SEQ_CST);
+}
+
+/* the oldest buffered store of coroutine c reaches memory */
+static void sb_drain_one(co_t *c) {
+    if (!c->nsb) return;
+    sb_entry_t e = c->sb[0];
+    memmove(c->sb, c->sb + 1, (c->nsb - 1) * sizeof *c->sb);
+    c->nsb--;
+    ctl_raw_st(X.ctl_addr[e.var], X.ctl_size[e.var], e.val);
+    x_fp(G.lines + e.var, 1);
+    x_visible();
+}
+
+static void sb_drain_all(co_t *c) { while (c && c->nsb) sb_drain_one(c); }
+
+/* A locked operation or full fence of the current agent drains its store buffer (x86). */
+static void x_locked_op(void) { if (X.flags & CXL_XF_TSO) sb_drain_all(x_cur()); }
+
+
 /* ------------------------------------------------------------------ the model */
 
 static cline_t *cache_line(agent_t *A, uint64_t li) {
@@ -241,18 +386,23 @@ static cline_t *cache_line(agent_t *A, uint64_t li) {
         if (!c) abort();
         memcpy(c->data, G.base + li * CXL_LINE, CXL_LINE);
         A->cache[li] = c;
+        x_mark(li);
     }
     return c;
 }
 
 static void write_back(cline_t *c, uint64_t li) {
     memcpy(G.base + li * CXL_LINE, c->data, CXL_LINE); /* whole line, like hardware */
+    x_mark(li);
+    x_fp(li, 1);
+    x_visible();
     c->dirty = 0;
     c->wb_pending = 0;
 }
 
 static void drop_line(agent_t *A, uint64_t li) {
     if (!A->cache || !A->cache[li]) return;
+    x_mark(li);
     if (A->cache[li]->dirty) write_back(A->cache[li], li);
     free(A->cache[li]);
     A->cache[li] = NULL;
@@ -381,6 +531,7 @@ static void on_fence(int a, const char *file, int ln) {
     for (uint64_t i = 0; i < A->npending; i++) {
         uint64_t li = A->pending[i];
         line_state_t *s = &G.ls[li];
+        x_mark(li);
         if (s->owner != a) { s->pending = 0; continue; }
         if (s->state == S_FLUSHED) {
             ordered = 1;
@@ -497,7 +648,19 @@ static void fence_locked(int a, const char *file, int line);
 
 /* A preemption point: at a shared-memory access, now and then (seeded), another role runs a
  * whole step before this access happens. One level deep: no preemption inside that step. */
-static void preempt_point(void) {
+static void x_point(int boundary);
+
+static void preempt_point(const void *p, uint64_t n, int load, int ctl) {
+    if (X.running) { /* exploring: a choice point, before the access */
+        co_t *c = x_cur();
+        if (!c) return;
+        c->pend_p = p;
+        c->pend_n = n;
+        c->pend_load = load;
+        G.points++;
+        x_point(0);
+        return;
+    }
     if (!G.preempt_fn || in_preempt) return;
     lock();
     uint64_t at = G.points++;
@@ -508,7 +671,8 @@ static void preempt_point(void) {
             go = 1;
             draw = CXL_PREEMPT_PLANNED | plan_role_g | (uint64_t)(plan_steps_g & 0xff) << 16;
         }
-    } else if (G.cfg.p_preempt > 0.0 && chance(G.cfg.p_preempt)) {
+    } else if (!ctl && G.cfg.p_preempt > 0.0 && chance(G.cfg.p_preempt)) {
+        /* control points draw nothing: seeded runs preempt where they did before */
         go = 1;
         draw = rng_next() & ~CXL_PREEMPT_PLANNED;
     }
@@ -538,6 +702,469 @@ void cxl_chk_plan_preempt(uint64_t at, uint32_t role, uint32_t steps) {
     plan_role_g = role & 0xffff;
     plan_steps_g = steps;
     unlock();
+}
+
+void cxl_chk_observe(const void *p, uint64_t n) {
+    if (!X.running) return;
+    lock();
+    x_hist(hash_bytes(0x0b5e, p, n));
+    unlock();
+}
+
+static uint64_t line_contrib(uint64_t li) {
+    line_state_t *s = &G.ls[li];
+    uint64_t h = hash_bytes(mix64(0x11, li), G.base + li * CXL_LINE, CXL_LINE);
+    h = mix64(h, (uint64_t)(uint16_t)s->owner | (uint64_t)s->state << 16 | (uint64_t)s->kinds << 24 |
+                     (uint64_t)s->pub_since_fence << 32 | (uint64_t)s->token_line << 40 |
+                     (uint64_t)s->rec_before << 48 | (uint64_t)s->rmw << 56 | (uint64_t)s->handed << 60);
+    h = mix64(h, s->dirty_mask);
+    for (uint32_t i = 0; i < X.n; i++) {
+        agent_t *A = &G.agents[X.co[i].agent];
+        if (A->cache && A->cache[li]) {
+            cline_t *c = A->cache[li];
+            h = mix64(h, hash_bytes(mix64(0x22, i), c->data, CXL_LINE) ^ c->dirty ^ (uint64_t)c->wb_pending);
+        }
+        if (A->inval_evt) { /* rule 5's view: invalidated since the last store, within this step */
+            uint64_t inv = A->inval_evt[li];
+            h = mix64(h, (uint64_t)i << 8 | (uint64_t)(s->last_store_evt > inv) | (uint64_t)(inv && inv >= A->step_evt) << 1);
+        }
+    }
+    return h;
+}
+
+static uint64_t x_hash(void) {
+    for (uint64_t k = 0; k < X.nmarked; k++) {
+        uint64_t li = X.mlist[k];
+        X.hlines ^= X.contrib[li];
+        X.contrib[li] = line_contrib(li);
+        X.hlines ^= X.contrib[li];
+        X.marked[li] = 0;
+    }
+    X.nmarked = 0;
+    uint64_t h = mix64(X.hlines, (uint64_t)(X.cur + 1));
+    for (uint32_t i = 0; i < X.nctl; i++) h = mix64(h, ctl_raw_ld(X.ctl_addr[i], X.ctl_size[i]) ^ (uint64_t)i << 58);
+    for (uint32_t i = 0; i < X.n; i++) {
+        co_t *c = &X.co[i];
+        agent_t *A = &G.agents[c->agent];
+        h = mix64(h, c->hist);
+        h = mix64(h, (uint64_t)c->status | (uint64_t)c->boundary << 4 |
+                         (uint64_t)(c->status == CO_BLOCKED && X.wmark > c->block_mark) << 8);
+        for (uint32_t k = 0; k < c->nsb; k++) h = mix64(h, c->sb[k].val ^ (uint64_t)c->sb[k].var << 56);
+        h = mix64(h, A->last_consume_line ^ A->last_token_lo << 20 ^ A->last_token_hi << 40);
+        h = mix64(h, (uint64_t)A->nsuspects | (uint64_t)(A->late_fence != NULL) << 8);
+        for (int k = 0; k < A->nsuspects; k++)
+            h = mix64(h, A->suspects[k].token_line ^ A->suspects[k].line << 24 ^ (uint64_t)A->suspects[k].fences << 56);
+    }
+    return h;
+}
+
+static int co_enabled(uint32_t i) {
+    co_t *c = &X.co[i];
+    if (c->status == CO_DONE) return 0;
+    if (c->status == CO_BLOCKED) return X.wmark > c->block_mark;
+    return 1;
+}
+
+static int add_opt(cxl_chk_xopt_t *o, uint32_t n, uint32_t code, uint32_t cost) {
+    if (n < XOPT_MAX) o[n++] = (cxl_chk_xopt_t){code, cost};
+    return (int)n;
+}
+
+/* The options at this point and the default's code (0: nothing can happen). */
+static uint32_t x_options(int boundary, cxl_chk_xopt_t *o, uint32_t *dflt) {
+    const int cur = X.cur;
+    const int mid = cur >= 0 && !boundary && X.co[cur].status == CO_RUN;
+    uint32_t n = 0, d = 0;
+    if (mid) d = (CXL_XO_RUN << 8) | (uint32_t)cur;
+    else
+        for (uint32_t k = 1; k <= X.n && !d; k++) {
+            uint32_t i = (uint32_t)((cur + (int)k) % (int)X.n + (int)X.n) % X.n;
+            if (co_enabled(i)) d = (CXL_XO_RUN << 8) | i;
+        }
+    for (uint32_t i = 0; i < X.n; i++) {
+        if (!co_enabled(i)) continue;
+        uint32_t code = (CXL_XO_RUN << 8) | i;
+        uint32_t cost = code == d ? 0 : (!mid && (X.flags & CXL_XF_FREE_SWITCH)) ? 0 : 1;
+        n = (uint32_t)add_opt(o, n, code, cost);
+    }
+    for (uint32_t i = 0; i < X.n; i++)
+        if (X.co[i].nsb) {
+            if (!d) d = (CXL_XO_DRAIN << 8) | i;
+            uint32_t code = (CXL_XO_DRAIN << 8) | i;
+            n = (uint32_t)add_opt(o, n, code, code == d || (X.flags & CXL_XF_FREE_DRAIN) ? 0 : 1);
+        }
+    if ((X.flags & CXL_XF_MODEL_CHOICES) && G.cfg.model) {
+        for (uint32_t i = 0; i < X.n; i++) {
+            co_t *c = &X.co[i];
+            agent_t *A = &G.agents[c->agent];
+            if (c->status == CO_DONE || !A->cache) continue;
+            int early = 0, evict = 0, refresh = 0;
+            for (uint64_t k = 0; k < A->npending && !(early && evict); k++) {
+                cline_t *l = A->cache[A->pending[k]];
+                if (!l || !l->dirty) continue;
+                if (l->wb_pending) early = 1;
+                else evict = 1;
+            }
+            if (c->pend_load && c->pend_n) {
+                uint64_t off = (uint64_t)((const unsigned char *)c->pend_p - G.base);
+                for (uint64_t x = off & ~63ull; x < off + c->pend_n && !refresh; x += CXL_LINE) {
+                    cline_t *l = A->cache[x / CXL_LINE];
+                    refresh = l && !l->dirty && memcmp(l->data, G.base + x, CXL_LINE) != 0;
+                }
+            }
+            if (early) n = (uint32_t)add_opt(o, n, (CXL_XO_EARLY << 8) | i, 1);
+            if (evict) n = (uint32_t)add_opt(o, n, (CXL_XO_EVICT << 8) | i, 1);
+            if (refresh) n = (uint32_t)add_opt(o, n, (CXL_XO_REFRESH << 8) | i, 1);
+        }
+    }
+    *dflt = d;
+    return n;
+}
+
+static void x_end(int outcome) {
+    X.outcome = outcome;
+    co_t *c = x_cur();
+    if (c) swapcontext(&c->uc, &X.main_uc);
+    else setcontext(&X.main_uc);
+}
+
+/* a model choice or a drain: done here, by no agent's code */
+static void x_apply(uint32_t code) {
+    uint32_t kind = code >> 8, i = code & 0xff;
+    co_t *c = &X.co[i];
+    agent_t *A = &G.agents[c->agent];
+    if (kind == CXL_XO_DRAIN) { sb_drain_one(c); return; }
+    if (kind == CXL_XO_EARLY || kind == CXL_XO_EVICT) {
+        for (uint64_t k = 0; k < A->npending; k++) {
+            uint64_t li = A->pending[k];
+            cline_t *l = A->cache ? A->cache[li] : NULL;
+            if (!l || !l->dirty || (l->wb_pending != 0) != (kind == CXL_XO_EARLY)) continue;
+            write_back(l, li);
+            if (kind == CXL_XO_EARLY) G.early++;
+            else G.evictions++;
+            x_fp(li, 1);
+            return;
+        }
+        return;
+    }
+    if (kind == CXL_XO_REFRESH && c->pend_n) { /* the stale copy is gone: the load reads home */
+        uint64_t off = (uint64_t)((const unsigned char *)c->pend_p - G.base);
+        for (uint64_t x = off & ~63ull; x < off + c->pend_n; x += CXL_LINE) {
+            uint64_t li = x / CXL_LINE;
+            cline_t *l = A->cache[li];
+            if (l && !l->dirty) { free(l); A->cache[li] = NULL; x_mark(li); x_fp(li, 0); }
+        }
+    }
+}
+
+static void x_point(int boundary) {
+    for (;;) {
+        if (X.npts >= X.max_points) x_end(2);
+        cxl_chk_xopt_t o[XOPT_MAX];
+        uint32_t dflt = 0;
+        lock();
+        uint32_t n = x_options(boundary, o, &dflt);
+        if (n == 0) {
+            int stall = 0;
+            for (uint32_t i = 0; i < X.n; i++) stall |= X.co[i].status != CO_DONE;
+            unlock();
+            x_end(stall ? 1 : 0);
+            return;
+        }
+        uint64_t h = x_hash();
+        uint32_t pick = dflt;
+        if (X.npts < X.nprefix) {
+            pick = X.prefix[X.npts];
+            int ok = 0;
+            for (uint32_t k = 0; k < n; k++) ok |= o[k].code == pick;
+            if (!ok) { unlock(); x_end(3); return; }
+        }
+        if (X.npts == X.cap_pts) {
+            uint64_t cap = X.cap_pts ? X.cap_pts * 2 : 4096;
+            cxl_chk_xpoint_t *p = (cxl_chk_xpoint_t *)realloc(X.pts, cap * sizeof *p);
+            if (!p) abort();
+            X.pts = p;
+            X.cap_pts = cap;
+        }
+        while (X.nopts + n > X.cap_opts) {
+            uint64_t cap = X.cap_opts ? X.cap_opts * 2 : 16384;
+            cxl_chk_xopt_t *p = (cxl_chk_xopt_t *)realloc(X.opts, cap * sizeof *p);
+            if (!p) abort();
+            X.opts = p;
+            X.cap_opts = cap;
+        }
+        cxl_chk_xpoint_t *pt = &X.pts[X.npts];
+        memset(pt, 0, sizeof *pt);
+        pt->hash = h;
+        pt->chosen = pick;
+        pt->dflt = dflt;
+        pt->opt_lo = (uint32_t)X.nopts;
+        pt->nopts = n;
+        pt->agent = pick & 0xff;
+        pt->flags = (pick >> 8) == CXL_XO_RUN && X.co[pick & 0xff].group ? 1 : 0;
+        memcpy(X.opts + X.nopts, o, n * sizeof *o);
+        X.nopts += n;
+        X.cur_pt = (int64_t)X.npts++;
+        if ((pick >> 8) != CXL_XO_RUN) {
+            x_apply(pick);
+            unlock();
+            continue;
+        }
+        uint32_t next = pick & 0xff;
+        if (X.co[next].status == CO_BLOCKED) X.co[next].status = CO_RUN;
+        unlock();
+        if ((int)next == X.cur) return;
+        int prev = X.cur;
+        X.cur = (int)next;
+        if (prev >= 0) swapcontext(&X.co[prev].uc, &X.co[next].uc);
+        else swapcontext(&X.main_uc, &X.co[next].uc);
+        /* resumed */
+        cur_agent = X.co[X.cur].agent;
+        return;
+    }
+}
+
+static void co_step_start(co_t *c) {
+    lock();
+    for (uint32_t k = 0; k < c->ninv && k < XINV_MAX; k++) x_mark(c->inv[k]);
+    if (c->ninv > XINV_MAX) for (uint64_t li = 0; li < G.lines; li++) x_mark(li);
+    c->ninv = 0;
+    unlock();
+}
+
+static void co_entry(int i) {
+    co_t *c = &X.co[i];
+    for (;;) {
+        co_step_start(c);
+        cxl_chk_set_agent(c->agent);
+        c->wrote = 0;
+        c->boundary = 0;
+        const uint64_t mark = X.wmark; /* a write by another agent during the step unblocks it too */
+        int rc = X.step(X.arg, (uint32_t)i);
+        lock();
+        c->hist = mix64(c->hist, (uint64_t)rc + 0x57e9);
+        if (rc == 2) {
+            sb_drain_all(c);
+            c->status = CO_DONE;
+        } else if (rc == 0 && !c->wrote) { /* an idle step that changed nothing: wait for a write */
+            sb_drain_all(c);
+            c->status = CO_BLOCKED;
+            c->block_mark = mark;
+        } else if (c->group && rc == 1) {
+            X.wmark++; /* the process memory it shares (epoch buffers) may have changed */
+        }
+        c->boundary = 1;
+        c->pend_p = NULL;
+        c->pend_n = 0;
+        c->pend_load = 0;
+        unlock();
+        x_point(1);
+    }
+}
+
+#define CO_STACK (512u * 1024u)
+
+int cxl_chk_co_run(uint32_t n, const int *agents, const int *groups, cxl_chk_co_step_fn step, void *arg) {
+    if (n == 0 || n > CO_MAX || !G.active) return -1;
+    lock();
+    free(X.contrib);
+    free(X.marked);
+    X.contrib = (uint64_t *)calloc(G.lines ? G.lines : 1, sizeof(uint64_t));
+    X.marked = (uint8_t *)calloc(G.lines ? G.lines : 1, 1);
+    X.nmarked = 0;
+    X.hlines = 0;
+    X.npts = X.nopts = 0;
+    X.cur_pt = -1;
+    X.nctl = 0;
+    X.wmark = 0;
+    X.outcome = 0;
+    X.n = n;
+    X.cur = -1;
+    X.step = step;
+    X.arg = arg;
+    int ok = X.contrib && X.marked;
+    for (uint32_t i = 0; i < n && ok; i++) {
+        co_t *c = &X.co[i];
+        memset(c, 0, sizeof *c);
+        c->agent = agents[i];
+        c->group = groups ? groups[i] : 0;
+        c->boundary = 1;
+        c->stack = malloc(CO_STACK);
+        ok = c->stack && getcontext(&c->uc) == 0;
+        if (!ok) break;
+        c->uc.uc_stack.ss_sp = c->stack;
+        c->uc.uc_stack.ss_size = CO_STACK;
+        c->uc.uc_link = &X.main_uc;
+        makecontext(&c->uc, (void (*)(void))co_entry, 1, (int)i);
+    }
+    X.running = ok;
+    unlock();
+    /* one frozen time for every exploration of this process: equal states hash equal */
+    static uint64_t frozen_ns;
+    if (!frozen_ns) frozen_ns = cxl_now_ns();
+    if (ok) cxl_chk_clock_ns = frozen_ns;
+    if (ok) {
+        volatile int started = 0;
+        getcontext(&X.main_uc);
+        if (!started) {
+            started = 1;
+            x_point(1); /* the first choice: which agent begins */
+        }
+    }
+    lock();
+    X.running = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        sb_drain_all(&X.co[i]); /* a stopped run's buffered stores still land */
+        free(X.co[i].stack);
+        X.co[i].stack = NULL;
+    }
+    X.cur = -1;
+    unlock();
+    cxl_chk_clock_ns = 0;
+    cur_agent = 0;
+    return ok ? X.outcome : -1;
+}
+
+int cxl_chk_explore_on(void) { return X.on && G.active; }
+
+int cxl_chk_explore_set(int on, uint32_t flags, const uint32_t *prefix, uint64_t n, uint64_t max_points) {
+    lock();
+    free(X.prefix);
+    X.prefix = NULL;
+    X.nprefix = 0;
+    X.on = on;
+    X.flags = flags;
+    X.max_points = max_points ? max_points : 1000000;
+    if (n) {
+        X.prefix = (uint32_t *)malloc(n * sizeof *X.prefix);
+        if (!X.prefix) { unlock(); return -1; }
+        memcpy(X.prefix, prefix, n * sizeof *X.prefix);
+        X.nprefix = n;
+    }
+    unlock();
+    return 0;
+}
+
+uint64_t cxl_chk_explore_points(cxl_chk_xpoint_t **pts, cxl_chk_xopt_t **opts, uint64_t *nopts) {
+    *pts = X.pts;
+    *opts = X.opts;
+    *nopts = X.nopts;
+    return X.npts;
+}
+
+int cxl_chk_explore_outcome(void) { return X.outcome; }
+
+/* ------------------------------------------------------------------ control sites */
+
+extern cxl_ctl_site_t *__start_cxl_ctl_sites[] __attribute__((weak));
+extern cxl_ctl_site_t *__stop_cxl_ctl_sites[] __attribute__((weak));
+
+uint32_t cxl_chk_ctl_site_count(void) {
+    if (!__start_cxl_ctl_sites || !__stop_cxl_ctl_sites) return 0;
+    return (uint32_t)(__stop_cxl_ctl_sites - __start_cxl_ctl_sites);
+}
+
+int cxl_chk_ctl_site_info(uint32_t id, cxl_ctl_site_t *out) {
+    if (id >= cxl_chk_ctl_site_count()) return -1;
+    *out = *__start_cxl_ctl_sites[id];
+    return 0;
+}
+
+int cxl_chk_ctl_weaken(uint32_t id, int32_t order) {
+    uint32_t n = cxl_chk_ctl_site_count();
+    if (order < -1 || order > 5) return -1;
+    for (uint32_t i = 0; i < n; i++)
+        if (id >= n || i == id) __start_cxl_ctl_sites[i]->weak = id >= n ? -1 : order;
+    return id < n || order == -1 ? 0 : -1;
+}
+
+static int ctl_order(const cxl_ctl_site_t *s) { return s->weak >= 0 ? s->weak : s->order; }
+
+uint64_t cxl_chk_ctl_load(const void *p, unsigned size, cxl_ctl_site_t *site) {
+    site->hits++;
+    if (!G.active) return ctl_raw_ld(p, size);
+    preempt_point(NULL, 0, 0, 1);
+    lock();
+    uint32_t var = ctl_var((void *)p, size);
+    uint64_t v = 0;
+    int found = 0;
+    co_t *c = x_cur();
+    if (c && (X.flags & CXL_XF_TSO))
+        for (uint32_t k = c->nsb; k-- > 0 && !found;)
+            if (c->sb[k].var == var) { v = c->sb[k].val; found = 1; } /* store forwarding */
+    if (!found) { v = ctl_raw_ld(p, size); x_fp(G.lines + var, 0); }
+    G.evt++;
+    trace_event(cur_agent, CXL_OP_CTL_LOAD, var, 0, v, site->file, site->line);
+    x_hist(v);
+    unlock();
+    return v;
+}
+
+void cxl_chk_ctl_store(void *p, uint64_t v, unsigned size, cxl_ctl_site_t *site) {
+    site->hits++;
+    if (!G.active) { ctl_raw_st(p, size, v); return; }
+    preempt_point(NULL, 0, 0, 1);
+    lock();
+    uint32_t var = ctl_var(p, size);
+    G.evt++;
+    trace_event(cur_agent, CXL_OP_CTL_STORE, var, 0, v, site->file, site->line);
+    co_t *c = x_cur();
+    x_wrote();
+    if (c && (X.flags & CXL_XF_TSO)) {
+        if (c->nsb == SB_MAX) sb_drain_one(c);
+        c->sb[c->nsb++] = (sb_entry_t){var, 0, v};
+        if (ctl_order(site) == __ATOMIC_SEQ_CST) sb_drain_all(c); /* xchg: a locked store */
+    } else {
+        ctl_raw_st(p, size, v);
+        x_fp(G.lines + var, 1);
+        x_visible();
+    }
+    unlock();
+}
+
+uint64_t cxl_chk_ctl_fetch_add(void *p, uint64_t v, unsigned size, cxl_ctl_site_t *site) {
+    site->hits++;
+    if (!G.active) {
+        if (size == 4) return __atomic_fetch_add((uint32_t *)p, (uint32_t)v, __ATOMIC_SEQ_CST);
+        return __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_SEQ_CST);
+    }
+    preempt_point(NULL, 0, 0, 1);
+    lock();
+    uint32_t var = ctl_var(p, size);
+    x_locked_op();
+    uint64_t old = size == 4 ? __atomic_fetch_add((uint32_t *)p, (uint32_t)v, __ATOMIC_SEQ_CST)
+                             : __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_SEQ_CST);
+    G.evt++;
+    trace_event(cur_agent, CXL_OP_CTL_RMW, var, 0, v, site->file, site->line);
+    x_fp(G.lines + var, 1);
+    x_visible();
+    x_wrote();
+    x_hist(old);
+    unlock();
+    return old;
+}
+
+/* ------------------------------------------------------------------ a toy program
+ * Agents 0..n-1, each `steps` steps of one control store: the explorer's own test (the number
+ * of interleavings and of distinct states is known in closed form). */
+static uint64_t toy_word[CO_MAX];
+static uint32_t toy_done[CO_MAX], toy_steps;
+static int toy_shared;
+
+static int toy_step(void *arg, uint32_t i) {
+    (void)arg;
+    static cxl_ctl_site_t site = {__FILE__, "toy_step", __LINE__, CXL_CTL_STORE, __ATOMIC_SEQ_CST, -1, 0};
+    cxl_chk_ctl_store(&toy_word[toy_shared ? 0 : i], 1000u * i + toy_done[i] + 1, 8, &site);
+    return ++toy_done[i] >= toy_steps ? 2 : 1;
+}
+
+int cxl_chk_toy_run(uint32_t n, uint32_t steps, int shared) {
+    if (n == 0 || n > CO_MAX || steps == 0) return -1;
+    int agents[CO_MAX], groups[CO_MAX];
+    for (uint32_t i = 0; i < n; i++) { agents[i] = (int)i; groups[i] = 0; toy_done[i] = 0; toy_word[i] = 0; }
+    toy_steps = steps;
+    toy_shared = shared;
+    return cxl_chk_co_run(n, agents, groups, toy_step, NULL);
 }
 
 uint32_t cxl_chk_sched_pick(uint32_t n, uint32_t dflt) {
@@ -589,6 +1216,7 @@ static void model_store(int a, uint64_t off, const void *src, uint64_t n, int nt
     const unsigned char *s = (const unsigned char *)src;
     while (n) {
         uint64_t li = off / CXL_LINE, o = off % CXL_LINE, k = CXL_LINE - o < n ? CXL_LINE - o : n;
+        x_mark(li);
         if (G.cfg.model) {
             cline_t *c = cache_line(A, li);
             memcpy(c->data + o, s, k);
@@ -623,16 +1251,20 @@ static void store_common(void *p, const void *src, uint64_t n, int kind, int op,
         memcpy(p, src, n);
         return;
     }
-    preempt_point();
+    preempt_point(p, n, 0, 0);
     lock();
     int a = cur_agent;
     uint64_t off = (uint64_t)((unsigned char *)p - G.base);
     G.evt++;
     trace_event(a, op, off, n, value, file, ln);
+    x_wrote();
     for (uint64_t x = off & ~63ull; x < off + n; x += CXL_LINE) {
         uint64_t lo = x > off ? x : off, hi = x + CXL_LINE < off + n ? x + CXL_LINE : off + n;
         on_store(a, x / CXL_LINE, byte_mask(lo - x, hi - lo), kind, file, ln);
+        x_mark(x / CXL_LINE);
+        x_fp(x / CXL_LINE, 1);
     }
+    if (!G.cfg.model) x_visible();
     model_store(a, off, src, n, kind == K_NT);
     adversary();
     unlock();
@@ -644,14 +1276,18 @@ static void load_common(const void *p, void *dst, uint64_t n, int consume, const
         memcpy(dst, p, n);
         return;
     }
-    preempt_point();
+    preempt_point(p, n, 1, 0);
     lock();
     int a = cur_agent;
     uint64_t off = (uint64_t)((const unsigned char *)p - G.base);
     G.evt++;
     trace_event(a, consume ? CXL_OP_CONSUME : CXL_OP_LOAD, off, n, 0, file, ln);
-    for (uint64_t x = off & ~63ull; x < off + n; x += CXL_LINE) on_read(a, x / CXL_LINE, consume, file, ln);
+    for (uint64_t x = off & ~63ull; x < off + n; x += CXL_LINE) {
+        on_read(a, x / CXL_LINE, consume, file, ln);
+        x_fp(x / CXL_LINE, 0);
+    }
     model_load(a, off, dst, n);
+    x_hist(hash_bytes((uint64_t)consume, dst, n));
     adversary();
     unlock();
 }
@@ -673,11 +1309,15 @@ void cxl_chk_publish64(const void *rec, void *p, uint64_t v, int commit, cxl_sit
         __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
         return;
     }
-    preempt_point();
+    preempt_point(p, 8, 0, 0);
     lock();
     int a = cur_agent;
     if (site_hit(site) == CXL_MUT_DELETE) { unlock(); return; }
     uint64_t off = (uint64_t)((unsigned char *)p - G.base);
+    x_wrote();
+    x_mark(off / CXL_LINE);
+    x_fp(off / CXL_LINE, 1);
+    if (!G.cfg.model) x_visible();
     G.evt++;
     trace_event(a, commit ? CXL_OP_COMMIT : CXL_OP_PUBLISH, off, 8, v, file, line);
     uint64_t rec_li = in_region(rec, 1) ? (uint64_t)((const unsigned char *)rec - G.base) / CXL_LINE
@@ -705,16 +1345,22 @@ uint64_t cxl_chk_consume64(const void *p, const char *file, int line) {
 
 uint64_t cxl_chk_fetch_add64(void *p, uint64_t v, const char *file, int line) {
     if (!in_region(p, 8)) return __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_ACQ_REL);
-    preempt_point();
+    preempt_point(p, 8, 0, 0);
     lock();
     int a = cur_agent;
     uint64_t off = (uint64_t)((unsigned char *)p - G.base), li = off / CXL_LINE;
     G.evt++;
     trace_event(a, CXL_OP_RMW, off, 8, v, file, line);
+    x_locked_op();
     /* Atomics act on home: write back and drop this agent's copy first. */
     if (G.cfg.model) drop_line(agent_get(a), li);
     uint64_t old = __atomic_fetch_add((uint64_t *)p, v, __ATOMIC_ACQ_REL);
     G.ls[li].rmw = 1; /* shared by design: exempt from the single-writer rules */
+    x_mark(li);
+    x_fp(li, 1);
+    x_visible();
+    x_wrote();
+    x_hist(old);
     unlock();
     return old;
 }
@@ -723,16 +1369,22 @@ int cxl_chk_cas64(void *p, uint64_t *expected, uint64_t desired, const char *fil
     if (!in_region(p, 8))
         return __atomic_compare_exchange_n((uint64_t *)p, expected, desired, 0, __ATOMIC_ACQ_REL,
                                            __ATOMIC_ACQUIRE);
-    preempt_point();
+    preempt_point(p, 8, 0, 0);
     lock();
     int a = cur_agent;
     uint64_t off = (uint64_t)((unsigned char *)p - G.base), li = off / CXL_LINE;
     G.evt++;
     trace_event(a, CXL_OP_RMW, off, 8, desired, file, line);
+    x_locked_op();
     if (G.cfg.model) drop_line(agent_get(a), li);
     int ok = __atomic_compare_exchange_n((uint64_t *)p, expected, desired, 0, __ATOMIC_ACQ_REL,
                                          __ATOMIC_ACQUIRE);
     G.ls[li].rmw = 1;
+    x_mark(li);
+    x_fp(li, 1);
+    x_visible();
+    x_wrote();
+    x_hist((uint64_t)ok ^ *expected << 1);
     unlock();
     return ok;
 }
@@ -757,11 +1409,13 @@ void cxl_chk_flush(const void *p, cxl_site_t *site) {
     const int line = site->line;
     if (cxl_dm_active_g) (void)cxl_dm_flush_begin(p); /* its cost is paid at the next fence */
     if (!in_region(p, 1)) return;
-    preempt_point();
+    preempt_point(p, 1, 0, 0);
     lock();
     if (site_hit(site) == CXL_MUT_DELETE) { unlock(); return; }
     int a = cur_agent;
     uint64_t li = (uint64_t)((const unsigned char *)p - G.base) / CXL_LINE;
+    x_mark(li);
+    x_fp(li, 1);
     G.evt++;
     trace_event(a, CXL_OP_FLUSH, li * CXL_LINE, CXL_LINE, 0, file, line);
     on_flush(a, li, file, line);
@@ -790,10 +1444,11 @@ void cxl_chk_fence(int kind, cxl_site_t *site) {
     const int line = site->line;
     if (cxl_dm_active_g && kind != 3) cxl_dm_fence_end();
     if (!G.active) return;
-    if (kind != 3) preempt_point();
+    if (kind != 3) preempt_point(NULL, 0, 0, 0);
     lock();
     int a = cur_agent;
     uint32_t mode = site_hit(site);
+    if (kind == 2 && mode != CXL_MUT_DELETE) x_locked_op(); /* mfence drains the store buffer */
     if (kind == 3 || mode == CXL_MUT_DELETE) { unlock(); return; } /* a load fence orders no write-back */
     if (mode == CXL_MUT_FENCE_LATE) { /* done after this agent's next publication instead */
         agent_get(a)->late_fence = site;
@@ -811,7 +1466,7 @@ void cxl_chk_invalidate(const void *p, size_t n, cxl_site_t *site) {
     const int line = site->line;
     if (cxl_dm_active_g) cxl_dm_invalidate(p, n, 0); /* the device's read cost, timed only */
     if (!in_region(p, n ? n : 1)) return;
-    preempt_point();
+    preempt_point(p, n ? n : 1, 0, 0);
     lock();
     if (site_hit(site) != CXL_MUT_NONE) { unlock(); return; } /* served stale */
     int a = cur_agent;
@@ -820,6 +1475,10 @@ void cxl_chk_invalidate(const void *p, size_t n, cxl_site_t *site) {
     trace_event(a, CXL_OP_INVALIDATE, off, n, 0, file, line);
     for (uint64_t x = off & ~63ull; x < off + (n ? n : 1); x += CXL_LINE) {
         on_invalidate(a, x / CXL_LINE);
+        x_mark(x / CXL_LINE);
+        x_fp(x / CXL_LINE, 1);
+        co_t *xc = x_cur();
+        if (xc) { if (xc->ninv < XINV_MAX) xc->inv[xc->ninv] = x / CXL_LINE; xc->ninv++; }
         if (G.cfg.model) drop_line(agent_get(a), x / CXL_LINE);
     }
     unlock();
@@ -843,6 +1502,8 @@ void cxl_chk_take_lines(const void *p, size_t n, cxl_site_t *site) {
     for (uint64_t x = off & ~63ull; x < off + (n ? n : 1); x += CXL_LINE) {
         line_state_t *s = &G.ls[x / CXL_LINE];
         if (s->state == S_CLEAN) s->owner = -1;
+        x_mark(x / CXL_LINE);
+        x_fp(x / CXL_LINE, 1);
     }
     unlock();
 }

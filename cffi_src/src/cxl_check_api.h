@@ -42,7 +42,8 @@ typedef struct cxl_chk_event {
 enum {
     CXL_OP_STORE = 1, CXL_OP_NT_STORE = 2, CXL_OP_LOAD = 3, CXL_OP_FLUSH = 4, CXL_OP_FENCE = 5,
     CXL_OP_INVALIDATE = 6, CXL_OP_PUBLISH = 7, CXL_OP_CONSUME = 8, CXL_OP_COMMIT = 9,
-    CXL_OP_RMW = 10
+    CXL_OP_RMW = 10, CXL_OP_CTL_LOAD = 11, CXL_OP_CTL_STORE = 12, CXL_OP_CTL_RMW = 13,
+    CXL_OP_DRAIN = 14
 };
 
 /* A seam call site of the checked build (cxl_seam.h): one static record per call of a
@@ -89,6 +90,65 @@ uint64_t cxl_chk_preempt_count(void);
 void cxl_chk_plan_preempt(uint64_t at, uint32_t role, uint32_t steps);
 uint64_t cxl_chk_preempt_points(void);   /* preemption points passed in this run */
 #define CXL_PREEMPT_PLANNED (1ull << 63)
+
+/* Control sites (cxl_ctl.h): the epoch seal's atomics in process memory. `order` is the memory
+ * order written in the source (C11 memory_order values: 0 relaxed .. 5 seq_cst); `weak` >= 0
+ * replaces it at run time (a planted weakening), -1 keeps it. */
+typedef struct cxl_ctl_site {
+    const char *file;
+    const char *func;
+    int32_t line;
+    uint32_t kind;           /* CXL_CTL_LOAD / STORE / RMW */
+    int32_t order;
+    int32_t weak;
+    uint64_t hits;
+} cxl_ctl_site_t;
+enum { CXL_CTL_LOAD = 1, CXL_CTL_STORE = 2, CXL_CTL_RMW = 3 };
+uint64_t cxl_chk_ctl_load(const void *p, unsigned size, cxl_ctl_site_t *site);
+void cxl_chk_ctl_store(void *p, uint64_t v, unsigned size, cxl_ctl_site_t *site);
+uint64_t cxl_chk_ctl_fetch_add(void *p, uint64_t v, unsigned size, cxl_ctl_site_t *site);
+void cxl_chk_observe(const void *p, uint64_t n);
+uint32_t cxl_chk_ctl_site_count(void);
+int cxl_chk_ctl_site_info(uint32_t id, cxl_ctl_site_t *out);
+int cxl_chk_ctl_weaken(uint32_t id, int32_t order);   /* id >= count: clear every weakening */
+
+/* Exploration (stateless model checking, checked build): the deterministic runner runs every
+ * role as a coroutine; every shared-memory access and every control atomic is a choice point
+ * at which the explorer picks what happens next: which agent runs, or a store-buffer drain
+ * (x86-TSO), or a choice of the non-coherent model. A choice is an option code
+ * (kind << 8 | coroutine index, CXL_XO_*). The first `n` choices are replayed; after them each
+ * point takes its default. Every point is recorded with its state hash, options and the
+ * footprint of what then ran. */
+enum { CXL_XO_RUN = 1, CXL_XO_DRAIN = 2, CXL_XO_EARLY = 3, CXL_XO_EVICT = 4, CXL_XO_REFRESH = 5 };
+enum { CXL_XF_TSO = 1, CXL_XF_MODEL_CHOICES = 2, CXL_XF_FREE_SWITCH = 4, CXL_XF_FREE_DRAIN = 8 };
+typedef struct cxl_chk_xpoint {
+    uint64_t hash;           /* the state here: region, caches, rule state, control words, agents */
+    uint64_t rd[4];          /* footprint (bloom over lines and control words) of the choice */
+    uint64_t wr[4];
+    uint32_t chosen;         /* option code taken */
+    uint32_t dflt;           /* option code the default policy takes */
+    uint32_t opt_lo;         /* first option in the option array */
+    uint32_t nopts;
+    uint32_t agent;          /* coroutine of the chosen option */
+    uint32_t flags;          /* 1: the chosen option's agent shares process memory (scanner/sequencer) */
+} cxl_chk_xpoint_t;
+typedef struct cxl_chk_xopt {
+    uint32_t code;
+    uint32_t cost;           /* 0 default or free, 1 a deviation (preemption, delay, model choice) */
+} cxl_chk_xopt_t;
+int cxl_chk_explore_set(int on, uint32_t flags, const uint32_t *prefix, uint64_t n, uint64_t max_points);
+uint64_t cxl_chk_explore_points(cxl_chk_xpoint_t **pts, cxl_chk_xopt_t **opts, uint64_t *nopts);
+/* 0 ran to its end; 1 no agent could go on (a stall); 2 the point bound was hit; 3 a replayed
+ * choice was not available (the run is not deterministic) */
+int cxl_chk_explore_outcome(void);
+/* The generic coroutine scheduler (the log's deterministic runner uses it when exploring). A
+ * step returns 0 idle, 1 progress, 2 done. `groups[i]` != 0: roles that share process memory. */
+typedef int (*cxl_chk_co_step_fn)(void *arg, uint32_t i);
+int cxl_chk_co_run(uint32_t n, const int *agents, const int *groups, cxl_chk_co_step_fn step, void *arg);
+int cxl_chk_explore_on(void);
+/* A toy program for testing the explorer itself: agents 0..n-1 each make `steps` steps of
+ * one control store (to its own word, or with `shared` to one word for all). */
+int cxl_chk_toy_run(uint32_t n, uint32_t steps, int shared);
 
 int cxl_chk_begin(void *base, uint64_t size, const cxl_chk_cfg_t *cfg);
 void cxl_chk_end(void);

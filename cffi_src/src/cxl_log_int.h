@@ -16,6 +16,7 @@
 #include "cxl_faults.h"
 #include "cxl_layout.h"
 #include "cxl_seam.h"
+#include "cxl_ctl.h"
 
 #include <errno.h>
 #include <fcntl.h>

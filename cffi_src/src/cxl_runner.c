@@ -234,6 +234,28 @@ static void det_preempt(void *arg, uint64_t draw) {
         }
     }
 }
+/* Exploration (cxl_chk_explore_set): every role is a coroutine and the explorer decides, at
+ * every shared-memory access and control atomic, who goes on. */
+static int det_co_step(void *arg, uint32_t i) {
+    role_t *r = &((role_t *)arg)[i];
+    int rc = role_step(r);
+    if (rc == STEP_DONE) r->done = 1;
+    return rc == STEP_DONE ? 2 : rc == STEP_PROGRESS ? 1 : 0;
+}
+
+static int run_explored(cxl_log_t *L, role_t *roles, uint32_t n) {
+    int agents[32], groups[32];
+    if (n > 32) return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        agents[i] = roles[i].agent;
+        groups[i] = roles[i].kind == CXL_KIND_SCANNER || roles[i].kind == CXL_KIND_SEQUENCER;
+    }
+    int rc = cxl_chk_co_run(n, agents, groups, det_co_step, roles);
+    if (rc == 0) return 0;
+    L->st.stalled = 1; /* no role could go on, or the point bound was hit */
+    L->st.stall_role = watchdog_roles(roles, n);
+    return 1;
+}
 /* the hook points into this run's stack: unset it before the run returns */
 #define DET_RETURN(v) do { cxl_chk_set_preempt(NULL, NULL); return (v); } while (0)
 #else
@@ -252,6 +274,7 @@ static int run_deterministic(cxl_log_t *L, role_t *roles, uint32_t n) {
     const uint64_t wait_ns = L->cfg.crash_client ? L->cfg.slot_timeout_ns + L->cfg.slot_timeout_ns / 2 : 0;
     uint64_t idle_since = 0;
 #ifdef CXL_CHECKED
+    if (cxl_chk_explore_on()) return run_explored(L, roles, n);
     det_ctx_t ctx = {roles, n, 0, &left};
     cxl_chk_set_preempt(det_preempt, &ctx);
 #endif

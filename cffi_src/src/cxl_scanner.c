@@ -168,9 +168,9 @@ CXL_INTERNAL void record_loss(cxl_log_t *L, const entry_t *e) {
  * sequencer bumps the epoch between our load and our store (see seq_seal). */
 static uint64_t scanner_enter(cxl_log_t *L, scanner_t *S) {
     for (;;) {
-        uint64_t e = atomic_load(&L->epoch);
-        atomic_store(&S->active, e);
-        if (atomic_load(&L->epoch) == e) return e;
+        uint64_t e = cxl_ctl_load(&L->epoch);
+        cxl_ctl_store(&S->active, e);
+        if (cxl_ctl_load(&L->epoch) == e) return e;
     }
 }
 
@@ -209,18 +209,19 @@ static uint64_t scan_collect(cxl_log_t *L, scanner_t *S, ebuf_t *own) {
         if (!scan_take(L, S, &e)) break;
         if (shared) {
             pthread_mutex_lock(&L->mu);
-            ebuf_t *buf = &L->shared[atomic_load(&L->epoch) % 3];
+            ebuf_t *buf = &L->shared[cxl_ctl_load(&L->epoch) % 3];
             int full = buf->count >= buf->cap;
             if (!full) buf->e[buf->count++] = e;
             pthread_mutex_unlock(&L->mu);
             if (full) break; /* buffers are sized for every slot of every ring: not reached */
         } else {
+            cxl_ctl_observe(&own->count, sizeof own->count); /* where the push lands */
             own->e[own->count++] = e;
         }
         if (e.flags) record_loss(L, &e);
         S->next++;
         /* what is pushed: where the sequencer takes over should this scanner die */
-        atomic_store_explicit(&S->pushed, S->next, memory_order_release);
+        cxl_ctl_store_explicit(&S->pushed, S->next, memory_order_release);
         n++;
     }
     return n;
@@ -245,11 +246,11 @@ CXL_INTERNAL int scan_step(cxl_log_t *L, scanner_t *S) {
         S->phase = 0;
         n = scan_collect(L, S, &L->bufs[e % 3][S->broker]);
         if (S->crashed) return STEP_DONE; /* dies announced: the seal must not wait for it */
-        atomic_store(&S->active, QUIESCENT);
+        cxl_ctl_store(&S->active, QUIESCENT);
     }
     if (S->next >= S->quota) {
-        atomic_store(&S->finished, 1);
-        atomic_fetch_add(&L->scanners_done, 1);
+        cxl_ctl_store(&S->finished, 1);
+        cxl_ctl_fetch_add(&L->scanners_done, 1);
         return STEP_DONE;
     }
     return n ? STEP_PROGRESS : STEP_IDLE;

@@ -17,19 +17,19 @@
  */
 CXL_INTERNAL int seq_seal(cxl_log_t *L) {
     if (!L->sealing) {
-        L->seal_epoch = atomic_load(&L->epoch);
+        L->seal_epoch = cxl_ctl_load(&L->epoch);
         if (L->cfg.variant == 1) {
             pthread_mutex_lock(&L->mu); /* no scanner is inside its push while we hold it */
-            atomic_store(&L->epoch, L->seal_epoch + 1);
+            cxl_ctl_store(&L->epoch, L->seal_epoch + 1);
             pthread_mutex_unlock(&L->mu);
             return 1;
         }
-        atomic_store(&L->epoch, L->seal_epoch + 1);
+        cxl_ctl_store(&L->epoch, L->seal_epoch + 1);
         L->sealing = 1;
     }
     if (!FAULT(L, seq_unsealed_read)) {
         for (uint32_t b = 0; b < L->cfg.brokers; b++)
-            if (!(L->scan_dead >> b & 1) && atomic_load(&L->scan[b].active) == L->seal_epoch)
+            if (!(L->scan_dead >> b & 1) && cxl_ctl_load(&L->scan[b].active) == L->seal_epoch)
                 return 0;
     }
     L->sealing = 0;
@@ -55,6 +55,9 @@ CXL_INTERNAL void seq_merge(cxl_log_t *L) {
     } else {
         for (uint32_t b = 0; b < L->cfg.brokers; b++) {
             ebuf_t *eb = &L->bufs[E][b];
+            /* what the scanners left in the sealed buffers (exploration: part of the state) */
+            cxl_ctl_observe(&eb->count, sizeof eb->count);
+            if (eb->count) cxl_ctl_observe(eb->e, eb->count * sizeof *eb->e);
             if (eb->count) { L->seg[L->nseg] = eb->e; L->seg_n[L->nseg++] = eb->count; }
             eb->count = 0;
         }
@@ -313,7 +316,7 @@ static int beat_stopped(cxl_log_t *L, uint64_t beat, uint64_t *seen, uint64_t *s
  * held back and every other broker is ordered as before. */
 static void seq_scanner_dead(cxl_log_t *L, uint32_t b) {
     scanner_t *S = &L->scan[b], *T = &L->takeover[b];
-    uint64_t from = atomic_load_explicit(&S->pushed, memory_order_acquire);
+    uint64_t from = cxl_ctl_load_explicit(&S->pushed, memory_order_acquire);
     cxl_scan_line_t *sl = &L->scanl[b];
     cxl_invalidate(&sl->lost_count, CXL_LINE);
     uint64_t lost = cxl_consume64(&sl->lost_count);
@@ -322,7 +325,7 @@ static void seq_scanner_dead(cxl_log_t *L, uint32_t b) {
         lost = 0;
     }
     memset(T, 0, sizeof *T);
-    atomic_store(&T->active, QUIESCENT);
+    cxl_ctl_store(&T->active, QUIESCENT);
     T->broker = b;
     T->quota = L->per_broker;
     T->next = from < L->per_broker ? from : L->per_broker;
@@ -359,7 +362,7 @@ static void seq_watch(cxl_log_t *L) {
     if (now - L->watch_ns < WATCH_NS) return;
     L->watch_ns = now;
     for (uint32_t b = 0; b < L->cfg.brokers; b++) {
-        if ((L->scan_dead >> b & 1) || atomic_load(&L->scan[b].finished)) continue;
+        if ((L->scan_dead >> b & 1) || cxl_ctl_load(&L->scan[b].finished)) continue;
         cxl_scan_line_t *sl = &L->scanl[b];
         cxl_invalidate(sl, CXL_LINE);
         if (!beat_stopped(L, cxl_consume64(&sl->beat), &L->scan_seen[b], &L->scan_since[b], now))
@@ -396,8 +399,8 @@ static void seq_takeover(cxl_log_t *L) {
         if (T->next >= T->quota) continue;
         const int shared = L->cfg.variant == 1;
         if (shared) pthread_mutex_lock(&L->mu);
-        ebuf_t *buf = shared ? &L->shared[atomic_load(&L->epoch) % 3]
-                             : &L->bufs[atomic_load(&L->epoch) % 3][b];
+        ebuf_t *buf = shared ? &L->shared[cxl_ctl_load(&L->epoch) % 3]
+                             : &L->bufs[cxl_ctl_load(&L->epoch) % 3][b];
         for (uint64_t n = 0; n < SCAN_CHUNK && T->next < T->quota && buf->count < buf->cap; n++) {
             entry_t e;
             if (!scan_take(L, T, &e)) break;
@@ -410,7 +413,7 @@ static void seq_takeover(cxl_log_t *L) {
             T->next++;
         }
         if (shared) pthread_mutex_unlock(&L->mu);
-        if (T->next >= T->quota) atomic_fetch_add(&L->scanners_done, 1);
+        if (T->next >= T->quota) cxl_ctl_fetch_add(&L->scanners_done, 1);
     }
 }
 
@@ -418,12 +421,12 @@ static void seq_takeover(cxl_log_t *L) {
 static int seq_next_epoch(cxl_log_t *L) {
     const int det = (L->cfg.flags & CXL_F_DETERMINISTIC) != 0;
     seq_watch(L);
-    uint32_t done = atomic_load(&L->scanners_done);
+    uint32_t done = cxl_ctl_load(&L->scanners_done);
     if (!L->sealing && !det && cxl_now_ns() < L->next_epoch_ns && done < L->cfg.brokers)
         return STEP_IDLE;
     if (!L->sealing && L->scan_dead) {
         seq_takeover(L);
-        done = atomic_load(&L->scanners_done);
+        done = cxl_ctl_load(&L->scanners_done);
     }
     if (!seq_seal(L)) return STEP_IDLE;
     seq_merge(L);
