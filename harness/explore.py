@@ -233,8 +233,23 @@ SCOPES: tuple[Scope, ...] = (
 )
 
 
+class _Verdict:
+    """A clean exploration found no violation; its JSON form says so beside its figures."""
+
+    violations: list[str]
+
+    @property
+    def clean(self) -> bool:
+        return not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = asdict(self)  # type: ignore[call-overload]
+        d["clean"] = self.clean
+        return d
+
+
 @dataclass
-class Exploration:
+class Exploration(_Verdict):
     scope: str
     schedules: int              # base schedules (seeds) explored
     executions: int             # runs made: base runs + one per (point, role, steps)
@@ -242,15 +257,6 @@ class Exploration:
     depth: int                  # most preemption points in one base run
     violations: list[str]
     seconds: float
-
-    @property
-    def clean(self) -> bool:
-        return not self.violations
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["clean"] = self.clean
-        return d
 
 
 def outcome(run: CheckedRun) -> str:
@@ -339,7 +345,7 @@ def explore(scope: Scope, fault: str | None = None, seeds: tuple[int, ...] = (1,
 
 
 @dataclass
-class Search:
+class Search(_Verdict):
     """What a systematic search explored (see :func:`search`)."""
 
     scope: str
@@ -354,15 +360,6 @@ class Search:
     violations: list[str]
     seconds: float
     reduction: str = "state hashing + sleep sets"
-
-    @property
-    def clean(self) -> bool:
-        return not self.violations
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["clean"] = self.clean
-        return d
 
 
 @dataclass

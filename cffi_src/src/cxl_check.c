@@ -198,16 +198,28 @@ static agent_t *agent_get(int a) {
     return A;
 }
 
+/* The array `arr` of `size`-byte elements, capacity *cap, grown (doubling from `first`) to hold
+ * at least `need`: the array to use from now on, or NULL when memory ran out or the size would
+ * overflow (then `arr` is still valid and *cap unchanged). */
+static void *grow_array(void *arr, uint64_t *cap, uint64_t need, uint64_t first, size_t size) {
+    if (need <= *cap) return arr;
+    uint64_t c = *cap ? *cap : first;
+    while (c < need) {
+        if (c > UINT64_MAX / 2) return NULL;
+        c *= 2;
+    }
+    if (c > SIZE_MAX / size) return NULL;
+    void *p = realloc(arr, (size_t)c * size);
+    if (p) *cap = c;
+    return p;
+}
+
 static void pending_add(agent_t *A, uint64_t li) {
     line_state_t *s = &G.ls[li];
     if (s->pending) return;
-    if (A->npending == A->cap_pending) {
-        uint64_t cap = A->cap_pending ? A->cap_pending * 2 : 256;
-        uint64_t *p = (uint64_t *)realloc(A->pending, cap * sizeof *p);
-        if (!p) return;
-        A->pending = p;
-        A->cap_pending = cap;
-    }
+    uint64_t *p = grow_array(A->pending, &A->cap_pending, A->npending + 1, 256, sizeof *p);
+    if (!p) return;
+    A->pending = p;
     A->pending[A->npending++] = li;
     s->pending = 1;
 }
@@ -313,13 +325,9 @@ static co_t *x_cur(void) { return X.running && X.cur >= 0 ? &X.co[X.cur] : NULL;
 
 static void x_mark(uint64_t li) {
     if (!X.running || li >= G.lines || X.marked[li]) return;
-    if (X.nmarked == X.cap_mlist) {
-        uint64_t cap = X.cap_mlist ? X.cap_mlist * 2 : 1024;
-        uint64_t *p = (uint64_t *)realloc(X.mlist, cap * sizeof *p);
-        if (!p) abort();
-        X.mlist = p;
-        X.cap_mlist = cap;
-    }
+    uint64_t *p = grow_array(X.mlist, &X.cap_mlist, X.nmarked + 1, 1024, sizeof *p);
+    if (!p) abort(); /* an exploration out of memory cannot go on truthfully */
+    X.mlist = p;
     X.marked[li] = 1;
     X.mlist[X.nmarked++] = li;
 }
@@ -879,20 +887,12 @@ static void x_point(int boundary) {
             for (uint32_t k = 0; k < n; k++) ok |= o[k].code == pick;
             if (!ok) { unlock(); x_end(3); return; }
         }
-        if (X.npts == X.cap_pts) {
-            uint64_t cap = X.cap_pts ? X.cap_pts * 2 : 4096;
-            cxl_chk_xpoint_t *p = (cxl_chk_xpoint_t *)realloc(X.pts, cap * sizeof *p);
-            if (!p) abort();
-            X.pts = p;
-            X.cap_pts = cap;
-        }
-        while (X.nopts + n > X.cap_opts) {
-            uint64_t cap = X.cap_opts ? X.cap_opts * 2 : 16384;
-            cxl_chk_xopt_t *p = (cxl_chk_xopt_t *)realloc(X.opts, cap * sizeof *p);
-            if (!p) abort();
-            X.opts = p;
-            X.cap_opts = cap;
-        }
+        cxl_chk_xpoint_t *pts = grow_array(X.pts, &X.cap_pts, X.npts + 1, 4096, sizeof *pts);
+        cxl_chk_xopt_t *opts = pts ? grow_array(X.opts, &X.cap_opts, X.nopts + n, 16384, sizeof *opts) : NULL;
+        if (!pts) abort(); /* an exploration out of memory cannot go on truthfully */
+        X.pts = pts;
+        if (!opts) abort();
+        X.opts = opts;
         cxl_chk_xpoint_t *pt = &X.pts[X.npts];
         memset(pt, 0, sizeof *pt);
         pt->hash = h;
@@ -1174,11 +1174,8 @@ uint32_t cxl_chk_sched_pick(uint32_t n, uint32_t dflt) {
     if (G.nsched < nforced_g) pick = forced_g[G.nsched] % n;
     else if (nforced_g && sched_mode_g == 1) { unlock(); return n; } /* the runner stops */
     else if (nforced_g && sched_mode_g == 2) pick = (uint32_t)((G.nsched - nforced_g) % n);
-    if (G.nsched == G.cap_sched) {
-        uint64_t cap = G.cap_sched ? G.cap_sched * 2 : 4096;
-        uint32_t *p = (uint32_t *)realloc(G.sched, cap * sizeof *p);
-        if (p) { G.sched = p; G.cap_sched = cap; }
-    }
+    uint32_t *grown = grow_array(G.sched, &G.cap_sched, G.nsched + 1, 4096, sizeof *grown);
+    if (grown) G.sched = grown;
     if (G.nsched < G.cap_sched) G.sched[G.nsched] = pick;
     G.nsched++;
     unlock();
