@@ -161,20 +161,23 @@ class Region:
         """The descriptor of the shared channel file this region's model uses, or -1."""
         return self._channels_fd
 
-    def share_channels(self, fd: int | None = None) -> int:
+    def share_channels(self, fd: int | None = None, *, create: bool = False) -> int:
         """Share the device model's channel state (write and read channels, utilisation
         window) with other processes that map the same device: with ``fd`` None, a new
         channel file is made (an anonymous memfd: nothing on any file system to clean up, gone
         with its last descriptor and mapping) and initialised, and its descriptor returned for
         the other processes to inherit; with ``fd``, that file (initialised by the process
-        that made it) is attached. Before any agent runs on the region; once."""
+        that made it) is attached, or with ``create`` an empty file the caller opened (a named
+        one other hosts open by path) is initialised; the caller keeps that descriptor. Before
+        any agent runs on the region; once."""
         if self._h is None or self.device_model is None:
             raise RegionError("the region has no device model whose channels could be shared",
                               "open the region with a device model")
         if self._channels_fd >= 0:
             raise RegionError(f"the region's channels are shared already (descriptor {self._channels_fd})",
                               "share them once, when the region is opened")
-        create = fd is None
+        own = fd is None
+        create = own or create
         if fd is None:
             fd = os.memfd_create("cxl-device-channels", os.MFD_CLOEXEC)
         elif fd < 0:
@@ -182,14 +185,14 @@ class Region:
         try:
             cdevmodel.share_channels(self._h, fd, create)
         except CoreError as exc:
-            if create:
+            if own:
                 os.close(fd)
             why = {errno.EPROTO: "it is not an initialised channel file of this version",
                    errno.EINVAL: "it is not a regular file",
                    errno.EEXIST: "it is not empty"}.get(exc.errno, os.strerror(exc.errno))
             raise RegionError(f"cannot share the device model's channels through descriptor {fd}: {why}",
                               "pass the descriptor the coordinator made (Region.share_channels())") from None
-        self._channels_fd, self._channels_own = fd, create
+        self._channels_fd, self._channels_own = fd, own
         return fd
 
     def model_stats(self) -> ModelStats | None:

@@ -548,3 +548,35 @@ def test_ssh_host_with_a_wrong_python_is_named(shm: Path, sshd: Path) -> None:
         run_hosts(hf, SMALL)
     assert e.value.host == "far"
     assert_clean(shm)
+
+
+def test_hosts_share_the_device_models_channels(shm: Path) -> None:
+    """On an emulated profile every host's region carries the device model, and all of them
+    write through one channel file (one bandwidth cap, one utilisation), which the formatting
+    host makes beside the region file and removes at the end."""
+    hf = hosts(shm, *PLACEMENTS["three-hosts"])
+    run = run_hosts(hf, SMALL, profile="emulated-cxl")
+    assert run.ok, [(c.id, c.detail) for c in run.result.failed()] if run.result else run.failures
+    for h in run.hosts:
+        model = h.region["device_model"]
+        assert model is not None and model["shared_channels"] is True, (h.name, model)
+    assert_clean(shm)  # the channel file went with the region file
+
+
+def test_a_host_without_the_formatting_hosts_channel_file_is_refused(tmp_path: Path) -> None:
+    from harness.errors import DeviceError
+    from harness.hosts import worker
+    from harness.profiles import DeviceModel
+    from harness.region import Region
+
+    state = worker._State()
+    path = tmp_path / "region"
+    state.region = Region.file(path, 1 << 20, create=True, device_model=DeviceModel(load_ns=100))
+    try:
+        with pytest.raises(DeviceError, match=r"channel file .*region\.channels is missing"):
+            worker._share_channels(state, path, formatting=False)
+        worker._share_channels(state, path, formatting=True)  # the formatting host makes it
+        assert worker.channels_path(path).exists() and state.region.info().to_dict()["device_model"]["shared_channels"]
+    finally:
+        state.cleanup()
+    assert not worker.channels_path(path).exists()

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import execnet
@@ -32,7 +33,7 @@ import numpy as np
 import harness
 from harness.errors import HarnessError
 from harness.hosts.config import HostsFile, HostSpec
-from harness.hosts.worker import shift_times, unpack
+from harness.hosts.worker import channels_path, shift_times, unpack
 from harness.log import Latency, LogConfig, LogResult, merge_records, merge_stats, region_size
 from harness.runlog import build_result
 from harness.region import RegionInfo
@@ -310,9 +311,13 @@ class Coordinator:
         """A region file created by a worker that died before it could remove it: when that
         host is this machine (popen), the coordinator removes it."""
         fmt = self.hosts.format_host
-        if self.created_region and fmt.gateway == "popen":
+        if fmt.gateway != "popen" or fmt.device.startswith("/dev/dax"):
+            return
+        # the device model's channel file, which the formatting host makes beside the region
+        left = [channels_path(Path(fmt.device))] + ([Path(fmt.device)] if self.created_region else [])
+        for path in left:
             try:
-                os.unlink(fmt.device)
+                path.unlink()
             except FileNotFoundError:
                 pass
 

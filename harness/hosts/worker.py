@@ -57,22 +57,58 @@ def shift_times(recs: dict[str, Any], stats: dict[str, Any], delta: int) -> None
             stats[f] = max(0, int(stats[f]) + delta)
 
 
+CHANNELS_SUFFIX = ".channels"  # the device model's shared channel file, beside the region file
+
+
+def channels_path(region_file: Path) -> Path:
+    return region_file.with_name(region_file.name + CHANNELS_SUFFIX)
+
+
 class _State:
     def __init__(self) -> None:
         self.region: Any = None
         self.created: Path | None = None
+        self.channels: Path | None = None  # the channel file this host made
+        self.channels_fd = -1
         self.cfg: Any = None
 
     def cleanup(self) -> None:
         if self.region is not None:
             self.region.close()
             self.region = None
-        if self.created is not None:
-            try:
-                self.created.unlink()
-            except FileNotFoundError:
-                pass
-            self.created = None
+        if self.channels_fd >= 0:
+            os.close(self.channels_fd)
+            self.channels_fd = -1
+        for made in (self.created, self.channels):
+            if made is not None:
+                try:
+                    made.unlink()
+                except FileNotFoundError:
+                    pass
+        self.created = self.channels = None
+
+
+def _share_channels(state: _State, path: Path, formatting: bool) -> None:
+    """Every host's device model writes through one bandwidth cap and sees one utilisation,
+    as the hosts of a pooled device do: the formatting host (opened first) makes the channel
+    file beside the region file, the others attach it."""
+    from harness.errors import DeviceError
+
+    if state.region is None or state.region.device_model is None:
+        return
+    cpath = channels_path(path)
+    if formatting:
+        # truncated: a file left by a killed run is re-initialised (this host formats anyway)
+        state.channels_fd = os.open(cpath, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        state.channels = cpath
+    else:
+        try:
+            state.channels_fd = os.open(cpath, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise DeviceError(f"the device model's channel file {cpath} is missing",
+                              "the formatting host makes it: open that host first, with the same "
+                              "profile") from None
+    state.region.share_channels(state.channels_fd, create=formatting)
 
 
 def identity(name: str) -> dict[str, Any]:
@@ -152,6 +188,7 @@ def _open(state: _State, msg: dict[str, Any]) -> dict[str, Any]:
                                   "pass --allow-destructive, or set create: true for a new file")
             state.region = Region.file(path, size, create=False, lock=bool(msg.get("format")),
                                        device_model=model)
+        _share_channels(state, path, bool(msg.get("format")))
     if msg.get("format"):
         format_region(state.region, cfg)
     else:
