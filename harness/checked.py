@@ -17,6 +17,8 @@ from harness.region import DeviceModel, Region
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 AGENT_FORMATTER = 120  # the agent that formats the region in a checked run (no role uses it)
+# rules about the seal's process memory (cxl_ctl.h), not about a cache line of the region
+PROCESS_RULES = frozenset({"push_after_seal"})
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,10 @@ class ExploreSpec:
     policy runs. ``tso``: the control atomics' stores wait in per-agent store buffers (x86-TSO);
     ``model_choices``: the non-coherent model's choices (early write-back, eviction, a stale
     copy refetched) are options too; ``free_switch``/``free_drain``: a switch at a step's end / a
-    store-buffer drain is no deviation (it costs nothing against the bound)."""
+    store-buffer drain is no deviation (it costs nothing against the bound). Time passes when
+    every agent waits (the frozen clock jumps past every timeout); with ``ticks`` that jump is
+    also an option (a deviation) at every step's end while some agent waits, so a timeout can
+    fire while others could still go on (they were slow)."""
 
     prefix: tuple[int, ...] = ()
     tso: bool = False
@@ -49,10 +54,12 @@ class ExploreSpec:
     free_switch: bool = False
     free_drain: bool = False
     max_points: int = 200_000
+    ticks: bool = False
 
     @property
     def flags(self) -> int:
-        return (1 * self.tso) | (2 * self.model_choices) | (4 * self.free_switch) | (8 * self.free_drain)
+        return ((1 * self.tso) | (2 * self.model_choices) | (4 * self.free_switch) | (8 * self.free_drain)
+                | (16 * self.ticks))
 
 
 XO_KINDS = {1: "run", 2: "drain", 3: "early", 4: "evict", 5: "refresh"}
@@ -73,6 +80,8 @@ class Finding:
     doc: str
 
     def describe(self) -> str:
+        if self.rule in PROCESS_RULES:  # about process memory (the seal), not a line of the region
+            return f"{self.rule} at {self.location}: {self.agent}; {self.count} time(s): {self.doc}"
         other = f" (line last written by {self.other_agent})" if self.other_agent else ""
         return (f"{self.rule} at {self.location}: {self.agent}, cache line at offset "
                 f"0x{self.line_offset:x}{other}; {self.count} time(s): {self.doc}")
@@ -277,7 +286,7 @@ def toy_run(agents: int, steps: int, shared: bool, spec: ExploreSpec) -> tuple[A
 
 OP_NAMES = {1: "store", 2: "nt-store", 3: "load", 4: "flush", 5: "fence", 6: "invalidate",
             7: "publish", 8: "consume", 9: "commit", 10: "rmw",
-            11: "ctl-load", 12: "ctl-store", 13: "ctl-rmw"}
+            11: "ctl-load", 12: "ctl-store", 13: "ctl-rmw", 14: "drain"}
 
 
 def _trace() -> list[dict[str, Any]]:

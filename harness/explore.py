@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.checked import CheckedRun, ModelConfig, agent_name, run_checked
+from harness.checked import PROCESS_RULES, CheckedRun, ModelConfig, agent_name, run_checked
 from harness.errors import ConfigError, HarnessError
 from harness.faults import detections
 from harness.log import LogConfig
@@ -41,6 +41,7 @@ MISSING = {
     "record_read_without_token": "the record is read without first reading its token",
     "publish_not_flushed": "the token/frontier stored above was not flushed before this fence",
     "unpersisted_at_end": "the store above was never flushed and fenced",
+    "push_after_seal": "the scanner pushed into a buffer the sequencer had sealed",
 }
 
 
@@ -174,9 +175,73 @@ def story(run: CheckedRun, cx: Counterexample, cfg: LogConfig) -> list[str]:
         out.append("  then every role takes its turn, round-robin, until the run ends")
     elif cx.after == "seeded":
         out.append("  then the run goes on as seeded")
-    rule = cx.target.removeprefix("rule:")
-    hit = next((f for f in run.errors if f.rule == rule), None) if cx.target.startswith("rule:") else None
-    if hit is not None:
+    return out + _broken(run, cx.target)
+
+
+_CTL_OPS = ("ctl-load", "ctl-store", "ctl-rmw", "drain")
+QUIESCENT = (1 << 64) - 1  # a scanner's `active` outside any epoch (cxl_log_int.h)
+
+
+def _control_words(trace: list[dict[str, Any]]) -> dict[int, str]:
+    """Each control word of the trace by the expression its first access names in the source
+    (``cxl_ctl_store(&S->active, e)`` -> ``S->active``), with the agent for a per-role word."""
+    import re
+    from pathlib import Path
+
+    names: dict[int, str] = {}
+    for e in trace:
+        if e["op"] not in _CTL_OPS or e["op"] == "drain" or e["off"] in names:
+            continue
+        path, _, ln = e["location"].rpartition(":")
+        name = f"control word {e['off']}"
+        for cand in (Path(path), Path(__file__).resolve().parent.parent / path):
+            if ln.isdigit() and cand.is_file():
+                lines = cand.read_text(errors="replace").splitlines()
+                m = re.search(r"cxl_ctl_\w+\(&([\w>.\[\]-]+)", lines[int(ln) - 1]) if int(ln) <= len(lines) else None
+                if m:
+                    word = m.group(1)
+                    name = f"{word} of {agent_name(e['agent'])}" if word.startswith("S->") else word
+                break
+        names[e["off"]] = name
+    return names
+
+
+def _broken(run: CheckedRun, target: str, start: int | None = None) -> list[str]:
+    """What the run's trace shows about the rule or check ``target`` that broke (``start``: the
+    event of the counterexample's first deviation, where the story of the seal begins)."""
+    out: list[str] = []
+    rule = target.removeprefix("rule:")
+    hit = next((f for f in run.errors if f.rule == rule), None) if target.startswith("rule:") else None
+    if hit is not None and rule in PROCESS_RULES:
+        # a rule about the seal: the control atomics up to it tell the story
+        events = [e for e in run.trace if e["op"] in _CTL_OPS and e["i"] < hit.first_event]
+        names = _control_words(run.trace)
+        tso = any(e["op"] == "drain" for e in run.trace)
+        stores = {e["i"] for e in run.trace if e["op"] == "ctl-store"}
+        shown = events[-16:] if start is None else [e for e in events if e["i"] >= start]
+        if len(shown) > 16:
+            shown = shown[:8] + [None] + shown[-8:]
+        out.append("  the seal's control atomics" + (" from the first deviation on:" if start is not None
+                                                     else " before it:"))
+        drains = {(e["agent"], e["off"], e["i"]) for e in run.trace if e["op"] == "drain"}
+        for e in shown:
+            if e is None:
+                out.append("    ...")
+                continue
+            value = "QUIESCENT" if e["value"] == QUIESCENT else e["value"]
+            word = names.get(e["off"], f"control word {e['off']}")
+            if e["op"] == "drain":
+                if (e["agent"], e["off"], e["i"] - 1) not in drains and e["i"] - 1 not in stores:
+                    out.append(f"    event {e['i']}: {agent_name(e['agent'])}'s buffered store {word} = "
+                               f"{value} reaches memory")
+                continue
+            verb = {"ctl-load": "reads", "ctl-store": "stores", "ctl-rmw": "adds to"}[e["op"]]
+            late = e["op"] == "ctl-store" and (e["agent"], e["off"], e["i"] + 1) not in drains
+            out.append(f"    event {e['i']}: {agent_name(e['agent'])} {verb} {word}"
+                       f" (value {value}) at {_short(e['location'])}"
+                       + (": it waits in the store buffer (x86-TSO)" if late and tso else ""))
+        out.append(f"  broken: {hit.rule} at {_short(hit.location)} ({hit.agent}): {hit.doc}")
+    elif hit is not None:
         line = hit.line_offset // 64
         events = [e for e in run.trace if e["size"] and e["i"] < hit.first_event - 1
                   and e["off"] // 64 <= line <= (e["off"] + e["size"] - 1) // 64]
@@ -196,7 +261,7 @@ def story(run: CheckedRun, cx: Counterexample, cfg: LogConfig) -> list[str]:
         out.append(f"  broken: {hit.rule} at {_short(hit.location)} ({hit.agent}{who}): {hit.doc}")
     else:
         for c in run.result.failed():
-            if f"check:{c.id}" == cx.target:
+            if f"check:{c.id}" == target:
                 ex = f"; e.g. {c.counterexamples[0]}" if c.counterexamples else ""
                 out.append(f"  broken: {c.id} ({c.name}): {c.detail}{ex}")
         for f in run.errors[:3]:
@@ -204,7 +269,8 @@ def story(run: CheckedRun, cx: Counterexample, cfg: LogConfig) -> list[str]:
     return out
 
 
-__all__ = ["SCOPES", "Counterexample", "Exploration", "Scope", "explore", "role_agents", "shrink", "story"]
+__all__ = ["SCOPES", "Counterexample", "Exploration", "Scope", "explore", "role_agents", "search_story",
+           "shrink", "story"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -230,6 +296,15 @@ SCOPES: tuple[Scope, ...] = (
            "total_bytes": 2 * 2 * 300}),
     Scope("order 0: 2 brokers x 2-slot rings x 3 batches x 1 subscriber",
           {"order": 0, "brokers": 2, "pbr_slots": 2, "subscribers": 1, "total_bytes": 2 * 3 * 300}),
+    # one client spread over both brokers: its batches are held and released in client order
+    Scope("order 5: 2 brokers x 2-slot rings x 3 batches x 1 subscriber, one client on both",
+          {"order": 5, "client_spread": 2, "brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1,
+           "total_bytes": 2 * 3 * 300}),
+    # the client skips sequence number 3: the gap times out (time passes when every role waits)
+    # and is resolved by declared-lost markers
+    Scope("order 5 gap: the same, sequence number 3 never sent",
+          {"order": 5, "client_spread": 2, "brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1,
+           "total_bytes": 2 * 3 * 300, "gap_client": 0, "gap_seq": 3, "gap_timeout_ms": 0.01}),
 )
 
 
@@ -360,6 +435,7 @@ class Search(_Verdict):
     violations: list[str]
     seconds: float
     reduction: str = "state hashing + sleep sets"
+    witness: list[int] | None = None  # the first violating execution's replayed choices
 
 
 @dataclass
@@ -405,6 +481,7 @@ def search(execute: Executor, name: str = "", bound: int | None = 1, hashing: bo
     visited: dict[int, tuple[float, frozenset[int]]] = {}
     executions = points = revisits = sleep_cut = depth = 0
     violations: list[str] = []
+    witness: list[int] | None = None
     complete = True
     inf = float("inf")
     while True:
@@ -417,6 +494,8 @@ def search(execute: Executor, name: str = "", bound: int | None = 1, hashing: bo
         depth = max(depth, len(pts))
         if bad:
             violations.append(f"execution {executions} ({len(prefix)} choices replayed): {bad}")
+            if witness is None:
+                witness = list(prefix)
             if stop_at_first:
                 complete = False
                 break
@@ -469,7 +548,13 @@ def search(execute: Executor, name: str = "", bound: int | None = 1, hashing: bo
     return Search(name, executions, points, len(visited) if hashing else points, revisits, sleep_cut, depth,
                   bound, complete, violations, time.perf_counter() - t0,
                   " + ".join(x for x, on in (("state hashing", hashing), ("sleep sets", sleep_sets)) if on)
-                  or "none")
+                  or "none", witness)
+
+
+def timed(cfg: LogConfig) -> bool:
+    """Whether a timeout decides something in ``cfg``: Order 5's gaps, slot timeouts (a crashed
+    publisher's slot). The search then offers time passing as a choice."""
+    return cfg.order == 5 or cfg.slot_timeout_ms > 0
 
 
 def log_executor(cfg: LogConfig, fault: str | None = None, tso: bool = False, model_choices: bool = True,
@@ -481,7 +566,7 @@ def log_executor(cfg: LogConfig, fault: str | None = None, tso: bool = False, mo
     model = ModelConfig(True, 0.0, 0.0, False, 0, 0.0)  # the model's choices are enumerated instead
 
     def execute(prefix: tuple[int, ...]) -> tuple[Any, Any, str | None]:
-        spec = ExploreSpec(prefix, tso, model_choices, free_switch, free_drain)
+        spec = ExploreSpec(prefix, tso, model_choices, free_switch, free_drain, ticks=timed(cfg))
         try:
             run = run_checked(cfg, fault=fault, model=model, explore=spec)
         except HarnessError as exc:
@@ -507,6 +592,55 @@ def search_scope(scope: Scope, fault: str | None = None, seed: int = 1, tso: boo
     free_drain = kw.pop("free_drain", False)
     ex = log_executor(scope.config(seed), fault, tso, model_choices, free_switch, free_drain)
     return search(ex, scope.name, bound=bound, **kw)
+
+
+_XO_WORDS = {
+    2: "{who}'s oldest buffered control store reaches memory (x86-TSO drain)",
+    3: "{who}'s first flushed line is written back before its fence (early write-back)",
+    4: "{who}'s first dirty, unflushed line is evicted (written back without a flush)",
+    5: "{who}'s stale cached copy is dropped: its read sees memory",
+    6: "time passes (the frozen clock jumps past every timeout) while the others could still go on",
+}
+
+
+def search_story(cfg: LogConfig, witness: list[int], fault: str | None = None, tso: bool = True,
+                 model_choices: bool = True) -> list[str]:
+    """A violating execution of :func:`search` (its replayed choices, ``Search.witness``) as a
+    story: every deviation from the default policy -- which agent was interrupted before which
+    access, who ran instead, which store buffer drained, which line the model wrote back or
+    refetched -- and what broke. The search tries executions in order of their deviations, so
+    the first witness has at most ``bound`` of them: nothing needs reducing."""
+    from harness.checked import ExploreSpec
+
+    model = ModelConfig(True, 0.0, 0.0, True, TRACE_CAPACITY, 0.0)
+    run = run_checked(cfg, fault=fault, model=model,
+                      explore=ExploreSpec(tuple(witness), tso, model_choices, ticks=timed(cfg)))
+    by, _ = detections(run)
+    agents = role_agents(cfg)
+
+    def who(i: int) -> str:
+        return agent_name(agents[i]) if 0 <= i < len(agents) else f"coroutine {i}"
+
+    trace = run.trace
+    pts = run.xpoints[:len(witness)]
+    devs = [p for p in pts if int(p["chosen"]) != int(p["dflt"])]
+    out = [f"{len(devs)} deviation(s) from the default schedule (of {len(run.xpoints)} choice points) "
+           f"show {by[0] if by else 'nothing'}:"]
+    for p in devs:
+        code, frm, at = int(p["chosen"]), int(p["from"]), int(p["evt"])
+        if int(p["boundary"]) or frm >= len(agents):
+            where = f"after event {at}, at a step's end"
+        else:
+            nxt = next((e for e in trace[at:] if e["agent"] == agents[frm]), None)
+            where = (f"event {at}: {who(frm)} is about to {nxt['op']} at {_short(nxt['location'])}"
+                     if nxt else f"event {at}: {who(frm)} is interrupted")
+        kind, i = code >> 8, code & 0xFF
+        what = (f"{who(i)} runs instead" if kind == 1 else _XO_WORDS.get(kind, f"option {code}").format(who=who(i)))
+        out.append(f"  at {where}: {what}")
+    out.append("  every other choice point takes the default (the running agent goes on; at a step's end "
+               "the next role in turn)")
+    start = int(devs[0]["evt"]) if devs else None
+    return out + (_broken(run, by[0], start) if by else ["  no rule or check fired on the replay"])
 
 
 def toy_executor(agents: int, steps: int, shared: bool) -> Executor:

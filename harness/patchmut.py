@@ -200,6 +200,10 @@ def checksum_flip_failures(sizes: Iterable[int] = (*range(1, 70), 127, 128, 129,
 
 
 STATIC_CHECKS: dict[str, Callable[[], list[str]]] = {"checksum-flips": checksum_flip_failures}
+SEARCH_BOUND = 1  # deviations per execution in the search stage (bound 1 is complete in seconds)
+# the Order 2 and Order 0 scopes of harness.explore.SCOPES: the Order 5 patch mutant is killed by
+# the model runs, and the Order 5 scopes would double the stage's time for the control
+SEARCH_SCOPES = 3
 
 
 @dataclass
@@ -212,19 +216,21 @@ class PatchOutcome:
     config: str = ""
     seed: int = 0
     preempt: float = 0.0
-    runs: int = 0
+    runs: int = 0             # model runs + search executions
+    searched: int = 0         # of which search executions (the search stage)
     events_to_detection: int = 0
     build_seconds: float = 0.0
     seconds: float = 0.0      # build + runs
     reason: str = ""
+    story: list[str] = field(default_factory=list)  # the search's counterexample, when it killed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _child_run(seeds: tuple[int, ...]) -> dict[str, Any]:
+def _child_run(seeds: tuple[int, ...], search: bool = True) -> dict[str, Any]:
     """In the child (the patched build loaded): static checks, then the model runs until one
-    fires."""
+    fires, then (``search``) the systematic search of every scope."""
     from harness.checked import run_checked
     from harness.mutate import MODEL_CONFIGS, _model, run_detections, schedules
     from harness.checked import ModelConfig
@@ -249,7 +255,30 @@ def _child_run(seeds: tuple[int, ...]) -> dict[str, Any]:
                 return {"status": "killed", "by": by, "diagnostic": diag, "config": mc.name,
                         "seed": seed, "preempt": pre, "runs": runs, "events_to_detection": first,
                         "seconds": time.perf_counter() - t0}
-    return {"status": "survived", "runs": runs, "seconds": time.perf_counter() - t0}
+    if not search:
+        return {"status": "survived", "runs": runs, "seconds": time.perf_counter() - t0}
+    return _search_stage(runs, t0)
+
+
+def _search_stage(runs: int, t0: float) -> dict[str, Any]:
+    """What the model runs did not kill: the systematic search of the Order 2 and Order 0 scopes
+    (bound 1, x86-TSO), which preempts inside role steps and at the seal's control atomics."""
+    from harness.explore import SCOPES, search_scope, search_story
+
+    searched = 0
+    for scope in SCOPES[:SEARCH_SCOPES]:
+        found = search_scope(scope, bound=SEARCH_BOUND, stop_at_first=True)
+        searched += found.executions
+        if found.violations:
+            what = found.violations[0].split(": ", 1)[1]
+            head = what.split(": ", 1)[0]
+            by = head.split(", ") if head.startswith(("rule:", "check:")) else ["search:stall"]
+            story = search_story(scope.config(1), found.witness or [])
+            return {"status": "killed", "by": by, "diagnostic": what, "config": f"search (bound "
+                    f"{SEARCH_BOUND}): {scope.name}", "runs": runs + searched, "searched": searched,
+                    "story": story, "seconds": time.perf_counter() - t0}
+    return {"status": "survived", "runs": runs + searched, "searched": searched,
+            "seconds": time.perf_counter() - t0}
 
 
 def child_main(argv: list[str]) -> int:
@@ -258,13 +287,13 @@ def child_main(argv: list[str]) -> int:
 
     use_checked_build(argv[0])
     seeds = tuple(int(s) for s in argv[1].split(","))
-    print(json.dumps(_child_run(seeds)))
+    print(json.dumps(_child_run(seeds, search=argv[2:] != ["--no-search"])))
     return 0
 
 
-def _run_child(build: Path, seeds: tuple[int, ...], timeout_s: float) -> dict[str, Any]:
+def _run_child(build: Path, seeds: tuple[int, ...], timeout_s: float, search: bool) -> dict[str, Any]:
     code = "import sys; from harness.patchmut import child_main; sys.exit(child_main(sys.argv[1:]))"
-    cmd = [sys.executable, "-c", code, str(build), ",".join(map(str, seeds))]
+    cmd = [sys.executable, "-c", code, str(build), ",".join(map(str, seeds))] + ([] if search else ["--no-search"])
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -287,6 +316,7 @@ class PatchReport:
     outcomes: list[PatchOutcome]
     seconds: float
     seeds: tuple[int, ...]
+    search_bound: int | None = SEARCH_BOUND  # None: the model runs only
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -303,7 +333,7 @@ class PatchReport:
             "ok": self.ok, "mutants": len(self.outcomes), "killed": self.count("killed"),
             "equivalent": self.count("equivalent"), "survived": self.count("survived"),
             "crashed": self.count("crashed"), "hung": self.count("hung"),
-            "seconds": self.seconds, "seeds": list(self.seeds),
+            "seconds": self.seconds, "seeds": list(self.seeds), "search_bound": self.search_bound,
             "configs": [m.name for m in MODEL_CONFIGS], "static_checks": list(STATIC_CHECKS),
             "control": self.control.to_dict(),
             "outcomes": [o.to_dict() for o in self.outcomes],
@@ -312,8 +342,9 @@ class PatchReport:
 
 def run_patches(names: Iterable[str] | None = None, seeds: tuple[int, ...] | None = None,
                 progress: Callable[[PatchOutcome], None] | None = None,
-                timeout_s: float = 900.0, workdir: Path | None = None) -> PatchReport:
-    """Build and run every patch mutant named (all without names), after the unpatched control."""
+                timeout_s: float = 900.0, workdir: Path | None = None, search: bool = True) -> PatchReport:
+    """Build and run every patch mutant named (all without names), after the unpatched control.
+    With ``search``, what the model runs do not kill goes through the systematic search too."""
     from harness.mutate import SEEDS
     from harness.native.patched import CheckedBuilder
 
@@ -337,7 +368,7 @@ def run_patches(names: Iterable[str] | None = None, seeds: tuple[int, ...] | Non
                 out.status, out.diagnostic = "build-failed", str(exc)
                 return out
             out.build_seconds = time.perf_counter() - t
-            got = _run_child(build, seeds, timeout_s)
+            got = _run_child(build, seeds, timeout_s, search)
             for k, v in got.items():
                 if k != "seconds" and hasattr(out, k):
                     setattr(out, k, v)
@@ -360,7 +391,8 @@ def run_patches(names: Iterable[str] | None = None, seeds: tuple[int, ...] | Non
             outcomes.append(o)
             if progress:
                 progress(o)
-    return PatchReport(control, outcomes, time.perf_counter() - t0, tuple(seeds))
+    return PatchReport(control, outcomes, time.perf_counter() - t0, tuple(seeds),
+                       SEARCH_BOUND if search else None)
 
 
 __all__ = ["Edit", "PATCH_EQUIVALENT", "PATCH_MUTANTS", "PatchMutant", "PatchOutcome", "PatchReport",

@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=290.0, help="with --search: per scope")
     ap.add_argument("--question-seconds", type=float, default=120.0,
                     help="with --search --faults/--weaken: per fault or weakening and scope")
+    ap.add_argument("--story", action="store_true",
+                    help="with --search: tell every violation found (scope, fault, mutant) as a story")
     ap.add_argument("--skip-scopes", action="store_true", help="with --search: only the questions")
     a = ap.parse_args()
     if a.search:
@@ -57,6 +59,7 @@ def main() -> None:
                   f"{e.depth} preemption points, {e.seconds:.1f}s, {len(e.violations)} violation(s)")
             for v in e.violations[:3]:
                 print(f"    {v}")
+            tell(a, sc, e)
     if a.faults:
         found: dict[str, str] = {}
         for name in fault_names():
@@ -91,6 +94,15 @@ def main() -> None:
         print(json.dumps(out, indent=2))
 
 
+def tell(a: argparse.Namespace, sc: Any, e: Any, fault: str | None = None) -> None:
+    """With --story: the first violation of search ``e`` as a story (harness.explore.search_story)."""
+    from harness.explore import search_story
+
+    if a.story and not a.json and e.witness is not None:
+        for line in search_story(sc.config(1), e.witness, fault=fault, tso=not a.no_tso):
+            print(f"      {line}")
+
+
 def search_main(a: argparse.Namespace) -> None:
     from harness.checked import ctl_sites, ctl_weaken
     from harness.explore import search_scope
@@ -116,6 +128,7 @@ def search_main(a: argparse.Namespace) -> None:
                                  max_seconds=a.question_seconds)
                 if e.violations:
                     found[name] = f"{sc.name}: {e.executions} execution(s): {e.violations[0][:100]}"
+                    tell(a, sc, e, fault=name)
                     break
             if not a.json:
                 print(f"  {name}: {found.get(name, 'not found in scope')}", flush=True)
@@ -136,6 +149,7 @@ def search_main(a: argparse.Namespace) -> None:
                                      max_seconds=a.question_seconds)
                     if e.violations:
                         hit = f"{sc.name}: {e.executions} execution(s)"
+                        tell(a, sc, e)
                         break
             name = f"{site.key}:{kind}"
             if hit:

@@ -41,7 +41,9 @@
     X(10, redundant_flush, 1, "a line flushed again with no store since its last flush")       \
     X(11, clean_flush, 1, "a flush of a line this agent has no store pending on")              \
     X(12, empty_fence, 1, "a fence with no flush or non-temporal store to order")                \
-    X(13, unpersisted_at_end, 2, "a store was never flushed and fenced before the trace ended")
+    X(13, unpersisted_at_end, 2, "a store was never flushed and fenced before the trace ended") \
+    X(14, push_after_seal, 2,                                                                   \
+      "a scanner was still pushing into an epoch buffer when the sequencer completed its seal")
 
 enum {
 #define RULE_ENUM(id, name, sev, doc) R_##name = id,
@@ -293,6 +295,9 @@ static struct {
     cxl_chk_co_step_fn step;
     void *arg;
     uint64_t wmark;           /* visible writes so far (region home, control words) */
+    uint32_t ticks;           /* times the frozen clock was advanced in this execution */
+    uint32_t idle_ticks;      /* of them in a row with no visible write in between */
+    uint64_t tick_mark;       /* wmark at the last tick */
     int outcome;
     cxl_chk_xpoint_t *pts;
     uint64_t npts, cap_pts;
@@ -371,6 +376,8 @@ static void sb_drain_one(co_t *c) {
     memmove(c->sb, c->sb + 1, (c->nsb - 1) * sizeof *c->sb);
     c->nsb--;
     ctl_raw_st(X.ctl_addr[e.var], X.ctl_size[e.var], e.val);
+    G.evt++;
+    trace_event(c->agent, CXL_OP_DRAIN, e.var, 0, e.val, NULL, 0); /* the store reaches memory */
     x_fp(G.lines + e.var, 1);
     x_visible();
 }
@@ -719,6 +726,13 @@ void cxl_chk_observe(const void *p, uint64_t n) {
     unlock();
 }
 
+void cxl_chk_seal_breached(const char *file, int line) {
+    if (!G.active) return;
+    lock();
+    finding(R_push_after_seal, cur_agent, -1, 0, file, line);
+    unlock();
+}
+
 static uint64_t line_contrib(uint64_t li) {
     line_state_t *s = &G.ls[li];
     uint64_t h = hash_bytes(mix64(0x11, li), G.base + li * CXL_LINE, CXL_LINE);
@@ -749,7 +763,7 @@ static uint64_t x_hash(void) {
         X.marked[li] = 0;
     }
     X.nmarked = 0;
-    uint64_t h = mix64(X.hlines, (uint64_t)(X.cur + 1));
+    uint64_t h = mix64(X.hlines, (uint64_t)(X.cur + 1) | (uint64_t)X.ticks << 32);
     for (uint32_t i = 0; i < X.nctl; i++) h = mix64(h, ctl_raw_ld(X.ctl_addr[i], X.ctl_size[i]) ^ (uint64_t)i << 58);
     for (uint32_t i = 0; i < X.n; i++) {
         co_t *c = &X.co[i];
@@ -778,8 +792,38 @@ static int add_opt(cxl_chk_xopt_t *o, uint32_t n, uint32_t code, uint32_t cost) 
     return (int)n;
 }
 
+/* Every agent left waits for a write: time passes (timeouts are the only way on). The frozen
+ * clock jumps past every timeout of the protocol (slot, lease, gap), and every waiting agent
+ * looks again. Three jumps in a row with no visible write between them: a stall. With
+ * CXL_XF_TICKS the jump is also an option at every step's end while an agent waits (a
+ * deviation: the others were slow), so a timeout can fire while they could still go on. */
+#define X_TICK_NS (10ull * 1000000000ull)
+static void x_advance(void) {
+    cxl_chk_clock_ns += X_TICK_NS;
+    X.ticks++;
+    X.wmark++; /* wakes every waiting agent */
+    X.tick_mark = X.wmark;
+}
+
+static int x_waiting(void) {
+    for (uint32_t i = 0; i < X.n; i++)
+        if (X.co[i].status == CO_BLOCKED) return 1;
+    return 0;
+}
+
+static int x_tick(void) {
+    for (uint32_t i = 0; i < X.n; i++)
+        if (co_enabled(i) || X.co[i].nsb) return 0;
+    if (!x_waiting()) return 0;
+    X.idle_ticks = X.wmark == X.tick_mark ? X.idle_ticks + 1 : 1;
+    if (X.idle_ticks > 3) return 0;
+    x_advance();
+    return 1;
+}
+
 /* The options at this point and the default's code (0: nothing can happen). */
 static uint32_t x_options(int boundary, cxl_chk_xopt_t *o, uint32_t *dflt) {
+    x_tick();
     const int cur = X.cur;
     const int mid = cur >= 0 && !boundary && X.co[cur].status == CO_RUN;
     uint32_t n = 0, d = 0;
@@ -825,6 +869,8 @@ static uint32_t x_options(int boundary, cxl_chk_xopt_t *o, uint32_t *dflt) {
             if (refresh) n = (uint32_t)add_opt(o, n, (CXL_XO_REFRESH << 8) | i, 1);
         }
     }
+    if ((X.flags & CXL_XF_TICKS) && !mid && d && x_waiting())
+        n = (uint32_t)add_opt(o, n, CXL_XO_TICK << 8, 1);
     *dflt = d;
     return n;
 }
@@ -842,6 +888,11 @@ static void x_apply(uint32_t code) {
     co_t *c = &X.co[i];
     agent_t *A = &G.agents[c->agent];
     if (kind == CXL_XO_DRAIN) { sb_drain_one(c); return; }
+    if (kind == CXL_XO_TICK) { /* time passing touches every agent: dependent with everything */
+        x_advance();
+        memset(X.pts[X.cur_pt].wr, 0xff, sizeof X.pts[X.cur_pt].wr);
+        return;
+    }
     if (kind == CXL_XO_EARLY || kind == CXL_XO_EVICT) {
         for (uint64_t k = 0; k < A->npending; k++) {
             uint64_t li = A->pending[k];
@@ -902,6 +953,9 @@ static void x_point(int boundary) {
         pt->nopts = n;
         pt->agent = pick & 0xff;
         pt->flags = (pick >> 8) == CXL_XO_RUN && X.co[pick & 0xff].group ? 1 : 0;
+        pt->from = X.cur < 0 ? UINT32_MAX : (uint32_t)X.cur;
+        pt->boundary = (uint32_t)boundary;
+        pt->evt = G.evt;
         memcpy(X.opts + X.nopts, o, n * sizeof *o);
         X.nopts += n;
         X.cur_pt = (int64_t)X.npts++;
@@ -977,6 +1031,8 @@ int cxl_chk_co_run(uint32_t n, const int *agents, const int *groups, cxl_chk_co_
     X.cur_pt = -1;
     X.nctl = 0;
     X.wmark = 0;
+    X.ticks = X.idle_ticks = 0;
+    X.tick_mark = 0;
     X.outcome = 0;
     X.n = n;
     X.cur = -1;

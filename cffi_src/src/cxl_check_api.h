@@ -108,6 +108,8 @@ uint64_t cxl_chk_ctl_load(const void *p, unsigned size, cxl_ctl_site_t *site);
 void cxl_chk_ctl_store(void *p, uint64_t v, unsigned size, cxl_ctl_site_t *site);
 uint64_t cxl_chk_ctl_fetch_add(void *p, uint64_t v, unsigned size, cxl_ctl_site_t *site);
 void cxl_chk_observe(const void *p, uint64_t n);
+/* The sequencer completed the seal of an epoch a scanner was still pushing into. */
+void cxl_chk_seal_breached(const char *file, int line);
 uint32_t cxl_chk_ctl_site_count(void);
 int cxl_chk_ctl_site_info(uint32_t id, cxl_ctl_site_t *out);
 int cxl_chk_ctl_weaken(uint32_t id, int32_t order);   /* id >= count: clear every weakening */
@@ -119,8 +121,10 @@ int cxl_chk_ctl_weaken(uint32_t id, int32_t order);   /* id >= count: clear ever
  * (kind << 8 | coroutine index, CXL_XO_*). The first `n` choices are replayed; after them each
  * point takes its default. Every point is recorded with its state hash, options and the
  * footprint of what then ran. */
-enum { CXL_XO_RUN = 1, CXL_XO_DRAIN = 2, CXL_XO_EARLY = 3, CXL_XO_EVICT = 4, CXL_XO_REFRESH = 5 };
-enum { CXL_XF_TSO = 1, CXL_XF_MODEL_CHOICES = 2, CXL_XF_FREE_SWITCH = 4, CXL_XF_FREE_DRAIN = 8 };
+enum { CXL_XO_RUN = 1, CXL_XO_DRAIN = 2, CXL_XO_EARLY = 3, CXL_XO_EVICT = 4, CXL_XO_REFRESH = 5,
+       CXL_XO_TICK = 6 };
+enum { CXL_XF_TSO = 1, CXL_XF_MODEL_CHOICES = 2, CXL_XF_FREE_SWITCH = 4, CXL_XF_FREE_DRAIN = 8,
+       CXL_XF_TICKS = 16 };
 typedef struct cxl_chk_xpoint {
     uint64_t hash;           /* the state here: region, caches, rule state, control words, agents */
     uint64_t rd[4];          /* footprint (bloom over lines and control words) of the choice */
@@ -131,6 +135,9 @@ typedef struct cxl_chk_xpoint {
     uint32_t nopts;
     uint32_t agent;          /* coroutine of the chosen option */
     uint32_t flags;          /* 1: the chosen option's agent shares process memory (scanner/sequencer) */
+    uint32_t from;           /* coroutine that was running when the point came */
+    uint32_t boundary;       /* 1: the point is a step's end, 0: before an access of `from` */
+    uint64_t evt;            /* events recorded before the point (the trace's next index) */
 } cxl_chk_xpoint_t;
 typedef struct cxl_chk_xopt {
     uint32_t code;

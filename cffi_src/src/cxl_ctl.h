@@ -32,6 +32,10 @@
 /* The sequencer read process memory a scanner wrote under the seal (its epoch buffers):
  * nothing to do in the normal build. */
 #define cxl_ctl_observe(p, n) ((void)0)
+/* The seal's promise, checked (checked build only): the sequencer completes the seal of an
+ * epoch only after every scanner inside it has ended its push. */
+#define cxl_ctl_sealed(L, e) ((void)0)
+#define cxl_ctl_push_ended(L, e) ((void)0)
 
 #else
 #include "cxl_check_api.h"
@@ -59,6 +63,15 @@
         r_;                                                                              \
     })
 #define cxl_ctl_observe(p, n) cxl_chk_observe((p), (n))
+/* Plain relaxed atomics, not choice points: the check only reads what the sequencer recorded.
+ * It cannot fire on a correct seal even with real threads: the sequencer's store happens after
+ * its read of the scanner's QUIESCENT, which is sequenced after the scanner's check. */
+#define cxl_ctl_sealed(L, e) atomic_store_explicit(&(L)->sealed_below, (e) + 1, memory_order_relaxed)
+#define cxl_ctl_push_ended(L, e)                                                          \
+    do {                                                                                  \
+        if (atomic_load_explicit(&(L)->sealed_below, memory_order_relaxed) > (e))         \
+            cxl_chk_seal_breached(__FILE__, __LINE__);                                   \
+    } while (0)
 #endif
 
 #endif /* CXL_CTL_H */

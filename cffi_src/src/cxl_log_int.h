@@ -216,6 +216,9 @@ struct cxl_log {
     uint64_t pool_hash[POOL_SLOTS];
 
     _Atomic uint64_t epoch;
+#ifdef CXL_CHECKED
+    _Atomic uint64_t sealed_below; /* the seal's promise, checked: epochs below it are sealed */
+#endif
     ebuf_t bufs[3][CXL_MAX_BROKERS];
     ebuf_t shared[3];
     pthread_mutex_t mu;

@@ -365,7 +365,7 @@ static int o5_walk(cxl_log_t *L, uint32_t cap, uint64_t now) {
  * batch can arrive any more, so every open gap is resolved now. */
 static int seq5_next_epoch(cxl_log_t *L, int *final) {
     const int det = (L->cfg.flags & CXL_F_DETERMINISTIC) != 0;
-    uint32_t done = atomic_load(&L->scanners_done);
+    uint32_t done = cxl_ctl_load(&L->scanners_done);
     if (!L->sealing && !det && cxl_now_ns() < L->next_epoch_ns && done < L->cfg.brokers)
         return STEP_IDLE;
     if (!seq_seal(L)) return STEP_IDLE;

@@ -246,6 +246,7 @@ CXL_INTERNAL int scan_step(cxl_log_t *L, scanner_t *S) {
         S->phase = 0;
         n = scan_collect(L, S, &L->bufs[e % 3][S->broker]);
         if (S->crashed) return STEP_DONE; /* dies announced: the seal must not wait for it */
+        cxl_ctl_push_ended(L, e);
         cxl_ctl_store(&S->active, QUIESCENT);
     }
     if (S->next >= S->quota) {
@@ -321,7 +322,7 @@ CXL_INTERNAL int ack0_step(cxl_log_t *L, scanner_t *S) {
     stat_add(&L->st.batches_ordered, live);
     stat_add(&L->st.messages_ordered, S->acked_msgs - msgs0);
     if (S->next >= S->quota) {
-        atomic_fetch_add(&L->scanners_done, 1);
+        cxl_ctl_fetch_add(&L->scanners_done, 1);
         return STEP_DONE;
     }
     return STEP_PROGRESS;

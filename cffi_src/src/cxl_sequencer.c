@@ -33,6 +33,7 @@ CXL_INTERNAL int seq_seal(cxl_log_t *L) {
                 return 0;
     }
     L->sealing = 0;
+    cxl_ctl_sealed(L, L->seal_epoch);
     return 1;
 }
 

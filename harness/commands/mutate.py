@@ -28,6 +28,9 @@ def register(sub: Any) -> None:
     p.add_argument("--patches", action="store_true",
                    help="the patch mutants instead (bounds, order, checks changed in the C source, "
                         "one rebuild each); --only then names a patch mutant")
+    p.add_argument("--no-search", action="store_true",
+                   help="with --patches: judge the mutants by the model runs only (no systematic "
+                        "search of the scopes for what they do not kill)")
     p.add_argument("--list", action="store_true",
                    help="list the sites found in the checked build (with --patches: the patch "
                         "mutants) and exit")
@@ -128,24 +131,27 @@ def run_patches(args: argparse.Namespace) -> int:
         if live:
             print(f"  {o.name} ... {o.status}", file=sys.stderr)
 
-    rep = run_all([m.name for m in chosen], seeds=seeds, progress=progress)
+    rep = run_all([m.name for m in chosen], seeds=seeds, progress=progress, search=not args.no_search)
     d = rep.to_dict()
     if args.json:
         print(json.dumps(d, indent=2))
         return 0 if rep.ok else 1
     c = rep.control
-    print(f"control (unpatched, built like the mutants): {c.runs} model runs clean "
+    searched = f" and {c.searched} search executions" if c.searched else ""
+    print(f"control (unpatched, built like the mutants): {c.runs - c.searched} model runs{searched} clean "
           f"(build {c.build_seconds:.1f}s, {c.seconds:.1f}s)")
     width = max((len(o.name) for o in rep.outcomes), default=10)
     for o in rep.outcomes:
         if o.status == "killed":
-            where = f" in {o.config} seed {o.seed}" + (f", preemption {o.preempt}" if o.preempt else "") \
-                if o.config else " (static check)"
+            where = (f" in {o.config}" if o.searched else f" in {o.config} seed {o.seed}"
+                     + (f", preemption {o.preempt}" if o.preempt else "")) if o.config else " (static check)"
             tail = f"by {', '.join(o.by[:3])}{where} ({o.runs} run(s))"
         else:
             tail = o.reason or o.diagnostic or f"no check fired in {o.runs} run(s)"
         status = o.status.upper() if o.status in ("survived", "crashed", "hung", "build-failed") else o.status
         print(f"{o.name:<{width}}  {status:<10}  build {o.build_seconds:4.1f}s  total {o.seconds:5.1f}s  {tail}")
+        for line in o.story:
+            print(f"    {line}")
     print(f"{d['mutants']} patch mutants: {d['killed']} killed, {d['equivalent']} equivalent, "
           f"{d['survived']} survived, {d['crashed']} crashed, {d['hung']} hung; {rep.seconds:.1f}s; "
           f"{'PASS' if rep.ok else 'FAIL'}")

@@ -12,7 +12,8 @@ from harness.native._build import Native
 
 # one recorded choice point (cxl_chk_xpoint_t) and one option (cxl_chk_xopt_t)
 XPOINT_DTYPE = [("hash", "<u8"), ("rd", "<u8", (4,)), ("wr", "<u8", (4,)), ("chosen", "<u4"),
-                ("dflt", "<u4"), ("opt_lo", "<u4"), ("nopts", "<u4"), ("agent", "<u4"), ("flags", "<u4")]
+                ("dflt", "<u4"), ("opt_lo", "<u4"), ("nopts", "<u4"), ("agent", "<u4"), ("flags", "<u4"),
+                ("from", "<u4"), ("boundary", "<u4"), ("evt", "<u8")]
 XOPT_DTYPE = [("code", "<u4"), ("cost", "<u4")]
 CTL_KINDS = {1: "load", 2: "store", 3: "rmw"}
 
