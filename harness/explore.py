@@ -218,7 +218,8 @@ def _broken(run: CheckedRun, target: str, start: int | None = None) -> list[str]
         names = _control_words(run.trace)
         tso = any(e["op"] == "drain" for e in run.trace)
         stores = {e["i"] for e in run.trace if e["op"] == "ctl-store"}
-        shown = events[-16:] if start is None else [e for e in events if e["i"] >= start]
+        shown: list[dict[str, Any] | None] = list(events[-16:] if start is None
+                                                  else [e for e in events if e["i"] >= start])
         if len(shown) > 16:
             shown = shown[:8] + [None] + shown[-8:]
         out.append("  the seal's control atomics" + (" from the first deviation on:" if start is not None
