@@ -183,26 +183,39 @@ QUIESCENT = (1 << 64) - 1  # a scanner's `active` outside any epoch (cxl_log_int
 
 
 def _control_words(trace: list[dict[str, Any]]) -> dict[int, str]:
-    """Each control word of the trace by the expression its first access names in the source
-    (``cxl_ctl_store(&S->active, e)`` -> ``S->active``), with the agent for a per-role word."""
+    """Each control word of the trace by the expression an access names in the source
+    (``cxl_ctl_store(&S->active, e)`` -> ``S->active``); a role's own word (``S->...``) by the
+    access of that role, with its name, wherever another agent touched it first."""
     import re
     from pathlib import Path
 
+    texts: dict[str, list[str]] = {}
+
+    def expr(location: str) -> str | None:
+        path, _, ln = location.rpartition(":")
+        if path not in texts:
+            texts[path] = []
+            for cand in (Path(path), Path(__file__).resolve().parent.parent / path):
+                if cand.is_file():
+                    texts[path] = cand.read_text(errors="replace").splitlines()
+                    break
+        lines = texts[path]
+        if not ln.isdigit() or not 0 < int(ln) <= len(lines):
+            return None
+        m = re.search(r"cxl_ctl_\w+\(&([\w>.\[\]-]+)", lines[int(ln) - 1])
+        return m.group(1) if m else None
+
     names: dict[int, str] = {}
+    own: set[int] = set()
     for e in trace:
-        if e["op"] not in _CTL_OPS or e["op"] == "drain" or e["off"] in names:
+        if e["op"] not in _CTL_OPS or e["op"] == "drain" or e["off"] in own:
             continue
-        path, _, ln = e["location"].rpartition(":")
-        name = f"control word {e['off']}"
-        for cand in (Path(path), Path(__file__).resolve().parent.parent / path):
-            if ln.isdigit() and cand.is_file():
-                lines = cand.read_text(errors="replace").splitlines()
-                m = re.search(r"cxl_ctl_\w+\(&([\w>.\[\]-]+)", lines[int(ln) - 1]) if int(ln) <= len(lines) else None
-                if m:
-                    word = m.group(1)
-                    name = f"{word} of {agent_name(e['agent'])}" if word.startswith("S->") else word
-                break
-        names[e["off"]] = name
+        word = expr(e["location"])
+        if word and word.startswith("S->"):
+            names[e["off"]] = f"{word} of {agent_name(e['agent'])}"
+            own.add(e["off"])
+        elif e["off"] not in names:
+            names[e["off"]] = word or f"control word {e['off']}"
     return names
 
 
