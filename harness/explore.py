@@ -642,15 +642,14 @@ def search_story(cfg: LogConfig, witness: list[int], fault: str | None = None, t
            f"show {by[0] if by else 'nothing'}:"]
     for p in devs:
         code, frm, at = int(p["chosen"]), int(p["from"]), int(p["evt"])
-        if int(p["boundary"]) or frm >= len(agents):
-            where = f"after event {at}, at a step's end"
-        else:
-            nxt = next((e for e in trace[at:] if e["agent"] == agents[frm]), None)
-            where = (f"event {at}: {who(frm)} is about to {nxt['op']} at {_short(nxt['location'])}"
-                     if nxt else f"event {at}: {who(frm)} is interrupted")
         kind, i = code >> 8, code & 0xFF
         what = (f"{who(i)} runs instead" if kind == 1 else _XO_WORDS.get(kind, f"option {code}").format(who=who(i)))
-        out.append(f"  at {where}: {what}")
+        if int(p["boundary"]) or frm >= len(agents):
+            out.append(f"  after event {at}, at a step's end: {what}")
+            continue
+        nxt = next((e for e in trace[at:] if e["agent"] == agents[frm]), None)
+        doing = f"is about to {nxt['op']} at {_short(nxt['location'])}" if nxt else "is interrupted"
+        out.append(f"  at event {at}: {who(frm)} {doing}: {what}")
     out.append("  every other choice point takes the default (the running agent goes on; at a step's end "
                "the next role in turn)")
     start = int(devs[0]["evt"]) if devs else None

@@ -305,5 +305,7 @@ def test_cli_mutate(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["mutants"] == 1 and out["killed"] == 1 and out["outcomes"][0]["location"].startswith("cxl_")
     assert main(["mutate", "--only", "no_such/site#1"]) == 2
     assert "unknown site" in capsys.readouterr().err
+    assert main(["mutate", "--no-search"]) == 2
+    assert "--no-search goes with --patches" in capsys.readouterr().err
     assert main(["mutate", "--list"]) == 0
     assert f"{len(sites())} sites" in capsys.readouterr().out

@@ -42,6 +42,11 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.patches:
         return run_patches(args)
+    if args.no_search:
+        from harness.errors import ConfigError
+
+        raise ConfigError("--no-search goes with --patches (the site mutants have no search stage)",
+                          "add --patches, or drop --no-search")
     from harness.mutate import SEEDS, counterexample, run_mutation, select, sites
 
     if args.list:
