@@ -535,7 +535,8 @@ def real_mutation() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]
     from harness.patchmut import run_patches
 
     sites = run_mutation(["write_header/flush#3", "write_payload/sfence#1"]).to_dict()
-    patches = run_patches(["sub-checksum-range", "order0-durable-with-frontier"], seeds=(1,)).to_dict()
+    patches = run_patches(["sub-checksum-range", "order0-durable-with-frontier"], seeds=(1,),
+                          search=False).to_dict()
     cx = [c.to_dict() for c in fault_counterexamples(["pub_no_payload_flush", "seq_unsealed_read"])]
     return sites, patches, cx
 
@@ -564,7 +565,30 @@ def test_mutation_section_renders_the_computed_score() -> None:
     for row in cx:
         assert text_of(html, f"cx-{row['fault'].replace('_', '-')}").startswith(row["fault"])
         assert " ".join(row["story"][0].split()) in text
-    assert "rule:unflushed_before_publish" in text and "check:sequencer-broker-order" in text
+    assert "rule:unflushed_before_publish" in text and "rule:push_after_seal" in text
+
+
+@pytest.mark.checker
+def test_a_patch_mutant_killed_by_the_search_shows_its_story() -> None:
+    from harness.checked import ctl_sites, ctl_weaken
+    from harness.explore import SCOPES, search_scope, search_story
+    from harness.report.mutation import mutation_section
+
+    # a real search counterexample (the weakened announcement: found in the first execution)
+    site = next(s["id"] for s in ctl_sites() if s["func"] == "scanner_enter" and s["kind"] == "store")
+    ctl_weaken(site, 3)
+    try:
+        found = search_scope(SCOPES[0], bound=1, stop_at_first=True)
+        story = search_story(SCOPES[0].config(1), found.witness or [])
+    finally:
+        ctl_weaken(None)
+    sites, patches, cx = real_mutation()
+    killed = {**patches["outcomes"][0], "config": "search (bound 1): base scope", "searched": 1, "story": story}
+    patches = {**patches, "outcomes": [killed] + patches["outcomes"][1:]}
+    html = render_html({**fixture("pass"), "mutation": mutation_section(sites, patches, cx)})
+    text = text_of(html, "mutation-patches") + text_of(html, "mutation")
+    assert "counterexample (search)" in html and "broken: push_after_seal" in text
+    assert "search (bound 1): base scope seed" not in text  # a search has no seed
 
 
 def test_mutation_section_absent_is_explained(pass_html: str) -> None:

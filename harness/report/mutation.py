@@ -46,7 +46,8 @@ def _patches(d: dict[str, Any]) -> dict[str, Any]:
         "outcomes": [{"name": o["name"], "what": o.get("what", ""), "status": o["status"],
                       "by": ", ".join(o.get("by", [])[:3]), "config": o.get("config", ""),
                       "seed": int(o.get("seed", 0)), "seconds": float(o.get("seconds", 0.0)),
-                      "reason": o.get("reason", "")} for o in d.get("outcomes", [])],
+                      "reason": o.get("reason", ""), "searched": int(o.get("searched", 0)),
+                      "story": [str(x) for x in o.get("story", [])]} for o in d.get("outcomes", [])],
     }
 
 
