@@ -338,6 +338,11 @@ class Coordinator:
             parts_recs.append(host_recs)
             self._figures(h, int(msg["rc"]), host_stats)
         stats = merge_stats(parts_stats)
+        # aligned clocks are known only to within each host's half round trip: two events of
+        # two such hosts are ordered only when further apart than both uncertainties together
+        u = sorted((f.clock_uncertainty_ns for f in self.figures.values() if f.clock_aligned), reverse=True)
+        if u:
+            stats["clock_uncertainty_ns"] = int(sum(u[:2]))
         stats["placement"] = {**stats.get("placement", {}), "scheduling": "hosts",
                               "hosts": {n: f.roles for n, f in self.figures.items()}}
         if self.failures:
