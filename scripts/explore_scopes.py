@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--story", action="store_true",
                     help="with --search: tell every violation found (scope, fault, mutant) as a story")
     ap.add_argument("--skip-scopes", action="store_true", help="with --search: only the questions")
+    ap.add_argument("--only", nargs="+", default=[], metavar="TEXT",
+                    help="with --search --mutants: only the killed mutants whose name contains one of these")
     a = ap.parse_args()
     if a.search:
         search_main(a)
@@ -136,7 +138,8 @@ def search_main(a: argparse.Namespace) -> None:
     if a.mutants:
         from harness.mutate import mutation, run_mutation, sites
 
-        killed = [o for o in run_mutation().outcomes if o.status == "killed"]
+        killed = [o for o in run_mutation().outcomes if o.status == "killed"
+                  and (not a.only or any(t in f"{o.site}:{o.mutation}" for t in a.only))]
         by_key = {s.key: s for s in sites()}
         found_m: dict[str, str] = {}
         missed_m: list[str] = []

@@ -280,6 +280,8 @@ typedef struct co {
     int pend_load;
     uint64_t inv[XINV_MAX];   /* lines it invalidated in its current step */
     uint32_t ninv;
+    uint64_t idle_mark;       /* X.spin when its current run of idle steps began */
+    uint32_t idle_n;          /* idle steps in that run */
 } co_t;
 
 static struct {
@@ -298,6 +300,9 @@ static struct {
     uint32_t ticks;           /* times the frozen clock was advanced in this execution */
     uint32_t idle_ticks;      /* of them in a row with no visible write in between */
     uint64_t tick_mark;       /* wmark at the last tick */
+    uint64_t spin;            /* progress steps and ticks so far: an idle run counts from one */
+    uint64_t prog, prog_at_tick; /* progress steps so far, and at the last spinning tick */
+    uint32_t spin_ticks;      /* spinning ticks in a row with no progress step in between */
     int outcome;
     cxl_chk_xpoint_t *pts;
     uint64_t npts, cap_pts;
@@ -771,6 +776,9 @@ static uint64_t x_hash(void) {
         h = mix64(h, c->hist);
         h = mix64(h, (uint64_t)c->status | (uint64_t)c->boundary << 4 |
                          (uint64_t)(c->status == CO_BLOCKED && X.wmark > c->block_mark) << 8);
+        if (X.flags & CXL_XF_TICKS) /* how far its idle run has got decides the next jump */
+            h = mix64(h, (uint64_t)(c->idle_mark == X.spin ? (c->idle_n < 2 ? c->idle_n : 2) : 0) |
+                             (uint64_t)X.spin_ticks << 8);
         for (uint32_t k = 0; k < c->nsb; k++) h = mix64(h, c->sb[k].val ^ (uint64_t)c->sb[k].var << 56);
         h = mix64(h, A->last_consume_line ^ A->last_token_lo << 20 ^ A->last_token_hi << 40);
         h = mix64(h, (uint64_t)A->nsuspects | (uint64_t)(A->late_fence != NULL) << 8);
@@ -801,6 +809,7 @@ static int add_opt(cxl_chk_xopt_t *o, uint32_t n, uint32_t code, uint32_t cost) 
 static void x_advance(void) {
     cxl_chk_clock_ns += X_TICK_NS;
     X.ticks++;
+    X.spin++; /* every role must find nothing to do again before the next jump */
     X.wmark++; /* wakes every waiting agent */
     X.tick_mark = X.wmark;
 }
@@ -811,19 +820,49 @@ static int x_waiting(void) {
     return 0;
 }
 
+/* Timed scopes: every role spins. Each one left is between two steps, has made two idle steps
+ * in a row since the last progress step or jump (the scanner's announcing step is idle before
+ * its collecting one), or waits for a write, and no store is buffered. Its idle steps still
+ * write (the scanner announces and quiesces, the sequencer seals empty epochs), so nobody
+ * blocks, yet nothing can change until a timeout fires: a crashed publisher's slot. */
+static int x_spinning(void) {
+    if (!(X.flags & CXL_XF_TICKS)) return 0;
+    int live = 0;
+    for (uint32_t i = 0; i < X.n; i++) {
+        const co_t *c = &X.co[i];
+        if (c->status == CO_DONE) continue;
+        live = 1;
+        if (!c->boundary || c->nsb) return 0;
+        if (c->status == CO_BLOCKED && !co_enabled(i)) continue;
+        if (c->idle_mark != X.spin || c->idle_n < 2) return 0;
+    }
+    return live;
+}
+
+/* Returns 1 when time passed, 0 when not, -1 when the roles spin on with nothing to wait for
+ * (three jumps with no progress step in between): a stall. */
 static int x_tick(void) {
-    for (uint32_t i = 0; i < X.n; i++)
-        if (co_enabled(i) || X.co[i].nsb) return 0;
-    if (!x_waiting()) return 0;
-    X.idle_ticks = X.wmark == X.tick_mark ? X.idle_ticks + 1 : 1;
-    if (X.idle_ticks > 3) return 0;
+    int blocked = x_waiting();
+    for (uint32_t i = 0; i < X.n && blocked; i++)
+        if (co_enabled(i) || X.co[i].nsb) blocked = 0;
+    if (blocked) {
+        X.idle_ticks = X.wmark == X.tick_mark ? X.idle_ticks + 1 : 1;
+        if (X.idle_ticks > 3) return 0;
+        x_advance();
+        return 1;
+    }
+    if (!x_spinning()) return 0;
+    X.spin_ticks = X.prog == X.prog_at_tick ? X.spin_ticks + 1 : 1;
+    if (X.spin_ticks > 3) return -1;
+    X.prog_at_tick = X.prog;
     x_advance();
     return 1;
 }
 
 /* The options at this point and the default's code (0: nothing can happen). */
 static uint32_t x_options(int boundary, cxl_chk_xopt_t *o, uint32_t *dflt) {
-    x_tick();
+    *dflt = 0;
+    if (x_tick() < 0) return 0; /* spinning with no timeout left to wait for: a stall */
     const int cur = X.cur;
     const int mid = cur >= 0 && !boundary && X.co[cur].status == CO_RUN;
     uint32_t n = 0, d = 0;
@@ -997,6 +1036,15 @@ static void co_entry(int i) {
         int rc = X.step(X.arg, (uint32_t)i);
         lock();
         c->hist = mix64(c->hist, (uint64_t)rc + 0x57e9);
+        if (rc) {
+            X.spin++;
+            X.prog++;
+        } else if (c->idle_mark == X.spin) {
+            c->idle_n++;
+        } else {
+            c->idle_mark = X.spin;
+            c->idle_n = 1;
+        }
         if (rc == 2) {
             sb_drain_all(c);
             c->status = CO_DONE;
@@ -1031,8 +1079,8 @@ int cxl_chk_co_run(uint32_t n, const int *agents, const int *groups, cxl_chk_co_
     X.cur_pt = -1;
     X.nctl = 0;
     X.wmark = 0;
-    X.ticks = X.idle_ticks = 0;
-    X.tick_mark = 0;
+    X.ticks = X.idle_ticks = X.spin_ticks = 0;
+    X.tick_mark = X.spin = X.prog = X.prog_at_tick = 0;
     X.outcome = 0;
     X.n = n;
     X.cur = -1;
