@@ -110,7 +110,9 @@ CXL_INTERNAL int scan_take(cxl_log_t *L, scanner_t *S, entry_t *out) {
         }
         /* A lease names the slot as well as the claim does, and it is fenced before the claim:
          * the only publisher's claim is a plain store closed by its header's fence, so one
-         * that dies in between leaves a lease but maybe no claim in memory. */
+         * that dies in between leaves a lease but maybe no claim in memory. With no claim in
+         * sight the leases are read once per timeout, not on every poll. */
+        if (claimed <= S->next && now - S->wait_since_ns <= L->cfg.slot_timeout_ns) return 0;
         uint64_t fp = holder_beats(L, b, S->next, &client, 0, &alive);
         if (claimed <= S->next && client == NO_CLIENT) { S->wait_since_ns = now; return 0; }
         if (fp != S->wait_beat) {
