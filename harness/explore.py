@@ -329,6 +329,16 @@ SCOPES: tuple[Scope, ...] = (
     Scope("crash: 2 brokers x 4-slot rings x 3 batches x 1 subscriber, publisher 0 dies",
           {"brokers": 2, "pbr_slots": 4, "goi_slots": 4, "subscribers": 1, "total_bytes": 2 * 3 * 300,
            "crash_publisher": 0, "crash_after": 1, "slot_timeout_ms": 1.0}),
+    # ACK 2 under Order 5: the durable frontier and the client lines' fence bookkeeping
+    Scope("order 5 ack 2: 2 brokers x 2-slot rings x 3 batches x 1 subscriber, one client on both",
+          {"order": 5, "client_spread": 2, "ack": 2, "brokers": 2, "pbr_slots": 2, "goi_slots": 4,
+           "subscribers": 1, "total_bytes": 2 * 3 * 300}),
+    # the gap is fenced instead of marked: the client learns the new session from its line
+    # and goes on from sequence number 0; what it sent after the gap in the old one is late
+    Scope("order 5 gap fenced: sequence number 3 never sent, the gap ends the client's session",
+          {"order": 5, "client_spread": 2, "brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1,
+           "total_bytes": 2 * 3 * 300, "gap_client": 0, "gap_seq": 3, "gap_timeout_ms": 0.01,
+           "gap_policy": "fence"}),
 )
 
 

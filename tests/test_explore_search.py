@@ -133,3 +133,22 @@ def test_a_dead_writers_unflushed_lines_on_a_reused_slot_are_found() -> None:
     assert not r.clean and "rule:two_writers_one_line" in r.violations[0], r.violations
     story = "\n".join(search_story(wrapping.config(1), r.witness or []))
     assert "1 deviation(s)" in story and "publisher 0 runs instead" in story, story
+
+
+@pytest.mark.checker
+def test_no_two_points_of_one_execution_hash_alike_across_an_access_that_changed_nothing() -> None:
+    # A switched-off commit is still an access point but changes no byte: before the agent's
+    # position in its step was part of its state, the point after it hashed like the point
+    # before, was cut as a revisit, and everything after it was never searched -- here the
+    # late count the sequencer never commits (its session line disagrees with its table).
+    from harness.explore import log_executor
+    from harness.mutate import mutation, sites
+
+    gap = next(s for s in SCOPES if s.name.startswith("order 5 gap:"))
+    site = next(s for s in sites() if s.key == "o5_write_clients/commit#6")
+    with mutation(site, "delete"):
+        pts, _, _ = log_executor(gap.config(1), tso=True)(())
+        hashes = [int(p["hash"]) for p in pts]
+        assert len(hashes) > 100 and len(set(hashes)) == len(hashes)
+        r = search_scope(gap, bound=1, stop_at_first=True, max_seconds=120)
+    assert not r.clean and "check:session-lines" in r.violations[0], (r.executions, r.complete)

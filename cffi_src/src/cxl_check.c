@@ -155,6 +155,7 @@ static __thread int in_preempt = 0;
 
 static pthread_mutex_t chk_mu = PTHREAD_MUTEX_INITIALIZER;
 extern uint64_t cxl_chk_clock_ns; /* cxl_cpu.c: a frozen clock while exploring */
+extern void (*cxl_chk_clock_read)(uint64_t);
 static __thread int cur_agent = 0;
 
 /* ------------------------------------------------------------------ bookkeeping */
@@ -354,6 +355,9 @@ static void x_fp(uint64_t id, int write) {
 static void x_visible(void) { if (X.running) X.wmark++; }
 static void x_wrote(void) { co_t *c = x_cur(); if (c) c->wrote = 1; }
 static void x_hist(uint64_t v) { co_t *c = x_cur(); if (c) c->hist = mix64(c->hist, v); }
+/* A time an agent read decides what it does later (a gap's or a slot's start, a lease): two
+ * agents alike but for the clock they saw before or after a jump are different states. */
+static void x_clock_read(uint64_t ns) { if (X.running) x_hist(ns ^ 0xc10c000000000000ull); }
 
 
 static uint32_t ctl_var(void *p, unsigned size) {
@@ -677,6 +681,10 @@ static void preempt_point(const void *p, uint64_t n, int load, int ctl) {
         c->pend_p = p;
         c->pend_n = n;
         c->pend_load = load;
+        /* where it is in its step is part of its state too: an access that changed nothing
+         * (a fence with nothing to order, a switched-off site) must not make two points of
+         * one execution look alike, or the second is cut as a revisit of the first */
+        c->hist = mix64(c->hist, 0xacce55ull);
         G.points++;
         x_point(0);
         return;
@@ -1106,7 +1114,10 @@ int cxl_chk_co_run(uint32_t n, const int *agents, const int *groups, cxl_chk_co_
     /* one frozen time for every exploration of this process: equal states hash equal */
     static uint64_t frozen_ns;
     if (!frozen_ns) frozen_ns = cxl_now_ns();
-    if (ok) cxl_chk_clock_ns = frozen_ns;
+    if (ok) {
+        cxl_chk_clock_ns = frozen_ns;
+        cxl_chk_clock_read = x_clock_read;
+    }
     if (ok) {
         volatile int started = 0;
         getcontext(&X.main_uc);
@@ -1125,6 +1136,7 @@ int cxl_chk_co_run(uint32_t n, const int *agents, const int *groups, cxl_chk_co_
     X.cur = -1;
     unlock();
     cxl_chk_clock_ns = 0;
+    cxl_chk_clock_read = 0;
     cur_agent = 0;
     return ok ? X.outcome : -1;
 }

@@ -15,11 +15,16 @@ static double tsc_per_ns_g = 0.0;
 /* An exploration freezes the clock while it runs (cxl_check.c): a time stored in the region
  * (a heartbeat) would make every state distinct. */
 uint64_t cxl_chk_clock_ns = 0;
+/* told every time read of the frozen clock: what an agent read of it is part of its state */
+void (*cxl_chk_clock_read)(uint64_t) = 0;
 #endif
 
 uint64_t cxl_now_ns(void) {
 #ifdef CXL_CHECKED
-    if (cxl_chk_clock_ns) return cxl_chk_clock_ns;
+    if (cxl_chk_clock_ns) {
+        if (cxl_chk_clock_read) cxl_chk_clock_read(cxl_chk_clock_ns);
+        return cxl_chk_clock_ns;
+    }
 #endif
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
