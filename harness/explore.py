@@ -323,9 +323,11 @@ SCOPES: tuple[Scope, ...] = (
     # committed; the scanner declares it lost once time passes (every role spins on the dead
     # slot). The rings do not wrap: a dead writer's unflushed lines on a reused slot are a
     # finding of their own (docs/validation.md 5.1), not something the scope should hide.
+    # (the live publisher's lease beats once per batch here, not once per 256 KiB)
     Scope("crash: 1 broker x 2 publishers x 4 slots x 1 subscriber, publisher 0 dies",
           {"brokers": 1, "publishers_per_broker": 2, "pbr_slots": 4, "goi_slots": 4, "subscribers": 1,
-           "total_bytes": 2 * 2 * 300, "crash_publisher": 0, "crash_after": 1, "slot_timeout_ms": 1.0}),
+           "total_bytes": 2 * 2 * 300, "crash_publisher": 0, "crash_after": 1, "slot_timeout_ms": 1.0,
+           "beat_bytes": 256}),
     Scope("crash: 2 brokers x 4-slot rings x 3 batches x 1 subscriber, publisher 0 dies",
           {"brokers": 2, "pbr_slots": 4, "goi_slots": 4, "subscribers": 1, "total_bytes": 2 * 3 * 300,
            "crash_publisher": 0, "crash_after": 1, "slot_timeout_ms": 1.0}),

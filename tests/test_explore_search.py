@@ -152,3 +152,26 @@ def test_no_two_points_of_one_execution_hash_alike_across_an_access_that_changed
         assert len(hashes) > 100 and len(set(hashes)) == len(hashes)
         r = search_scope(gap, bound=1, stop_at_first=True, max_seconds=120)
     assert not r.clean and "check:session-lines" in r.violations[0], (r.executions, r.complete)
+
+
+@pytest.mark.checker
+def test_a_lease_beat_left_unflushed_is_found_in_the_crash_scope() -> None:
+    # the crash scope's publishers beat once per batch (beat_bytes 256, not 256 KiB), so the
+    # beat's flush is within reach of a 300-byte-batch scope
+    from harness.mutate import mutation, sites
+
+    crash = next(s for s in SCOPES if s.name.startswith("crash: 1 broker"))
+    assert crash.overrides["beat_bytes"] == 256
+    with mutation(next(s for s in sites() if s.key == "pub_progress/flush#1"), "delete"):
+        r = search_scope(crash, bound=1, stop_at_first=True, max_seconds=60)
+    assert not r.clean and r.executions == 1
+    assert "rule:unflushed_before_publish" in r.violations[0] and "cxl_publisher.c" in r.violations[0]
+
+
+@pytest.mark.parametrize("beat", [-1, 1, 63, (1 << 30) + 1])
+def test_a_beat_interval_out_of_range_names_the_field(beat: int) -> None:
+    from harness.errors import ConfigError
+    from harness.checked import small_config
+
+    with pytest.raises(ConfigError, match="beat_bytes"):
+        small_config(beat_bytes=beat, slot_timeout_ms=1.0)

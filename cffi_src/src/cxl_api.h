@@ -150,6 +150,7 @@ typedef struct cxl_log_cfg {
     uint32_t hold_cap;         /* batches the sequencer may hold out of order; 0 = default */
     uint32_t gap_client;       /* planted gap: client + 1 whose batch gap_seq is never sent */
     uint64_t gap_seq;
+    uint64_t beat_bytes;       /* with leases: a publisher beats after this much payload; 0 = 256 KiB */
 } cxl_log_cfg_t;
 
 /* flags */

@@ -58,6 +58,7 @@
 #define WATCH_NS 1000000u  /* the sequencer looks for dead scanners/subscribers this often */
 #define LAT_BUCKETS 768u
 #define BEAT_BYTES (256u << 10) /* a publisher's lease beats at least this often while it copies */
+#define MAX_BEAT_BYTES (1ull << 30)
 #define NO_CLIENT 0xffffffffu
 #define CORRUPT_SEEN 512u  /* distinct corrupt (location, value) pairs remembered */
 

@@ -37,6 +37,7 @@ static int order5_valid(const cxl_log_cfg_t *c) {
  * timeout 5 ms as upstream's skip timeout, a zero hold bound one ring of every broker). */
 static cxl_log_cfg_t cfg_resolved(const cxl_log_cfg_t *in) {
     cxl_log_cfg_t c = *in;
+    if (!c.beat_bytes) c.beat_bytes = BEAT_BYTES;
     if (c.order != 5) {
         c.gap_policy = 0; c.client_spread = 1; c.gap_timeout_ns = 0; c.hold_cap = 0;
         c.gap_client = 0; c.gap_seq = 0;
@@ -65,7 +66,8 @@ static int cfg_valid(const cxl_log_cfg_t *c) {
            !__builtin_mul_overflow(c->batches_per_publisher, (uint64_t)c->publishers_per_broker,
                                    &per_broker) &&
            per_broker <= MAX_BATCHES &&
-           c->crash_client <= c->brokers * c->publishers_per_broker;
+           c->crash_client <= c->brokers * c->publishers_per_broker &&
+           c->beat_bytes >= CXL_LINE && c->beat_bytes <= MAX_BEAT_BYTES;
 }
 
 /* at += n * k, page-aligned when `page`; 0 on overflow. */

@@ -71,7 +71,7 @@ static void pub_lease(cxl_log_t *L, publisher_t *P, uint64_t holding) {
 static inline void pub_progress(cxl_log_t *L, publisher_t *P, uint64_t bytes) {
     if (!L->cfg.slot_timeout_ns) return;
     P->since_beat += bytes;
-    if (P->since_beat >= BEAT_BYTES) {
+    if (P->since_beat >= L->cfg.beat_bytes) {
         cxl_pub_line_t *l = &L->publ[P->client];
         cxl_st64_shared(&l->beat, ++P->beat);
         cxl_flush(l);
@@ -82,7 +82,7 @@ static inline void pub_progress(cxl_log_t *L, publisher_t *P, uint64_t bytes) {
 static void copy_beating(cxl_log_t *L, publisher_t *P, unsigned char *dst, const unsigned char *src,
                          uint64_t n, int nt) {
     while (n) {
-        uint64_t k = n < BEAT_BYTES ? n : BEAT_BYTES;
+        uint64_t k = n < L->cfg.beat_bytes ? n : L->cfg.beat_bytes;
         if (nt) cxl_copy_in_nt(dst, src, k);
         else cxl_copy_in(dst, src, k);
         pub_progress(L, P, k);

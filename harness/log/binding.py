@@ -36,6 +36,7 @@ def c_fields(cfg: LogConfig, fault: int = 0, deterministic: bool = False) -> dic
         "flags": cfg.flags() | (F_DETERMINISTIC if deterministic else 0),
         "fault": fault,
         "slot_timeout_ns": int(cfg.slot_timeout_ms * 1e6),
+        "beat_bytes": cfg.beat_bytes,
         "watchdog_ns": int(cfg.watchdog_s * 1e9),
         "record_capacity": cfg.total_batches + 16 if cfg.recording else 0,
         "crash_client": cfg.crash_publisher + 1,

@@ -67,6 +67,9 @@ class LogConfig:
     seed: int = 1
     record: bool | None = None  # None: record when the run is small enough
     slot_timeout_ms: float = 0.0  # resolve a claimed, never committed slot as lost after this
+    # with slot timeouts: a publisher's lease beats after this much payload (0: 256 KiB), so a
+    # long copy is not taken for a dead one; small values let a small model run reach the beat
+    beat_bytes: int = 0
     watchdog_s: float = 30.0
     processes: bool = False
     resume_subscribers: bool = False  # a restarted subscriber continues from its published position
@@ -112,6 +115,8 @@ class LogConfig:
         _require(self.gap_policy in GAP_POLICIES, "gap_policy", self.gap_policy, " or ".join(GAP_POLICIES))
         _require(0.0 < self.gap_timeout_ms <= 3_600_000, "gap_timeout_ms", self.gap_timeout_ms,
                  "a positive time in ms, at most an hour")
+        _require(self.beat_bytes == 0 or 64 <= self.beat_bytes <= 1 << 30, "beat_bytes", self.beat_bytes,
+                 "0 (default, 256 KiB) or 64 bytes .. 1 GiB")
         _require(0 <= self.hold_cap <= MAX_HOLD, "hold_cap", self.hold_cap, f"0 (default) .. {MAX_HOLD}")
         _require(1 <= self.client_spread <= self.brokers and self.brokers % self.client_spread == 0,
                  "client_spread", self.client_spread,
