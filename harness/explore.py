@@ -341,6 +341,11 @@ SCOPES: tuple[Scope, ...] = (
           {"order": 5, "client_spread": 2, "brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1,
            "total_bytes": 2 * 3 * 300, "gap_client": 0, "gap_seq": 3, "gap_timeout_ms": 0.01,
            "gap_policy": "fence"}),
+    # the ablations' extra fences (a fence per message, per header line; a reservation per
+    # batch): their sites are reached only with these flags
+    Scope("ablations: 2 brokers x 2-slot rings x 3 batches x 1 subscriber, every extra fence on",
+          {"brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1, "total_bytes": 2 * 3 * 300,
+           "fence_per_line": True, "extra_fence": True, "reserve_per_batch": True}),
 )
 
 
@@ -472,6 +477,20 @@ class Search(_Verdict):
     seconds: float
     reduction: str = "state hashing + sleep sets"
     witness: list[int] | None = None  # the first violating execution's replayed choices
+    witness_by: list[str] | None = None  # what that execution broke (Violation.by)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """What one execution broke: the rules and checks that fired (or ``search:stall``,
+    ``search:point-bound``) and what they said."""
+
+    by: tuple[str, ...]
+    diagnostic: str
+
+    def __str__(self) -> str:
+        return f"{', '.join(self.by)}: {self.diagnostic}" if self.by[0].startswith(("rule:", "check:")) \
+            else self.diagnostic
 
 
 @dataclass
@@ -499,7 +518,7 @@ def _independent(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> 
     return not (a[3] & (b[2] | b[3]) or b[3] & a[2])
 
 
-Executor = Callable[[tuple[int, ...]], tuple[Any, Any, str | None]]
+Executor = Callable[[tuple[int, ...]], tuple[Any, Any, "Violation | None"]]
 
 
 def search(execute: Executor, name: str = "", bound: int | None = 1, hashing: bool = True,
@@ -518,6 +537,7 @@ def search(execute: Executor, name: str = "", bound: int | None = 1, hashing: bo
     executions = points = revisits = sleep_cut = depth = 0
     violations: list[str] = []
     witness: list[int] | None = None
+    witness_by: list[str] | None = None
     complete = True
     inf = float("inf")
     while True:
@@ -531,7 +551,7 @@ def search(execute: Executor, name: str = "", bound: int | None = 1, hashing: bo
         if bad:
             violations.append(f"execution {executions} ({len(prefix)} choices replayed): {bad}")
             if witness is None:
-                witness = list(prefix)
+                witness, witness_by = list(prefix), list(bad.by)
             if stop_at_first:
                 complete = False
                 break
@@ -584,7 +604,7 @@ def search(execute: Executor, name: str = "", bound: int | None = 1, hashing: bo
     return Search(name, executions, points, len(visited) if hashing else points, revisits, sleep_cut, depth,
                   bound, complete, violations, time.perf_counter() - t0,
                   " + ".join(x for x, on in (("state hashing", hashing), ("sleep sets", sleep_sets)) if on)
-                  or "none", witness)
+                  or "none", witness, witness_by)
 
 
 def timed(cfg: LogConfig) -> bool:
@@ -601,24 +621,24 @@ def log_executor(cfg: LogConfig, fault: str | None = None, tso: bool = False, mo
 
     model = ModelConfig(True, 0.0, 0.0, False, 0, 0.0)  # the model's choices are enumerated instead
 
-    def execute(prefix: tuple[int, ...]) -> tuple[Any, Any, str | None]:
+    def execute(prefix: tuple[int, ...]) -> tuple[Any, Any, Violation | None]:
         spec = ExploreSpec(prefix, tso, model_choices, free_switch, free_drain, ticks=timed(cfg))
         try:
             run = run_checked(cfg, fault=fault, model=model, explore=spec)
         except HarnessError as exc:
             if "not deterministic" in str(exc):
                 raise
-            return np.zeros(0), np.zeros(0), f"check:attach: {exc}"
+            return np.zeros(0), np.zeros(0), Violation(("check:attach",), str(exc))
         by, diag = detections(run)
         bad = None
         if by:
-            bad = f"{', '.join(by)}: {diag}"
+            bad = Violation(tuple(by), diag)
         elif run.xoutcome == 2:
-            bad = "the point bound was hit"
+            bad = Violation(("search:point-bound",), "the point bound was hit")
         elif run.xoutcome == 1 and cfg.crash_publisher < 0:
             # with a crashed publisher its broker cannot finish by design: the checks judge
             # the run (every other broker complete, the dead slot declared lost)
-            bad = "no role could go on (a stall)"
+            bad = Violation(("search:stall",), "no role could go on (a stall)")
         return run.xpoints, run.xopts, bad
 
     return execute
@@ -686,11 +706,11 @@ def toy_executor(agents: int, steps: int, shared: bool) -> Executor:
     """The explorer's toy program (harness.checked.toy_run) as an :data:`Executor`."""
     from harness.checked import ExploreSpec, toy_run
 
-    def execute(prefix: tuple[int, ...]) -> tuple[Any, Any, str | None]:
+    def execute(prefix: tuple[int, ...]) -> tuple[Any, Any, Violation | None]:
         pts, opts, _ = toy_run(agents, steps, shared, ExploreSpec(prefix, model_choices=False))
         return pts, opts, None
 
     return execute
 
 
-__all__ += ["Search", "log_executor", "search", "search_scope", "toy_executor"]
+__all__ += ["Search", "Violation", "log_executor", "search", "search_scope", "toy_executor"]

@@ -271,8 +271,7 @@ def _search_stage(runs: int, t0: float) -> dict[str, Any]:
         searched += found.executions
         if found.violations:
             what = found.violations[0].split(": ", 1)[1]
-            head = what.split(": ", 1)[0]
-            by = head.split(", ") if head.startswith(("rule:", "check:")) else ["search:stall"]
+            by = found.witness_by or []
             story = search_story(scope.config(1), found.witness or [])
             return {"status": "killed", "by": by, "diagnostic": what, "config": f"search (bound "
                     f"{SEARCH_BOUND}): {scope.name}", "runs": runs + searched, "searched": searched,

@@ -67,6 +67,9 @@ def test_clean_publisher_scope_has_no_violation_and_hashing_prunes() -> None:
 def test_a_planted_fault_is_found() -> None:
     r = search_scope(SCOPES[0], fault="pub_no_payload_flush", bound=1, stop_at_first=True)
     assert not r.clean and "unflushed_before_publish" in r.violations[0] and r.executions == 1
+    # what broke travels as data beside the message (the patch runner reads it)
+    assert r.witness == [] and r.witness_by and "rule:unflushed_before_publish" in r.witness_by
+    assert all(f"{b}" in r.violations[0] for b in r.witness_by)
 
 
 @pytest.mark.checker

@@ -133,3 +133,21 @@ def test_every_patch_mutant_has_its_pinned_outcome() -> None:
     assert re.search(r"scanner of broker \d is about to ctl-store at cxl_scanner\.c:\d+: sequencer runs "
                      r"instead", story), story
     assert "broken: push_after_seal" in story, story
+
+
+@pytest.mark.checker
+def test_the_search_stage_names_what_the_search_found() -> None:
+    # the stage a mutant's child runs after the model runs, here in process with a site
+    # mutant standing in for a patch: killed, by the rule the search's witness broke
+    import time
+
+    from harness.mutate import mutation, sites
+    from harness.patchmut import _search_stage
+
+    site = next(s for s in sites() if s.key == "cxl_layout_attach/invalidate#1")
+    with mutation(site, "stale"):
+        d = _search_stage(0, time.perf_counter())
+    assert d["status"] == "killed" and d["config"].startswith("search (bound 1): ")
+    assert d["by"] and all(b.startswith(("rule:", "check:")) for b in d["by"]), d["by"]
+    assert d["diagnostic"].startswith(", ".join(d["by"]))
+    assert d["searched"] >= 1 and any("deviation" in line for line in d["story"])
