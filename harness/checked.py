@@ -248,6 +248,11 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
             raise HarnessError(f"replaying {len(explore.prefix) if explore else 0} choices did not "
                                "reach the same choice points: the run is not deterministic",
                                "report it: every source of nondeterminism must go through the checker")
+        if xpoints is not None:
+            # time the exploration made pass while some role could still go on (a deviation:
+            # the others were slow past every timeout): a gap timeout may then fire on a live
+            # client, which the checks take as the gap's cause
+            stats["x_early_ticks"] = int(((xpoints["chosen"] >> 8) == native.lib.CXL_XO_TICK).sum())
         result = build_result(cfg, stats, recs, region.info(), rc, check_history)
     return CheckedRun(result, findings, counts.events,
                       {"early_writebacks": counts.early_writebacks, "evictions": counts.evictions,
