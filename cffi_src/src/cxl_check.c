@@ -281,7 +281,7 @@ typedef struct co {
     int pend_load;
     uint64_t inv[XINV_MAX];   /* lines it invalidated in its current step */
     uint32_t ninv;
-    uint64_t idle_mark;       /* X.spin when its current run of idle steps began */
+    uint64_t idle_mark;       /* x_spin() when its current run of idle steps began */
     uint32_t idle_n;          /* idle steps in that run */
 } co_t;
 
@@ -301,7 +301,6 @@ static struct {
     uint32_t ticks;           /* times the frozen clock was advanced in this execution */
     uint32_t idle_ticks;      /* of them in a row with no visible write in between */
     uint64_t tick_mark;       /* wmark at the last tick */
-    uint64_t spin;            /* progress steps and ticks so far: an idle run counts from one */
     uint64_t prog, prog_at_tick; /* progress steps so far, and at the last spinning tick */
     uint32_t spin_ticks;      /* spinning ticks in a row with no progress step in between */
     int outcome;
@@ -333,6 +332,8 @@ static uint64_t hash_bytes(uint64_t h, const void *p, uint64_t n) {
 }
 
 static co_t *x_cur(void) { return X.running && X.cur >= 0 ? &X.co[X.cur] : NULL; }
+/* progress steps and jumps of the clock so far: a role's idle run counts from the last one */
+static uint64_t x_spin(void) { return X.prog + X.ticks; }
 
 static void x_mark(uint64_t li) {
     if (!X.running || li >= G.lines || X.marked[li]) return;
@@ -785,7 +786,7 @@ static uint64_t x_hash(void) {
         h = mix64(h, (uint64_t)c->status | (uint64_t)c->boundary << 4 |
                          (uint64_t)(c->status == CO_BLOCKED && X.wmark > c->block_mark) << 8);
         if (X.flags & CXL_XF_TICKS) /* how far its idle run has got decides the next jump */
-            h = mix64(h, (uint64_t)(c->idle_mark == X.spin ? (c->idle_n < 2 ? c->idle_n : 2) : 0) |
+            h = mix64(h, (uint64_t)(c->idle_mark == x_spin() ? (c->idle_n < 2 ? c->idle_n : 2) : 0) |
                              (uint64_t)X.spin_ticks << 8);
         for (uint32_t k = 0; k < c->nsb; k++) h = mix64(h, c->sb[k].val ^ (uint64_t)c->sb[k].var << 56);
         h = mix64(h, A->last_consume_line ^ A->last_token_lo << 20 ^ A->last_token_hi << 40);
@@ -817,7 +818,6 @@ static int add_opt(cxl_chk_xopt_t *o, uint32_t n, uint32_t code, uint32_t cost) 
 static void x_advance(void) {
     cxl_chk_clock_ns += X_TICK_NS;
     X.ticks++;
-    X.spin++; /* every role must find nothing to do again before the next jump */
     X.wmark++; /* wakes every waiting agent */
     X.tick_mark = X.wmark;
 }
@@ -842,7 +842,7 @@ static int x_spinning(void) {
         live = 1;
         if (!c->boundary || c->nsb) return 0;
         if (c->status == CO_BLOCKED && !co_enabled(i)) continue;
-        if (c->idle_mark != X.spin || c->idle_n < 2) return 0;
+        if (c->idle_mark != x_spin() || c->idle_n < 2) return 0;
     }
     return live;
 }
@@ -1045,12 +1045,11 @@ static void co_entry(int i) {
         lock();
         c->hist = mix64(c->hist, (uint64_t)rc + 0x57e9);
         if (rc) {
-            X.spin++;
             X.prog++;
-        } else if (c->idle_mark == X.spin) {
+        } else if (c->idle_mark == x_spin()) {
             c->idle_n++;
         } else {
-            c->idle_mark = X.spin;
+            c->idle_mark = x_spin();
             c->idle_n = 1;
         }
         if (rc == 2) {
@@ -1088,7 +1087,7 @@ int cxl_chk_co_run(uint32_t n, const int *agents, const int *groups, cxl_chk_co_
     X.nctl = 0;
     X.wmark = 0;
     X.ticks = X.idle_ticks = X.spin_ticks = 0;
-    X.tick_mark = X.spin = X.prog = X.prog_at_tick = 0;
+    X.tick_mark = X.prog = X.prog_at_tick = 0;
     X.outcome = 0;
     X.n = n;
     X.cur = -1;
