@@ -346,6 +346,11 @@ SCOPES: tuple[Scope, ...] = (
     Scope("ablations: 2 brokers x 2-slot rings x 3 batches x 1 subscriber, every extra fence on",
           {"brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1, "total_bytes": 2 * 3 * 300,
            "fence_per_line": True, "extra_fence": True, "reserve_per_batch": True}),
+    # ACK 2 at Order 2 and Order 0: the durable frontiers and their fences
+    Scope("ack 2: 2 brokers x 2-slot rings x 3 batches x 1 subscriber",
+          {"ack": 2, "brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1, "total_bytes": 2 * 3 * 300}),
+    Scope("order 0 ack 2: 2 brokers x 2-slot rings x 3 batches x 1 subscriber",
+          {"order": 0, "ack": 2, "brokers": 2, "pbr_slots": 2, "subscribers": 1, "total_bytes": 2 * 3 * 300}),
 )
 
 
