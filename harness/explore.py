@@ -351,6 +351,10 @@ SCOPES: tuple[Scope, ...] = (
           {"ack": 2, "brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1, "total_bytes": 2 * 3 * 300}),
     Scope("order 0 ack 2: 2 brokers x 2-slot rings x 3 batches x 1 subscriber",
           {"order": 0, "ack": 2, "brokers": 2, "pbr_slots": 2, "subscribers": 1, "total_bytes": 2 * 3 * 300}),
+    # a restarted subscriber continues from the position it published (sub_resume)
+    Scope("resumed subscriber: 2 brokers x 2-slot rings x 3 batches x 1 subscriber",
+          {"brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1, "total_bytes": 2 * 3 * 300,
+           "resume_subscribers": True}),
 )
 
 
