@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--skip-scopes", action="store_true", help="with --search: only the questions")
     ap.add_argument("--only", nargs="+", default=[], metavar="TEXT",
                     help="with --search --mutants: only the killed mutants whose name contains one of these")
+    ap.add_argument("--scopes", nargs="+", default=[], metavar="TEXT",
+                    help="with --search: only the scopes whose name contains one of these")
     a = ap.parse_args()
     if a.search:
         search_main(a)
@@ -111,8 +113,12 @@ def search_main(a: argparse.Namespace) -> None:
 
     bound = None if a.bound < 0 else a.bound
     tso = not a.no_tso
+    scopes = [sc for sc in SCOPES if not a.scopes or any(t in sc.name for t in a.scopes)]
+    if not scopes:
+        raise SystemExit(f"explore_scopes: no scope name contains any of {a.scopes}; the scopes are: "
+                         + "; ".join(sc.name for sc in SCOPES))
     out: dict[str, Any] = {"scopes": []}
-    for sc in [] if a.skip_scopes else SCOPES:
+    for sc in [] if a.skip_scopes else scopes:
         e = search_scope(sc, tso=tso, bound=bound, max_seconds=a.max_seconds)
         out["scopes"].append(e.to_dict())
         if not a.json:
@@ -125,7 +131,7 @@ def search_main(a: argparse.Namespace) -> None:
     if a.faults:
         found: dict[str, str] = {}
         for name in fault_names():
-            for sc in SCOPES:
+            for sc in scopes:
                 e = search_scope(sc, fault=name, tso=tso, bound=bound, stop_at_first=True,
                                  max_seconds=a.question_seconds)
                 if e.violations:
@@ -147,7 +153,7 @@ def search_main(a: argparse.Namespace) -> None:
             site, kind = by_key[o.site], o.mutation
             hit = ""
             with mutation(site, kind):
-                for sc in SCOPES:
+                for sc in scopes:
                     e = search_scope(sc, tso=tso, bound=bound, stop_at_first=True,
                                      max_seconds=a.question_seconds)
                     if e.violations:
