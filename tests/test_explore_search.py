@@ -178,3 +178,29 @@ def test_a_beat_interval_out_of_range_names_the_field(beat: int) -> None:
 
     with pytest.raises(ConfigError, match="beat_bytes"):
         small_config(beat_bytes=beat, slot_timeout_ms=1.0)
+
+
+# each scope added for a part of the protocol the others never reach, with a site mutant only
+# it finds: the default execution is clean, and with the mutant on it breaks at once
+SCOPE_PURPOSE = [
+    ("order 5 ack 2:", "publish_durable/commit#1", "delete"),
+    ("order 5 gap fenced:", "pub_follow_session/invalidate#1", "stale"),
+    ("ablations:", "write_header/sfence#2", "fence_late"),
+    ("ack 2: 2 brokers", "seq_step/sfence#4", "fence_late"),
+    ("order 0 ack 2:", "ack0_step/sfence#2", "delete"),
+    ("resumed subscriber:", "sub_resume/invalidate#1", "stale"),
+]
+
+
+@pytest.mark.checker
+@pytest.mark.parametrize("prefix, key, kind", SCOPE_PURPOSE)
+def test_each_added_scope_reaches_what_it_was_added_for(prefix: str, key: str, kind: str) -> None:
+    from harness.explore import log_executor
+    from harness.mutate import mutation, sites
+
+    scope = next(s for s in SCOPES if s.name.startswith(prefix))
+    clean = search(log_executor(scope.config(1), tso=True), bound=0)
+    assert clean.clean and clean.complete and clean.executions == 1, clean.violations
+    with mutation(next(s for s in sites() if s.key == key), kind):
+        found = search(log_executor(scope.config(1), tso=True), bound=0)
+    assert not found.clean and found.executions == 1 and found.witness_by, (prefix, key)
