@@ -252,7 +252,7 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
             # time the exploration made pass while some role could still go on (a deviation:
             # the others were slow past every timeout): a gap timeout may then fire on a live
             # client, which the checks take as the gap's cause
-            stats["x_early_ticks"] = int(((xpoints["chosen"] >> 8) == native.lib.CXL_XO_TICK).sum())
+            stats["x_early_ticks"] = native_explore.early_ticks(native, xpoints)
         result = build_result(cfg, stats, recs, region.info(), rc, check_history)
     return CheckedRun(result, findings, counts.events,
                       {"early_writebacks": counts.early_writebacks, "evictions": counts.evictions,

@@ -204,3 +204,23 @@ def test_each_added_scope_reaches_what_it_was_added_for(prefix: str, key: str, k
     with mutation(next(s for s in sites() if s.key == key), kind):
         found = search(log_executor(scope.config(1), tso=True), bound=0)
     assert not found.clean and found.executions == 1 and found.witness_by, (prefix, key)
+
+
+@pytest.mark.checker
+def test_an_execution_that_makes_time_pass_early_says_so_to_the_checks() -> None:
+    # the default execution of the gap scope never takes the "time passes" option; replaying
+    # its first offer of it gives a run whose counters carry one early jump (what
+    # order5-gaps-explained takes as the cause of a live client's gap)
+    from harness.checked import ExploreSpec, ModelConfig, run_checked
+
+    gap = next(s for s in SCOPES if s.name.startswith("order 5 gap:"))
+    cfg, model = gap.config(1), ModelConfig(True, 0.0, 0.0, False, 0, 0.0)
+    tick = 6 << 8  # CXL_XO_TICK
+    run = run_checked(cfg, model=model, explore=ExploreSpec((), True, True, False, False, ticks=True))
+    assert run.result.counters["x_early_ticks"] == 0
+    pts, opts = run.xpoints, run.xopts
+    k = next(i for i, p in enumerate(pts)
+             if any(int(opts[j]["code"]) == tick for j in range(int(p["opt_lo"]), int(p["opt_lo"]) + int(p["nopts"]))))
+    prefix = tuple(int(p["chosen"]) for p in pts[:k]) + (tick,)
+    early = run_checked(cfg, model=model, explore=ExploreSpec(prefix, True, True, False, False, ticks=True))
+    assert early.result.counters["x_early_ticks"] == 1

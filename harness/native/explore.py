@@ -44,6 +44,12 @@ def explore_points(native: Native) -> tuple[Any, Any, int]:
     return p, o, int(lib.cxl_chk_explore_outcome())
 
 
+def early_ticks(native: Native, points: Any) -> int:
+    """How many of an explored run's choices made time pass while some role could still go
+    on (``CXL_XO_TICK`` chosen: a deviation; a jump when every role waits is no choice)."""
+    return int(((points["chosen"] >> 8) == native.lib.CXL_XO_TICK).sum())
+
+
 def ctl_sites(native: Native) -> list[dict[str, Any]]:
     """Every control site of the binary (section ``cxl_ctl_sites``), in section order."""
     ffi, lib = native.ffi, native.lib
