@@ -302,9 +302,12 @@ class Scope:
         return small_config(seed=seed, **self.overrides)
 
 
+# the base scope's run: 2 brokers x 2-slot rings x 3 batches x 1 subscriber (most scopes vary it)
+_BASE: dict[str, Any] = {"brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1, "total_bytes": 2 * 3 * 300}
+_ORDER5: dict[str, Any] = {**_BASE, "order": 5, "client_spread": 2}  # one client on both brokers
+
 SCOPES: tuple[Scope, ...] = (
-    Scope("2 brokers x 2-slot rings x 3 batches x 1 subscriber",
-          {"brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1, "total_bytes": 2 * 3 * 300}),
+    Scope("2 brokers x 2-slot rings x 3 batches x 1 subscriber", _BASE),
     Scope("1 broker x 2 publishers x 2 slots x 1 subscriber",
           {"brokers": 1, "publishers_per_broker": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1,
            "total_bytes": 2 * 2 * 300}),
@@ -333,28 +336,22 @@ SCOPES: tuple[Scope, ...] = (
            "crash_publisher": 0, "crash_after": 1, "slot_timeout_ms": 1.0}),
     # ACK 2 under Order 5: the durable frontier and the client lines' fence bookkeeping
     Scope("order 5 ack 2: 2 brokers x 2-slot rings x 3 batches x 1 subscriber, one client on both",
-          {"order": 5, "client_spread": 2, "ack": 2, "brokers": 2, "pbr_slots": 2, "goi_slots": 4,
-           "subscribers": 1, "total_bytes": 2 * 3 * 300}),
+          {**_ORDER5, "ack": 2}),
     # the gap is fenced instead of marked: the client learns the new session from its line
     # and goes on from sequence number 0; what it sent after the gap in the old one is late
     Scope("order 5 gap fenced: sequence number 3 never sent, the gap ends the client's session",
-          {"order": 5, "client_spread": 2, "brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1,
-           "total_bytes": 2 * 3 * 300, "gap_client": 0, "gap_seq": 3, "gap_timeout_ms": 0.01,
-           "gap_policy": "fence"}),
+          {**_ORDER5, "gap_client": 0, "gap_seq": 3, "gap_timeout_ms": 0.01, "gap_policy": "fence"}),
     # the ablations' extra fences (a fence per message, per header line; a reservation per
     # batch): their sites are reached only with these flags
     Scope("ablations: 2 brokers x 2-slot rings x 3 batches x 1 subscriber, every extra fence on",
-          {"brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1, "total_bytes": 2 * 3 * 300,
-           "fence_per_line": True, "extra_fence": True, "reserve_per_batch": True}),
+          {**_BASE, "fence_per_line": True, "extra_fence": True, "reserve_per_batch": True}),
     # ACK 2 at Order 2 and Order 0: the durable frontiers and their fences
-    Scope("ack 2: 2 brokers x 2-slot rings x 3 batches x 1 subscriber",
-          {"ack": 2, "brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1, "total_bytes": 2 * 3 * 300}),
+    Scope("ack 2: 2 brokers x 2-slot rings x 3 batches x 1 subscriber", {**_BASE, "ack": 2}),
     Scope("order 0 ack 2: 2 brokers x 2-slot rings x 3 batches x 1 subscriber",
           {"order": 0, "ack": 2, "brokers": 2, "pbr_slots": 2, "subscribers": 1, "total_bytes": 2 * 3 * 300}),
     # a restarted subscriber continues from the position it published (sub_resume)
     Scope("resumed subscriber: 2 brokers x 2-slot rings x 3 batches x 1 subscriber",
-          {"brokers": 2, "pbr_slots": 2, "goi_slots": 4, "subscribers": 1, "total_bytes": 2 * 3 * 300,
-           "resume_subscribers": True}),
+          {**_BASE, "resume_subscribers": True}),
 )
 
 
