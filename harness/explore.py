@@ -49,7 +49,7 @@ def role_agents(cfg: LogConfig) -> list[int]:
     """The deterministic runner's role list, as agent ids, in its order (cxl_runner.c)."""
     npubs = cfg.brokers * cfg.publishers_per_broker
     out = list(range(npubs)) + [64 + b for b in range(cfg.brokers)]
-    if cfg.order == 2:
+    if cfg.order >= 2:  # Order 2 and Order 5 have a sequencer
         out.append(96)
     return out + [100 + k for k in range(cfg.subscribers)]
 
@@ -352,6 +352,11 @@ SCOPES: tuple[Scope, ...] = (
     # a restarted subscriber continues from the position it published (sub_resume)
     Scope("resumed subscriber: 2 brokers x 2-slot rings x 3 batches x 1 subscriber",
           {**_BASE, "resume_subscribers": True}),
+    # Order 5 at its smallest wrapping size: the subscriber's release rule against the
+    # sequencer's commit-then-frontiers fence is two deviations deep, and this scope's whole
+    # bound-2 space is searched in minutes (the two-broker one's is not)
+    Scope("order 5 small: 1 broker x 2-slot ring x 3 batches x 1 subscriber",
+          {**_ORDER5, "brokers": 1, "client_spread": 1, "total_bytes": 3 * 300}),
 )
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 import pytest
 
 from harness.checked import ctl_sites, ctl_weaken
+from harness.log import LogConfig
 from harness.explore import SCOPES, Scope, search, search_scope, search_story, toy_executor
 
 
@@ -224,3 +226,50 @@ def test_an_execution_that_makes_time_pass_early_says_so_to_the_checks() -> None
     prefix = tuple(int(p["chosen"]) for p in pts[:k]) + (tick,)
     early = run_checked(cfg, model=model, explore=ExploreSpec(prefix, True, True, False, False, ticks=True))
     assert early.result.counters["x_early_ticks"] == 1
+
+
+def _inside_the_frontier_window(cfg: LogConfig) -> list[str]:
+    """Every execution two deviations from the default one that a premature Order 5 release
+    needs: the subscriber runs inside a sequencer step (before one of its accesses), and at
+    the subscriber's first access the sequencer's first dirty line is written back early.
+    Returns what each such execution broke."""
+    from harness.explore import log_executor, role_agents
+
+    run, evict = 1 << 8, 4 << 8  # CXL_XO_RUN, CXL_XO_EVICT
+    agents = role_agents(cfg)
+    seq, sub = agents.index(96), agents.index(100)
+    ex = log_executor(cfg, tso=True)
+
+    def codes(pts: Any, opts: Any, k: int) -> set[int]:
+        lo, n = int(pts[k]["opt_lo"]), int(pts[k]["nopts"])
+        return {int(opts[j]["code"]) for j in range(lo, lo + n)}
+
+    pts, opts, bad = ex(())
+    assert bad is None
+    broken, tried = [], 0
+    for k in range(len(pts)):
+        if int(pts[k]["from"]) != seq or int(pts[k]["boundary"]) or run | sub not in codes(pts, opts, k):
+            continue
+        prefix = tuple(int(p["chosen"]) for p in pts[:k]) + (run | sub,)
+        p2, o2, _ = ex(prefix)
+        if len(p2) > k + 1 and evict | seq in codes(p2, o2, k + 1):
+            tried += 1
+            _, _, bad = ex(prefix + (evict | seq,))
+            if bad is not None:
+                broken += list(bad.by)
+    assert tried > 0  # the family is not empty: the check below can fail
+    return broken
+
+
+@pytest.mark.checker
+def test_a_premature_order5_release_is_two_deviations_deep_in_the_small_order5_scope() -> None:
+    # without the fence between committed_seq and the frontiers, a subscriber inside the
+    # sequencer's step sees the frontier (written back early) ahead of committed_seq, releases
+    # a slot it has not read, the publisher reuses it, and the subscriber reads the new payload
+    from harness.mutate import mutation, sites
+
+    scope = next(s for s in SCOPES if s.name.startswith("order 5 small:"))
+    assert _inside_the_frontier_window(scope.config(1)) == []
+    with mutation(next(s for s in sites() if s.key == "seq5_step/sfence#2"), "delete"):
+        broken = _inside_the_frontier_window(scope.config(1))
+    assert "check:payload-checksums" in broken

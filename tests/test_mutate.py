@@ -154,7 +154,7 @@ EXPECTED = {
     "seq5_step/sfence#3:fence_late": "killed",
     "seq5_step/sfence#4:delete": "equivalent",
     "seq5_step/sfence#4:fence_late": "killed",
-    "sub5_release/invalidate#1:stale": "killed",
+    "sub5_snapshot/invalidate#1:stale": "killed",
     "cxl_log_stats/invalidate#3:stale": "killed",
     "verify_payload/invalidate#1:stale": "killed",
     "sub_publish_position/commit#1:delete": "killed",

@@ -148,6 +148,9 @@ static void sub_resume(cxl_log_t *L, subscriber_t *U) {
 /* Order 5: release what is known read. The sequencer writes committed_seq, then the
  * frontiers; so every live slot below a consumed_through read before committed_seq = c has a
  * position below c, and once this subscriber has delivered up to c it has read them all.
+ * A snapshot is taken (sub5_snapshot) and completed by the committed_seq read that follows;
+ * it is released as soon as the deliveries reach its c -- in the same step when they already
+ * do, so a publisher waiting on a full ring waits one subscriber step less.
  * Returns 1 when the released prefix moved. */
 static int sub5_release(cxl_log_t *L, subscriber_t *U) {
     int moved = 0;
@@ -159,19 +162,21 @@ static int sub5_release(cxl_log_t *L, subscriber_t *U) {
             }
         U->snap_state = 0;
     }
-    if (U->snap_state == 0) {
-        for (uint32_t b = 0; b < L->cfg.brokers; b++) {
-            cxl_invalidate(&L->seql[b], CXL_LINE);
-            uint64_t v = cxl_consume64(&L->seql[b].consumed_through);
-            if (v > L->per_broker) {
-                corrupt(L, CORRUPT_CTRL, &L->seql[b].consumed_through, v);
-                v = U->rel5[b];
-            }
-            U->snap_cons[b] = v;
-        }
-        U->snap_state = 1; /* the committed_seq read that follows completes it */
-    }
     return moved;
+}
+
+static void sub5_snapshot(cxl_log_t *L, subscriber_t *U) {
+    if (U->snap_state != 0) return;
+    for (uint32_t b = 0; b < L->cfg.brokers; b++) {
+        cxl_invalidate(&L->seql[b], CXL_LINE);
+        uint64_t v = cxl_consume64(&L->seql[b].consumed_through);
+        if (v > L->per_broker) {
+            corrupt(L, CORRUPT_CTRL, &L->seql[b].consumed_through, v);
+            v = U->rel5[b];
+        }
+        U->snap_cons[b] = v;
+    }
+    U->snap_state = 1; /* the committed_seq read that follows completes it */
 }
 
 static uint64_t sub_read_committed(cxl_log_t *L, subscriber_t *U) {
@@ -248,7 +253,11 @@ CXL_INTERNAL int sub2_step(cxl_log_t *L, subscriber_t *U) {
     if (U->crashed) return STEP_DONE;
     if (!U->resumed) sub_resume(L, U);
     sub_beat(L, U, 0);
-    const int moved = L->cfg.order == 5 ? sub5_release(L, U) : 0;
+    int moved = 0;
+    if (L->cfg.order == 5) {
+        moved = sub5_release(L, U);
+        sub5_snapshot(L, U);
+    }
     uint64_t c = sub_read_committed(L, U);
     if (U->snap_state == 1) {
         U->snap_c = c;
@@ -283,6 +292,7 @@ CXL_INTERNAL int sub2_step(cxl_log_t *L, subscriber_t *U) {
         U->pos++;
         n++;
     }
+    if (L->cfg.order == 5) moved |= sub5_release(L, U);
     if (n) {
         sub_publish_position(L, U);
         sub_beat(L, U, 1);
