@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.errors import ConfigError, CoreError, HarnessError
 from harness.log import LogConfig, LogHandle, LogResult, format_region, layout_size
+from harness.invariants import CheckContext
 from harness.runlog import build_result
 from harness.native import RoleKind, Severity, agent_kind, load
 from harness.native import check as cchk
@@ -101,6 +102,7 @@ class CheckedRun:
     xpoints: Any = None
     xopts: Any = None
     xoutcome: int = 0
+    early_ticks: int = 0       # clock jumps the exploration chose while a role could go on
 
     @property
     def errors(self) -> list[Finding]:
@@ -248,17 +250,17 @@ def run_checked(cfg: LogConfig, fault: str | None = None, model: ModelConfig = M
             raise HarnessError(f"replaying {len(explore.prefix) if explore else 0} choices did not "
                                "reach the same choice points: the run is not deterministic",
                                "report it: every source of nondeterminism must go through the checker")
-        if xpoints is not None:
-            # time the exploration made pass while some role could still go on (a deviation:
-            # the others were slow past every timeout): a gap timeout may then fire on a live
-            # client, which the checks take as the gap's cause
-            stats["x_early_ticks"] = native_explore.early_ticks(native, xpoints)
-        result = build_result(cfg, stats, recs, region.info(), rc, check_history)
+        # time the exploration made pass while some role could still go on (a deviation: the
+        # others were slow past every timeout): a gap timeout may then fire on a live client,
+        # which the checks take as the gap's cause
+        early = native_explore.early_ticks(native, xpoints) if xpoints is not None else 0
+        result = build_result(cfg, stats, recs, region.info(), rc, check_history,
+                              context=CheckContext(early_ticks=early))
     return CheckedRun(result, findings, counts.events,
                       {"early_writebacks": counts.early_writebacks, "evictions": counts.evictions,
                        "stale_reads": counts.stale_reads, "preemptions": counts.preemptions},
                       schedule=sched, trace=trace, points=counts.preempt_points, xpoints=xpoints,
-                      xopts=xopts, xoutcome=xoutcome)
+                      xopts=xopts, xoutcome=xoutcome, early_ticks=early)
 
 
 def ctl_sites() -> list[dict[str, Any]]:

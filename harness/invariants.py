@@ -3,6 +3,7 @@ and the full history validator over the per-batch records (when the run kept the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,6 +17,15 @@ from harness.order5 import split_session as _split_session
 if TYPE_CHECKING:
     from harness.log import LogConfig
     from harness.results import Check
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What the harness knows of a run beyond the core's counters and records, and the checks
+    must weigh: set by whoever ran it (harness.hosts, harness.checked), never by the core."""
+
+    clock_uncertainty_ns: int = 0  # hosts on separate clocks: records ordered only beyond this
+    early_ticks: int = 0           # an exploration made time pass while a role could still go on
 
 
 def history_from_records(cfg: LogConfig, recs: dict[str, Any]) -> History:
@@ -224,8 +234,8 @@ def _crash_checks(cfg: LogConfig, s: dict[str, Any],
     return out
 
 
-def _counter_checks(cfg: LogConfig, s: dict[str, Any],
-                    recs: dict[str, Any] | None = None) -> list[tuple[str, str, bool, str, list[dict[str, Any]]]]:
+def _counter_checks(cfg: LogConfig, s: dict[str, Any], recs: dict[str, Any] | None = None,
+                    ctx: CheckContext = CheckContext()) -> list[tuple[str, str, bool, str, list[dict[str, Any]]]]:
     subs = cfg.subscribers
     published, lost = s["batches_published"], s["batches_lost"]
     late = int(s.get("lost_late_commits", 0))
@@ -308,7 +318,7 @@ def _counter_checks(cfg: LogConfig, s: dict[str, Any],
         out.append(("commit-monotonic-observed", "committed_seq never goes back",
                     s["committed_regressions"] == 0, f"{s['committed_regressions']} regressions seen", []))
     if cfg.order == 5:
-        out += _order5_checks(cfg, s)
+        out += _order5_checks(cfg, s, ctx)
     corrupt = {k: s[k] for k in ("corrupt_headers", "corrupt_goi", "corrupt_ctrl", "foreign_tokens")}
     listed = int(s.get("corrupt_listed", 0))
     where = [{"offset": int(s["corrupt_off"][i]), "value": int(s["corrupt_val"][i]),
@@ -323,7 +333,8 @@ def _counter_checks(cfg: LogConfig, s: dict[str, Any],
     return out
 
 
-def _order5_checks(cfg: LogConfig, s: dict[str, Any]) -> list[tuple[str, str, bool, str, list[dict[str, Any]]]]:
+def _order5_checks(cfg: LogConfig, s: dict[str, Any],
+                   ctx: CheckContext = CheckContext()) -> list[tuple[str, str, bool, str, list[dict[str, Any]]]]:
     """Per-client FIFO at delivery (counted in C on every run, records or not), every marker
     passed over by every subscriber, and every gap resolution explained by a planted gap or
     an injected crash."""
@@ -349,7 +360,7 @@ def _order5_checks(cfg: LogConfig, s: dict[str, Any]) -> list[tuple[str, str, bo
     contended = cfg.publishers_per_broker > 1 and cfg.client_spread > 1
     # an exploration made time pass while a live client's batch was still on its way (the
     # others were slow past the gap timeout): the timeout fires on it, as on a stalled host
-    forced = int(s.get("x_early_ticks", 0)) > 0
+    forced = ctx.early_ticks > 0
     resolved = markers + fences
     ok = resolved >= 1 if cfg.gap_client >= 0 else (planted or contended or forced
                                                      or resolved + late + rejects == 0)
@@ -372,11 +383,11 @@ def _roles(mask: int) -> str:
 
 
 def run_checks(cfg: LogConfig, stats: dict[str, Any], recs: dict[str, Any] | None,
-               with_history: bool = True) -> list[Check]:
+               with_history: bool = True, context: CheckContext = CheckContext()) -> list[Check]:
     from harness.results import Check
 
     checks = [Check(cid, name, ok, detail, examples, group="in-run")
-              for cid, name, ok, detail, examples in _counter_checks(cfg, stats, recs)]
+              for cid, name, ok, detail, examples in _counter_checks(cfg, stats, recs, context)]
     if recs is not None and with_history:
         try:
             history = history_from_records(cfg, recs)
@@ -385,7 +396,7 @@ def run_checks(cfg: LogConfig, stats: dict[str, Any], recs: dict[str, Any] | Non
                                 str(exc), group="history"))
             return checks
         # records of hosts on separate clocks (harness.hosts): ordered only beyond the alignment's error
-        history.uncertainty = max(history.uncertainty, int(stats.get("clock_uncertainty_ns", 0)))
+        history.uncertainty = max(history.uncertainty, context.clock_uncertainty_ns)
         report = check_history(history, cfg.order)
         for r in report.results:
             detail = r.note or r.rule

@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 from harness.errors import ConfigError
-from harness.invariants import run_checks
+from harness.invariants import CheckContext, run_checks
 from typing import Any
 
 from harness.log import ROLE_PUBLISHERS, ROLE_SCANNERS, ROLE_SUBSCRIBERS, LogConfig, LogHandle, LogResult, RoleGroup, format_region, make_result, merge_records, merge_stats, region_size, shm_region, start_role_processes, supervise
@@ -15,9 +15,11 @@ from harness.results import Check
 
 
 def build_result(cfg: LogConfig, stats: dict[str, Any], recs: dict[str, Any] | None,
-                 region: RegionInfo, rc: int, check_history: bool, processes: int = 1) -> LogResult:
-    """Check one run's statistics and records, and make its LogResult."""
-    checks = run_checks(cfg, stats, recs, check_history)
+                 region: RegionInfo, rc: int, check_history: bool, processes: int = 1,
+                 context: CheckContext = CheckContext()) -> LogResult:
+    """Check one run's statistics and records (with what the runner knows of it, ``context``),
+    and make its LogResult."""
+    checks = run_checks(cfg, stats, recs, check_history, context)
     return make_result(cfg, stats, recs, region, rc, checks, processes)
 
 

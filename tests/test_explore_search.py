@@ -219,13 +219,13 @@ def test_an_execution_that_makes_time_pass_early_says_so_to_the_checks() -> None
     cfg, model = gap.config(1), ModelConfig(True, 0.0, 0.0, False, 0, 0.0)
     tick = 6 << 8  # CXL_XO_TICK
     run = run_checked(cfg, model=model, explore=ExploreSpec((), True, True, False, False, ticks=True))
-    assert run.result.counters["x_early_ticks"] == 0
+    assert run.early_ticks == 0 and "x_early_ticks" not in run.result.counters
     pts, opts = run.xpoints, run.xopts
     k = next(i for i, p in enumerate(pts)
              if any(int(opts[j]["code"]) == tick for j in range(int(p["opt_lo"]), int(p["opt_lo"]) + int(p["nopts"]))))
     prefix = tuple(int(p["chosen"]) for p in pts[:k]) + (tick,)
     early = run_checked(cfg, model=model, explore=ExploreSpec(prefix, True, True, False, False, ticks=True))
-    assert early.result.counters["x_early_ticks"] == 1
+    assert early.early_ticks == 1
 
 
 def _inside_the_frontier_window(cfg: LogConfig) -> list[str]:

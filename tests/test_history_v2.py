@@ -346,3 +346,32 @@ def test_ack_with_no_later_commit_observation() -> None:
     assert rep.failed_ids() == ["ack-after-order"]
     ex = rep.result("ack-after-order").anomaly.examples[0]  # type: ignore[union-attr]
     assert ex["reason"] == "ack before the batch's order event"
+
+
+def test_the_hosts_clock_uncertainty_reaches_the_history_checks() -> None:
+    # a run whose subscribers' clock reads 1 s behind the others' (hosts aligned no better than
+    # that): their deliveries seem to come before the commits they read. Without the run's
+    # context the history check fails; with the hosts' 2 s uncertainty it may not order them.
+    from harness.checked import small_config
+    from harness.hosts.worker import shift_times
+    from harness.invariants import CheckContext, run_checks
+    from harness.log import LogHandle, format_region, region_size
+    from harness.region import Region
+
+    cfg = small_config(seed=1)
+    region = Region.emulated(region_size(cfg), hugepages=False)
+    try:
+        format_region(region, cfg)
+        h = LogHandle(region, cfg)
+        try:
+            h.run()
+            stats, recs = h.stats(), h.records()
+        finally:
+            h.close()
+    finally:
+        region.close()
+    assert not [c.id for c in run_checks(cfg, stats, recs) if not c.ok]
+    shift_times({k: v for k, v in recs.items() if k.startswith("deliver")}, {}, -10**9)
+    assert [c.id for c in run_checks(cfg, stats, recs) if not c.ok] == ["read-committed"]
+    aligned = CheckContext(clock_uncertainty_ns=2 * 10**9)
+    assert not [c.id for c in run_checks(cfg, stats, recs, context=aligned) if not c.ok]

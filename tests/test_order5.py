@@ -280,19 +280,20 @@ def test_a_gap_timed_out_on_a_live_client_is_explained_only_by_time_an_explorati
     # a marker with no planted gap, no crash and no shared rings: a defect on a real run; in
     # an exploration that made time pass while the client's batch was on its way (a
     # deviation: the others were slow past the timeout) it is what the timeout must do
-    from harness.invariants import _order5_checks
+    from harness.invariants import CheckContext, _order5_checks
 
     cfg = LogConfig(**SPREAD4)
     s = {"o5_markers": 1, "o5_fences": 0, "o5_late": 1, "o5_fenced_rejects": 0, "o5_hold_max": 1,
          "o5_hold_full": 0, "o5_line_mismatch": 0, "sub_client_order_errors": [0] * 4, "sub_markers": [1] * 4}
 
-    def gaps(stats: dict[str, Any]) -> tuple[bool, str]:
-        return next((ok, detail) for cid, _, ok, detail, _ in _order5_checks(cfg, stats)
+    def gaps(stats: dict[str, Any], early_ticks: int = 0) -> tuple[bool, str]:
+        return next((ok, detail) for cid, _, ok, detail, _
+                    in _order5_checks(cfg, stats, CheckContext(early_ticks=early_ticks))
                     if cid == "order5-gaps-explained")
 
     ok, detail = gaps(s)
     assert not ok and detail.startswith("no gap planted")
-    ok, detail = gaps({**s, "x_early_ticks": 1})
+    ok, detail = gaps(s, early_ticks=1)
     assert ok and detail.startswith("time made to pass"), detail
     ok, _ = gaps({**s, "o5_markers": 0, "o5_late": 0})
     assert ok

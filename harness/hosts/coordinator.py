@@ -35,6 +35,7 @@ from harness.errors import HarnessError
 from harness.hosts.config import HostsFile, HostSpec
 from harness.hosts.worker import channels_path, shift_times, unpack
 from harness.log import Latency, LogConfig, LogResult, merge_records, merge_stats, region_size
+from harness.invariants import CheckContext
 from harness.runlog import build_result
 from harness.region import RegionInfo
 
@@ -341,8 +342,7 @@ class Coordinator:
         # aligned clocks are known only to within each host's half round trip: two events of
         # two such hosts are ordered only when further apart than both uncertainties together
         u = sorted((f.clock_uncertainty_ns for f in self.figures.values() if f.clock_aligned), reverse=True)
-        if u:
-            stats["clock_uncertainty_ns"] = int(sum(u[:2]))
+        context = CheckContext(clock_uncertainty_ns=int(sum(u[:2])))
         stats["placement"] = {**stats.get("placement", {}), "scheduling": "hosts",
                               "hosts": {n: f.roles for n, f in self.figures.items()}}
         if self.failures:
@@ -353,7 +353,8 @@ class Coordinator:
                 self.figures[h.name].latency_ns = host_commit_latency(recs, h.publishers)
         rc = max((int(m["rc"]) for m in done.values()), default=1)
         fmt = self.figures[self.hosts.format_host.name].region
-        result = build_result(self.cfg, stats, recs, RegionInfo(**fmt), rc, True, processes=len(done))
+        result = build_result(self.cfg, stats, recs, RegionInfo(**fmt), rc, True, processes=len(done),
+                              context=context)
         self._attribute(result)
         if recs is not None and any(f.clock_aligned for f in self.figures.values()):
             # the core's histogram subtracts a publisher's clock from the sequencer's: on
