@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.checked import fault_names, run_checked, small_config
-from harness.faults import detections
+from harness.checked import fault_names, run_checked
+from harness.faults import detections, fault_config
 
 
 @dataclass
@@ -39,13 +39,13 @@ def fault_counterexample(name: str, seeds: tuple[int, ...] = (1, 2, 3)) -> Fault
 
     t0 = time.perf_counter()
     for seed in seeds:
-        by, _ = detections(run_checked(small_config(seed=seed), fault=name))
+        by, _ = detections(run_checked(fault_config(name, seed), fault=name))
         if by:
             break
     else:
         return FaultCounterexample(name, False, seconds=time.perf_counter() - t0)
     # the most specific detection: a trace rule when one fired, else the first check
-    cx = shrink(small_config(seed=seed), by[0], fault=name)
+    cx = shrink(fault_config(name, seed), by[0], fault=name)
     return FaultCounterexample(name, True, seed, by[0], cx.length, cx.original_steps, cx.after,
                                cx.runs, time.perf_counter() - t0, list(cx.story))
 

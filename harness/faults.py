@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.checked import CheckedRun, ModelConfig, fault_doc, fault_names, run_checked, small_config
+from harness.log import LogConfig
 
 # Faults of the subscriber side or of Order 2's sequencer need subscribers/Order 2; all use the
 # default small configuration. The quick subset covers each role and each kind of defect.
@@ -25,6 +26,12 @@ FAULT_CONFIGS: dict[str, dict[str, Any]] = {
     "seq5_gap_no_marker": {**ORDER5, "gap_client": 0, "gap_seq": 3, "gap_timeout_ms": 0.01},
     "seq5_marker_unflushed": {**ORDER5, "gap_client": 0, "gap_seq": 3, "gap_timeout_ms": 0.01},
 }
+
+
+def fault_config(name: str, seed: int) -> LogConfig:
+    """The configuration in which fault ``name`` is planted: the small one, at Order 5 for
+    Order 5's faults."""
+    return small_config(seed=seed, **FAULT_CONFIGS.get(name, {}))
 
 
 @dataclass
@@ -86,7 +93,7 @@ def run_fault(name: str, seeds: tuple[int, ...] = (1, 2, 3), model: ModelConfig 
     tried: list[int] = []
     for seed in seeds:
         tried.append(seed)
-        run = run_checked(small_config(seed=seed, **FAULT_CONFIGS.get(name, {})), fault=name, model=model)
+        run = run_checked(fault_config(name, seed), fault=name, model=model)
         fired, d = detections(run)
         effect = effect or _effect(run)
         for tag in fired:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 from harness.checked import run_checked, small_config
+from harness.counterexamples import fault_counterexample
 from harness.errors import ConfigError
 from harness.explore import role_agents, shrink
+from harness.faults import FAULT_CONFIGS
 from harness.mutate import MutantOutcome, counterexample, select, sites
 
 
@@ -37,6 +39,16 @@ def test_an_unsealed_drain_reduces_to_a_few_steps_with_the_sequencer_in_them() -
     assert any("broken: sequencer-broker-order" in line for line in cx.story)
     # every step is needed: dropping the sequencer's step loses the violation
     assert cx.runs > 1
+
+
+@pytest.mark.checker
+@pytest.mark.parametrize("fault", sorted(FAULT_CONFIGS))
+def test_a_fault_planted_in_its_own_configuration_gets_a_counterexample(fault: str) -> None:
+    # Order 5's faults live in Order 5 code: in the default (Order 2) configuration nothing of
+    # them runs, and the report once listed them as caught with no counterexample
+    cx = fault_counterexample(fault, seeds=(1,))
+    assert cx.caught and 1 <= cx.steps < cx.original_steps, cx
+    assert any("broken:" in line or "rule" in line for line in cx.story), cx.story
 
 
 def test_a_run_that_shows_nothing_is_refused() -> None:

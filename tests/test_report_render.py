@@ -568,6 +568,19 @@ def test_mutation_section_renders_the_computed_score() -> None:
     assert "rule:unflushed_before_publish" in text and "rule:push_after_seal" in text
 
 
+def test_a_caught_fault_whose_run_did_not_show_it_again_is_listed_not_dropped() -> None:
+    from harness.counterexamples import FaultCounterexample
+    from harness.report.mutation import mutation_section
+
+    lost = FaultCounterexample("seq5_gap_no_marker", caught=False).to_dict()
+    summary = {**fixture("pass"), "mutation": mutation_section(None, None, [lost])}
+    validate_summary(summary)
+    html = render_html(summary)
+    row = text_of(html, "cx-seq5-gap-no-marker")
+    assert row.startswith("seq5_gap_no_marker") and "NOT REPRODUCED" in row
+    assert 'id="cx-seq5-gap-no-marker" class="failing"' in html
+
+
 @pytest.mark.checker
 def test_a_patch_mutant_killed_by_the_search_shows_its_story() -> None:
     from harness.checked import ctl_sites, ctl_weaken

@@ -52,9 +52,11 @@ def _patches(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cx(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # a fault the catalogue caught whose run did not show it again stays in the table, marked
     return [{"fault": r["fault"], "target": r["target"], "steps": int(r["steps"]),
              "original_steps": int(r["original_steps"]), "then": r["then"],
-             "story": [str(x) for x in r.get("story", [])]} for r in rows if r.get("caught", True)]
+             "reproduced": bool(r.get("caught", True)),
+             "story": [str(x) for x in r.get("story", [])]} for r in rows]
 
 
 def mutation_section(sites: dict[str, Any] | None = None, patches: dict[str, Any] | None = None,
