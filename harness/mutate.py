@@ -28,7 +28,7 @@ from typing import Any
 
 from harness.checked import CheckedRun, ModelConfig, agent_name, fault_names, run_checked, small_config
 from harness.errors import ConfigError, HarnessError
-from harness.faults import detections
+from harness.faults import detections, fault_config
 from harness.log import LogConfig
 from harness.native import check as cchk
 
@@ -321,7 +321,7 @@ def baseline(configs: Iterable[ModelRun] = MODEL_CONFIGS, seeds: tuple[int, ...]
     fault_only: dict[int, list[str]] = defaultdict(list)
     for name in fault_names():
         cchk.site_reset()
-        run_checked(small_config(seed=seeds[0]), fault=name, model=model)
+        run_checked(fault_config(name, seeds[0]), fault=name, model=model)
         for idx, (hits, _) in site_hits().items():
             if hits and idx not in reached:
                 fault_only[idx].append(name)

@@ -52,14 +52,15 @@ def child(so: str, seeds: int, faults: bool) -> None:
     mod = importlib.util.module_from_spec(spec)
     sys.modules["harness._core_checked"] = mod
     spec.loader.exec_module(mod)
-    from harness.checked import fault_names, run_checked, small_config
+    from harness.checked import fault_names, run_checked
+    from harness.faults import fault_config
     from harness.mutate import baseline
 
     base = baseline(seeds=tuple(range(1, seeds + 1)))  # also runs each catalogue fault once
     if faults:
         for name in fault_names():
             for s in range(1, seeds + 1):
-                run_checked(small_config(seed=s), fault=name)
+                run_checked(fault_config(name, s), fault=name)
     print(json.dumps({"runs": base.runs, "failures": base.failures}))
 
 
