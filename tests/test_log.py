@@ -244,3 +244,16 @@ def test_unknown_scheduling_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="scheduling"):
         LogConfig(scheduling="fibres")
+
+
+# Each branch of a message's first and last line (cxl_line_nt): a first line the payload does
+# not fill (1, 15, 16, 17, 47), fills (48), a last line of 1 byte, of whole and partial 16-byte
+# words (49, 63, 100, 1000), none (112). A subscriber re-hashes every payload byte and header.
+@pytest.mark.parametrize("msg_size", [1, 15, 16, 17, 47, 48, 49, 63, 100, 112, 1000])
+def test_streamed_messages_arrive_byte_for_byte(msg_size: int) -> None:
+    cfg = LogConfig(order=2, brokers=2, subscribers=1, msg_size=msg_size,
+                    batch_bytes=4 * msg_size, total_bytes=2 * 64 * 4 * msg_size, pbr_slots=16,
+                    goi_slots=64, nt_copy=True, watchdog_s=20.0)
+    r = run_log(cfg)
+    _assert_clean(r, cfg)
+    assert {c.id: c.ok for c in r.checks}["payload-checksums"]

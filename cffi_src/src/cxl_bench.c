@@ -188,9 +188,9 @@ int cxl_bench_write_together(void *dst, uint64_t per, const void *src, uint64_t 
     if (chunk == 0) return -EINVAL;
     uint64_t chunks = per / chunk;
     if (chunks > (1u << 22)) return -E2BIG; /* a stamp per chunk: 32 MiB of them at most */
+    if (stagger_ns > 1000000000ull) return -EINVAL; /* a planted skew of at most 1 s */
     uint64_t *stamps = (uint64_t *)calloc((size_t)(chunks + 1) * writers, sizeof *stamps);
     if (!stamps) return -ENOMEM;
-    if (stagger_ns > 1000000000ull) return -EINVAL; /* a planted skew of at most 1 s */
     _Atomic uint32_t arrived = 0;
     _Atomic int abandon = 0;
     wt_arg_t args[WT_MAX];

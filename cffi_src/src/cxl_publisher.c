@@ -95,19 +95,13 @@ static void copy_beating(cxl_log_t *L, publisher_t *P, unsigned char *dst, const
  * The header shares the first line with the payload's start; the last line is padded. */
 static void write_message_nt(cxl_log_t *L, publisher_t *P, unsigned char *dst,
                              const cxl_msg_hdr_t *h, const unsigned char *src, uint32_t msz) {
-    unsigned char line[CXL_LINE] __attribute__((aligned(64)));
+    uint64_t hw[2];
+    memcpy(hw, h, sizeof hw);
     uint32_t first = msz < CXL_LINE - CXL_MSG_HDR ? msz : CXL_LINE - CXL_MSG_HDR;
-    memcpy(line, h, CXL_MSG_HDR);
-    memcpy(line + CXL_MSG_HDR, src, first);
-    memset(line + CXL_MSG_HDR + first, 0, CXL_LINE - CXL_MSG_HDR - first);
-    cxl_copy_in_nt(dst, line, CXL_LINE);
+    cxl_line_nt(dst, 1, hw[0], hw[1], src, first);
     uint32_t rest = msz - first, whole = rest / CXL_LINE * CXL_LINE, tail = rest - whole;
     if (whole) copy_beating(L, P, dst + CXL_LINE, src + first, whole, 1);
-    if (tail) {
-        memcpy(line, src + first + whole, tail);
-        memset(line + tail, 0, CXL_LINE - tail);
-        cxl_copy_in_nt(dst + CXL_LINE + whole, line, CXL_LINE);
-    }
+    if (tail) cxl_line_nt(dst + CXL_LINE + whole, 0, 0, 0, src + first + whole, tail);
 }
 
 /* Crash injection: the publisher dies here, with its slot claimed and half its payload

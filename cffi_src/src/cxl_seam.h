@@ -207,6 +207,47 @@ static inline void cxl_raw_copy_nt(void *dst, const void *src, size_t n) {
 #endif
 }
 
+/* One whole 64-byte line streamed: `lead` (0 or 1) 16-byte words given in registers, then
+ * k bytes of src (k <= 64 - 16 * lead), then zeros. The line is built in vector registers:
+ * staged in a stack buffer first, each 16-byte load of it waited on the narrower stores
+ * that had just filled it (no store forwarding across sizes), twice per message. */
+static inline void cxl_raw_line_nt(void *dst, unsigned lead, uint64_t w0, uint64_t w1,
+                                   const void *src, uint32_t k) {
+#ifdef CXL_X86
+    if (((uintptr_t)dst & 15u) == 0) {
+        unsigned char *d = (unsigned char *)dst;
+        const unsigned char *s = (const unsigned char *)src;
+        if (lead) /* two register moves and an unpack; _mm_set_epi64x went through the stack */
+            _mm_stream_si128((__m128i *)(void *)d,
+                             _mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)w0),
+                                                _mm_cvtsi64_si128((long long)w1)));
+        for (unsigned v = lead; v < 4; v++) {
+            uint32_t take = k < 16 ? k : 16;
+            __m128i x = _mm_setzero_si128();
+            if (take == 16) {
+                x = _mm_loadu_si128((const __m128i *)(const void *)s);
+            } else if (take) {
+                unsigned char t[16] = {0};
+                memcpy(t, s, take);
+                x = _mm_loadu_si128((const __m128i *)(const void *)t);
+            }
+            _mm_stream_si128((__m128i *)(void *)(d + 16 * v), x);
+            s += take;
+            k -= take;
+        }
+        return;
+    }
+#endif
+    unsigned char line[CXL_LINE] __attribute__((aligned(64)));
+    memset(line, 0, sizeof line);
+    if (lead) {
+        memcpy(line, &w0, 8);
+        memcpy(line + 8, &w1, 8);
+    }
+    memcpy(line + 16 * lead, src, k);
+    cxl_raw_copy_nt(dst, line, CXL_LINE);
+}
+
 #ifndef CXL_CHECKED
 /* ------------------------------------------------------------------ normal build */
 
@@ -268,6 +309,19 @@ static inline void cxl_copy_in_nt(void *dst, const void *src, size_t n) {
         return;
     }
     cxl_raw_copy_nt(dst, src, n);
+}
+/* One padded line streamed (cxl_raw_line_nt): a message's first line (its header in the
+ * lead word) or its last. */
+static inline void cxl_line_nt(void *dst, unsigned lead, uint64_t w0, uint64_t w1, const void *src,
+                               uint32_t k) {
+    if (CXL_DM_ON()) {
+        uint64_t t0 = cxl_dm_copy_begin(dst, CXL_LINE);
+        cxl_raw_line_nt(dst, lead, w0, w1, src, k);
+        cxl_dm_copy_end(dst, CXL_LINE, t0);
+        cxl_dm_nt_issued(dst, CXL_LINE);
+        return;
+    }
+    cxl_raw_line_nt(dst, lead, w0, w1, src, k);
 }
 static inline void cxl_copy_out(void *dst, const void *src, size_t n) {
     memcpy(dst, src, n);
@@ -352,6 +406,21 @@ void cxl_chk_take_lines(const void *p, size_t n, cxl_site_t *site);
 #define cxl_copy_in(d, s, n) cxl_chk_copy_in((d), (s), (n), 0, __FILE__, __LINE__)
 #define cxl_copy_in_nt(d, s, n) cxl_chk_copy_in((d), (s), (n), 1, __FILE__, __LINE__)
 #define cxl_copy_out(d, s, n) cxl_chk_copy_out((d), (s), (n), __FILE__, __LINE__)
+/* The model sees the line as one 64-byte non-temporal copy, from the caller's line. */
+static inline void cxl_chk_line_nt(void *dst, unsigned lead, uint64_t w0, uint64_t w1,
+                                   const void *src, uint32_t k, const char *file, int line) {
+    unsigned char buf[CXL_LINE];
+    memset(buf, 0, sizeof buf);
+    if (lead) {
+        memcpy(buf, &w0, 8);
+        memcpy(buf + 8, &w1, 8);
+    }
+    memcpy(buf + 16 * lead, src, k);
+    cxl_chk_copy_in(dst, buf, CXL_LINE, 1, file, line);
+}
+#define cxl_line_nt(d, lead, w0, w1, s, k) \
+    cxl_chk_line_nt((d), (lead), (w0), (w1), (s), (k), __FILE__, __LINE__)
+
 #define cxl_read_view(p, n, scratch) \
     (cxl_chk_copy_out((scratch), (p), (n), __FILE__, __LINE__), (const void *)(scratch))
 #define cxl_flush(p) cxl_chk_flush((p), CXL_SITE(CXL_SITE_FLUSH))
