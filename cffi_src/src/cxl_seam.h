@@ -207,6 +207,20 @@ static inline void cxl_raw_copy_nt(void *dst, const void *src, size_t n) {
 #endif
 }
 
+/* The line cxl_raw_line_nt streams, built in memory (where it cannot be built in registers,
+ * and for the checked build's model). */
+static inline void cxl_stage_line(unsigned char *line, unsigned lead, uint64_t w0, uint64_t w1,
+                                  const void *src, uint32_t k) {
+    memset(line, 0, CXL_LINE);
+    lead = lead ? 1u : 0u;
+    if (k > CXL_LINE - 16u * lead) k = CXL_LINE - 16u * lead; /* never past the line */
+    if (lead) {
+        memcpy(line, &w0, 8);
+        memcpy(line + 8, &w1, 8);
+    }
+    memcpy(line + 16 * lead, src, k);
+}
+
 /* One whole 64-byte line streamed: `lead` (0 or 1) 16-byte words given in registers, then
  * k bytes of src (k <= 64 - 16 * lead), then zeros. The line is built in vector registers:
  * staged in a stack buffer first, each 16-byte load of it waited on the narrower stores
@@ -239,12 +253,7 @@ static inline void cxl_raw_line_nt(void *dst, unsigned lead, uint64_t w0, uint64
     }
 #endif
     unsigned char line[CXL_LINE] __attribute__((aligned(64)));
-    memset(line, 0, sizeof line);
-    if (lead) {
-        memcpy(line, &w0, 8);
-        memcpy(line + 8, &w1, 8);
-    }
-    memcpy(line + 16 * lead, src, k);
+    cxl_stage_line(line, lead, w0, w1, src, k);
     cxl_raw_copy_nt(dst, line, CXL_LINE);
 }
 
@@ -410,12 +419,7 @@ void cxl_chk_take_lines(const void *p, size_t n, cxl_site_t *site);
 static inline void cxl_chk_line_nt(void *dst, unsigned lead, uint64_t w0, uint64_t w1,
                                    const void *src, uint32_t k, const char *file, int line) {
     unsigned char buf[CXL_LINE];
-    memset(buf, 0, sizeof buf);
-    if (lead) {
-        memcpy(buf, &w0, 8);
-        memcpy(buf + 8, &w1, 8);
-    }
-    memcpy(buf + 16 * lead, src, k);
+    cxl_stage_line(buf, lead, w0, w1, src, k);
     cxl_chk_copy_in(dst, buf, CXL_LINE, 1, file, line);
 }
 #define cxl_line_nt(d, lead, w0, w1, s, k) \
