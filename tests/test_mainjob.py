@@ -264,6 +264,9 @@ def test_impossible_target_fails_the_run_and_the_report_says_why(
     assert not summary["verdict"]["ok"] and target["name"] in summary["verdict"]["failed"]
     assert summary["profile"]["name"] == "ci-impossible"
     assert "\nFAIL: " in printed and f"failed: {target['name']}" in printed
+    # the line says why: the verdict, the figure against its bound, where the bound comes from
+    line = next(ln for ln in printed.splitlines() if f"failed: {target['name']}" in ln)
+    assert "MISSED" in line and ">= 100" in line and "ci-impossible" in line, line
     page = html.unescape((run_dir / "index.html").read_text(encoding="utf-8"))
     assert 'data-verdict="fail"' in page
     assert f"{target['name']}</a> <span class=\"muted\">— MISSED: median " in page  # named in the verdict

@@ -298,7 +298,9 @@ def run_main_job(options: MainJobOptions, stream: TextIO | None = None) -> MainJ
     print(f"latest: {latest} -> {run_dir.name}", file=out)
     word = "PASS" if verdict["ok"] else "FAIL"
     print(f"{word}: {verdict['summary']}", file=out)
+    why = {t.id: f": {t.verdict.value} {t.reason} (from {t.source}; see docs/verdicts.md)"
+           for t in target_list}
     for name in verdict["failed"][:20]:
-        print(f"  failed: {name}", file=out)
+        print(f"  failed: {name}{why.get(name, '')}", file=out)
     return MainJobResult(ok=bool(verdict["ok"]), run_dir=run_dir, report=report, latest=latest,
                          summary=written, runs=runs, representative=chosen, failed=list(verdict["failed"]))
