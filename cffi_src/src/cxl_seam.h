@@ -320,14 +320,14 @@ static inline void cxl_copy_in_nt(void *dst, const void *src, size_t n) {
     cxl_raw_copy_nt(dst, src, n);
 }
 /* One padded line streamed (cxl_raw_line_nt): a message's first line (its header in the
- * lead word) or its last. */
+ * lead word) or its last. Under a device model it is one timed non-temporal copy of the
+ * staged line, as everywhere else. */
 static inline void cxl_line_nt(void *dst, unsigned lead, uint64_t w0, uint64_t w1, const void *src,
                                uint32_t k) {
     if (CXL_DM_ON()) {
-        uint64_t t0 = cxl_dm_copy_begin(dst, CXL_LINE);
-        cxl_raw_line_nt(dst, lead, w0, w1, src, k);
-        cxl_dm_copy_end(dst, CXL_LINE, t0);
-        cxl_dm_nt_issued(dst, CXL_LINE);
+        unsigned char line[CXL_LINE] __attribute__((aligned(64)));
+        cxl_stage_line(line, lead, w0, w1, src, k);
+        cxl_copy_in_nt(dst, line, CXL_LINE);
         return;
     }
     cxl_raw_line_nt(dst, lead, w0, w1, src, k);
